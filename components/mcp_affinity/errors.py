@@ -1,0 +1,76 @@
+"""Errors raised by mcp-affinity, and how a pydantic error becomes a message a person can act on."""
+
+from __future__ import annotations
+
+import types
+import typing
+from typing import Any, Union
+
+import pulumi
+from pydantic import BaseModel, ValidationError
+
+
+class ConfigError(pulumi.RunError):
+    """A stack's configuration is invalid; raised before any resource is registered.
+
+    It subclasses :class:`pulumi.RunError` so that ``pulumi up`` prints the message alone, with
+    no stack trace. ``problems`` holds one ``(key, message)`` pair per fault, where ``key`` is the
+    full config path, e.g. ``mcp-affinity:services.tools.affinityMode``.
+    """
+
+    def __init__(self, stack: str, problems: list[tuple[str, str]]):
+        self.stack = stack
+        self.problems = problems
+        lines = [f"invalid configuration for stack '{stack}':"]
+        lines += [f"  {key}: {message}" for key, message in problems]
+        super().__init__("\n".join(lines))
+
+
+def describe_validation_error(error: ValidationError, model: type[BaseModel], prefix: str) -> list[tuple[str, str]]:
+    """Turn a pydantic error on ``model`` into ``(key, message)`` pairs named by config path.
+
+    An unknown key is reported with the keys that are allowed at that place.
+    """
+    problems = []
+    for item in error.errors():
+        loc = [str(part) for part in item["loc"]]
+        key = prefix + ".".join(loc) if prefix.endswith(":") else ".".join([prefix, *loc])
+        if item["type"] == "extra_forbidden":
+            allowed = _allowed_keys(model, loc[:-1])
+            message = "unknown key; allowed keys here: " + ", ".join(allowed)
+        else:
+            message = item["msg"]
+            if item["type"] not in ("missing",) and "input" in item and not isinstance(item["input"], (dict, list)):
+                message += f" (got {item['input']!r})"
+        problems.append((key, message))
+    return problems
+
+
+def _allowed_keys(model: Any, path: list[str]) -> list[str]:
+    """The config keys (aliases) a model accepts at ``path``, walking through maps and models."""
+    current: Any = model
+    for part in path:
+        current = _unwrap(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = next((f for n, f in current.model_fields.items() if part in (n, f.alias)), None)
+            if field is None:
+                return []
+            current = field.annotation
+        elif typing.get_origin(current) is dict:
+            current = typing.get_args(current)[1]
+        elif typing.get_origin(current) is list:
+            current = typing.get_args(current)[0]
+    current = _unwrap(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return sorted(f.alias or n for n, f in current.model_fields.items())
+    return []
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Strip Optional[...] / X | None so the walk reaches the model or container inside."""
+    while typing.get_origin(annotation) in (Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        annotation = args[0]
+    if typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    return annotation

@@ -1,0 +1,182 @@
+"""Run a Pulumi Python program under the mock runtime and record what it would register.
+
+The recording monitor sees each ``RegisterResource`` request exactly as the engine would: type,
+name, parent URN, custom or component, and the serialized property bag. The run is a preview
+(``dry_run``): outputs that only the provider computes stay unknown, as in ``pulumi preview``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import runpy
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import pulumi
+from google.protobuf import json_format
+from pulumi.runtime import mocks, settings
+from pulumi.runtime.config import set_all_config
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+from .project import PulumiProject
+
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+MASKED = "[secret]"
+COMPUTED = "(known after apply)"
+
+
+@dataclass
+class PlannedResource:
+    """One registered resource: ``inputs`` is the engine's property bag, secrets masked."""
+
+    urn: str
+    type: str
+    name: str
+    parent: Optional[str]
+    custom: bool
+    inputs: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"urn": self.urn, "type": self.type, "name": self.name, "parent": self.parent,
+                "custom": self.custom, "inputs": self.inputs}
+
+
+@dataclass
+class Plan:
+    """The result of a run: every resource in registration order, stack outputs and warnings."""
+
+    project: str
+    stack: str
+    resources: list[PlannedResource] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"project": self.project, "stack": self.stack,
+                "resources": [r.to_json() for r in self.resources], "outputs": self.outputs}
+
+    def by_type(self, type_: str) -> list[PlannedResource]:
+        return [r for r in self.resources if r.type == type_]
+
+
+class _RecordingMonitor(mocks.MockMonitor):
+    def __init__(self, mock: mocks.Mocks, plan: Plan):
+        super().__init__(mock)
+        self.plan = plan
+
+    def RegisterResource(self, request):
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            bag = json_format.MessageToDict(request.object, preserving_proto_field_name=True)
+            self.plan.resources.append(PlannedResource(
+                urn=response.urn, type=request.type, name=request.name,
+                parent=request.parent or None, custom=bool(request.custom), inputs=mask_secrets(bag),
+            ))
+        return response
+
+
+class _PreviewMocks(mocks.Mocks):
+    """Providers answer a preview of a create: inputs echoed, the id and computed outputs unknown."""
+
+    def new_resource(self, args: mocks.MockResourceArgs):
+        return "", dict(args.inputs)
+
+    def call(self, args: mocks.MockCallArgs):
+        return {}, None
+
+
+class _Warnings(logging.Handler):
+    def __init__(self, plan: Plan):
+        super().__init__(logging.WARNING)
+        self.plan = plan
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.plan.warnings.append(record.getMessage())
+
+
+def mask_secrets(value: Any) -> Any:
+    """Replace the value inside every secret envelope of a property bag with ``[secret]``."""
+    if isinstance(value, dict):
+        if value.get(SECRET_SIG) == "1b47061264138c4ac30d75fd1eb44270":
+            return {SECRET_SIG: value[SECRET_SIG], "value": MASKED}
+        return {k: mask_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_secrets(v) for v in value]
+    return value
+
+
+def run_plan(project: PulumiProject, stack: str, program: Optional[Path] = None) -> Plan:
+    """Run ``project``'s program (or ``program``, a directory or file) for ``stack`` under mocks.
+
+    Raises whatever the program raises (a :class:`mcp_affinity.ConfigError` for bad config),
+    and :class:`~mcp_affinity.plan.project.ProjectError` for a missing stack file.
+    """
+    config = project.stack_config(stack)
+    plan = Plan(project=project.name, stack=stack)
+    logger = logging.getLogger(f"mcp-affinity.plan.{stack}")
+    logger.propagate = False
+    logger.handlers = [_Warnings(plan)]
+    settings.ROOT.set(None)
+    mocks.set_mocks(_PreviewMocks(), project=project.name, stack=stack, preview=True,
+                    logger=logger, monitor=_RecordingMonitor(_PreviewMocks(), plan))
+    settings.SETTINGS.root_directory = str(project.root)
+    set_all_config(config.values, config.secret_keys)
+    target = program or project.main
+    with _program_context(target):
+        _sync_await(run_pulumi_func(lambda: runpy.run_path(str(target), run_name="__main__")))
+    plan.outputs = _resolve_outputs(settings.get_root_resource())
+    # Registration order depends on the event loop; URN order is stable from run to run.
+    plan.resources.sort(key=lambda r: r.urn)
+    return plan
+
+
+@contextmanager
+def _program_context(target: Path) -> Iterator[None]:
+    """Run as the language host does: working directory and import path at the program's folder."""
+    folder = target if target.is_dir() else target.parent
+    saved_cwd, saved_path, saved_modules = os.getcwd(), list(sys.path), set(sys.modules)
+    os.chdir(folder)
+    sys.path.insert(0, str(folder))
+    try:
+        yield
+    finally:
+        os.chdir(saved_cwd)
+        sys.path[:] = saved_path
+        for module in set(sys.modules) - saved_modules:
+            origin = getattr(sys.modules[module], "__file__", None) or ""
+            if origin.startswith(str(folder)):
+                del sys.modules[module]
+
+
+def _resolve_outputs(stack: Any) -> dict[str, Any]:
+    outputs = getattr(stack, "outputs", {}) or {}
+    return {key: _resolve(value) for key, value in sorted(outputs.items())}
+
+
+def _resolve(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _resolve(v) for k, v in sorted(value.items())}
+    if isinstance(value, (list, tuple)):
+        return [_resolve(v) for v in value]
+    output = pulumi.Output.from_input(value)
+    if _sync_await(output.is_secret()):
+        return MASKED
+    if not _sync_await(output.is_known()):
+        return COMPUTED
+    return _plain(_sync_await(output.future()))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in sorted(value.items())}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None:
+        return COMPUTED
+    return value
