@@ -9,6 +9,7 @@ from typing import Optional
 import pulumi
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..errors import ConfigError
 from . import render
@@ -33,15 +34,15 @@ def plan(
         project = find_project(program or Path.cwd())
         result = run_plan(project, stack)
     except (ConfigError, ProjectError) as error:
-        errors.print(f"[red]error:[/] {error}", markup=True, highlight=False)
+        errors.print(f"[red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except pulumi.RunError as error:
-        errors.print(f"[red]error:[/] stack '{stack}': {error}", highlight=False)
+        errors.print(f"[red]error:[/] stack '{stack}': {escape(str(error))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     if not quiet:
         console.print(render.tree(result))
     for line in render.summary(result):
-        console.print(line, highlight=False, markup=False)
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
     if json_file is not None:
         json_file.write_text(json.dumps(result.to_json(), indent=2, sort_keys=True) + "\n")
         console.print(f"plan written to {json_file}", highlight=False)

@@ -14,7 +14,7 @@ import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import pulumi
 from google.protobuf import json_format
@@ -41,6 +41,8 @@ class PlannedResource:
     parent: Optional[str]
     custom: bool
     inputs: dict[str, Any]
+    protect: bool = False
+    ignore_changes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {"urn": self.urn, "type": self.type, "name": self.name, "parent": self.parent,
@@ -64,6 +66,13 @@ class Plan:
     def by_type(self, type_: str) -> list[PlannedResource]:
         return [r for r in self.resources if r.type == type_]
 
+    def get(self, type_: str, name: str) -> PlannedResource:
+        """The one resource of ``type_`` named ``name``; KeyError if there is none."""
+        for resource in self.resources:
+            if resource.type == type_ and resource.name == name:
+                return resource
+        raise KeyError(f"no {type_} named {name}")
+
 
 class _RecordingMonitor(mocks.MockMonitor):
     def __init__(self, mock: mocks.Mocks, plan: Plan):
@@ -77,6 +86,7 @@ class _RecordingMonitor(mocks.MockMonitor):
             self.plan.resources.append(PlannedResource(
                 urn=response.urn, type=request.type, name=request.name,
                 parent=request.parent or None, custom=bool(request.custom), inputs=mask_secrets(bag),
+                protect=bool(request.protect), ignore_changes=list(request.ignoreChanges),
             ))
         return response
 
@@ -118,18 +128,42 @@ def run_plan(project: PulumiProject, stack: str, program: Optional[Path] = None)
     and :class:`~mcp_affinity.plan.project.ProjectError` for a missing stack file.
     """
     config = project.stack_config(stack)
-    plan = Plan(project=project.name, stack=stack)
-    logger = logging.getLogger(f"mcp-affinity.plan.{stack}")
-    logger.propagate = False
-    logger.handlers = [_Warnings(plan)]
-    settings.ROOT.set(None)
-    mocks.set_mocks(_PreviewMocks(), project=project.name, stack=stack, preview=True,
-                    logger=logger, monitor=_RecordingMonitor(_PreviewMocks(), plan))
-    settings.SETTINGS.root_directory = str(project.root)
-    set_all_config(config.values, config.secret_keys)
     target = program or project.main
     with _program_context(target):
-        _sync_await(run_pulumi_func(lambda: runpy.run_path(str(target), run_name="__main__")))
+        return run_function(
+            lambda: runpy.run_path(str(target), run_name="__main__"),
+            project=project.name, stack=stack, config=config.values, secret_keys=config.secret_keys,
+            root_directory=str(project.root),
+        )
+
+
+def run_function(
+    program: Callable[[], Any],
+    *,
+    project: str = "project",
+    stack: str = "stack",
+    mock: Optional[mocks.Mocks] = None,
+    preview: bool = True,
+    config: Optional[dict[str, str]] = None,
+    secret_keys: Optional[list[str]] = None,
+    root_directory: Optional[str] = None,
+) -> Plan:
+    """Run ``program`` (a function that creates resources) under mocks and record the plan.
+
+    ``mock`` answers each resource registration (default: a preview of a create, with computed
+    outputs unknown). Tests pass their own to give computed outputs values.
+    """
+    plan = Plan(project=project, stack=stack)
+    logger = logging.getLogger(f"mcp-affinity.plan.{id(plan)}")
+    logger.propagate = False
+    logger.handlers = [_Warnings(plan)]
+    mock = mock or _PreviewMocks()
+    settings.ROOT.set(None)
+    mocks.set_mocks(mock, project=project, stack=stack, preview=preview, logger=logger,
+                    monitor=_RecordingMonitor(mock, plan))
+    settings.SETTINGS.root_directory = root_directory
+    set_all_config(config or {}, secret_keys or [])
+    _sync_await(run_pulumi_func(program))
     plan.outputs = _resolve_outputs(settings.get_root_resource())
     # Registration order depends on the event loop; URN order is stable from run to run.
     plan.resources.sort(key=lambda r: r.urn)

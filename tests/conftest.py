@@ -1,0 +1,69 @@
+"""Shared test fixtures: mocks that give computed outputs values, and plan helpers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import pulumi
+import pytest
+from pulumi.runtime import mocks, settings
+
+from mcp_affinity.plan import find_project, run_plan
+from mcp_affinity.plan.runner import Plan, run_function
+
+ROOT = Path(__file__).resolve().parents[1]
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+
+AUTH = "mock-auth-string-3f9a"
+CA = "-----BEGIN CERTIFICATE-----\nMOCK\n-----END CERTIFICATE-----"
+
+# Computed outputs the providers would return, by resource type.
+COMPUTED = {
+    "gcp:redis/instance:Instance": {"host": "10.20.0.3", "port": 6378, "authString": AUTH,
+                                    "serverCaCerts": [{"cert": CA}]},
+    "gcp:cloudrunv2/service:Service": {"uri": "https://svc-abc-ew.a.run.app"},
+    "gcp:serviceaccount/account:Account": {"email": "sa@p.iam.gserviceaccount.com",
+                                           "member": "serviceAccount:sa@p.iam.gserviceaccount.com"},
+    "gcp:secretmanager/secretVersion:SecretVersion": {"version": "1"},
+    "gcp:compute/globalAddress:GlobalAddress": {"address": "203.0.113.10"},
+}
+
+
+class GcpMocks(mocks.Mocks):
+    """Echo inputs, give each resource an id, and fill the computed outputs above."""
+
+    def new_resource(self, args: mocks.MockResourceArgs):
+        state = {**args.inputs, **COMPUTED.get(args.typ, {})}
+        if args.typ == "gcp:secretmanager/secret:Secret":
+            state["id"] = f"projects/p/secrets/{args.inputs.get('secretId')}"
+        return f"{args.name}-id", state
+
+    def call(self, args: mocks.MockCallArgs):
+        return {}, None
+
+
+@pytest.fixture
+def record() -> Callable[[Callable[[], object]], Plan]:
+    """Run a function that creates resources under GcpMocks; return the recorded plan."""
+
+    def _record(program: Callable[[], object]) -> Plan:
+        return run_function(program, project="test", stack="test", mock=GcpMocks(), preview=False)
+
+    return _record
+
+
+@pytest.fixture
+def gcp_mocks() -> None:
+    """Install GcpMocks for a test decorated with @pulumi.runtime.test."""
+    settings.ROOT.set(None)
+    pulumi.runtime.set_mocks(GcpMocks(), project="test", stack="test", preview=False)
+
+
+def plan_stack(stack: str) -> Plan:
+    """The plan of this repository's program for ``stack``, as ``mcp-affinity plan`` makes it."""
+    return run_plan(find_project(ROOT), stack)
+
+
+def is_secret(value: object) -> bool:
+    return isinstance(value, dict) and SECRET_SIG in value
