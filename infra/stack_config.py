@@ -8,17 +8,19 @@ written once, in the component.
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from mcp_affinity._args import (
     Concurrency, HeaderName, Instances, Memory, Mode, Port, Prefix, Region, TimeoutSeconds, UrlPath,
 )
+from mcp_affinity.mesh import check_mesh_kind
 from mcp_affinity.session_store import Day, SnapshotPeriod
 
 NAMESPACE = "mcp-affinity"
+MeshKind = Annotated[str, AfterValidator(check_mesh_kind)]
 
 
 class Model(BaseModel):
@@ -84,6 +86,53 @@ class ServiceConfig(Model):
         return self.model_dump(exclude_none=True, exclude={"regions", "hosts", "path_prefixes"})
 
 
+class NodePoolConfig(Model):
+    machine_type: Optional[str] = None
+    min_nodes: Optional[int] = None
+    max_nodes: Optional[int] = None
+    spot: Optional[bool] = None
+
+
+class MeshConfig(Model):
+    """The mesh. ``kind``: istio | cloud-service-mesh (linkerd and gke-gateway are refused)."""
+
+    kind: Optional[MeshKind] = None
+    data_plane: Optional[Literal["sidecar", "ambient"]] = None
+    waypoint: Optional[bool] = None
+    version: Optional[str] = None
+
+
+class GkeConfig(Model):
+    """The GKE platform: one regional cluster, its mesh, and whether the global LB fronts it."""
+
+    region: Region
+    zones: list[str] = Field(min_length=1)
+    master_cidr: Optional[str] = None
+    release_channel: Optional[Literal["RAPID", "REGULAR", "STABLE"]] = None
+    node_pool: NodePoolConfig = NodePoolConfig()
+    mesh: MeshConfig = MeshConfig()
+    behind_load_balancer: bool = True
+
+
+class MeshServiceConfig(Model):
+    """One MCP server on GKE. Left-out fields take McpMeshServiceArgs' defaults."""
+
+    image: str
+    hosts: list[str] = Field(min_length=1)
+    session_header: Optional[HeaderName] = None
+    port: Optional[Port] = None
+    cpu: Optional[str] = None
+    memory: Optional[Memory] = None
+    min_replicas: Optional[int] = None
+    max_replicas: Optional[int] = None
+    drain_seconds: Optional[int] = None
+    health_path: Optional[UrlPath] = None
+    env: Optional[dict[str, str]] = None
+
+    def component_fields(self) -> dict:
+        return self.model_dump(exclude_none=True)
+
+
 class LoadBalancerConfig(Model):
     certificates: dict[str, list[str]]
     default_route: Optional[str] = None
@@ -97,7 +146,10 @@ class StackConfig(Model):
     regions: dict[Region, RegionConfig] = Field(min_length=1)
     network: NetworkConfig = NetworkConfig()
     session_store: SessionStoreConfig = SessionStoreConfig()
-    services: dict[str, ServiceConfig] = Field(min_length=1)
+    platforms: list[Literal["cloud-run", "gke"]] = Field(default=["cloud-run"], min_length=1)
+    services: dict[str, ServiceConfig] = Field(default_factory=dict)
+    gke: Optional[GkeConfig] = None
+    mesh_services: dict[str, MeshServiceConfig] = Field(default_factory=dict)
     load_balancer: LoadBalancerConfig
     deletion_protection: bool = False
 
@@ -107,6 +159,7 @@ class StackConfig(Model):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "StackConfig":
+        self._check_platforms()
         for name, service in self.services.items():
             extra = set(service.regions or []) - set(self.regions)
             if extra:
@@ -116,6 +169,25 @@ class StackConfig(Model):
             raise ValueError(f"sessionStore.region: {store_region!r} not in regions {sorted(self.regions)}")
         if self.environment == "prod" and not self.deletion_protection:
             raise ValueError("deletionProtection: must be true when environment is prod")
-        if self.load_balancer.default_route and self.load_balancer.default_route not in self.services:
+        if self.load_balancer.default_route and self.load_balancer.default_route not in self.routes():
             raise ValueError(f"loadBalancer.defaultRoute: {self.load_balancer.default_route!r} is not a service")
         return self
+
+    def _check_platforms(self) -> None:
+        cloud_run, gke = "cloud-run" in self.platforms, "gke" in self.platforms
+        if cloud_run != bool(self.services):
+            raise ValueError("services: needed exactly when platforms includes cloud-run")
+        if gke != (self.gke is not None) or gke != bool(self.mesh_services):
+            raise ValueError("gke and meshServices: needed exactly when platforms includes gke")
+        if self.gke is not None:
+            ranges = self.regions.get(self.gke.region)
+            if ranges is None:
+                raise ValueError(f"gke.region: {self.gke.region!r} not in regions {sorted(self.regions)}")
+            missing = {"pods", "services"} - set(ranges.secondary_ranges)
+            if missing and not self.network.existing_network:
+                raise ValueError(f"regions.{self.gke.region}.secondaryRanges: needs {sorted(missing)} for GKE")
+
+    def routes(self) -> list[str]:
+        """Load-balancer route keys: each Cloud Run service, and ``gke`` when the LB fronts GKE."""
+        fronted = self.gke is not None and self.gke.behind_load_balancer
+        return sorted(self.services) + (["gke"] if fronted else [])

@@ -14,9 +14,11 @@ import pulumi
 from pydantic import ValidationError
 
 from mcp_affinity import (
-    CloudRunMcpService, CloudRunMcpServiceArgs, ConfigError, ExistingNetworkArgs,
-    GlobalHttpsLoadBalancer, GlobalHttpsLoadBalancerArgs, Network, NetworkArgs, RouteArgs,
-    SessionStore, SessionStoreArgs, SessionStoreRef, SubnetArgs,
+    CloudRunMcpService, CloudRunMcpServiceArgs, ConfigError, ExistingNetworkArgs, GkeCluster,
+    GkeClusterArgs, GlobalHttpsLoadBalancer, GlobalHttpsLoadBalancerArgs, McpMeshService,
+    McpMeshServiceArgs, Mesh, MeshArgs, MeshGatewayBackend, MeshGatewayBackendArgs, MeshRef,
+    Network, NetworkArgs, NodePoolArgs, RouteArgs, SessionStore, SessionStoreArgs, SessionStoreRef,
+    SubnetArgs,
 )
 from mcp_affinity.errors import describe_validation_error
 from stack_config import NAMESPACE, StackConfig
@@ -25,36 +27,53 @@ PENDING = "<pending>"
 
 
 class _Sources:
-    """Where component args take other components' outputs from."""
+    """Where component args take other components' outputs from; placeholders until they exist."""
 
-    def __init__(self, network_id: Any, subnet_ids: Any, connection: Optional[pulumi.Resource],
-                 store: SessionStoreRef, backend_ids: Any):
-        self.network_id, self.subnet_ids, self.connection = network_id, subnet_ids, connection
-        self.store, self.backend_ids = store, backend_ids
-
-
-def _pending() -> _Sources:
-    store = SessionStoreRef(secret_id=PENDING, secret_version=PENDING, ca_certificate=PENDING)
-    return _Sources(PENDING, defaultdict(lambda: PENDING), None, store, defaultdict(lambda: PENDING))
+    def __init__(self) -> None:
+        self.network_id: Any = PENDING
+        self.subnet_ids: Any = defaultdict(lambda: PENDING)
+        self.connection: Optional[pulumi.Resource] = None
+        self.store = SessionStoreRef(secret_id=PENDING, secret_version=PENDING, ca_certificate=PENDING)
+        self.store_url: Any = PENDING
+        self.backend_ids: Any = defaultdict(lambda: PENDING)
+        self.cluster_id: Any = PENDING
+        self.provider: Any = None
+        self.mesh = MeshRef(gateway=PENDING, data_plane="sidecar")
 
 
 def build(config: StackConfig) -> dict[str, Any]:
     """Create every component of the stack; return the stack outputs."""
     args = _Args(config)
-    args.check_all(_pending())
+    args.check_all(_Sources())
+    src = _Sources()
     network = Network("network", args.network())
-    src = _Sources(network.network_id, network.subnet_ids, network.private_services_connection, None, {})  # type: ignore[arg-type]
+    src.network_id, src.subnet_ids = network.network_id, network.subnet_ids
+    src.connection = network.private_services_connection
     store = SessionStore("session-store", args.store(src))
-    src.store = store.ref()
+    src.store, src.store_url = store.ref(), store.connection_url
+    outputs: dict[str, Any] = {"sessionStoreHost": store.host, "sessionStoreSecret": store.secret_id}
     services = {name: CloudRunMcpService(name, args.service(name, src)) for name in sorted(config.services)}
     src.backend_ids = {name: svc.backend_service_id for name, svc in services.items()}
+    if services:
+        outputs["serviceUrls"] = {name: svc.service_urls for name, svc in services.items()}
+    if config.gke is not None:
+        outputs.update(_build_gke(args, src))
     lb = GlobalHttpsLoadBalancer("load-balancer", args.load_balancer(src))
-    return {
-        "loadBalancerIp": lb.ip_address,
-        "serviceUrls": {name: svc.service_urls for name, svc in services.items()},
-        "sessionStoreHost": store.host,
-        "sessionStoreSecret": store.secret_id,
-    }
+    outputs["loadBalancerIp"] = lb.ip_address
+    return outputs
+
+
+def _build_gke(args: "_Args", src: _Sources) -> dict[str, Any]:
+    cluster = GkeCluster("gke", args.cluster(src))
+    src.cluster_id, src.provider = cluster.cluster_id, cluster.provider
+    mesh = Mesh("mesh", args.mesh(src))
+    src.mesh = mesh.ref()
+    mesh_services = {name: McpMeshService(name, args.mesh_service(name, src))
+                     for name in sorted(args.config.mesh_services)}
+    if args.config.gke.behind_load_balancer:
+        src.backend_ids["gke"] = MeshGatewayBackend("gke-gateway", args.gateway_backend(src)).backend_service_id
+    return {"gkeCluster": cluster.name, "meshGatewayIp": mesh.gateway_address,
+            "meshServiceHosts": {name: svc.service_host for name, svc in mesh_services.items()}}
 
 
 class _Args:
@@ -69,7 +88,49 @@ class _Args:
         self.store(src)
         for name in self.config.services:
             self.service(name, src)
+        if self.config.gke is not None:
+            self.cluster(src)
+            self.mesh(src)
+            for name in self.config.mesh_services:
+                self.mesh_service(name, src)
+            self.gateway_backend(src)
         self.load_balancer(src)
+
+    @property
+    def project(self) -> str:
+        return pulumi.Config("gcp").get("project") or ""
+
+    def cluster(self, src: _Sources) -> GkeClusterArgs:
+        c, gke = self.config, self.config.gke
+        return _checked("gke", lambda: GkeClusterArgs(
+            prefix=c.prefix, project=self.project, region=gke.region, zones=gke.zones,
+            network_id=src.network_id, subnet_id=src.subnet_ids[gke.region],
+            deletion_protection=c.protected, labels=self.labels,
+            node_pool=NodePoolArgs(**gke.node_pool.model_dump(exclude_none=True)),
+            **gke.model_dump(exclude_none=True, include={"master_cidr", "release_channel"}),
+        ))
+
+    def mesh(self, src: _Sources) -> MeshArgs:
+        c, gke = self.config, self.config.gke
+        return _checked("gke.mesh", lambda: MeshArgs(
+            prefix=c.prefix, project=self.project, region=gke.region, cluster_id=src.cluster_id,
+            provider=src.provider, gateway_neg=gke.behind_load_balancer, **gke.mesh.model_dump(exclude_none=True),
+        ))
+
+    def mesh_service(self, name: str, src: _Sources) -> McpMeshServiceArgs:
+        c = self.config
+        return _checked(f"meshServices.{name}", lambda: McpMeshServiceArgs(
+            prefix=c.prefix, project=self.project, provider=src.provider, mesh=src.mesh,
+            workload_pool=f"{self.project}.svc.id.goog", session_store=src.store, store_url=src.store_url,
+            **c.mesh_services[name].component_fields(),
+        ))
+
+    def gateway_backend(self, src: _Sources) -> MeshGatewayBackendArgs:
+        c = self.config
+        return _checked("gke", lambda: MeshGatewayBackendArgs(
+            prefix=c.prefix, project=self.project, network_id=src.network_id,
+            neg_name=f"{c.prefix}-gateway", zones=c.gke.zones,
+        ))
 
     def network(self) -> NetworkArgs:
         c, net = self.config, self.config.network
@@ -113,11 +174,17 @@ class _Args:
             certificates=c.load_balancer.certificates,
             default_route=c.load_balancer.default_route,
             labels=self.labels,
-            routes={
-                name: RouteArgs(backend_service=src.backend_ids[name], hosts=s.hosts, path_prefixes=s.path_prefixes)
-                for name, s in sorted(c.services.items())
-            },
+            routes=self.routes(src),
         ))
+
+    def routes(self, src: _Sources) -> dict[str, RouteArgs]:
+        c = self.config
+        routes = {name: RouteArgs(backend_service=src.backend_ids[name], hosts=s.hosts, path_prefixes=s.path_prefixes)
+                  for name, s in sorted(c.services.items())}
+        if "gke" in c.routes():
+            hosts = sorted({h for s in c.mesh_services.values() for h in s.hosts})
+            routes["gke"] = RouteArgs(backend_service=src.backend_ids["gke"], hosts=hosts)
+        return routes
 
 
 def _checked(key: str, make: Callable[[], Any], name_check: Optional[str] = None) -> Any:

@@ -7,6 +7,8 @@ Public API::
         SessionStore, SessionStoreArgs, SessionStoreRef, MaintenanceWindowArgs,
         CloudRunMcpService, CloudRunMcpServiceArgs, AffinityMode,
         GlobalHttpsLoadBalancer, GlobalHttpsLoadBalancerArgs, RouteArgs,
+        GkeCluster, GkeClusterArgs, NodePoolArgs, Mesh, MeshArgs,
+        McpMeshService, McpMeshServiceArgs, MeshGatewayBackend, MeshGatewayBackendArgs,
         ConfigError, load_stack_config,
     )
 """
@@ -15,6 +17,10 @@ from .affinity import DEFAULT_SESSION_HEADER, AffinityMode
 from .cloud_run_service import CloudRunMcpService, CloudRunMcpServiceArgs
 from .config import load_stack_config
 from .errors import ConfigError
+from .gateway_backend import MeshGatewayBackend, MeshGatewayBackendArgs
+from .gke_cluster import GkeCluster, GkeClusterArgs, NodePoolArgs
+from .mesh import Mesh, MeshArgs, MeshRef
+from .mesh_service import McpMeshService, McpMeshServiceArgs
 from .load_balancer import GlobalHttpsLoadBalancer, GlobalHttpsLoadBalancerArgs, RouteArgs
 from .network import ExistingNetworkArgs, Network, NetworkArgs, SubnetArgs
 from .session_store import MaintenanceWindowArgs, SessionStore, SessionStoreArgs, SessionStoreRef
@@ -26,11 +32,21 @@ __all__ = [
     "CloudRunMcpServiceArgs",
     "ConfigError",
     "ExistingNetworkArgs",
+    "GkeCluster",
+    "GkeClusterArgs",
     "GlobalHttpsLoadBalancer",
     "GlobalHttpsLoadBalancerArgs",
     "MaintenanceWindowArgs",
+    "McpMeshService",
+    "McpMeshServiceArgs",
+    "Mesh",
+    "MeshArgs",
+    "MeshGatewayBackend",
+    "MeshGatewayBackendArgs",
+    "MeshRef",
     "Network",
     "NetworkArgs",
+    "NodePoolArgs",
     "RouteArgs",
     "SessionStore",
     "SessionStoreArgs",
