@@ -60,8 +60,14 @@ def gcp_mocks() -> None:
     pulumi.runtime.set_mocks(GcpMocks(), project="test", stack="test", preview=False)
 
 
-def plan_stack(stack: str) -> Plan:
-    """The plan of this repository's program for ``stack``, as ``mcp-affinity plan`` makes it."""
+def plan_stack(stack: str, known: bool = False) -> Plan:
+    """The plan of this repository's program for ``stack``, as ``mcp-affinity plan`` makes it.
+
+    With ``known``, an update instead of a preview: GcpMocks give every computed output a value,
+    so whole manifests can be schema-checked.
+    """
+    if known:
+        return run_plan(find_project(ROOT), stack, mock=GcpMocks(), preview=False)
     return run_plan(find_project(ROOT), stack)
 
 

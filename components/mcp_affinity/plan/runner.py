@@ -43,6 +43,14 @@ class PlannedResource:
     inputs: dict[str, Any]
     protect: bool = False
     ignore_changes: list[str] = field(default_factory=list)
+    raw_inputs: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def manifest(self) -> dict[str, Any]:
+        """The inputs as the provider would send them on: secrets unwrapped, whole numbers as ints.
+
+        Only in memory (for schema checks); never written by the plan command.
+        """
+        return _unwrap(self.raw_inputs)
 
     def to_json(self) -> dict[str, Any]:
         return {"urn": self.urn, "type": self.type, "name": self.name, "parent": self.parent,
@@ -86,7 +94,7 @@ class _RecordingMonitor(mocks.MockMonitor):
             self.plan.resources.append(PlannedResource(
                 urn=response.urn, type=request.type, name=request.name,
                 parent=request.parent or None, custom=bool(request.custom), inputs=mask_secrets(bag),
-                protect=bool(request.protect), ignore_changes=list(request.ignoreChanges),
+                protect=bool(request.protect), ignore_changes=list(request.ignoreChanges), raw_inputs=bag,
             ))
         return response
 
@@ -121,8 +129,23 @@ def mask_secrets(value: Any) -> Any:
     return value
 
 
-def run_plan(project: PulumiProject, stack: str, program: Optional[Path] = None) -> Plan:
+def _unwrap(value: Any) -> Any:
+    if isinstance(value, dict):
+        if SECRET_SIG in value:
+            return _unwrap(value.get("value"))
+        return {k: _unwrap(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unwrap(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def run_plan(project: PulumiProject, stack: str, program: Optional[Path] = None,
+             mock: Optional[mocks.Mocks] = None, preview: bool = True) -> Plan:
     """Run ``project``'s program (or ``program``, a directory or file) for ``stack`` under mocks.
+
+    ``mock`` and ``preview`` as in :func:`run_function` (tests give computed outputs values).
 
     Raises whatever the program raises (a :class:`mcp_affinity.ConfigError` for bad config),
     and :class:`~mcp_affinity.plan.project.ProjectError` for a missing stack file.
@@ -133,7 +156,7 @@ def run_plan(project: PulumiProject, stack: str, program: Optional[Path] = None)
         return run_function(
             lambda: runpy.run_path(str(target), run_name="__main__"),
             project=project.name, stack=stack, config=config.values, secret_keys=config.secret_keys,
-            root_directory=str(project.root),
+            root_directory=str(project.root), mock=mock, preview=preview,
         )
 
 
