@@ -17,7 +17,7 @@ import html
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
 from .render import show
 from .runner import MASKED, SECRET_SIG
@@ -26,7 +26,6 @@ UNSET = "(unset)"
 # The plain side of a value that became, or stopped being, secret: it may be the secret itself.
 HIDDEN = "(not secret, hidden)"
 _MISSING = object()
-PathParts = tuple[Union[str, int], ...]
 
 
 @dataclass(frozen=True)
@@ -146,13 +145,11 @@ def to_markdown(diff: PlanDiff, title: Optional[str] = None) -> str:
 
 
 def _by_urn(plan: dict, which: str) -> dict[str, dict]:
-    if not isinstance(plan.get("resources"), list) or "project" not in plan or "stack" not in plan:
+    if not isinstance(plan.get("resources"), list):
         raise ValueError(f"{which} is not a plan: expected keys project, stack, resources, outputs")
-    resources: dict[str, dict] = {}
-    for resource in plan["resources"]:
-        if resource["urn"] in resources:
-            raise ValueError(f"{which} plan has URN {resource['urn']} twice")
-        resources[resource["urn"]] = resource
+    resources = {r["urn"]: r for r in plan["resources"]}
+    if len(resources) != len(plan["resources"]):
+        raise ValueError(f"{which} plan lists a URN twice")
     return resources
 
 
@@ -160,11 +157,11 @@ def _ref(resource: dict) -> ResourceRef:
     return ResourceRef(resource["urn"], resource["type"], resource["name"])
 
 
-def _leaves(bag: dict) -> dict[PathParts, Any]:
-    """Path -> leaf; empty containers and secret envelopes are leaves (never looked into)."""
-    leaves: dict[PathParts, Any] = {}
+def _leaves(bag: dict) -> dict[tuple, Any]:
+    """Path (keys and list indexes) -> leaf; empty containers and secret envelopes are leaves."""
+    leaves: dict[tuple, Any] = {}
 
-    def walk(value: Any, path: PathParts) -> None:
+    def walk(value: Any, path: tuple) -> None:
         if isinstance(value, dict) and value and SECRET_SIG not in value:
             for key, item in value.items():
                 walk(item, path + (key,))
@@ -179,7 +176,7 @@ def _leaves(bag: dict) -> dict[PathParts, Any]:
     return leaves
 
 
-def _path_key(path: PathParts) -> tuple:
+def _path_key(path: tuple) -> tuple:
     # Numbers before names, and 10 after 9: never compare an int with a str.
     return tuple((0, p, "") if isinstance(p, int) else (1, 0, p) for p in path)
 

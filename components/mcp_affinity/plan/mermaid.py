@@ -1,13 +1,13 @@
 """A plan's request path as a Mermaid ``flowchart LR``, collapsed for a reviewer.
 
 Cloud Run: load balancer -> backend service (its affinity) -> serverless NEGs (one node per
-backend) -> Cloud Run (one node per MCP service) -> session store. Mesh, when present: Istio
-gateway -> DestinationRule (its hash header) -> Deployment -> session store.
+backend) -> Cloud Run (one node per MCP service) -> session store. Mesh, when present: load
+balancer -> backend -> zonal NEGs -> Istio gateway -> DestinationRule (its hash header) ->
+Deployment -> session store. Input: the plan dict described in :mod:`mcp_affinity.plan.diff`.
 
-In a preview, the references that wire these together (NEG ids, URL-map services) are unknown, so
-the edges come from structure instead: resources under one parent component belong together, and
-every entry point reaches every backend, and every workload every store. Input shape: see
-:mod:`mcp_affinity.plan.diff`.
+In a preview most references between resources (NEG ids, URL-map services) are unknown, so edges
+come from structure: resources under one parent component belong together, every load balancer
+reaches every backend, and every workload uses every session store.
 """
 
 from __future__ import annotations
@@ -23,28 +23,25 @@ BACKEND = "gcp:compute/backendService:BackendService"
 NEG = "gcp:compute/regionNetworkEndpointGroup:RegionNetworkEndpointGroup"
 CLOUD_RUN = "gcp:cloudrunv2/service:Service"
 REDIS = "gcp:redis/instance:Instance"
-DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 AFFINITY_PATHS = ("sessionAffinity", "localityLbPolicy", "consistentHash.httpHeaderName")
-# Mermaid entity codes: a label never holds a raw quote, bracket or '#' that could end or
-# re-open the node shape; '#' goes first in effect because each character is replaced once.
+ZONAL_NEG = re.compile(r"zones/([^/]+)/networkEndpointGroups/([^/]+)$")
+# Mermaid entity codes, so a label never holds a raw character that ends or re-opens a shape.
 _ENTITIES = {'"': "#quot;", "#": "#35;", "[": "#91;", "]": "#93;", "(": "#40;", ")": "#41;",
              "{": "#123;", "}": "#125;", "<": "#lt;", ">": "#gt;", "|": "#124;", "`": "#96;"}
 
 
 class _Graph:
-    """Nodes (optionally inside a subgraph per parent component) and de-duplicated edges."""
+    """Nodes, grouped per parent component (a subgraph when it holds two or more), and edges."""
 
     def __init__(self, components: dict[str, dict]):
-        self.components = components
-        self.ids: set[str] = set()
+        self.components, self.ids = components, set()
         self.nodes: dict[Optional[str], list[str]] = {}
-        self.edges: dict[str, None] = {}
+        self.edges: dict[str, None] = {}  # an ordered set
 
     def node(self, prefix: str, name: str, lines: Iterable[str], parent: Optional[str]) -> str:
         node_id = _unique(f"{prefix}_{name}", self.ids)
-        label = "<br/>".join(escape(line) for line in lines)
         group = parent if parent in self.components else None
-        self.nodes.setdefault(group, []).append(f'{node_id}["{label}"]')
+        self.nodes.setdefault(group, []).append(f'{node_id}["{"<br/>".join(map(escape, lines))}"]')
         return node_id
 
     def edge(self, source: str, target: str, label: str = "") -> None:
@@ -54,7 +51,7 @@ class _Graph:
         lines = ["flowchart LR"] + [f"  {n}" for n in self.nodes.get(None, [])]
         for parent in sorted(p for p in self.nodes if p is not None):
             nodes, component = self.nodes[parent], self.components[parent]
-            if len(nodes) == 1:  # a subgraph around one node only adds noise
+            if len(nodes) == 1:
                 lines.append(f"  {nodes[0]}")
                 continue
             title = escape(f"{component['type'].rsplit(':', 1)[-1]} {component['name']}")
@@ -67,62 +64,68 @@ def to_mermaid(plan: dict) -> str:
     """Mermaid ``flowchart LR`` source for ``plan``; the same plan always gives the same text."""
     resources = sorted(plan.get("resources", []), key=lambda r: r["urn"])
     graph = _Graph({r["urn"]: r for r in resources if not r.get("custom")})
-    entries = [_lb_node(graph, r, resources) for r in resources if r["type"].endswith(LB_COMPONENT)]
-    workloads = _cloud_run(graph, resources, entries) + _mesh(graph, resources)
+    entries = [graph.node("lb", r["name"], _lb_label(r, resources), r["parent"])
+               for r in resources if r["type"].endswith(LB_COMPONENT)]
+    gateways = [graph.node("gw", _meta_name(r), _gateway_label(r), r["parent"])
+                for r in resources if _is_gateway(r)]
+    workloads = _cloud_run(graph, resources, entries, gateways) + _mesh(graph, resources, gateways)
     for store in (r for r in resources if r["type"] == REDIS):
-        store_id = _store_node(graph, store)
+        store_id = graph.node("store", store["name"], _store_label(store), store["parent"])
         for workload in workloads:
             graph.edge(workload, store_id, "sessions")
     return graph.render()
 
 
-def _cloud_run(graph: _Graph, resources: list[dict], entries: list[str]) -> list[str]:
-    """Backend -> NEGs -> Cloud Run per parent component; returns the Cloud Run node ids."""
-    runs = {}
-    for parent in _ordered(r["parent"] for r in resources if r["type"] == CLOUD_RUN):
-        services = _of(resources, CLOUD_RUN, parent)
-        runs[parent] = graph.node("run", _names(services), _run_label(services), parent)
+def _cloud_run(graph: _Graph, resources: list[dict], entries: list[str], gateways: list[str]) -> list[str]:
+    """Backend -> NEGs -> Cloud Run (or -> mesh gateways); returns the Cloud Run node ids."""
+    negs: dict[Optional[str], str] = {}
     for backend in (r for r in resources if r["type"] == BACKEND):
         parent = backend["parent"]
         backend_id = graph.node("be", backend["name"], _backend_label(backend), parent)
         for entry in entries:
             graph.edge(entry, backend_id)
-        negs = [n for n in _of(resources, NEG, parent) if _get(n, "networkEndpointType") == "SERVERLESS"]
-        if negs:
-            regions = ", ".join(sorted({_get(n, "region") for n in negs}))
-            neg_id = graph.node("neg", backend["name"], ["Serverless NEGs", regions], parent)
+        serverless = [n for n in _of(resources, NEG, parent) if _get(n, "networkEndpointType") == "SERVERLESS"]
+        zonal = [m.groups() for m in (ZONAL_NEG.search(str(b.get("group"))) for b in _get(backend, "backends") or []
+                                      if isinstance(b, dict)) if m]
+        if serverless:
+            regions = ", ".join(sorted({show(_get(n, "region")) for n in serverless}))
+            negs[parent] = graph.node("neg", backend["name"], ["Serverless NEGs", regions], parent)
+            graph.edge(backend_id, negs[parent])
+        elif zonal:  # GKE NEGs named in the backend; the mesh gateway's pods are their endpoints
+            names, zones = (", ".join(sorted({z[i] for z in zonal})) for i in (1, 0))
+            neg_id = graph.node("neg", backend["name"], [f"Zonal NEGs {names}", zones], parent)
             graph.edge(backend_id, neg_id)
-            if parent in runs:
-                graph.edge(neg_id, runs[parent])
-    return list(runs.values())
+            for gateway in gateways:
+                graph.edge(neg_id, gateway)
+    runs = []
+    for parent in _ordered(r["parent"] for r in resources if r["type"] == CLOUD_RUN):
+        services = _of(resources, CLOUD_RUN, parent)
+        runs.append(graph.node("run", _names(services), _run_label(services), parent))
+        if parent in negs:
+            graph.edge(negs[parent], runs[-1])
+    return runs
 
 
-def _mesh(graph: _Graph, resources: list[dict]) -> list[str]:
-    """Istio gateway -> DestinationRule -> Deployment per parent; returns the Deployment node ids."""
-    gateways = [graph.node("gw", _meta_name(r), _gateway_label(r), r["parent"])
-                for r in resources if _is_gateway(r)]
+def _mesh(graph: _Graph, resources: list[dict], gateways: list[str]) -> list[str]:
+    """Gateway -> DestinationRule -> Deployment per parent; returns the Deployment node ids."""
     deployments: list[str] = []
     for parent in _ordered(r["parent"] for r in resources if _kind(r) in ("Deployment", "DestinationRule")):
+        members = [r for r in resources if r["parent"] == parent and not _is_gateway(r)]
         rules = [graph.node("dr", _meta_name(r), _rule_label(r), parent)
-                 for r in resources if r["parent"] == parent and _kind(r) == "DestinationRule"]
-        workloads = [graph.node("dep", _meta_name(r), _deployment_label(r), parent)
-                     for r in resources if r["parent"] == parent and _kind(r) == "Deployment"
-                     and not _is_gateway(r)]
-        for source in rules or gateways:
-            for target in workloads or []:
+                 for r in members if _kind(r) == "DestinationRule"]
+        workloads = [graph.node("dep", _meta_name(r), _deployment_label(r, members), parent)
+                     for r in members if _kind(r) == "Deployment"]
+        # Gateway traffic passes the parent's DestinationRule when there is one.
+        for source, targets in [(g, rules or workloads) for g in gateways] + [(r, workloads) for r in rules]:
+            for target in targets:
                 graph.edge(source, target)
-        for gateway in gateways if rules else []:
-            for rule in rules:
-                graph.edge(gateway, rule)
         deployments += workloads
     return deployments
 
 
-def _lb_node(graph: _Graph, lb: dict, resources: list[dict]) -> str:
-    ports = sorted({str(_get(r, "portRange")) for r in _of(resources, FORWARDING_RULE, lb["urn"])},
-                   key=lambda p: (len(p), p))
-    return graph.node("lb", lb["name"], [f"Load balancer {lb['name']}", "ports " + (", ".join(ports) or "none")],
-                      lb["parent"])
+def _lb_label(lb: dict, resources: list[dict]) -> list[str]:
+    ports = {show(_get(r, "portRange")) for r in _of(resources, FORWARDING_RULE, lb["urn"])}
+    return [f"Load balancer {lb['name']}", "ports " + (", ".join(_by_number(ports)) or "none")]
 
 
 def _backend_label(backend: dict) -> list[str]:
@@ -137,19 +140,19 @@ def _run_label(services: list[dict]) -> list[str]:
     lines = [f"Cloud Run {values('name')}", f"regions {values('location')}",
              f"timeout {values('template.timeout')}", f"ingress {values('ingress')}"]
     if any(_get(s, "template.sessionAffinity") is True for s in services):
-        lines.append("Cloud Run session affinity on")  # best-effort cookie affinity, not the LB's
+        lines.append("cookie affinity on")  # Cloud Run's own best-effort affinity, not the LB's
     return lines
 
 
-def _store_node(graph: _Graph, store: dict) -> str:
+def _store_label(store: dict) -> list[str]:
     mode = _get(store, "transitEncryptionMode")
     tls = "TLS off" if mode in (None, "DISABLED") else f"TLS {show(mode)}"
-    lines = [f"Session store {_get(store, 'name') or store['name']}", f"tier {show(_get(store, 'tier'))}", tls]
-    return graph.node("store", store["name"], lines, store["parent"])
+    return [f"Session store {_get(store, 'name') or store['name']}", f"tier {show(_get(store, 'tier'))}", tls]
 
 
 def _gateway_label(gateway: dict) -> list[str]:
-    ports = sorted({show(_get(s, "port.number")) for s in _get(gateway, "spec.servers") or []})
+    numbers = (lookup(s, "port.number") for s in _get(gateway, "spec.servers") or [])
+    ports = _by_number({show(n) for n in numbers if n is not None})
     return [f"Istio gateway {_meta_name(gateway)}"] + ([f"ports {', '.join(ports)}"] if ports else [])
 
 
@@ -159,21 +162,26 @@ def _rule_label(rule: dict) -> list[str]:
     return [f"DestinationRule {_meta_name(rule)}", f"host {show(_get(rule, 'spec.host'))}", hashing]
 
 
-def _deployment_label(deployment: dict) -> list[str]:
-    replicas = _get(deployment, "spec.replicas")
-    return [f"Deployment {_meta_name(deployment)}"] + ([f"replicas {show(replicas)}"] if replicas is not None else [])
+def _deployment_label(deployment: dict, siblings: list[dict]) -> list[str]:
+    name, replicas = _meta_name(deployment), _get(deployment, "spec.replicas")
+    scalers = [s for s in siblings if _kind(s) == "HorizontalPodAutoscaler"
+               and _get(s, "spec.scaleTargetRef.name") == name]
+    if scalers:  # an autoscaler, not spec.replicas, decides the count
+        return [f"Deployment {name}", f"replicas {show(_get(scalers[0], 'spec.minReplicas') or 1)}"
+                f"-{show(_get(scalers[0], 'spec.maxReplicas'))} HPA"]
+    return [f"Deployment {name}"] + ([f"replicas {show(replicas)}"] if replicas is not None else [])
 
 
 def _kind(resource: dict) -> str:
-    """The Kubernetes kind from the inputs, else from the type token (``...:Deployment``)."""
+    """The Kubernetes kind (inputs, else the type token); "" for anything not Kubernetes."""
+    if not resource["type"].startswith("kubernetes:"):
+        return ""
     kind = _get(resource, "kind")
-    if isinstance(kind, str):
-        return kind
-    return resource["type"].rsplit(":", 1)[-1] if resource["type"].startswith("kubernetes:") else ""
+    return kind if isinstance(kind, str) else resource["type"].rsplit(":", 1)[-1]
 
 
 def _is_gateway(resource: dict) -> bool:
-    # An Istio Gateway object, or the ingress gateway's own Deployment (named *ingressgateway*).
+    # An Istio Gateway object, or an ingress gateway's own Deployment (named *ingressgateway*).
     istio = "istio.io" in str(_get(resource, "apiVersion") or resource["type"])
     return (_kind(resource) == "Gateway" and istio) or (
         _kind(resource) == "Deployment" and "ingressgateway" in _meta_name(resource))
@@ -198,6 +206,10 @@ def _names(resources: list[dict]) -> str:
 
 def _ordered(values: Iterable[Optional[str]]) -> list[Optional[str]]:
     return sorted(set(values), key=lambda v: v or "")
+
+
+def _by_number(values: Iterable[str]) -> list[str]:
+    return sorted(values, key=lambda v: (len(v), v))  # "80" before "443", no int() on ranges
 
 
 def _unique(raw: str, taken: set[str]) -> str:
