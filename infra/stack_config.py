@@ -8,7 +8,7 @@ written once, in the component.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Optional
+from typing import Annotated, ClassVar, Literal, Optional
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
@@ -25,6 +25,13 @@ MeshKind = Annotated[str, AfterValidator(check_mesh_kind)]
 
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=False, frozen=True)
+
+    # Fields the stack program wires itself rather than passing to the component as they are.
+    wired_fields: ClassVar[frozenset[str]] = frozenset()
+
+    def component_fields(self) -> dict:
+        """The fields the component takes as they are; None means 'component default'."""
+        return self.model_dump(exclude_none=True, exclude=set(self.wired_fields))
 
 
 class RegionConfig(Model):
@@ -56,8 +63,7 @@ class SessionStoreConfig(Model):
     rdb_snapshot_period: Optional[SnapshotPeriod] = None
     maintenance_window: Optional[MaintenanceWindowConfig] = None
 
-    def component_fields(self) -> dict:
-        return self.model_dump(exclude_none=True, exclude={"region"})
+    wired_fields: ClassVar[frozenset[str]] = frozenset({"region"})
 
 
 class ServiceConfig(Model):
@@ -81,9 +87,7 @@ class ServiceConfig(Model):
     image_managed_by_ci: Optional[bool] = None
     public_invoker: Optional[bool] = None
 
-    def component_fields(self) -> dict:
-        """The fields CloudRunMcpServiceArgs takes as they are; None means 'component default'."""
-        return self.model_dump(exclude_none=True, exclude={"regions", "hosts", "path_prefixes"})
+    wired_fields: ClassVar[frozenset[str]] = frozenset({"regions", "hosts", "path_prefixes"})
 
 
 class NodePoolConfig(Model):
@@ -128,9 +132,6 @@ class MeshServiceConfig(Model):
     drain_seconds: Optional[int] = None
     health_path: Optional[UrlPath] = None
     env: Optional[dict[str, str]] = None
-
-    def component_fields(self) -> dict:
-        return self.model_dump(exclude_none=True)
 
 
 class LoadBalancerConfig(Model):

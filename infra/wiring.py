@@ -106,7 +106,7 @@ class _Args:
             prefix=c.prefix, project=self.project, region=gke.region, zones=gke.zones,
             network_id=src.network_id, subnet_id=src.subnet_ids[gke.region],
             deletion_protection=c.protected, labels=self.labels,
-            node_pool=NodePoolArgs(**gke.node_pool.model_dump(exclude_none=True)),
+            node_pool=NodePoolArgs(**gke.node_pool.component_fields()),
             **gke.model_dump(exclude_none=True, include={"master_cidr", "release_channel"}),
         ))
 
@@ -114,7 +114,7 @@ class _Args:
         c, gke = self.config, self.config.gke
         return _checked("gke.mesh", lambda: MeshArgs(
             prefix=c.prefix, project=self.project, region=gke.region, cluster_id=src.cluster_id,
-            provider=src.provider, gateway_neg=gke.behind_load_balancer, **gke.mesh.model_dump(exclude_none=True),
+            provider=src.provider, gateway_neg=gke.behind_load_balancer, **gke.mesh.component_fields(),
         ))
 
     def mesh_service(self, name: str, src: _Sources) -> McpMeshServiceArgs:

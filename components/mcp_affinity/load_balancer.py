@@ -16,6 +16,7 @@ remove the old key.
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Optional
 
 import pulumi
@@ -24,7 +25,7 @@ from pydantic import Field, field_validator
 
 from ._args import Args, StrInput
 
-DOMAIN = r"^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
+DOMAIN = re.compile(r"^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 
 
 class RouteArgs(Args):
@@ -66,15 +67,13 @@ class GlobalHttpsLoadBalancerArgs(Args):
     @field_validator("certificates")
     @classmethod
     def _certificates(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
-        import re
-
         if not value:
             raise ValueError("at least one certificate is needed")
         for key, domains in value.items():
             if not 1 <= len(domains) <= 100:
                 raise ValueError(f"certificate {key!r} needs 1 to 100 domains")
             for domain in domains:
-                if not re.match(DOMAIN, domain):
+                if not DOMAIN.match(domain):
                     raise ValueError(f"{domain!r} is not a domain name")
         return value
 

@@ -96,7 +96,6 @@ class SessionStore(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: SessionStoreArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("mcp-affinity:index:SessionStore", name, None, opts)
-        self._name = name
         protect = args.deletion_protection
         depends = [args.private_services_connection] if args.private_services_connection else []
         instance = gcp.redis.Instance(

@@ -77,7 +77,6 @@ def settings_line(resource: PlannedResource) -> str:
 def tree(plan: Plan) -> Tree:
     """A rich Tree of the plan: components hold their children."""
     root = Tree(f"[bold]{plan.project}[/] / stack [bold]{plan.stack}[/]")
-    nodes: dict[str, Tree] = {}
     children: dict[str | None, list[PlannedResource]] = {}
     for resource in plan.resources:
         children.setdefault(resource.parent, []).append(resource)
@@ -88,7 +87,6 @@ def tree(plan: Plan) -> Tree:
         label = f"[{style}]{resource.type}[/] {escape(resource.name)}"
         line = escape(settings_line(resource))
         node = parent.add(label + (f"\n[dim]{line}[/]" if line else ""))
-        nodes[resource.urn] = node
         for child in children.get(resource.urn, []):
             add(node, child)
 
