@@ -9,8 +9,8 @@ import pulumi
 import pytest
 from pulumi.runtime import mocks, settings
 
-from mcp_affinity.plan import find_project, run_plan
-from mcp_affinity.plan.runner import Plan, run_function
+from mcp_affinity.cli import find_project, run_plan
+from mcp_affinity.cli.runner import Plan, run_function
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET_SIG = "4dabf18193072939515e22adb298388d"

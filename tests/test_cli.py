@@ -11,7 +11,7 @@ import yaml
 from typer.testing import CliRunner
 
 from conftest import ROOT
-from mcp_affinity.plan.cli import app
+from mcp_affinity.cli.app import app
 
 runner = CliRunner()
 

@@ -9,9 +9,9 @@ from typing import Callable
 import pytest
 import yaml
 
-from mcp_affinity.plan import find_project, run_plan
-from mcp_affinity.plan.diff import PlanDiff, PropertyChange, diff_plans, to_markdown, to_text
-from mcp_affinity.plan.runner import SECRET_SIG, UNKNOWN
+from mcp_affinity.cli import find_project, run_plan
+from mcp_affinity.cli.diff import PlanDiff, PropertyChange, diff_plans, to_markdown, to_text
+from mcp_affinity.cli.runner import SECRET_SIG, UNKNOWN
 
 ROOT = Path(__file__).parents[1]
 ENVELOPE = "1b47061264138c4ac30d75fd1eb44270"

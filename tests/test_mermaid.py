@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mcp_affinity.plan import find_project, run_plan
-from mcp_affinity.plan.mermaid import escape, to_mermaid
+from mcp_affinity.cli import find_project, run_plan
+from mcp_affinity.cli.mermaid import escape, to_mermaid
 
 ROOT = Path(__file__).parents[1]
 STACK = "urn:pulumi:gke::mcp-affinity::pulumi:pulumi:Stack::mcp-affinity-gke"

@@ -1,4 +1,4 @@
-"""The design rules of mcp_affinity.policies: each on good and bad resources, then on the real plans."""
+"""The design rules of mcp_affinity.cli.policies: each on good and bad resources, then on the real plans."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mcp_affinity.plan import find_project, run_plan
-from mcp_affinity.policies import UNKNOWN, Violation, check_plan, check_resources, serverless_backends
+from mcp_affinity.cli import find_project, run_plan
+from mcp_affinity.cli.policies import UNKNOWN, Violation, check_plan, check_resources, serverless_backends
 
 ROOT = Path(__file__).parents[1]
 SECRET = {"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", "value": "[secret]"}

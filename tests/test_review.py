@@ -7,7 +7,7 @@ import json
 from typer.testing import CliRunner
 
 from conftest import ROOT
-from mcp_affinity.plan.cli import app
+from mcp_affinity.cli.app import app
 from test_cli import copy_project
 
 runner = CliRunner()

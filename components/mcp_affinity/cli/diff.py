@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from .render import show
-from .runner import MASKED, SECRET_SIG
+from .wire import MASKED, SECRET_SIG
 
 UNSET = "(unset)"
 # The plain side of a value that became, or stopped being, secret: it may be the secret itself.

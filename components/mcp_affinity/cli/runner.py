@@ -25,10 +25,7 @@ from pulumi.runtime.sync_await import _sync_await
 
 from .project import PulumiProject
 
-SECRET_SIG = "4dabf18193072939515e22adb298388d"
-UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
-MASKED = "[secret]"
-COMPUTED = "(known after apply)"
+from .wire import COMPUTED, MASKED, SECRET_SIG, SECRET_VALUE_SIG, UNKNOWN  # noqa: F401 (re-exported)
 
 
 @dataclass
@@ -121,7 +118,7 @@ class _Warnings(logging.Handler):
 def mask_secrets(value: Any) -> Any:
     """Replace the value inside every secret envelope of a property bag with ``[secret]``."""
     if isinstance(value, dict):
-        if value.get(SECRET_SIG) == "1b47061264138c4ac30d75fd1eb44270":
+        if value.get(SECRET_SIG) == SECRET_VALUE_SIG:
             return {SECRET_SIG: value[SECRET_SIG], "value": MASKED}
         return {k: mask_secrets(v) for k, v in value.items()}
     if isinstance(value, list):

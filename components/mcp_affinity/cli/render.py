@@ -8,7 +8,8 @@ from typing import Any
 from rich.markup import escape
 from rich.tree import Tree
 
-from .runner import COMPUTED, SECRET_SIG, UNKNOWN, Plan, PlannedResource
+from .runner import Plan, PlannedResource
+from .wire import COMPUTED, SECRET_SIG, UNKNOWN
 
 # Per resource type, the input paths a reviewer looks at; affinity first.
 HIGHLIGHTS: dict[str, list[str]] = {

@@ -13,15 +13,10 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 
-from . import sources
-from .affinity import DEFAULT_SESSION_HEADER
+from .. import sources
+from ..affinity import DEFAULT_SESSION_HEADER
 
-# Pulumi's sentinels for values unknown during preview (the engine sends the string one).
-UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
-_UNKNOWNS = frozenset({UNKNOWN, "1c4a061d-8072-4f0a-a4cb-0ff528b18fe7", "3eeb2bf0-c639-47a8-9e75-3b44932eb421",
-                       "6a19a0b0-7e62-4c92-b797-7f8e31da9cc2", "030794c1-ac77-496b-92df-f27374a8bd58",
-                       "e48ece36-62e2-4504-bad9-02848725956a", "dd056dcd-154b-4c76-9bd3-c8f88648b5ff"})
-_SIG, _SECRET = "4dabf18193072939515e22adb298388d", "1b47061264138c4ac30d75fd1eb44270"
+from .wire import SECRET_SIG as _SIG, SECRET_VALUE_SIG as _SECRET, UNKNOWN, UNKNOWNS as _UNKNOWNS
 
 REDIS = "gcp:redis/instance:Instance"
 CLOUD_RUN = "gcp:cloudrunv2/service:Service"

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from .. import policies
+from . import policies
 from ..errors import ConfigError
 from . import diff as plan_diff
 from . import mermaid, render

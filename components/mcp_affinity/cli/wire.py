@@ -1,0 +1,25 @@
+"""Pulumi's wire-format sentinels, defined once for every part of the command line.
+
+The engine sends unknown values as the string ``UNKNOWN`` and secrets in an envelope
+``{SECRET_SIG: SECRET_VALUE_SIG, "value": ...}``; see ``pulumi/sdk/python/lib/pulumi/runtime/rpc.py``.
+"""
+
+UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+"""The unknown sentinel the engine sends for a value only the provider computes."""
+
+UNKNOWNS = frozenset({UNKNOWN, "1c4a061d-8072-4f0a-a4cb-0ff528b18fe7", "3eeb2bf0-c639-47a8-9e75-3b44932eb421",
+                      "6a19a0b0-7e62-4c92-b797-7f8e31da9cc2", "030794c1-ac77-496b-92df-f27374a8bd58",
+                      "e48ece36-62e2-4504-bad9-02848725956a", "dd056dcd-154b-4c76-9bd3-c8f88648b5ff"})
+"""Every typed unknown sentinel (string, bool, number, array, object, asset, archive)."""
+
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+"""The key that marks a special value in a property bag."""
+
+SECRET_VALUE_SIG = "1b47061264138c4ac30d75fd1eb44270"
+"""The value of ``SECRET_SIG`` that marks a secret envelope."""
+
+MASKED = "[secret]"
+"""What a secret's value becomes in every plan this tool writes."""
+
+COMPUTED = "(known after apply)"
+"""How an unknown value reads in a plan, as in ``pulumi preview``."""
