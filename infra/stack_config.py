@@ -1,194 +1,220 @@
-"""The stack configuration of this repository's program, as a pydantic model.
+"""The stack file's schema, derived from the components' settings, and the one validation pass.
 
-Keys live in the ``mcp-affinity`` namespace and are camelCase in the stack files
-(``stacks/Pulumi.<stack>.yaml``). Unknown keys are rejected. A service field left out takes the
-component's default (see :class:`mcp_affinity.CloudRunMcpServiceArgs`), so each default is
-written once, in the component.
+Every key of ``stacks/Pulumi.<stack>.yaml`` in the ``mcp-affinity`` namespace is a field of a
+component's settings (``services.<name>`` is :class:`~mcp_affinity.CloudRunMcpServiceArgs` plus its
+load-balancer route), with the component's types, defaults and camelCase names. The four common
+settings (prefix, project, labels, deletion protection) are set once, at the top.
+
+:func:`load` reads the configuration, validates every component's settings and the rules across
+them, and returns :class:`StackSettings`; any fault raises :class:`~mcp_affinity.ConfigError`
+naming the stack, the key path as written in the stack file and what is allowed, before a single
+resource is registered.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal, Optional
+import difflib
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
-from pydantic.alias_generators import to_camel
+import pulumi
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from mcp_affinity._args import (
-    Concurrency, HeaderName, Instances, Memory, Mode, Port, Prefix, Region, TimeoutSeconds, UrlPath,
+from mcp_affinity import (
+    CloudRunMcpServiceArgs, ConfigError, GlobalHttpsLoadBalancerArgs, NetworkArgs, RouteArgs, SessionStoreArgs,
 )
-from mcp_affinity.mesh import check_mesh_kind
-from mcp_affinity.session_store import Day, SnapshotPeriod
+from mcp_affinity.config import namespace_values, secret_top_keys
+from mcp_affinity.errors import describe_validation_error
+from mcp_affinity.settings import Bool, Labels, Model, Name, Prefix, ProjectId, config_model
+from platforms import PLATFORMS
 
 NAMESPACE = "mcp-affinity"
-MeshKind = Annotated[str, AfterValidator(check_mesh_kind)]
+KNOWN_NAMESPACES = ("mcp-affinity", "gcp", "kubernetes", "pulumi")
 
-
-class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=False, frozen=True)
-
-    # Fields the stack program wires itself rather than passing to the component as they are.
-    wired_fields: ClassVar[frozenset[str]] = frozenset()
-
-    def component_fields(self) -> dict:
-        """The fields the component takes as they are; None means 'component default'."""
-        return self.model_dump(exclude_none=True, exclude=set(self.wired_fields))
-
-
-class RegionConfig(Model):
-    subnet_cidr: str
-    secondary_ranges: dict[str, str] = Field(default_factory=dict)
-
-
-class NetworkConfig(Model):
-    existing_network: Optional[str] = None
-    existing_subnets: dict[Region, str] = Field(default_factory=dict)
-    private_services_access: bool = True
-    private_services_prefix_length: int = 20
-
-
-class MaintenanceWindowConfig(Model):
-    day: Day
-    hour: int = Field(ge=0, le=23)
-
-
-class SessionStoreConfig(Model):
-    """The session store. Left-out fields take SessionStoreArgs' defaults; region defaults to the
-    first stack region."""
-
-    region: Optional[Region] = None
-    tier: Optional[Literal["BASIC", "STANDARD_HA"]] = None
-    memory_size_gb: Optional[int] = Field(default=None, ge=1, le=300)
-    redis_version: Optional[str] = None
-    read_replicas: Optional[int] = Field(default=None, ge=0, le=5)
-    rdb_snapshot_period: Optional[SnapshotPeriod] = None
-    maintenance_window: Optional[MaintenanceWindowConfig] = None
-
-    wired_fields: ClassVar[frozenset[str]] = frozenset({"region"})
-
-
-class ServiceConfig(Model):
-    """One MCP server. Left-out fields take CloudRunMcpServiceArgs' defaults."""
-
-    image: str
-    regions: Optional[list[Region]] = None
-    hosts: list[str] = Field(default_factory=list)
-    path_prefixes: list[str] = Field(default_factory=list)
-    affinity_mode: Optional[Mode] = None
-    session_header: Optional[HeaderName] = None
-    port: Optional[Port] = None
-    timeout_seconds: Optional[TimeoutSeconds] = None
-    concurrency: Optional[Concurrency] = None
-    min_instances: Optional[Instances] = None
-    max_instances: Optional[Instances] = None
-    cpu: Optional[str] = None
-    memory: Optional[Memory] = None
-    startup_probe_path: Optional[UrlPath] = None
-    env: Optional[dict[str, str]] = None
-    image_managed_by_ci: Optional[bool] = None
-    public_invoker: Optional[bool] = None
-
-    wired_fields: ClassVar[frozenset[str]] = frozenset({"regions", "hosts", "path_prefixes"})
-
-
-class NodePoolConfig(Model):
-    machine_type: Optional[str] = None
-    min_nodes: Optional[int] = None
-    max_nodes: Optional[int] = None
-    spot: Optional[bool] = None
-
-
-class MeshConfig(Model):
-    """The mesh. ``kind``: istio | cloud-service-mesh (linkerd and gke-gateway are refused)."""
-
-    kind: Optional[MeshKind] = None
-    data_plane: Optional[Literal["sidecar", "ambient"]] = None
-    waypoint: Optional[bool] = None
-    version: Optional[str] = None
-
-
-class GkeConfig(Model):
-    """The GKE platform: one regional cluster, its mesh, and whether the global LB fronts it."""
-
-    region: Region
-    zones: list[str] = Field(min_length=1)
-    master_cidr: Optional[str] = None
-    release_channel: Optional[Literal["RAPID", "REGULAR", "STABLE"]] = None
-    node_pool: NodePoolConfig = NodePoolConfig()
-    mesh: MeshConfig = MeshConfig()
-    behind_load_balancer: bool = True
-
-
-class MeshServiceConfig(Model):
-    """One MCP server on GKE. Left-out fields take McpMeshServiceArgs' defaults."""
-
-    image: str
-    hosts: list[str] = Field(min_length=1)
-    session_header: Optional[HeaderName] = None
-    port: Optional[Port] = None
-    cpu: Optional[str] = None
-    memory: Optional[Memory] = None
-    min_replicas: Optional[int] = None
-    max_replicas: Optional[int] = None
-    drain_seconds: Optional[int] = None
-    health_path: Optional[UrlPath] = None
-    env: Optional[dict[str, str]] = None
-
-
-class LoadBalancerConfig(Model):
-    certificates: dict[str, list[str]]
-    default_route: Optional[str] = None
+NetworkConfig = config_model(NetworkArgs)
+SessionStoreConfig = config_model(SessionStoreArgs)
+LoadBalancerConfig = config_model(GlobalHttpsLoadBalancerArgs, exclude=frozenset({
+    "prefix", "project", "labels", "deletion_protection", "routes"}))
 
 
 class StackConfig(Model):
-    """All of a stack's ``mcp-affinity:*`` keys."""
+    """All ``mcp-affinity:*`` keys of a stack file.
+
+    - ``environment``: ``dev``, ``staging`` or ``prod``; prod requires deletion protection, two
+      regions or more and a ``STANDARD_HA`` store.
+    - ``prefix``, ``labels``, ``deletion_protection``: the common settings of every component.
+    - ``network``, ``session_store``, ``load_balancer``: those components' settings.
+    - ``platforms``: where MCP services run (``cloud-run``, ``gke``); each platform adds its keys.
+    """
 
     environment: Literal["dev", "staging", "prod"]
     prefix: Prefix
-    regions: dict[Region, RegionConfig] = Field(min_length=1)
-    network: NetworkConfig = NetworkConfig()
-    session_store: SessionStoreConfig = SessionStoreConfig()
-    platforms: list[Literal["cloud-run", "gke"]] = Field(default=["cloud-run"], min_length=1)
-    services: dict[str, ServiceConfig] = Field(default_factory=dict)
-    gke: Optional[GkeConfig] = None
-    mesh_services: dict[str, MeshServiceConfig] = Field(default_factory=dict)
-    load_balancer: LoadBalancerConfig
-    deletion_protection: bool = False
+    labels: Labels = Field(default_factory=dict)
+    deletion_protection: Bool = False
+    network: NetworkConfig  # type: ignore[valid-type]
+    session_store: Optional[SessionStoreConfig] = None  # type: ignore[valid-type]
+    load_balancer: LoadBalancerConfig  # type: ignore[valid-type]
+    platforms: list[Literal[tuple(PLATFORMS)]] = Field(default=["cloud-run"], min_length=1)  # type: ignore[valid-type]
+    services: dict[Name, PLATFORMS["cloud-run"].ServiceConfig] = Field(default_factory=dict)  # type: ignore[valid-type]
+    gke: Optional[PLATFORMS["gke"].GkeConfig] = None  # type: ignore[valid-type]
+    mesh_services: dict[Name, PLATFORMS["gke"].MeshServiceConfig] = Field(default_factory=dict)  # type: ignore[valid-type]
 
-    @property
-    def protected(self) -> bool:
-        return self.deletion_protection
+    @field_validator("session_store", "gke", mode="before")
+    @classmethod
+    def _empty_is_absent(cls, value: Any) -> Any:
+        # Pulumi.yaml declares these optional objects with default {}: {} means "not set".
+        return None if value == {} else value
 
-    @model_validator(mode="after")
-    def _cross_checks(self) -> "StackConfig":
-        self._check_platforms()
-        for name, service in self.services.items():
-            extra = set(service.regions or []) - set(self.regions)
-            if extra:
-                raise ValueError(f"services.{name}.regions: {sorted(extra)} not in regions {sorted(self.regions)}")
-        store_region = self.session_store.region
-        if store_region is not None and store_region not in self.regions:
-            raise ValueError(f"sessionStore.region: {store_region!r} not in regions {sorted(self.regions)}")
-        if self.environment == "prod" and not self.deletion_protection:
-            raise ValueError("deletionProtection: must be true when environment is prod")
-        if self.load_balancer.default_route and self.load_balancer.default_route not in self.routes():
-            raise ValueError(f"loadBalancer.defaultRoute: {self.load_balancer.default_route!r} is not a service")
-        return self
+    @field_validator("platforms")
+    @classmethod
+    def _unique_platforms(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("platforms lists a platform twice")
+        return value
 
-    def _check_platforms(self) -> None:
-        cloud_run, gke = "cloud-run" in self.platforms, "gke" in self.platforms
-        if cloud_run != bool(self.services):
-            raise ValueError("services: needed exactly when platforms includes cloud-run")
-        if gke != (self.gke is not None) or gke != bool(self.mesh_services):
-            raise ValueError("gke and meshServices: needed exactly when platforms includes gke")
-        if self.gke is not None:
-            ranges = self.regions.get(self.gke.region)
-            if ranges is None:
-                raise ValueError(f"gke.region: {self.gke.region!r} not in regions {sorted(self.regions)}")
-            missing = {"pods", "services"} - set(ranges.secondary_ranges)
-            if missing and not self.network.existing_network:
-                raise ValueError(f"regions.{self.gke.region}.secondaryRanges: needs {sorted(missing)} for GKE")
 
-    def routes(self) -> list[str]:
-        """Load-balancer route keys: each Cloud Run service, and ``gke`` when the LB fronts GKE."""
-        fronted = self.gke is not None and self.gke.behind_load_balancer
-        return sorted(self.services) + (["gke"] if fronted else [])
+@dataclass
+class StackSettings:
+    """Every component's validated settings, ready for wiring (no resource exists yet)."""
+
+    stack: str
+    config: StackConfig
+    common: dict[str, Any]
+    network: NetworkArgs
+    session_store: Optional[SessionStoreArgs]
+    load_balancer: GlobalHttpsLoadBalancerArgs
+    platforms: dict[str, Any] = field(default_factory=dict)
+    secret_keys: frozenset[str] = frozenset()
+
+
+class Problems:
+    """Faults found by the validation pass, each under the config key it concerns."""
+
+    def __init__(self, stack: str):
+        self.stack, self.items = stack, []
+
+    def add(self, key: str, message: str) -> None:
+        self.items.append((f"{NAMESPACE}:{key}", message))
+
+    def build(self, key: str, model: type[BaseModel], values: dict) -> Any:
+        """``model(**values)``, or None with each fault recorded under ``key``."""
+        try:
+            return model.model_validate(values)
+        except ValidationError as error:
+            self.items += describe_validation_error(error, model, f"{NAMESPACE}:{key}")
+        except ValueError as error:
+            self.add(key, str(error))
+        return None
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise ConfigError(self.stack, self.items)
+
+
+def load(stack: Optional[str] = None) -> StackSettings:
+    """Read and validate the current stack's configuration; raise ConfigError on any fault."""
+    stack = stack or pulumi.get_stack()
+    problems = Problems(stack)
+    raw = namespace_values(NAMESPACE)
+    _check_namespaces(problems)
+    project = pulumi.Config("gcp").get("project")
+    if not project:
+        problems.items.append(("gcp:project", "missing: set it with pulumi config set gcp:project PROJECT_ID"))
+    problems.raise_if_any()
+    config = problems.build("", StackConfig, raw)
+    problems.raise_if_any()
+    settings = _settings(stack, config, project, problems)
+    problems.raise_if_any()
+    return settings
+
+
+def _check_namespaces(problems: Problems) -> None:
+    """A key under an unknown namespace (``mcp-afinity:prefix``) is reported, never ignored."""
+    from pulumi.runtime import config as runtime_config
+
+    keys = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    for key in sorted(keys):
+        namespace = key.partition(":")[0]
+        if namespace not in KNOWN_NAMESPACES:
+            close = difflib.get_close_matches(namespace, KNOWN_NAMESPACES, n=1)
+            hint = f"; did you mean {close[0]}:?" if close else f"; known: {', '.join(KNOWN_NAMESPACES)}"
+            problems.items.append((key, f"unknown namespace {namespace!r}{hint}"))
+
+
+def _settings(stack: str, config: StackConfig, project: str, problems: Problems) -> StackSettings:
+    labels = {"app": "mcp-affinity", "environment": config.environment, **config.labels}
+    common = {"prefix": config.prefix, "project": project, "labels": labels,
+              "deletionProtection": config.deletion_protection}
+    network = problems.build("network", NetworkArgs, {**_dump(config.network), **common})
+    platforms = {}
+    for name, platform in PLATFORMS.items():
+        if name in config.platforms:
+            platforms[name] = platform.settings(config, common, problems, network)
+        elif platform.keys_set(config):
+            problems.add(platform.KEYS[0], f"set, but platforms does not include {name}")
+    needs_store = any(PLATFORMS[n].needs_store(s) for n, s in platforms.items() if s is not None)
+    store = None
+    if config.session_store is not None or needs_store:
+        if not needs_store:
+            problems.add("sessionStore", "set, but no service uses a store (stateless services without notificationBroker)")
+        values = _dump(config.session_store) if config.session_store is not None else {}
+        store = problems.build("sessionStore", SessionStoreArgs, {**values, **common})
+    routes: dict[str, RouteArgs] = {}
+    for name, platform_settings in platforms.items():
+        if platform_settings is not None:
+            for key, route in PLATFORMS[name].routes(platform_settings).items():
+                if key in routes:
+                    problems.add(f"services.{key}", f"the name {key!r} is the load-balancer route of platform {name}; rename the service")
+                routes[key] = route
+    load_balancer = problems.build("loadBalancer", GlobalHttpsLoadBalancerArgs, {
+        **_dump(config.load_balancer), **common, "routes": {k: r.model_dump(by_alias=True) for k, r in routes.items()}})
+    settings = StackSettings(stack, config, common, network, store, load_balancer, platforms,
+                             secret_top_keys(NAMESPACE))
+    if network is not None and store is not None and store.region and store.region not in network.regions:
+        problems.add("sessionStore.region", f"{store.region!r} has no subnet; network regions: {', '.join(network.regions)}")
+    if not problems.items:
+        _check_prod(settings, problems)
+        _check_names(settings, problems)
+    return settings
+
+
+def _dump(model: BaseModel) -> dict:
+    return model.model_dump(by_alias=True, exclude_unset=True, mode="python")
+
+
+def _check_prod(settings: StackSettings, problems: Problems) -> None:
+    """Production invariants: deletion protection, two regions or more, a replicated store."""
+    if settings.config.environment != "prod":
+        return
+    if not settings.config.deletion_protection:
+        problems.add("deletionProtection", "must be true when environment is prod")
+    if len(settings.network.regions) < 2:
+        problems.add("network", "prod needs subnets in two regions or more")
+    if settings.session_store is not None and settings.session_store.tier != "STANDARD_HA":
+        problems.add("sessionStore.tier", "prod needs STANDARD_HA (no in-place change between tiers later)")
+
+
+def _check_names(settings: StackSettings, problems: Problems) -> None:
+    """Every physical name follows its resource type's rule, and no two resources of one type share one."""
+    owners: dict[tuple[str, str], str] = {}
+    for key, names in _named_components(settings):
+        try:
+            physical_names = names()
+        except ValueError as error:
+            problems.add(key, str(error))
+            continue
+        for physical in physical_names.values():
+            ident = (physical.type, physical.value)
+            if owners.setdefault(ident, key) != key:
+                problems.add(key, f"the name {physical.value!r} ({physical.type}) is also used by {owners[ident]}")
+
+
+def _named_components(settings: StackSettings):
+    """(config key, function returning the component's physical names) for every component."""
+    yield "network", lambda: settings.network.names("network")
+    if settings.session_store is not None:
+        yield "sessionStore", lambda: settings.session_store.names("sessions")
+    yield "loadBalancer", lambda: settings.load_balancer.names("lb")
+    for name, platform_settings in settings.platforms.items():
+        if platform_settings is not None:
+            yield from PLATFORMS[name].named_components(platform_settings, settings.network)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 from pathlib import Path
 from typing import Callable
 
@@ -40,7 +42,9 @@ class GcpMocks(mocks.Mocks):
         return f"{args.name}-id", state
 
     def call(self, args: mocks.MockCallArgs):
-        return {}, None
+        if args.token == "gcp:organizations/getProject:getProject":
+            return {"number": "123456789012", "projectId": args.args.get("projectId")}
+        return {}
 
 
 @pytest.fixture
@@ -60,8 +64,12 @@ def gcp_mocks() -> None:
     pulumi.runtime.set_mocks(GcpMocks(), project="test", stack="test", preview=False)
 
 
+@functools.cache
 def plan_stack(stack: str, known: bool = False) -> Plan:
     """The plan of this repository's program for ``stack``, as ``mcp-affinity plan`` makes it.
+
+    Planned once per test process (each pytest-xdist worker has its own): the result is shared,
+    so never modify it; :func:`plan_document` gives a copy to edit.
 
     With ``known``, an update instead of a preview: GcpMocks give every computed output a value,
     so whole manifests can be schema-checked.
@@ -69,6 +77,22 @@ def plan_stack(stack: str, known: bool = False) -> Plan:
     if known:
         return run_plan(find_project(ROOT), stack, mock=GcpMocks(), preview=False)
     return run_plan(find_project(ROOT), stack)
+
+
+@functools.cache
+def _plan_text(stack: str) -> str:
+    return json.dumps(plan_stack(stack).to_json())
+
+
+def plan_document(stack: str) -> dict:
+    """A fresh copy of ``plan_stack(stack).to_json()`` (what ``plan --json`` writes), free to edit."""
+    return json.loads(_plan_text(stack))
+
+
+def write_plan(stack: str, path: Path) -> Path:
+    """Write the stack's plan JSON to ``path`` as ``mcp-affinity plan --json`` does; return ``path``."""
+    path.write_text(json.dumps(plan_document(stack), indent=2, sort_keys=True) + "\n")
+    return path
 
 
 def is_secret(value: object) -> bool:

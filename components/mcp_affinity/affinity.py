@@ -1,101 +1,101 @@
-"""Session affinity modes for Cloud Run behind a global external Application Load Balancer.
+"""What an MCP server does with sessions, and the routing each platform derives from it.
 
-A serverless NEG addresses a Cloud Run *service*, never one instance, and Google documents that
-load-balancer session affinity is not supported on serverless NEGs
-(https://cloud.google.com/run/docs/configuring/session-affinity). So on Cloud Run the session
-store, not the load balancer, is what keeps an MCP session alive; header hashing is offered only
-because popular guides describe it, and it is loudly flagged when chosen.
+Three kinds of server (``SessionMode``), measured with the official ``mcp`` 2.3 SDK behind a real
+proxy (see the README's "Which mode for my server?" and ``tests/e2e``):
+
+- ``stateless``: MCP 2026-07-28 (no sessions; ``Mcp-Method``/``Mcp-Name`` headers), or a legacy
+  server in stateless mode. Nothing to pin; requests spread over all replicas. Redis, if any, is a
+  notification broker for ``subscriptions/listen`` streams
+  (https://modelcontextprotocol.io/specification/2026-07-28/changelog).
+- ``shared-sessions``: legacy sessions kept in the shared store; any replica serves any request.
+  Hashing the session header adds locality for streams where the platform supports it.
+- ``in-memory-sessions``: legacy sessions in one replica's memory (the SDKs' default). Each session
+  must reach the replica that created it. Hashing the header does not do that: ``initialize``
+  carries no session id, lands anywhere, and the id that replica mints hashes to any replica
+  (about (N-1)/N sessions die; modelcontextprotocol PR #325: "consistent hashing is not suitable
+  in this scenario"). Only learned pinning (a proxy that reads the id from the response) or a
+  cookie (for clients that keep cookies) works.
 """
 
 from __future__ import annotations
 
 import re
 from enum import Enum
-from typing import Any
+from typing import Annotated, Any
 
 import pulumi
+from pydantic import AfterValidator, Strict
 
 from . import sources
 
 DEFAULT_SESSION_HEADER = "Mcp-Session-Id"
 """The MCP streamable HTTP session header (https://modelcontextprotocol.io/specification/2025-11-25/basic/transports)."""
 
+METHOD_HEADER = "Mcp-Method"
+NAME_HEADER = "Mcp-Name"
+"""Request headers of MCP 2026-07-28 that let a load balancer route without reading the body."""
+
+HASHING_LOSES_SESSIONS = (
+    "hashing the session header pins a session to *a* replica, not to the one that created it: "
+    "initialize carries no session id and lands anywhere, so with in-memory sessions about (N-1)/N "
+    "sessions die (measured with the official mcp 2.3 SDK behind HAProxy: 2 and 5 of 8 sessions lost; "
+    "modelcontextprotocol PR #325)"
+)
+
 # RFC 9110 token characters: what an HTTP field name may contain.
-HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
-class AffinityMode(str, Enum):
-    """How a Cloud Run MCP service keeps requests of one session working.
+class SessionMode(str, Enum):
+    """What the MCP server does with sessions; see the module docstring."""
 
-    - ``shared-store`` (default): no load-balancer affinity; Cloud Run's own cookie-based,
-      best-effort session affinity on; session metadata in the shared Memorystore store.
-    - ``lb-header-hash``: the backend service hashes the session header
-      (``HEADER_FIELD`` + ``RING_HASH``). Google documents this as unsupported on serverless NEGs;
-      choosing it logs a warning at every preview and update.
-    """
-
-    SHARED_STORE = "shared-store"
-    LB_HEADER_HASH = "lb-header-hash"
+    STATELESS = "stateless"
+    SHARED_SESSIONS = "shared-sessions"
+    IN_MEMORY_SESSIONS = "in-memory-sessions"
 
 
-# Modes people ask for that Cloud Run behind a serverless NEG cannot honour, and why.
-UNSUPPORTED_ON_CLOUD_RUN = {
-    "client-ip": "the load balancer cannot pin a Cloud Run instance; CLIENT_IP affinity is not supported on serverless NEGs",
-    "generated-cookie": "the load balancer cannot pin a Cloud Run instance; GENERATED_COOKIE affinity is not supported on serverless NEGs",
-    "http-cookie": "the load balancer cannot pin a Cloud Run instance; HTTP_COOKIE affinity is not supported on serverless NEGs",
-    "mesh-header-hash": "Cloud Run has no service mesh data plane; mesh header hashing needs the GKE platform",
-    "none": "use shared-store: without the store a session survives only on the instance that created it",
-}
+class StoreRole(str, Enum):
+    """What the Redis store is to a service: nothing, its session store, or a notification broker."""
+
+    NONE = "none"
+    SESSION_STORE = "session-store"
+    NOTIFICATION_BROKER = "notification-broker"
 
 
-def parse_mode(value: Any) -> AffinityMode:
-    """Accept an :class:`AffinityMode` or its string; raise ``ValueError`` naming what is allowed.
-
-    Source: https://cloud.google.com/run/docs/configuring/session-affinity
-    """
-    if isinstance(value, AffinityMode):
-        return value
-    allowed = ", ".join(m.value for m in AffinityMode)
-    if value in UNSUPPORTED_ON_CLOUD_RUN:
-        raise ValueError(
-            f"'{value}' cannot be honoured on Cloud Run: {UNSUPPORTED_ON_CLOUD_RUN[value]} "
-            f"({sources.CLOUD_RUN_SESSION_AFFINITY}); allowed: {allowed}"
-        )
-    try:
-        return AffinityMode(value)
-    except ValueError:
-        raise ValueError(f"unknown affinity mode {value!r}; allowed: {allowed}") from None
+def store_role(mode: SessionMode, notification_broker: bool) -> StoreRole:
+    """The store's role for a server of ``mode``; raises ``ValueError`` for a broker with sessions."""
+    if mode is SessionMode.SHARED_SESSIONS:
+        return StoreRole.SESSION_STORE
+    if notification_broker:
+        if mode is not SessionMode.STATELESS:
+            raise ValueError("notificationBroker goes with sessionMode stateless (the 2026-07-28 "
+                             "subscriptions/listen fan-out); legacy servers keep sessions, not subscriptions")
+        return StoreRole.NOTIFICATION_BROKER
+    return StoreRole.NONE
 
 
-def check_header_name(value: str) -> str:
-    """Return ``value`` if it is a valid HTTP field name, else raise ``ValueError``."""
-    if not HEADER_NAME.match(value):
-        raise ValueError(f"{value!r} is not a valid HTTP header name")
+def _check_header_name(value: str) -> str:
+    if not _HEADER_NAME.fullmatch(value) or len(value) > 256:
+        raise ValueError(f"{value!r} is not a valid HTTP header name (RFC 9110 token)")
     return value
 
 
-def backend_affinity_settings(mode: AffinityMode, header: str) -> dict[str, Any]:
-    """Backend-service arguments for ``mode``: empty for ``shared-store``.
-
-    For ``lb-header-hash``: ``session_affinity="HEADER_FIELD"``, ``locality_lb_policy="RING_HASH"``
-    and ``consistent_hash.http_header_name`` (which takes effect only with RING_HASH or MAGLEV;
-    https://cloud.google.com/compute/docs/reference/rest/v1/backendServices).
-    """
-    if mode is AffinityMode.SHARED_STORE:
-        return {}
-    return {
-        "session_affinity": "HEADER_FIELD",
-        "locality_lb_policy": "RING_HASH",
-        "consistent_hash": {"http_header_name": header},
-    }
+HeaderName = Annotated[str, Strict(), AfterValidator(_check_header_name)]
 
 
 def warn_header_hash_on_serverless(service: str, resource: pulumi.Resource | None = None) -> None:
-    """Log, at every preview and update, that header hashing on serverless NEGs is unsupported."""
+    """Log, at every preview and update, that header hashing on serverless NEGs does nothing."""
     pulumi.log.warn(
-        f"{service}: affinity mode 'lb-header-hash' sets HEADER_FIELD/RING_HASH on a backend service "
-        f"with serverless NEGs. Google documents load-balancer session affinity as not supported on "
-        f"serverless NEGs ({sources.CLOUD_RUN_SESSION_AFFINITY}), and a serverless NEG cannot address "
-        f"one instance: sessions are kept by the shared session store, not by this setting.",
+        f"{service}: loadBalancerHash sets HEADER_FIELD/RING_HASH on a backend service with serverless "
+        f"NEGs. Google documents load-balancer session affinity as not supported on serverless NEGs "
+        f"({sources.CLOUD_RUN_SESSION_AFFINITY}) and lists consistent hashing only for INTERNAL_MANAGED "
+        f"and INTERNAL_SELF_MANAGED backend services ({sources.BACKEND_SERVICE_API}): expect no effect.",
         resource,
     )
+
+
+def backend_hash_settings(header: str) -> dict[str, Any]:
+    """Backend-service arguments that hash ``header`` (``consistent_hash`` needs RING_HASH or MAGLEV;
+    https://cloud.google.com/compute/docs/reference/rest/v1/backendServices)."""
+    return {"session_affinity": "HEADER_FIELD", "locality_lb_policy": "RING_HASH",
+            "consistent_hash": {"http_header_name": header}}

@@ -38,8 +38,20 @@ def _decode(value: Any) -> Any:
         return value
     try:
         return json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):
         return value
+
+
+def secret_top_keys(namespace: str) -> frozenset[str]:
+    """Keys of ``namespace`` (without it) whose value was ``secure:`` in the stack file, at any depth.
+
+    Pulumi marks a whole top-level key secret when any value inside it is secure
+    (``pulumi config set --secret --path services.tools.env.API_KEY``), so consumers treat every
+    value that may hold a secret under such a key as one.
+    """
+    prefix = namespace + ":"
+    keys = set(runtime_config.get_config_secret_keys_env()) | set(runtime_config._SECRET_KEYS.get())
+    return frozenset(k[len(prefix):] for k in keys if k.startswith(prefix))
 
 
 def load_stack_config(model: type[M], namespace: str, stack: str | None = None) -> M:

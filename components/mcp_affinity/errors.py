@@ -33,15 +33,17 @@ def describe_validation_error(error: ValidationError, model: type[BaseModel], pr
     """
     problems = []
     for item in error.errors():
-        loc = [str(part) for part in item["loc"]]
+        loc = [str(part) for part in item["loc"] if str(part) != "[key]"]
         key = prefix + ".".join(loc) if prefix.endswith(":") else ".".join([prefix, *loc])
         if item["type"] == "extra_forbidden":
             allowed = _allowed_keys(model, loc[:-1])
             message = "unknown key; allowed keys here: " + ", ".join(allowed)
         else:
-            message = item["msg"]
+            message = item["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
             if item["type"] not in ("missing",) and "input" in item and not isinstance(item["input"], (dict, list)):
                 message += f" (got {item['input']!r})"
+        if "[key]" in [str(part) for part in item["loc"]]:
+            message = "this key: " + message
         problems.append((key, message))
     return problems
 

@@ -1,12 +1,18 @@
 """MeshGatewayBackend: a global backend service in front of the mesh's ingress gateway.
 
-GKE creates standalone zonal NEGs for the gateway Service (``cloud.google.com/neg`` annotation,
-https://cloud.google.com/kubernetes-engine/docs/how-to/standalone-neg); this backend service holds
-them so :class:`GlobalHttpsLoadBalancer` can serve GKE and Cloud Run on one domain. No
-load-balancer affinity: the gateway pods are interchangeable, and the gateway's Envoy applies
-the session-header hash. ``timeout_sec`` is 3600 s so the load balancer does not cut a
-server-sent-event stream (for NEG backends it is the response timeout,
-https://cloud.google.com/load-balancing/docs/backend-service#timeout-setting).
+GKE exposes the gateway's ClusterIP Service as standalone zonal NEGs (``cloud.google.com/neg``,
+https://cloud.google.com/kubernetes-engine/docs/how-to/standalone-neg), created by GKE's NEG
+controller only once the Service exists and only in zones with nodes. A backend service created
+by Pulumi cannot name them before then, so this one starts with no backends and the
+gke-autoneg-controller (:class:`~mcp_affinity.autoneg.AutonegController`) attaches each NEG as it
+appears, read from the Service annotation :attr:`MeshGatewayBackend.gateway_annotations`.
+Pulumi ignores the ``backends`` it adds.
+
+No load-balancer affinity: gateway pods are interchangeable; the mesh does the routing.
+``timeout_sec`` (for NEG backends the response timeout,
+https://cloud.google.com/load-balancing/docs/backend-service#timeout-setting) and
+``connection_draining_timeout_sec`` are the stream lifetime, so neither the load balancer nor a
+draining gateway cuts a server-sent-event stream early.
 """
 
 from __future__ import annotations
@@ -17,61 +23,78 @@ import pulumi
 import pulumi_gcp as gcp
 from pydantic import Field
 
-from ._args import Args, Prefix, StrInput, TimeoutSeconds
+from .autoneg import autoneg_annotation
+from .gke_cluster import GkeCluster
+from .naming import RFC1035, PhysicalName, physical_name
+from .network import NetworkRef
+from .settings import Int, Settings
 
 # Google front ends and health checkers (https://cloud.google.com/load-balancing/docs/health-check-concepts#ip-ranges).
 GOOGLE_LB_RANGES = ["35.191.0.0/16", "130.211.0.0/22"]
-GATEWAY_PORTS = ["80", "8080", "15021"]
+GATEWAY_PORT = 80
+STATUS_PORT = 15021
+"""The gateway serves on 80 and answers readiness on its status port 15021 (``/healthz/ready``)."""
 
 
-class MeshGatewayBackendArgs(Args):
-    """Arguments: the project, the VPC, the gateway's NEG name, its zones and a stream timeout."""
+class MeshGatewayBackendArgs(Settings):
+    """Settings: the stream timeout and drain (seconds, 1 to 3600) and the rate per endpoint."""
 
-    prefix: Prefix
-    project: str
-    network_id: StrInput
-    neg_name: str
-    zones: list[str] = Field(min_length=1)
-    timeout_seconds: TimeoutSeconds = 3600
-    max_rate_per_endpoint: int = Field(default=1000, ge=1)
+    timeout_seconds: Int = Field(default=3600, ge=1, le=3600)
+    drain_seconds: Int = Field(default=3600, ge=0, le=3600)
+    max_rate_per_endpoint: Int = Field(default=1000, ge=1)
+
+    def names(self, name: str) -> dict[str, PhysicalName]:
+        """Physical names: firewall rule, health check, backend service and the gateway's NEGs."""
+        p, c = self.prefix, "gcp:compute/"
+        return {
+            "firewall": physical_name(RFC1035, c + "firewall:Firewall", p, name, "lb"),
+            "health_check": physical_name(RFC1035, c + "healthCheck:HealthCheck", p, name),
+            "backend": physical_name(RFC1035, c + "backendService:BackendService", p, name),
+            "neg": physical_name(RFC1035, c + "networkEndpointGroup:NetworkEndpointGroup", p, name),
+        }
 
 
 class MeshGatewayBackend(pulumi.ComponentResource):
-    """Health check, firewall rule for Google's load-balancer ranges and the backend service.
+    """Firewall rule (Google's ranges to the cluster's nodes, serving and status ports only),
+    health check and a backend service the autoneg controller fills.
 
-    Output: ``backend_service_id``.
+    Context: ``network`` and ``cluster`` (its node tag).
+
+    Outputs: ``backend_service_id``, ``neg_name`` (the NEG name the gateway Service must use) and
+    ``gateway_annotations`` (the annotations of the gateway Service).
     """
 
     backend_service_id: pulumi.Output[str]
 
-    def __init__(self, name: str, args: MeshGatewayBackendArgs, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, args: MeshGatewayBackendArgs, *, network: NetworkRef, cluster: GkeCluster,
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        names = args.names(name)
         super().__init__("mcp-affinity:index:MeshGatewayBackend", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         gcp.compute.Firewall(
-            name, name=f"{args.prefix}-allow-lb-to-gateway", project=args.project, network=args.network_id,
-            direction="INGRESS", source_ranges=GOOGLE_LB_RANGES,
-            allows=[{"protocol": "tcp", "ports": GATEWAY_PORTS}], opts=child,
+            name, name=names["firewall"].value, project=args.project, network=network.network_id,
+            direction="INGRESS", source_ranges=GOOGLE_LB_RANGES, target_tags=[cluster.node_tag],
+            allows=[{"protocol": "tcp", "ports": [str(GATEWAY_PORT), str(STATUS_PORT)]}], opts=child,
         )
         check = gcp.compute.HealthCheck(
-            name, name=f"{args.prefix}-gateway-ready", project=args.project,
-            # Istio's gateway answers readiness on its status port, not on the serving port.
-            http_health_check={"port": 15021, "request_path": "/healthz/ready"}, opts=child,
+            name, name=names["health_check"].value, project=args.project,
+            http_health_check={"port": STATUS_PORT, "request_path": "/healthz/ready"}, opts=child,
         )
         backend = gcp.compute.BackendService(
             name,
-            name=f"{args.prefix}-gateway-backend",
+            name=names["backend"].value,
             project=args.project,
             load_balancing_scheme="EXTERNAL_MANAGED",
             protocol="HTTP",
             timeout_sec=args.timeout_seconds,
+            connection_draining_timeout_sec=args.drain_seconds,
             health_checks=check.id,
             log_config={"enable": True, "sample_rate": 1.0},
-            backends=[{
-                "group": f"projects/{args.project}/zones/{zone}/networkEndpointGroups/{args.neg_name}",
-                "balancing_mode": "RATE",
-                "max_rate_per_endpoint": args.max_rate_per_endpoint,
-            } for zone in sorted(args.zones)],
-            opts=child,
+            # The autoneg controller adds the gateway's NEGs as GKE creates them.
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["backends"]),
         )
         self.backend_service_id = backend.id
-        self.register_outputs({"backend_service_id": self.backend_service_id})
+        self.neg_name = names["neg"].value
+        self.gateway_annotations = autoneg_annotation(names["backend"].value, GATEWAY_PORT,
+                                                      max_rate_per_endpoint=args.max_rate_per_endpoint)
+        self.register_outputs({"backend_service_id": self.backend_service_id, "neg_name": self.neg_name})

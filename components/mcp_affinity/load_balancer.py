@@ -1,87 +1,143 @@
 """GlobalHttpsLoadBalancer: the public front end for MCP backends on Cloud Run or GKE.
 
-A global static IP, Google-managed certificates, a URL map routing each backend service by host
-or path, an HTTPS proxy with a TLS 1.2+ SSL policy, a forwarding rule on 443 and an
-HTTP-to-HTTPS redirect on 80. It takes backend service ids, so any platform can sit behind it.
+A global static IP, Google-managed certificates, a URL map routing each backend service by host,
+path or MCP method, an HTTPS proxy with a TLS 1.2+ SSL policy, a forwarding rule on 443 and an
+HTTP-to-HTTPS redirect on 80. It takes backend service ids as context, so any platform can sit
+behind it.
 
-Certificates are a map keyed by a stable name. Each certificate's GCP name carries a hash of its
-domains, so changing the domains creates the new certificate before the old one is deleted
-(Pulumi's default create-before-delete replacement). A new Google-managed certificate needs
-DNS to point at the address before it turns ACTIVE
+MCP 2026-07-28 requests carry ``Mcp-Method`` and ``Mcp-Name`` headers
+(https://modelcontextprotocol.io/specification/2026-07-28/changelog); the URL map routes on them
+with ``routeRules[].matchRules[].headerMatches``, which the global external Application Load
+Balancer supports with serverless NEG backends (https://cloud.google.com/load-balancing/docs/url-map-concepts).
+
+Certificates are a map keyed by a stable name. Each certificate's name carries a hash of its
+domains, so changing the domains creates the new certificate before the old one is deleted. A
+new Google-managed certificate needs DNS to point at the address before it turns ACTIVE
 (https://cloud.google.com/load-balancing/docs/ssl-certificates/google-managed-certs); for a
-change with no downtime at all, add the new domains under a new key, wait for ACTIVE, then
-remove the old key.
+change with no downtime add the new domains under a new key, wait for ACTIVE, remove the old key.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from typing import Optional
+from typing import Annotated, Literal, Mapping, Optional
 
 import pulumi
 import pulumi_gcp as gcp
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, Strict, model_validator
 
-from ._args import Args, StrInput
+from .affinity import METHOD_HEADER, NAME_HEADER
+from .naming import RFC1035, PhysicalName, physical_name
+from .settings import Bool, Model, Name, Settings, StrInput
 
-DOMAIN = re.compile(r"^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
-
-
-class RouteArgs(Args):
-    """Where one backend service is served: on ``hosts``, under ``path_prefixes`` of any host, or
-    both. A route with neither serves what no other route matches (the default)."""
-
-    backend_service: StrInput
-    hosts: list[str] = Field(default_factory=list)
-    path_prefixes: list[str] = Field(default_factory=list)
-
-    @field_validator("path_prefixes")
-    @classmethod
-    def _paths(cls, value: list[str]) -> list[str]:
-        for path in value:
-            if not path.startswith("/") or path.endswith("/") or "*" in path:
-                raise ValueError(f"path prefix {path!r} must start with '/', not end with '/', have no '*'")
-        return value
+_DOMAIN = re.compile(r"([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
 
 
-class GlobalHttpsLoadBalancerArgs(Args):
-    """Arguments of :class:`GlobalHttpsLoadBalancer`.
+def _check_domain(value: str) -> str:
+    if len(value) > 253 or not _DOMAIN.fullmatch(value):
+        raise ValueError(f"{value!r} is not a lowercase domain name such as mcp.example.com")
+    return value
 
-    - ``certificates``: stable key -> list of domains (1 to 100 per certificate).
-    - ``routes``: stable key -> :class:`RouteArgs`; ``default_route`` names the one that gets
-      unmatched requests (default: the only route without hosts and paths, else the first key).
+
+def _check_path_prefix(value: str) -> str:
+    if not re.fullmatch(r"/[A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*", value) or len(value) > 1000:
+        raise ValueError(f"path prefix {value!r}: starts with '/', no trailing '/', no '*' or spaces")
+    return value
+
+
+def _check_method(value: str) -> str:
+    if not re.fullmatch(r"[a-z][A-Za-z0-9_]*(/[a-z][A-Za-z0-9_]*)*", value):
+        raise ValueError(f"{value!r} is not an MCP method name such as tools/call")
+    return value
+
+
+Domain = Annotated[str, Strict(), AfterValidator(_check_domain)]
+PathPrefix = Annotated[str, Strict(), AfterValidator(_check_path_prefix)]
+McpMethod = Annotated[str, Strict(), AfterValidator(_check_method)]
+
+
+class MethodRouteArgs(Model):
+    """Requests of one MCP ``method`` (and, if given, one tool or resource ``name``) sent to the
+    backend of another route, ``service``. Matched on the ``Mcp-Method`` / ``Mcp-Name`` headers of
+    MCP 2026-07-28; legacy requests carry neither and stay on the route's own backend."""
+
+    method: McpMethod
+    name: Optional[str] = Field(default=None, min_length=1, max_length=256, pattern=r"^[A-Za-z0-9_./-]+$")
+    service: Name
+
+
+class RouteArgs(Model):
+    """Where one backend serves: on ``hosts``, under ``path_prefixes`` of any host, or both. A route
+    with neither is the default route. ``method_routes`` (key -> :class:`MethodRouteArgs`) send
+    some MCP methods on this route's hosts to other backends (hosts needed, no path prefixes)."""
+
+    hosts: list[Domain] = Field(default_factory=list)
+    path_prefixes: list[PathPrefix] = Field(default_factory=list)
+    method_routes: dict[Name, MethodRouteArgs] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _method_routes_need_hosts(self) -> "RouteArgs":
+        if self.method_routes and (not self.hosts or self.path_prefixes):
+            raise ValueError("methodRoutes need hosts and no pathPrefixes on the same route")
+        return self
+
+
+class GlobalHttpsLoadBalancerArgs(Settings):
+    """Settings of :class:`GlobalHttpsLoadBalancer`.
+
+    - ``certificates``: stable key -> 1 to 100 domains of one Google-managed certificate.
+    - ``routes``: stable key -> :class:`RouteArgs`; the context ``backends`` maps the same keys
+      to backend service ids. Every host must be on a certificate; no host or path twice.
+    - ``default_route``: the route for unmatched requests (default: the only route without hosts
+      and paths). Every other route must have hosts, paths or be a method-route target.
     - ``http_redirect``: serve port 80 with a 301 redirect to HTTPS.
     - ``min_tls_version``: ``TLS_1_2`` (default) or ``TLS_1_3``.
     """
 
-    prefix: str = Field(pattern=r"^[a-z][a-z0-9-]{0,40}$")
-    certificates: dict[str, list[str]]
-    routes: dict[str, RouteArgs]
-    project: Optional[str] = None
-    default_route: Optional[str] = None
-    http_redirect: bool = True
-    min_tls_version: str = Field(default="TLS_1_2", pattern=r"^TLS_1_[23]$")
-    labels: dict[str, str] = Field(default_factory=dict)
+    certificates: dict[Name, list[Domain]] = Field(min_length=1)
+    routes: dict[Name, RouteArgs] = Field(min_length=1)
+    default_route: Optional[Name] = None
+    http_redirect: Bool = True
+    min_tls_version: Literal["TLS_1_2", "TLS_1_3"] = "TLS_1_2"
 
-    @field_validator("certificates")
-    @classmethod
-    def _certificates(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
-        if not value:
-            raise ValueError("at least one certificate is needed")
-        for key, domains in value.items():
-            if not 1 <= len(domains) <= 100:
-                raise ValueError(f"certificate {key!r} needs 1 to 100 domains")
-            for domain in domains:
-                if not DOMAIN.match(domain):
-                    raise ValueError(f"{domain!r} is not a domain name")
-        return value
+    @model_validator(mode="after")
+    def _rules(self) -> "GlobalHttpsLoadBalancerArgs":
+        for key, domains in self.certificates.items():
+            if not 1 <= len(domains) <= 100 or len(set(domains)) != len(domains):
+                raise ValueError(f"certificates.{key}: 1 to 100 distinct domains")
+        covered = {d for domains in self.certificates.values() for d in domains}
+        seen_hosts: dict[str, str] = {}
+        seen_paths: dict[str, str] = {}
+        for key, route in self.routes.items():
+            for host in route.hosts:
+                if host in seen_hosts:
+                    raise ValueError(f"host {host} is on routes {seen_hosts[host]} and {key}")
+                if host not in covered:
+                    raise ValueError(f"host {host} of route {key} is on no certificate; add it to certificates")
+                seen_hosts[host] = key
+            for path in route.path_prefixes if not route.hosts else []:
+                if path in seen_paths:
+                    raise ValueError(f"path prefix {path} is on routes {seen_paths[path]} and {key}")
+                seen_paths[path] = key
+            for method_key, method in route.method_routes.items():
+                if method.service not in self.routes or method.service == key:
+                    raise ValueError(f"routes.{key}.methodRoutes.{method_key}.service: {method.service!r} is not another route")
+        self._check_default()
+        return self
 
-    def model_post_init(self, _context: object) -> None:
-        if not self.routes:
-            raise ValueError("at least one route is needed")
-        if self.default_route is not None and self.default_route not in self.routes:
-            raise ValueError(f"default_route {self.default_route!r} is not a route key")
+    def _check_default(self) -> None:
+        targets = {m.service for r in self.routes.values() for m in r.method_routes.values()}
+        bare = sorted(k for k, r in self.routes.items() if not r.hosts and not r.path_prefixes and k not in targets)
+        if self.default_route is not None:
+            if self.default_route not in self.routes:
+                raise ValueError(f"defaultRoute {self.default_route!r} is not a route; routes: {', '.join(sorted(self.routes))}")
+            bare = [k for k in bare if k != self.default_route]
+            if bare:
+                raise ValueError(f"routes {', '.join(bare)} have no hosts or paths and are not the default route: "
+                                 "nothing would reach them")
+        elif len(bare) > 1:
+            raise ValueError(f"routes {', '.join(bare)} have no hosts or paths: only one can be the default route")
 
     def default_key(self) -> str:
         """The route that receives requests no host or path rule matches."""
@@ -90,55 +146,65 @@ class GlobalHttpsLoadBalancerArgs(Args):
         bare = [k for k, r in sorted(self.routes.items()) if not r.hosts and not r.path_prefixes]
         return bare[0] if bare else sorted(self.routes)[0]
 
-
-def certificate_name(prefix: str, key: str, domains: list[str]) -> str:
-    """GCP name of a managed certificate: changes exactly when its set of domains changes."""
-    digest = hashlib.sha256(",".join(sorted(domains)).encode()).hexdigest()[:8]
-    return f"{prefix}-{key}-{digest}"[:63]
+    def names(self, name: str) -> dict[str, PhysicalName]:
+        """Physical names of the load balancer's resources, keyed by role."""
+        p, c = self.prefix, "gcp:compute/"
+        names = {
+            "address": physical_name(RFC1035, c + "globalAddress:GlobalAddress", p, name, "ip"),
+            "url_map": physical_name(RFC1035, c + "uRLMap:URLMap", p, name, "urlmap"),
+            "ssl_policy": physical_name(RFC1035, c + "sSLPolicy:SSLPolicy", p, name, "tls"),
+            "https_proxy": physical_name(RFC1035, c + "targetHttpsProxy:TargetHttpsProxy", p, name, "https"),
+            "rule_443": physical_name(RFC1035, c + "globalForwardingRule:GlobalForwardingRule", p, name, "443"),
+        }
+        if self.http_redirect:
+            names["redirect"] = physical_name(RFC1035, c + "uRLMap:URLMap", p, name, "redirect")
+            names["http_proxy"] = physical_name(RFC1035, c + "targetHttpProxy:TargetHttpProxy", p, name, "http")
+            names["rule_80"] = physical_name(RFC1035, c + "globalForwardingRule:GlobalForwardingRule", p, name, "80")
+        for key, domains in self.certificates.items():
+            digest = hashlib.sha256(",".join(sorted(domains)).encode()).hexdigest()[:8]
+            names[f"cert-{key}"] = physical_name(RFC1035, c + "managedSslCertificate:ManagedSslCertificate",
+                                                 p, name, key, digest)
+        return names
 
 
 class GlobalHttpsLoadBalancer(pulumi.ComponentResource):
     """A global external Application Load Balancer (``EXTERNAL_MANAGED``) for MCP backends.
 
+    Context: ``backends``, route key -> backend service id (one per key of ``args.routes``).
+
     Outputs: ``ip_address`` (the static IPv4 address to point DNS at), ``url_map_id`` and
     ``certificate_ids`` (key -> managed certificate id).
+
+    Raises ``ValueError`` when ``backends`` lacks a route's key.
     """
 
     ip_address: pulumi.Output[str]
     url_map_id: pulumi.Output[str]
     certificate_ids: dict[str, pulumi.Output[str]]
 
-    def __init__(self, name: str, args: GlobalHttpsLoadBalancerArgs, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, args: GlobalHttpsLoadBalancerArgs, *, backends: Mapping[str, StrInput],
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        missing = sorted(set(args.routes) - set(backends))
+        if missing:
+            raise ValueError(f"no backend service for routes {missing}")
+        names = args.names(name)
         super().__init__("mcp-affinity:index:GlobalHttpsLoadBalancer", name, None, opts)
-        self._args = args
+        self._args, self._names, self._backends = args, names, backends
         child = pulumi.ResourceOptions(parent=self)
-        address = gcp.compute.GlobalAddress(
-            name, name=f"{args.prefix}-ip", project=args.project, ip_version="IPV4", opts=child
-        )
+        address = gcp.compute.GlobalAddress(name, name=names["address"].value, project=args.project,
+                                            ip_version="IPV4", labels=args.labels, opts=child)
         certificates = {
-            key: gcp.compute.ManagedSslCertificate(
-                f"{name}-{key}",
-                name=certificate_name(args.prefix, key, domains),
-                project=args.project,
-                managed={"domains": sorted(domains)},
-                opts=child,
-            )
+            key: gcp.compute.ManagedSslCertificate(f"{name}-{key}", name=names[f"cert-{key}"].value, project=args.project,
+                                                   managed={"domains": sorted(domains)}, opts=child)
             for key, domains in sorted(args.certificates.items())
         }
-        url_map = gcp.compute.URLMap(name, name=f"{args.prefix}-urlmap", project=args.project,
-                                     opts=child, **self._routing())
-        ssl_policy = gcp.compute.SSLPolicy(
-            name, name=f"{args.prefix}-tls", project=args.project, profile="MODERN",
-            min_tls_version=args.min_tls_version, opts=child,
-        )
+        url_map = gcp.compute.URLMap(name, name=names["url_map"].value, project=args.project, opts=child,
+                                     **self._routing())
+        ssl_policy = gcp.compute.SSLPolicy(name, name=names["ssl_policy"].value, project=args.project,
+                                           profile="MODERN", min_tls_version=args.min_tls_version, opts=child)
         proxy = gcp.compute.TargetHttpsProxy(
-            name,
-            name=f"{args.prefix}-https",
-            project=args.project,
-            url_map=url_map.id,
-            ssl_certificates=[c.id for c in certificates.values()],
-            ssl_policy=ssl_policy.id,
-            opts=child,
+            name, name=names["https_proxy"].value, project=args.project, url_map=url_map.id,
+            ssl_certificates=[c.id for c in certificates.values()], ssl_policy=ssl_policy.id, opts=child,
         )
         self._forwarding_rule(name, "443", proxy.id, address.address)
         if args.http_redirect:
@@ -146,61 +212,62 @@ class GlobalHttpsLoadBalancer(pulumi.ComponentResource):
         self.ip_address = address.address
         self.url_map_id = url_map.id
         self.certificate_ids = {key: c.id for key, c in certificates.items()}
-        self.register_outputs({
-            "ip_address": self.ip_address,
-            "url_map_id": self.url_map_id,
-            "certificate_ids": self.certificate_ids,
-        })
+        self.register_outputs({"ip_address": self.ip_address, "url_map_id": self.url_map_id,
+                               "certificate_ids": self.certificate_ids})
 
     def _routing(self) -> dict:
-        """URL map arguments: one path matcher per host-routed backend, one for path prefixes."""
-        routes = self._args.routes
-        default = routes[self._args.default_key()].backend_service
+        """URL map arguments: one path matcher per host-routed backend, one for shared path prefixes."""
+        routes, backends = self._args.routes, self._backends
+        default = backends[self._args.default_key()]
         host_rules, matchers = [], []
         for key, route in sorted(routes.items()):
             if route.hosts:
                 host_rules.append({"hosts": sorted(route.hosts), "path_matcher": key})
-                matchers.append({"name": key, "default_service": route.backend_service,
-                                 "path_rules": _path_rules(route)})
-        shared_paths = [r for _, r in sorted(routes.items()) if r.path_prefixes and not r.hosts]
-        if shared_paths:
+                matcher = {"name": key, "default_service": backends[key]}
+                if route.method_routes:
+                    matcher["route_rules"] = _method_rules(route, backends)
+                else:
+                    matcher["path_rules"] = _path_rules(route, backends[key])
+                matchers.append(matcher)
+        shared = [(k, r) for k, r in sorted(routes.items()) if r.path_prefixes and not r.hosts]
+        if shared:
             host_rules.append({"hosts": ["*"], "path_matcher": "paths"})
             matchers.append({"name": "paths", "default_service": default,
-                             "path_rules": [rule for r in shared_paths for rule in _path_rules(r)]})
+                             "path_rules": [rule for k, r in shared for rule in _path_rules(r, backends[k])]})
         return {"default_service": default, "host_rules": host_rules, "path_matchers": matchers}
 
     def _forwarding_rule(self, name: str, port: str, target, address) -> gcp.compute.GlobalForwardingRule:
         return gcp.compute.GlobalForwardingRule(
-            f"{name}-{port}",
-            name=f"{self._args.prefix}-{port}",
-            project=self._args.project,
-            load_balancing_scheme="EXTERNAL_MANAGED",
-            ip_protocol="TCP",
-            port_range=port,
-            ip_address=address,
-            target=target,
-            labels=self._args.labels,
-            opts=pulumi.ResourceOptions(parent=self),
+            f"{name}-{port}", name=self._names[f"rule_{port}"].value, project=self._args.project,
+            load_balancing_scheme="EXTERNAL_MANAGED", ip_protocol="TCP", port_range=port, ip_address=address,
+            target=target, labels=self._args.labels, opts=pulumi.ResourceOptions(parent=self),
         )
 
     def _http_redirect(self, name: str, address) -> None:
         redirect = gcp.compute.URLMap(
-            f"{name}-redirect",
-            name=f"{self._args.prefix}-redirect",
-            project=self._args.project,
+            f"{name}-redirect", name=self._names["redirect"].value, project=self._args.project,
             default_url_redirect={"https_redirect": True, "strip_query": False,
                                   "redirect_response_code": "MOVED_PERMANENTLY_DEFAULT"},
             opts=pulumi.ResourceOptions(parent=self),
         )
-        proxy = gcp.compute.TargetHttpProxy(
-            f"{name}-redirect",
-            name=f"{self._args.prefix}-http",
-            project=self._args.project,
-            url_map=redirect.id,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+        proxy = gcp.compute.TargetHttpProxy(f"{name}-redirect", name=self._names["http_proxy"].value,
+                                            project=self._args.project, url_map=redirect.id,
+                                            opts=pulumi.ResourceOptions(parent=self))
         self._forwarding_rule(name, "80", proxy.id, address)
 
 
-def _path_rules(route: RouteArgs) -> list[dict]:
-    return [{"paths": [p, f"{p}/*"], "service": route.backend_service} for p in sorted(route.path_prefixes)]
+def _path_rules(route: RouteArgs, backend) -> list[dict]:
+    return [{"paths": [p, f"{p}/*"], "service": backend} for p in sorted(route.path_prefixes)]
+
+
+def _method_rules(route: RouteArgs, backends: Mapping[str, StrInput]) -> list[dict]:
+    """``routeRules`` matching ``Mcp-Method`` (and ``Mcp-Name``) exactly; the most specific first."""
+    ordered = sorted(route.method_routes.items(), key=lambda kv: (kv[1].name is None, kv[0]))
+    rules = []
+    for priority, (_, method) in enumerate(ordered, start=1):
+        headers = [{"header_name": METHOD_HEADER, "exact_match": method.method}]
+        if method.name is not None:
+            headers.append({"header_name": NAME_HEADER, "exact_match": method.name})
+        rules.append({"priority": priority, "service": backends[method.service],
+                      "match_rules": [{"prefix_match": "/", "header_matches": headers}]})
+    return rules

@@ -1,4 +1,4 @@
-"""Mesh: a service mesh that can hash on the MCP session header, and its ingress gateway.
+"""Mesh: a service mesh that can hash on a request header, and its ingress gateway.
 
 Istio hashes on a header with a DestinationRule's
 ``trafficPolicy.loadBalancer.consistentHash.httpHeaderName``, in sidecar mode and at its ingress
@@ -7,22 +7,36 @@ mode ztunnel is L4 only; only a waypoint proxy applies it (https://ambientmesh.i
 Linkerd has no header-based consistent hashing (linkerd/linkerd2#4956, #11043), so it is refused.
 
 Two ways in: ``istio`` installs pinned Helm charts (base, istiod, gateway); ``cloud-service-mesh``
-enables Google's managed mesh through the fleet API and installs only the gateway chart.
+enables Google's managed mesh through the fleet API and installs only the gateway chart. The
+gateway is a ClusterIP Service exposed as standalone zonal NEGs that the gke-autoneg-controller
+attaches to the load balancer's backend service: nothing reaches it but Google's front ends.
+
+Facts checked in istio/istio at tag ``ISTIO_VERSION`` (``manifests/charts``): istiod reads its
+values at the top level since 1.24 (``autoscaleMin``, ``env``); a proxy drains
+``terminationDrainDuration`` (default 5 s, ``pkg/config/mesh/mesh.go``) after shutdown starts,
+set per pod with the ``proxy.istio.io/config`` annotation; the gateway chart labels its pods
+``istio: <release name without "istio-">``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+import json
+from typing import Literal, Mapping, Optional
 
 import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
-from ._args import Args, Prefix, Region, StrInput
+from .gke_cluster import GkeCluster
+from .naming import RFC1035, PhysicalName, physical_name
+from .settings import Bool, Int, Settings
+
+ISTIO_VERSION = "1.30.3"
+"""The Istio release whose charts are installed: the latest patch of the newest supported minor
+(August 2026: 1.28.10, 1.29.6, 1.30.3). Changed here only."""
 
 ISTIO_CHARTS = "https://istio-release.storage.googleapis.com/charts"
-ISTIO_VERSION = "1.28.1"
 GATEWAY_NAMESPACE = "istio-ingress"
 GATEWAY_NAME = "mcp-gateway"
 
@@ -34,94 +48,84 @@ REFUSED_MESHES = {
 }
 
 
-def check_mesh_kind(value: str) -> str:
-    """Return ``value`` if the mesh can hash on a header; raise ``ValueError`` saying why not."""
-    if value in REFUSED_MESHES:
-        raise ValueError(f"mesh '{value}' is refused: {REFUSED_MESHES[value]}")
-    if value not in ("istio", "cloud-service-mesh"):
-        raise ValueError(f"unknown mesh {value!r}; allowed: istio, cloud-service-mesh")
-    return value
-
-
-class MeshArgs(Args):
-    """Arguments of :class:`Mesh`.
+class MeshArgs(Settings):
+    """Settings of :class:`Mesh`.
 
     - ``kind``: ``istio`` (Helm charts pinned to ``version``) or ``cloud-service-mesh`` (fleet
       API, managed control plane); ``linkerd`` and ``gke-gateway`` are refused with the reason.
     - ``data_plane``: ``sidecar`` or ``ambient``; ambient needs ``waypoint=True`` because only a
       waypoint applies header hashing.
-    - ``provider``: the cluster's ``pulumi_kubernetes.Provider`` (``GkeCluster.provider``); ``cluster_id`` its
-      ``projects/P/locations/L/clusters/C`` id (for the fleet membership).
-    - ``gateway_replicas``: minimum ingress gateway pods (spread over zones by the chart's HPA).
-    - ``gateway_neg``: also expose the gateway as standalone zonal NEGs named
-      ``PREFIX-gateway`` (for :class:`GlobalHttpsLoadBalancer` in front).
+    - ``gateway_replicas``: minimum ingress gateway pods (the chart's HPA).
+    - ``drain_seconds``: how long a stopping gateway pod keeps serving open streams (5 to 3600 s):
+      its grace period and its proxy's ``terminationDrainDuration``.
+    - ``persistent_session_filter``: turn on istiod's ``PILOT_ENABLE_PERSISTENT_SESSION_FILTER``
+      (experimental) so Services labelled ``istio.io/persistent-session`` pin clients by cookie.
     """
 
-    prefix: Prefix
-    project: str
-    region: Region
-    cluster_id: StrInput
-    provider: Any
     kind: str = "istio"
-    version: str = Field(default=ISTIO_VERSION, pattern=r"^\d+\.\d+\.\d+$")
+    version: str = Field(default=ISTIO_VERSION, pattern=r"^1\.\d+\.\d+$")
     data_plane: Literal["sidecar", "ambient"] = "sidecar"
-    waypoint: bool = False
-    gateway_replicas: int = Field(default=2, ge=1, le=100)
-    gateway_neg: bool = False
+    waypoint: Bool = False
+    gateway_replicas: Int = Field(default=2, ge=1, le=100)
+    drain_seconds: Int = Field(default=3600, ge=5, le=3600)
+    persistent_session_filter: Bool = False
 
     @field_validator("kind")
     @classmethod
     def _kind(cls, value: str) -> str:
-        return check_mesh_kind(value)
+        if value in REFUSED_MESHES:
+            raise ValueError(f"mesh '{value}' is refused: {REFUSED_MESHES[value]}")
+        if value not in ("istio", "cloud-service-mesh"):
+            raise ValueError(f"unknown mesh {value!r}; allowed: istio, cloud-service-mesh")
+        return value
 
-    def model_post_init(self, _context: object) -> None:
+    @model_validator(mode="after")
+    def _data_plane(self) -> "MeshArgs":
         if self.data_plane == "ambient" and not self.waypoint:
             raise ValueError(
-                "data_plane 'ambient' without a waypoint cannot hash on a header: ztunnel is L4 only "
-                "(https://ambientmesh.io/docs/traffic/); set waypoint=True or use data_plane 'sidecar'")
+                "dataPlane 'ambient' without a waypoint cannot hash on a header: ztunnel is L4 only "
+                "(https://ambientmesh.io/docs/traffic/); set waypoint: true or use dataPlane 'sidecar'")
         if self.data_plane == "ambient" and self.kind != "istio":
-            raise ValueError("data_plane 'ambient' is offered with kind 'istio' only")
+            raise ValueError("dataPlane 'ambient' is offered with kind 'istio' only")
+        if self.persistent_session_filter and self.kind != "istio":
+            raise ValueError("persistentSessionFilter needs kind 'istio' (an istiod setting)")
+        return self
 
-
-class MeshRef(Args):
-    """What a workload needs from the mesh: the Istio Gateway (``NAMESPACE/NAME``) it binds to,
-    the data plane (``sidecar`` or ``ambient``) and the resources to wait for."""
-
-    gateway: str
-    data_plane: Literal["sidecar", "ambient"]
-    ready: list[Any] = Field(default_factory=list)
+    def names(self, name: str) -> dict[str, PhysicalName]:
+        """Physical names in Google Cloud (the fleet membership for Cloud Service Mesh)."""
+        if self.kind == "cloud-service-mesh":
+            return {"membership": physical_name(RFC1035, "gcp:gkehub/membership:Membership", self.prefix, name)}
+        return {}
 
 
 class Mesh(pulumi.ComponentResource):
-    """The mesh control plane and an ingress gateway on a static regional address.
+    """The mesh control plane and an ingress gateway reachable only through standalone NEGs.
 
-    Outputs: ``gateway_address`` (static IP), ``gateway`` (``istio-ingress/mcp-gateway``, the Istio
-    Gateway that services bind to), ``gateway_neg_name`` (or None), ``data_plane``, and
-    ``ready`` (resources that workloads depend on).
+    Context: ``cluster`` (its Kubernetes provider and node pool, which every chart waits for) and
+    ``gateway_annotations`` (extra annotations of the gateway Service, e.g. the autoneg one).
+
+    Outputs: ``gateway`` (``istio-ingress/mcp-gateway``, the Istio Gateway services bind to),
+    ``gateway_principal`` (the gateway's mTLS identity), ``data_plane`` and ``ready``
+    (resources that workloads depend on).
     """
 
-    gateway_address: pulumi.Output[str]
-
-    def __init__(self, name: str, args: MeshArgs, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, args: MeshArgs, *, cluster: GkeCluster, neg_name: str,
+                 gateway_annotations: Optional[Mapping[str, pulumi.Input[str]]] = None,
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        names = args.names(name)
         super().__init__("mcp-affinity:index:Mesh", name, None, opts)
-        self._args = args
+        self._args, self._names, self._cluster = args, names, cluster
         self.data_plane = args.data_plane
+        self.persistent_session_filter = args.persistent_session_filter
         self.gateway = f"{GATEWAY_NAMESPACE}/{GATEWAY_NAME}"
-        self.gateway_neg_name = f"{args.prefix}-gateway" if args.gateway_neg else None
-        k8s_opts = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        self.gateway_namespace = GATEWAY_NAMESPACE
+        self.gateway_principal = f"cluster.local/ns/{GATEWAY_NAMESPACE}/sa/{GATEWAY_NAME}"
+        k8s_opts = pulumi.ResourceOptions(parent=self, provider=cluster.kubernetes_provider,
+                                          depends_on=[cluster.node_pool])
         control = self._istio(name, k8s_opts) if args.kind == "istio" else self._managed(name)
-        address = gcp.compute.Address(
-            f"{name}-gateway", name=f"{args.prefix}-gateway", project=args.project, region=args.region,
-            address_type="EXTERNAL", network_tier="PREMIUM", opts=pulumi.ResourceOptions(parent=self),
-        )
-        gateway = self._gateway(name, address, control, k8s_opts)
+        gateway = self._gateway(name, neg_name, dict(gateway_annotations or {}), control, k8s_opts)
         self.ready = [*control, gateway]
-        self.gateway_address = address.address
-        self.register_outputs({"gateway_address": self.gateway_address, "gateway": self.gateway})
-
-    def ref(self) -> MeshRef:
-        """This mesh as :class:`McpMeshService` takes it."""
-        return MeshRef(gateway=self.gateway, data_plane=self.data_plane, ready=self.ready)
+        self.register_outputs({"gateway": self.gateway, "gateway_principal": self.gateway_principal})
 
     def _chart(self, name: str, chart: str, namespace: str, values: dict, opts, depends=()) -> k8s.helm.v3.Release:
         return k8s.helm.v3.Release(
@@ -137,14 +141,23 @@ class Mesh(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=list(depends))),
         )
 
+    def istiod_values(self) -> dict:
+        """istiod chart values: top-level keys, as the chart reads them since 1.24."""
+        args = self._args
+        values: dict = {"autoscaleMin": 2}
+        if args.data_plane == "ambient":
+            values["profile"] = "ambient"
+        if args.persistent_session_filter:
+            values["env"] = {"PILOT_ENABLE_PERSISTENT_SESSION_FILTER": "true"}
+        return values
+
     def _istio(self, name: str, opts) -> list[pulumi.Resource]:
         ambient = self._args.data_plane == "ambient"
-        profile = {"profile": "ambient"} if ambient else {}
         base = self._chart(name, "base", "istio-system", {}, opts)
-        istiod = self._chart(name, "istiod", "istio-system", {**profile, "pilot": {"autoscaleMin": 2}}, opts, [base])
+        istiod = self._chart(name, "istiod", "istio-system", self.istiod_values(), opts, [base])
         if not ambient:
             return [base, istiod]
-        cni = self._chart(name, "cni", "istio-system", profile, opts, [istiod])
+        cni = self._chart(name, "cni", "istio-system", {"profile": "ambient"}, opts, [istiod])
         ztunnel = self._chart(name, "ztunnel", "istio-system", {}, opts, [cni])
         return [base, istiod, cni, ztunnel]
 
@@ -152,8 +165,9 @@ class Mesh(pulumi.ComponentResource):
         """Cloud Service Mesh through the fleet API (https://cloud.google.com/service-mesh/docs)."""
         args, child = self._args, pulumi.ResourceOptions(parent=self)
         membership = gcp.gkehub.Membership(
-            f"{name}-membership", membership_id=f"{args.prefix}-gke", project=args.project, location="global",
-            endpoint={"gke_cluster": {"resource_link": pulumi.Output.concat("//container.googleapis.com/", args.cluster_id)}},
+            f"{name}-membership", membership_id=self._names["membership"].value, project=args.project, location="global",
+            endpoint={"gke_cluster": {"resource_link": pulumi.Output.concat("//container.googleapis.com/",
+                                                                            self._cluster.cluster_id)}},
             opts=child,
         )
         feature = gcp.gkehub.Feature(f"{name}-servicemesh", name="servicemesh", project=args.project,
@@ -164,17 +178,19 @@ class Mesh(pulumi.ComponentResource):
         )
         return [membership, feature, binding]
 
-    def _gateway(self, name, address, control, opts) -> pulumi.Resource:
-        annotations = {}
-        if self.gateway_neg_name:
-            annotations["cloud.google.com/neg"] = (
-                '{"exposed_ports": {"80": {"name": "%s"}}}' % self.gateway_neg_name)
-        release = self._chart(name, "gateway", GATEWAY_NAMESPACE, {
-            "service": {"type": "LoadBalancer", "loadBalancerIP": address.address, "annotations": annotations},
+    def gateway_values(self, neg_name: str, annotations: Mapping[str, pulumi.Input[str]]) -> dict:
+        """Gateway chart values: a ClusterIP Service as standalone NEGs, and a drain as long as streams."""
+        drain = self._args.drain_seconds
+        neg = {"cloud.google.com/neg": json.dumps({"exposed_ports": {"80": {"name": neg_name}}})}
+        return {
+            "service": {"type": "ClusterIP", "annotations": {**neg, **annotations}},
             "autoscaling": {"minReplicas": self._args.gateway_replicas},
-            # A draining gateway keeps open SSE streams going for up to an hour.
-            "terminationGracePeriodSeconds": 3600,
-        }, opts, control)
+            "podAnnotations": {"proxy.istio.io/config": json.dumps({"terminationDrainDuration": f"{drain}s"})},
+            "terminationGracePeriodSeconds": drain,
+        }
+
+    def _gateway(self, name, neg_name, annotations, control, opts) -> pulumi.Resource:
+        release = self._chart(name, "gateway", GATEWAY_NAMESPACE, self.gateway_values(neg_name, annotations), opts, control)
         return k8s.apiextensions.CustomResource(
             f"{name}-gateway",
             api_version="networking.istio.io/v1",
@@ -182,6 +198,8 @@ class Mesh(pulumi.ComponentResource):
             metadata={"name": GATEWAY_NAME, "namespace": GATEWAY_NAMESPACE},
             spec={
                 "selector": {"istio": GATEWAY_NAME.removeprefix("istio-")},
+                # Plain HTTP is safe here: the Service is ClusterIP, reached only by Google's front ends
+                # through NEGs after the load balancer terminated TLS.
                 "servers": [{"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}],
             },
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[release])),

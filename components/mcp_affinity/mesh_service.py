@@ -1,126 +1,177 @@
-"""McpMeshService: one MCP server on GKE, each session hashed to one pod by the mesh.
+"""McpMeshService: one MCP server on GKE behind the mesh, routed as its session mode needs.
 
-On GKE every replica is a pod the proxy can address, so header affinity is real: an Istio
-``DestinationRule`` with ``trafficPolicy.loadBalancer.consistentHash.httpHeaderName`` sends every
-request carrying the same ``Mcp-Session-Id`` to the same pod
-(https://istio.io/latest/docs/reference/config/networking/destination-rule/#LoadBalancerSettings-ConsistentHashLB).
-A request without the header (the first ``initialize``, and every request of the stateless
-2026-07-28 protocol) yields no hash key, and Envoy's ring hash then picks a random host, so those
-spread over all pods (https://www.envoyproxy.io/docs/envoy/latest/api-v3/config/route/v3/route_components.proto#config-route-v3-routeaction-hashpolicy).
-Keys move when pods come and go, so the session store still backs every session.
+On GKE every replica is a pod the proxy can address, so the mesh can keep a session where it is:
+- ``shared-sessions``: a ``DestinationRule`` hashes the session header
+  (``consistentHash.httpHeaderName``; https://istio.io/latest/docs/reference/config/networking/destination-rule/):
+  any pod can serve a session, the hash adds locality for its streams.
+- ``in-memory-sessions`` with ``pinning: cookie``: Istio persistent sessions (the Service label
+  ``istio.io/persistent-session: <cookie>``; istiod needs ``PILOT_ENABLE_PERSISTENT_SESSION_FILTER``,
+  experimental, ``pilot/pkg/features/experimental.go``) pin each client that keeps cookies to the
+  pod that served its ``initialize``. Hashing alone is refused: it pins a session to *a* pod, not
+  to its creator (measured: see :data:`mcp_affinity.affinity.HASHING_LOSES_SESSIONS`).
+- ``stateless``: least-request balancing; nothing to pin.
+
+It is closed to the rest of the cluster: strict mutual TLS (``PeerAuthentication``), an
+``AuthorizationPolicy`` that admits only the ingress gateway's identity, and a Kubernetes
+``NetworkPolicy`` (enforced by Dataplane V2) admitting only the gateway's namespace.
+
+Requests of MCP 2026-07-28 carry ``Mcp-Method`` / ``Mcp-Name``; ``method_routes`` send some of them
+to another mesh service with ``VirtualService`` ``http[].match[].headers``.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Optional
+from typing import AbstractSet, Literal, Mapping, Optional
 
 import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from . import affinity
-from ._args import Args, HeaderName, Memory, Port, Prefix, StrInput, UrlPath
-from .mesh import MeshRef
+from .affinity import METHOD_HEADER, NAME_HEADER, HeaderName, SessionMode, StoreRole
+from .gke_cluster import GkeCluster
+from .limits import Env, Memory, Quantity
+from .load_balancer import Domain, MethodRouteArgs
+from .mesh import Mesh
+from .naming import SERVICE_ACCOUNT, PhysicalName, physical_name
 from .session_store import SessionStoreRef
+from .settings import Int, Name, Port, Settings, UrlPath
 
-SECRET_NAME = "mcp-session-store"
+SECRET_NAME = "mcp-redis"
 
 
-class McpMeshServiceArgs(Args):
-    """Arguments of :class:`McpMeshService`.
+class McpMeshServiceArgs(Settings):
+    """Settings of :class:`McpMeshService`.
 
-    - ``mesh``: ``Mesh.ref()`` (gateway and data plane); ``provider``: ``GkeCluster.provider``.
-    - ``workload_pool``: ``PROJECT.svc.id.goog`` from :class:`GkeCluster`.
-    - ``session_store`` + ``store_url``: the store reference and its URL (a Pulumi secret, e.g.
-      ``SessionStore.connection_url``); the URL reaches pods as Kubernetes Secret
-      ``mcp-session-store`` (key ``url``, ``ca.crt``), the Google service account may also read the
-      Secret Manager secret.
+    - ``image``, ``port``, ``cpu`` / ``memory`` (Kubernetes quantities), ``health_path``, ``env``.
+    - ``session_mode``: what the server does with sessions (:class:`~mcp_affinity.affinity.SessionMode`).
+    - ``pinning``: for ``in-memory-sessions``: ``cookie`` (Istio persistent sessions, for clients
+      that keep cookies); ``cookie_name`` names the cookie.
+    - ``notification_broker``: a ``stateless`` server fans notifications out through Redis.
     - ``hosts``: host names the gateway routes to this service.
+    - ``method_routes``: key -> :class:`~mcp_affinity.load_balancer.MethodRouteArgs`: MCP methods
+      sent to another mesh service (``service`` names it).
     - ``min_replicas`` / ``max_replicas``: HorizontalPodAutoscaler bounds (CPU target 70 %).
     - ``drain_seconds``: graceful termination: the pod and its sidecar keep serving open streams
-      this long (default 3600 s, as long as a Cloud Run request may last).
+      this long (30 to 3600 s, default 3600, as long as a Cloud Run request may last).
     """
 
-    prefix: Prefix
-    project: str
-    image: str
-    provider: Any
-    mesh: MeshRef
-    workload_pool: str
-    session_store: SessionStoreRef
-    store_url: StrInput
-    hosts: list[str] = Field(min_length=1)
+    image: str = Field(min_length=1, max_length=1024, pattern=r"^[^\s]+$")
+    session_mode: SessionMode
+    pinning: Optional[Literal["cookie"]] = None
+    cookie_name: str = Field(default="mcp-affinity", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    notification_broker: bool = False
     session_header: HeaderName = affinity.DEFAULT_SESSION_HEADER
+    hosts: list[Domain] = Field(min_length=1)
+    method_routes: dict[Name, MethodRouteArgs] = Field(default_factory=dict)
     port: Port = 8080
-    cpu: str = "500m"
+    cpu: Quantity = "500m"
     memory: Memory = "512Mi"
-    min_replicas: int = Field(default=2, ge=1, le=1000)
-    max_replicas: int = Field(default=10, ge=1, le=1000)
-    drain_seconds: int = Field(default=3600, ge=30, le=86400)
+    min_replicas: Int = Field(default=2, ge=1, le=1000)
+    max_replicas: Int = Field(default=10, ge=1, le=1000)
+    drain_seconds: Int = Field(default=3600, ge=30, le=3600)
     health_path: UrlPath = "/healthz"
-    env: dict[str, str] = Field(default_factory=dict)
+    env: Env = Field(default_factory=dict)
 
-    def model_post_init(self, _context: object) -> None:
+    @model_validator(mode="after")
+    def _rules(self) -> "McpMeshServiceArgs":
         if self.min_replicas > self.max_replicas:
-            raise ValueError("min_replicas is larger than max_replicas")
+            raise ValueError("minReplicas is larger than maxReplicas")
+        if self.port in (15000, 15001, 15004, 15006, 15008, 15020, 15021, 15053, 15090):
+            raise ValueError(f"port {self.port} is used by the Istio sidecar")
+        affinity.store_role(self.session_mode, self.notification_broker)
+        if self.session_mode is SessionMode.IN_MEMORY_SESSIONS and self.pinning is None:
+            raise ValueError(
+                "in-memory sessions must reach the pod that created them: set pinning: cookie (clients "
+                f"that keep cookies). Hashing the header does not do it: {affinity.HASHING_LOSES_SESSIONS}")
+        if self.pinning is not None and self.session_mode is not SessionMode.IN_MEMORY_SESSIONS:
+            raise ValueError("pinning goes with sessionMode in-memory-sessions; other modes need none")
+        return self
+
+    @property
+    def store_role(self) -> StoreRole:
+        return affinity.store_role(self.session_mode, self.notification_broker)
+
+    def names(self, name: str) -> dict[str, PhysicalName]:
+        """Physical names: the Google service account (Kubernetes names live in namespace ``mcp-NAME``)."""
+        return {"account": physical_name(SERVICE_ACCOUNT, "gcp:serviceaccount/account:Account", self.prefix, name, "gke")}
 
 
 class McpMeshService(pulumi.ComponentResource):
-    """Namespace, identity, Deployment, Service, HPA, PDB, DestinationRule and VirtualService.
+    """Namespace, identity, Deployment, Service, HPA, PDB, routing and isolation for one MCP server.
 
-    Outputs: ``namespace``, ``service_host`` (``NAME.NAMESPACE.svc.cluster.local``, the
-    DestinationRule's host) and ``google_service_account``.
+    Context: ``cluster`` (provider, node pool, workload pool), ``mesh`` (gateway, data plane,
+    control plane to wait for), ``session_store`` (needed when the store role is not ``none``),
+    ``route_hosts`` (mesh service name -> its in-cluster host, for ``method_routes``) and
+    ``secret_env`` (names in ``env`` whose values become Pulumi secrets).
+
+    Outputs: ``namespace``, ``service_host`` (``NAME.NAMESPACE.svc.cluster.local``) and
+    ``google_service_account``.
     """
 
-    def __init__(self, name: str, args: McpMeshServiceArgs, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, args: McpMeshServiceArgs, *, cluster: GkeCluster, mesh: Mesh,
+                 session_store: Optional[SessionStoreRef] = None,
+                 route_hosts: Optional[Mapping[str, str]] = None, secret_env: AbstractSet[str] = frozenset(),
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        if args.store_role is not StoreRole.NONE and session_store is None:
+            raise ValueError(f"session mode {args.session_mode.value} needs a session_store")
+        missing = {m.service for m in args.method_routes.values()} - set(route_hosts or {})
+        if missing:
+            raise ValueError(f"method routes name unknown mesh services {sorted(missing)}")
+        if args.pinning == "cookie" and not mesh.persistent_session_filter:
+            raise ValueError("pinning: cookie needs the mesh's persistentSessionFilter")
+        names = args.names(name)
         super().__init__("mcp-affinity:index:McpMeshService", name, None, opts)
-        self._name, self._args = name, args
-        self.namespace = f"mcp-{name}"
-        self.service_host = f"{name}.{self.namespace}.svc.cluster.local"
-        self._k8s = pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=args.mesh.ready)
-        account = self._identity()
+        self._name, self._args, self._mesh = name, args, mesh
+        self._store = session_store if args.store_role is not StoreRole.NONE else None
+        self._route_hosts, self._secret_env = dict(route_hosts or {}), secret_env
+        self.namespace = service_namespace(name)
+        self.service_host = service_host(name)
+        account = self._identity(names, cluster)
         self.google_service_account = account.email
+        base = pulumi.ResourceOptions(parent=self, provider=cluster.kubernetes_provider,
+                                      depends_on=[cluster.node_pool, *mesh.ready])
         namespace = k8s.core.v1.Namespace(name, metadata={"name": self.namespace, "labels": self._mesh_labels()},
-                                          opts=self._k8s)
-        self._k8s = pulumi.ResourceOptions.merge(self._k8s, pulumi.ResourceOptions(depends_on=[namespace]))
+                                          opts=base)
+        self._k8s = pulumi.ResourceOptions.merge(base, pulumi.ResourceOptions(depends_on=[namespace]))
         self._objects(account)
         self.register_outputs({"namespace": self.namespace, "service_host": self.service_host,
                                "google_service_account": self.google_service_account})
 
     def _mesh_labels(self) -> dict[str, str]:
-        if self._args.mesh.data_plane == "ambient":
+        if self._mesh.data_plane == "ambient":
             return {"istio.io/dataplane-mode": "ambient", "istio.io/use-waypoint": "waypoint"}
         return {"istio-injection": "enabled"}
 
-    def _identity(self) -> gcp.serviceaccount.Account:
-        """A Google service account bound to the Kubernetes one by Workload Identity."""
+    def _identity(self, names, cluster: GkeCluster) -> gcp.serviceaccount.Account:
+        """A Google service account bound to the Kubernetes one by Workload Identity; the member
+        names the pool from the cluster's output, so the binding waits for the cluster."""
         args, child = self._args, pulumi.ResourceOptions(parent=self)
-        account = gcp.serviceaccount.Account(self._name, account_id=f"{args.prefix}-{self._name}-gke"[:30],
-                                             project=args.project, display_name=f"GKE MCP service {self._name}",
-                                             opts=child)
+        account = gcp.serviceaccount.Account(self._name, account_id=names["account"].value, project=args.project,
+                                             display_name=f"GKE MCP service {self._name}", opts=child)
         gcp.serviceaccount.IAMMember(
             f"{self._name}-workload-identity", service_account_id=account.name, role="roles/iam.workloadIdentityUser",
-            member=f"serviceAccount:{args.workload_pool}[{self.namespace}/{self._name}]", opts=child,
-        )
-        gcp.secretmanager.SecretIamMember(
-            f"{self._name}-store-url", secret_id=args.session_store.secret_id,
-            role="roles/secretmanager.secretAccessor", member=account.member, opts=child,
+            member=pulumi.Output.format("serviceAccount:{0}[{1}/{2}]", cluster.workload_pool, self.namespace, self._name),
+            opts=child,
         )
         return account
 
-    def _meta(self, name: Optional[str] = None) -> dict:
-        return {"name": name or self._name, "namespace": self.namespace, "labels": {"app": self._name}}
+    def _meta(self, name: Optional[str] = None, labels: Optional[dict] = None) -> dict:
+        return {"name": name or self._name, "namespace": self.namespace, "labels": {"app": self._name, **(labels or {})}}
 
     def _objects(self, account: gcp.serviceaccount.Account) -> None:
         args, name, opts = self._args, self._name, self._k8s
         k8s.core.v1.ServiceAccount(name, metadata={**self._meta(), "annotations": {
             "iam.gke.io/gcp-service-account": account.email}}, opts=opts)
-        k8s.core.v1.Secret(name, metadata=self._meta(SECRET_NAME), type="Opaque", string_data={
-            "url": pulumi.Output.secret(args.store_url), "ca.crt": args.session_store.ca_certificate}, opts=opts)
+        if self._store is not None:
+            k8s.core.v1.Secret(name, metadata=self._meta(SECRET_NAME), type="Opaque", string_data={
+                "url": pulumi.Output.secret(self._store.connection_url), "ca.crt": self._store.ca_certificate},
+                opts=opts)
         k8s.apps.v1.Deployment(name, metadata=self._meta(), spec=self._deployment_spec(), opts=opts)
-        k8s.core.v1.Service(name, metadata=self._meta(), spec={
+        service_labels = {"istio.io/persistent-session": args.cookie_name} if args.pinning == "cookie" else {}
+        k8s.core.v1.Service(name, metadata=self._meta(labels=service_labels), spec={
             "selector": {"app": name},
             "ports": [{"name": "http", "port": 80, "targetPort": args.port, "appProtocol": "http"}],
         }, opts=opts)
@@ -132,17 +183,24 @@ class McpMeshService(pulumi.ComponentResource):
         }, opts=opts)
         k8s.policy.v1.PodDisruptionBudget(name, metadata=self._meta(), spec={
             "maxUnavailable": 1, "selector": {"matchLabels": {"app": name}}}, opts=opts)
-        self._istio_objects()
+        self._routing()
+        self._isolation()
+
+    def _env(self) -> list[dict]:
+        args = self._args
+        env = [{"name": "MCP_SESSION_MODE", "value": args.session_mode.value},
+               {"name": "MCP_SESSION_HEADER", "value": args.session_header}]
+        if self._store is not None:
+            variable = "MCP_SESSION_STORE_URL" if args.store_role is StoreRole.SESSION_STORE else "MCP_NOTIFICATION_BROKER_URL"
+            env.append({"name": variable, "valueFrom": {"secretKeyRef": {"name": SECRET_NAME, "key": "url"}}})
+            env.append({"name": "MCP_REDIS_CA_CERT", "valueFrom": {"secretKeyRef": {"name": SECRET_NAME, "key": "ca.crt"}}})
+        for key, value in sorted(args.env.items()):
+            env.append({"name": key, "value": pulumi.Output.secret(value) if key in self._secret_env else value})
+        return env
 
     def _deployment_spec(self) -> dict:
         args, name = self._args, self._name
         probe = {"httpGet": {"path": args.health_path, "port": "http"}, "periodSeconds": 5}
-        env = [
-            {"name": "MCP_SESSION_HEADER", "value": args.session_header},
-            {"name": "MCP_SESSION_STORE_URL", "valueFrom": {"secretKeyRef": {"name": SECRET_NAME, "key": "url"}}},
-            {"name": "MCP_SESSION_STORE_CA_CERT", "valueFrom": {"secretKeyRef": {"name": SECRET_NAME, "key": "ca.crt"}}},
-            *({"name": k, "value": v} for k, v in sorted(args.env.items())),
-        ]
         # The sidecar must drain as long as the app, or it cuts the streams the app still serves.
         proxy_config = json.dumps({"terminationDrainDuration": f"{args.drain_seconds}s"})
         return {
@@ -161,7 +219,7 @@ class McpMeshService(pulumi.ComponentResource):
                         "name": "mcp",
                         "image": args.image,
                         "ports": [{"name": "http", "containerPort": args.port}],
-                        "env": env,
+                        "env": self._env(),
                         "resources": {"requests": {"cpu": args.cpu, "memory": args.memory},
                                       "limits": {"memory": args.memory}},
                         "startupProbe": {**probe, "failureThreshold": 24},
@@ -176,30 +234,65 @@ class McpMeshService(pulumi.ComponentResource):
             },
         }
 
-    def _istio_objects(self) -> None:
+    def traffic_policy(self) -> dict:
+        """The DestinationRule's traffic policy for this service's session mode."""
+        if self._args.session_mode is SessionMode.SHARED_SESSIONS:
+            return {"loadBalancer": {"consistentHash": {"httpHeaderName": self._args.session_header}}}
+        return {"loadBalancer": {"simple": "LEAST_REQUEST"}}
+
+    def _routing(self) -> None:
         args, name, opts = self._args, self._name, self._k8s
         k8s.apiextensions.CustomResource(
-            f"{name}-hash", api_version="networking.istio.io/v1", kind="DestinationRule", metadata=self._meta(),
-            spec={"host": self.service_host, "trafficPolicy": {"loadBalancer": {
-                "consistentHash": {"httpHeaderName": args.session_header}}}},
-            opts=opts,
-        )
+            f"{name}-policy", api_version="networking.istio.io/v1", kind="DestinationRule", metadata=self._meta(),
+            spec={"host": self.service_host, "trafficPolicy": self.traffic_policy()}, opts=opts)
+        http = [self._method_route(key, route) for key, route in
+                sorted(args.method_routes.items(), key=lambda kv: (kv[1].name is None, kv[0]))]
+        # No timeout: leaving it out means none (a "0s" timeout is refused by Istio's CRD), so the
+        # mesh never cuts a server-sent-event stream.
+        http.append({"name": "default", "route": [{"destination": {"host": self.service_host, "port": {"number": 80}}}]})
         k8s.apiextensions.CustomResource(
             f"{name}-route", api_version="networking.istio.io/v1", kind="VirtualService", metadata=self._meta(),
-            spec={
-                "hosts": sorted(args.hosts),
-                "gateways": [args.mesh.gateway],
-                # timeout 0s: no route timeout, so a server-sent-event stream is never cut by the mesh.
-                "http": [{"route": [{"destination": {"host": self.service_host, "port": {"number": 80}}}],
-                          "timeout": "0s"}],
-            },
-            opts=opts,
-        )
-        if args.mesh.data_plane == "ambient":
+            spec={"hosts": sorted(args.hosts), "gateways": [self._mesh.gateway], "http": http}, opts=opts)
+        if self._mesh.data_plane == "ambient":
             k8s.apiextensions.CustomResource(
                 f"{name}-waypoint", api_version="gateway.networking.k8s.io/v1", kind="Gateway",
                 metadata={**self._meta("waypoint"), "labels": {"istio.io/waypoint-for": "service"}},
                 spec={"gatewayClassName": "istio-waypoint",
                       "listeners": [{"name": "mesh", "port": 15008, "protocol": "HBONE"}]},
-                opts=opts,
-            )
+                opts=opts)
+
+    def _method_route(self, key: str, route: MethodRouteArgs) -> dict:
+        headers = {METHOD_HEADER.lower(): {"exact": route.method}}
+        if route.name is not None:
+            headers[NAME_HEADER.lower()] = {"exact": route.name}
+        return {"name": key, "match": [{"headers": headers}],
+                "route": [{"destination": {"host": self._route_hosts[route.service], "port": {"number": 80}}}]}
+
+    def _isolation(self) -> None:
+        """Only the ingress gateway may call this service: mTLS, an identity check and a NetworkPolicy."""
+        args, name, opts = self._args, self._name, self._k8s
+        selector = {"matchLabels": {"app": name}}
+        k8s.apiextensions.CustomResource(
+            f"{name}-mtls", api_version="security.istio.io/v1", kind="PeerAuthentication", metadata=self._meta(),
+            spec={"selector": selector, "mtls": {"mode": "STRICT"}}, opts=opts)
+        k8s.apiextensions.CustomResource(
+            f"{name}-from-gateway", api_version="security.istio.io/v1", kind="AuthorizationPolicy", metadata=self._meta(),
+            spec={"selector": selector, "action": "ALLOW",
+                  "rules": [{"from": [{"source": {"principals": [self._mesh.gateway_principal]}}]}]}, opts=opts)
+        k8s.networking.v1.NetworkPolicy(name, metadata=self._meta(), spec={
+            "podSelector": selector,
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {
+                "kubernetes.io/metadata.name": self._mesh.gateway_namespace}}}],
+                "ports": [{"protocol": "TCP", "port": args.port}]}],
+        }, opts=opts)
+
+
+def service_namespace(name: str) -> str:
+    """The namespace of mesh service ``name``."""
+    return f"mcp-{name}"
+
+
+def service_host(name: str) -> str:
+    """The in-cluster host of mesh service ``name``: ``NAME.mcp-NAME.svc.cluster.local``."""
+    return f"{name}.{service_namespace(name)}.svc.cluster.local"

@@ -1,146 +1,186 @@
-"""Network: a VPC with one subnet per region and private services access, or an existing VPC.
+"""Network: a VPC with one subnet per region, private services access and, if asked, Cloud NAT.
 
 Private services access (a reserved global range peered through
 ``servicenetworking.googleapis.com``) is how Memorystore for Redis in ``PRIVATE_SERVICE_ACCESS``
 mode gets its address (https://cloud.google.com/vpc/docs/configure-private-services-access).
-Cloud Run reaches it by Direct VPC egress through the regional subnet.
+Cloud Run reaches it by Direct VPC egress through the regional subnet. Cloud NAT gives private
+GKE nodes a way to pull images from outside Google (https://cloud.google.com/nat/docs/overview).
 """
 
 from __future__ import annotations
 
 import ipaddress
-from typing import Optional
+import itertools
+from dataclasses import dataclass, field
+from typing import Annotated, Mapping, Optional
 
 import pulumi
 import pulumi_gcp as gcp
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, model_validator
 
-from ._args import Args, Prefix, Region, StrInput
+from .naming import RFC1035, PhysicalName, physical_name
+from .settings import Bool, Int, IPv4Cidr, Model, Region, Settings, StrInput
 
-
-class SubnetArgs(Args):
-    """One regional subnet: a primary CIDR and optional named secondary ranges (GKE pods, services)."""
-
-    ip_cidr_range: str
-    secondary_ranges: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("ip_cidr_range")
-    @classmethod
-    def _cidr(cls, value: str) -> str:
-        ipaddress.ip_network(value)
-        return value
-
-    @field_validator("secondary_ranges")
-    @classmethod
-    def _secondary(cls, value: dict[str, str]) -> dict[str, str]:
-        for cidr in value.values():
-            ipaddress.ip_network(cidr)
-        return value
+RangeName = Annotated[str, AfterValidator(lambda v: physical_name(RFC1035, "range", v).value)]
 
 
-class ExistingNetworkArgs(Args):
-    """A VPC the component should use, not create: its id and one subnet id per region."""
+class SubnetArgs(Model):
+    """One regional subnet: ``ip_cidr_range`` and named ``secondary_ranges`` (GKE ``pods``, ``services``)."""
 
-    network: StrInput
-    subnets: dict[str, StrInput]
+    ip_cidr_range: IPv4Cidr
+    secondary_ranges: dict[RangeName, IPv4Cidr] = Field(default_factory=dict)
 
 
-class NetworkArgs(Args):
-    """Arguments of :class:`Network`.
+class NetworkArgs(Settings):
+    """Settings of :class:`Network`.
 
-    - ``prefix``: prefix of every resource name (lowercase, starts with a letter).
-    - ``subnets``: region -> :class:`SubnetArgs`, for a new VPC.
-    - ``existing``: use this VPC instead; ``subnets`` must then be empty.
-    - ``private_services_access``: reserve a range and peer it with service networking (needed by
-      the session store); turn off when the VPC already has it.
-    - ``private_services_prefix_length``: size of that range (8 to 24; 20 is 4,096 addresses).
+    - ``subnets``: region -> :class:`SubnetArgs`, for a new VPC. No two ranges may overlap.
+    - ``existing_network`` / ``existing_subnets``: use this VPC (``projects/P/global/networks/N``)
+      and these subnet ids (region -> id) instead of creating one.
+    - ``private_services_access``: reserve a range of ``private_services_prefix_length`` (8 to 24;
+      20 is 4,096 addresses) and peer it with service networking, as the session store needs.
+    - ``cloud_nat``: a Cloud Router and Cloud NAT in ``nat_regions`` (default: every subnet's
+      region), for private nodes that pull images from outside Google.
     """
 
-    prefix: Prefix
-    project: Optional[str] = None
     subnets: dict[Region, SubnetArgs] = Field(default_factory=dict)
-    existing: Optional[ExistingNetworkArgs] = None
-    private_services_access: bool = True
-    private_services_prefix_length: int = Field(default=20, ge=8, le=24)
+    existing_network: Optional[str] = Field(default=None, pattern=r"^projects/[a-z][a-z0-9-]+/global/networks/[a-z]([a-z0-9-]*[a-z0-9])?$")
+    existing_subnets: dict[Region, str] = Field(default_factory=dict)
+    private_services_access: Bool = True
+    private_services_prefix_length: Int = Field(default=20, ge=8, le=24)
+    cloud_nat: Bool = False
 
-    def model_post_init(self, _context: object) -> None:
-        if self.existing is not None and self.subnets:
-            raise ValueError("give either subnets (new VPC) or existing (reuse a VPC), not both")
-        if self.existing is None and not self.subnets:
-            raise ValueError("a new VPC needs at least one subnet")
+    @model_validator(mode="after")
+    def _shape(self) -> "NetworkArgs":
+        if self.existing_network is not None:
+            if self.subnets or not self.existing_subnets:
+                raise ValueError("with existingNetwork give existingSubnets (region -> subnet id), not subnets")
+        elif not self.subnets or self.existing_subnets:
+            raise ValueError("a new VPC needs subnets (region -> {ipCidrRange}); existingSubnets goes with existingNetwork")
+        ranges = [(f"subnets.{r}.ipCidrRange", s.ip_cidr_range) for r, s in self.subnets.items()]
+        ranges += [(f"subnets.{r}.secondaryRanges.{n}", c) for r, s in self.subnets.items() for n, c in s.secondary_ranges.items()]
+        check_no_overlap(ranges)
+        return self
+
+    @property
+    def regions(self) -> list[str]:
+        return sorted(self.subnets or self.existing_subnets)
+
+    def names(self, name: str) -> dict[str, PhysicalName]:
+        """Physical names of this network's resources, keyed by role."""
+        p = self.prefix
+        names = {"psa": physical_name(RFC1035, "gcp:compute/globalAddress:GlobalAddress", p, name, "psa")}
+        if self.existing_network is None:
+            names["vpc"] = physical_name(RFC1035, "gcp:compute/network:Network", p, name)
+            for region in self.subnets:
+                names[f"subnet-{region}"] = physical_name(RFC1035, "gcp:compute/subnetwork:Subnetwork", p, name, region)
+        if self.cloud_nat:
+            for region in self.regions:
+                names[f"router-{region}"] = physical_name(RFC1035, "gcp:compute/router:Router", p, name, region)
+                names[f"nat-{region}"] = physical_name(RFC1035, "gcp:compute/routerNat:RouterNat", p, name, region, "nat")
+        return names
+
+
+def check_no_overlap(ranges: list[tuple[str, str]]) -> None:
+    """Raise ``ValueError`` naming the first two of ``(key, cidr)`` that overlap."""
+    for (key_a, a), (key_b, b) in itertools.combinations(ranges, 2):
+        if ipaddress.IPv4Network(a).overlaps(ipaddress.IPv4Network(b)):
+            raise ValueError(f"{key_a} {a} overlaps {key_b} {b}")
+
+
+@dataclass(frozen=True)
+class NetworkRef:
+    """What other components take from a network.
+
+    - ``network_id``: ``projects/P/global/networks/N``.
+    - ``subnet_ids``: region -> subnet id.
+    - ``private_services_network_id``: the same network id, resolved only once private services
+      access is peered: what a Memorystore instance must wait for. Defaults to ``network_id``
+      (for a VPC whose peering exists already).
+    """
+
+    network_id: StrInput
+    subnet_ids: Mapping[str, StrInput]
+    private_services_network_id: StrInput = None
+    regions: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.private_services_network_id is None:
+            object.__setattr__(self, "private_services_network_id", self.network_id)
+        if not self.regions:
+            object.__setattr__(self, "regions", sorted(self.subnet_ids))
 
 
 class Network(pulumi.ComponentResource):
-    """A VPC for MCP servers: regional subnets and private services access.
+    """A VPC for MCP servers: regional subnets, private services access, optional Cloud NAT.
 
-    Outputs: ``network_id`` (``projects/P/global/networks/N``), ``subnet_ids`` (region -> subnet id),
-    ``regions`` (sorted), and ``private_services_connection`` (the peering resource, or None) for
-    resources that must wait for it.
+    Outputs: ``network_id``, ``subnet_ids`` (region -> id), ``private_services_network_id``
+    (ready once peered); :meth:`ref` bundles them for other components.
     """
 
     network_id: pulumi.Output[str]
     subnet_ids: dict[str, pulumi.Output[str]]
-    private_services_connection: Optional[gcp.servicenetworking.Connection]
+    private_services_network_id: pulumi.Output[str]
 
     def __init__(self, name: str, args: NetworkArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("mcp-affinity:index:Network", name, None, opts)
+        names = args.names(name)
         child = pulumi.ResourceOptions(parent=self)
-        if args.existing is not None:
-            self.network_id = pulumi.Output.from_input(args.existing.network)
-            self.subnet_ids = {r: pulumi.Output.from_input(s) for r, s in args.existing.subnets.items()}
+        if args.existing_network is not None:
+            self.network_id = pulumi.Output.from_input(args.existing_network)
+            self.subnet_ids = {r: pulumi.Output.from_input(s) for r, s in sorted(args.existing_subnets.items())}
         else:
-            vpc = gcp.compute.Network(
-                name,
-                name=f"{args.prefix}-vpc",
-                project=args.project,
-                auto_create_subnetworks=False,
-                routing_mode="GLOBAL",
-                opts=child,
-            )
+            vpc = gcp.compute.Network(name, name=names["vpc"].value, project=args.project,
+                                      auto_create_subnetworks=False, routing_mode="GLOBAL", opts=child)
             self.network_id = vpc.id
-            self.subnet_ids = {
-                region: self._subnet(name, args, region, subnet, vpc, child).id
-                for region, subnet in sorted(args.subnets.items())
-            }
-        self.regions = sorted(self.subnet_ids)
-        self.private_services_connection = (
-            self._private_services(name, args, child) if args.private_services_access else None
-        )
-        self.register_outputs({"network_id": self.network_id, "subnet_ids": self.subnet_ids})
+            self.subnet_ids = {region: self._subnet(name, names, args, region, subnet, child).id
+                               for region, subnet in sorted(args.subnets.items())}
+        self.private_services_network_id = self.network_id
+        if args.private_services_access:
+            connection = self._private_services(name, names, args, child)
+            # Carry the dependency in the value: whoever takes this id waits for the peering.
+            self.private_services_network_id = pulumi.Output.all(self.network_id, connection.id).apply(lambda v: v[0])
+        if args.cloud_nat:
+            for region in args.regions:
+                self._nat(name, names, args, region, child)
+        self.register_outputs({"network_id": self.network_id, "subnet_ids": self.subnet_ids,
+                               "private_services_network_id": self.private_services_network_id})
 
-    @staticmethod
-    def _subnet(name, args, region, subnet, vpc, opts):
+    def ref(self) -> NetworkRef:
+        """This network as other components take it."""
+        return NetworkRef(self.network_id, self.subnet_ids, self.private_services_network_id)
+
+    def _subnet(self, name, names, args, region, subnet, opts):
         return gcp.compute.Subnetwork(
             f"{name}-{region}",
-            name=f"{args.prefix}-{region}",
+            name=names[f"subnet-{region}"].value,
             project=args.project,
             region=region,
-            network=vpc.id,
+            network=self.network_id,
             ip_cidr_range=subnet.ip_cidr_range,
             private_ip_google_access=True,
-            secondary_ip_ranges=[
-                {"range_name": range_name, "ip_cidr_range": cidr}
-                for range_name, cidr in sorted(subnet.secondary_ranges.items())
-            ],
+            secondary_ip_ranges=[{"range_name": n, "ip_cidr_range": c} for n, c in sorted(subnet.secondary_ranges.items())],
             log_config={"aggregation_interval": "INTERVAL_5_SEC", "flow_sampling": 0.5},
             opts=opts,
         )
 
-    def _private_services(self, name, args, opts):
+    def _private_services(self, name, names, args, opts) -> gcp.servicenetworking.Connection:
         reserved = gcp.compute.GlobalAddress(
-            f"{name}-psa-range",
-            name=f"{args.prefix}-psa-range",
-            project=args.project,
-            purpose="VPC_PEERING",
-            address_type="INTERNAL",
-            prefix_length=args.private_services_prefix_length,
-            network=self.network_id,
+            f"{name}-psa-range", name=names["psa"].value, project=args.project, purpose="VPC_PEERING",
+            address_type="INTERNAL", prefix_length=args.private_services_prefix_length, network=self.network_id,
             opts=opts,
         )
         return gcp.servicenetworking.Connection(
-            f"{name}-psa",
-            network=self.network_id,
-            service="servicenetworking.googleapis.com",
-            reserved_peering_ranges=[reserved.name],
-            opts=opts,
+            f"{name}-psa", network=self.network_id, service="servicenetworking.googleapis.com",
+            reserved_peering_ranges=[reserved.name], opts=opts,
+        )
+
+    def _nat(self, name, names, args, region, opts) -> None:
+        router = gcp.compute.Router(f"{name}-{region}", name=names[f"router-{region}"].value, project=args.project,
+                                    region=region, network=self.network_id, opts=opts)
+        gcp.compute.RouterNat(
+            f"{name}-{region}", name=names[f"nat-{region}"].value, project=args.project, region=region,
+            router=router.name, nat_ip_allocate_option="AUTO_ONLY",
+            source_subnetwork_ip_ranges_to_nat="ALL_SUBNETWORKS_ALL_IP_RANGES",
+            log_config={"enable": True, "filter": "ERRORS_ONLY"}, opts=opts,
         )

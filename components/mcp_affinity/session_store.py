@@ -16,60 +16,73 @@ Manager secret version; consumers are granted ``roles/secretmanager.secretAccess
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal, Optional
 
 import pulumi
 import pulumi_gcp as gcp
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from ._args import Args, Prefix, Region, StrInput
+from .naming import REDIS_INSTANCE, SECRET, PhysicalName, physical_name
+from .network import NetworkRef
+from .settings import Int, Model, Region, Settings, StrInput
 
 Day = Literal["MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY"]
 SnapshotPeriod = Literal["ONE_HOUR", "SIX_HOURS", "TWELVE_HOURS", "TWENTY_FOUR_HOURS"]
+RedisVersion = Literal["REDIS_6_X", "REDIS_7_0", "REDIS_7_2"]
 
 
-class MaintenanceWindowArgs(Args):
+class MaintenanceWindowArgs(Model):
     """A weekly maintenance window: ``day`` and start ``hour`` (0-23, UTC); it lasts one hour."""
 
     day: Day
-    hour: int = Field(ge=0, le=23)
+    hour: Int = Field(ge=0, le=23)
 
 
-class SessionStoreArgs(Args):
-    """Arguments of :class:`SessionStore`.
+class SessionStoreArgs(Settings):
+    """Settings of :class:`SessionStore`.
 
+    - ``region``: where the instance lives; None takes the network's first region.
     - ``tier``: ``BASIC`` (one node) or ``STANDARD_HA`` (replicated, automatic failover); there is
       no in-place change between tiers.
     - ``memory_size_gb``: capacity in GiB (1 to 300).
+    - ``redis_version``: ``REDIS_6_X``, ``REDIS_7_0`` or ``REDIS_7_2``.
     - ``read_replicas``: 0 to 5 read replicas, STANDARD_HA only, needs 5 GiB or more.
     - ``rdb_snapshot_period``: RDB persistence period, or None for no persistence.
-    - ``deletion_protection``: refuse deletion in Google Cloud and protect the resources in Pulumi.
+    - ``maintenance_window``: a weekly window, or None for Google's choice.
+
+    Source: https://cloud.google.com/memorystore/docs/redis/reference/rest/v1/projects.locations.instances
     """
 
-    prefix: Prefix
-    region: Region
-    network_id: StrInput
-    project: Optional[str] = None
+    region: Optional[Region] = None
     tier: Literal["BASIC", "STANDARD_HA"] = "BASIC"
-    memory_size_gb: int = Field(default=1, ge=1, le=300)
-    redis_version: str = Field(default="REDIS_7_2", pattern=r"^REDIS_\d+(_\d+)?$")
-    read_replicas: int = Field(default=0, ge=0, le=5)
+    memory_size_gb: Int = Field(default=1, ge=1, le=300)
+    redis_version: RedisVersion = "REDIS_7_2"
+    read_replicas: Int = Field(default=0, ge=0, le=5)
     rdb_snapshot_period: Optional[SnapshotPeriod] = None
     maintenance_window: Optional[MaintenanceWindowArgs] = None
-    deletion_protection: bool = False
-    labels: dict[str, str] = Field(default_factory=dict)
-    private_services_connection: Optional[pulumi.Resource] = None
 
-    def model_post_init(self, _context: object) -> None:
+    @model_validator(mode="after")
+    def _replicas(self) -> "SessionStoreArgs":
         if self.read_replicas and self.tier != "STANDARD_HA":
-            raise ValueError("read_replicas needs tier STANDARD_HA")
+            raise ValueError("readReplicas needs tier STANDARD_HA")
         if self.read_replicas and self.memory_size_gb < 5:
-            raise ValueError("read_replicas needs memory_size_gb of 5 or more")
+            raise ValueError("readReplicas needs memorySizeGb of 5 or more")
+        return self
+
+    def names(self, name: str) -> dict[str, PhysicalName]:
+        """Physical names: the Redis instance and the Secret Manager secret holding its URL."""
+        return {
+            "instance": physical_name(REDIS_INSTANCE, "gcp:redis/instance:Instance", self.prefix, name),
+            "secret": physical_name(SECRET, "gcp:secretmanager/secret:Secret", self.prefix, name, "url"),
+        }
 
 
-class SessionStoreRef(Args):
-    """How a consumer reaches a session store: the Secret Manager secret holding the URL
-    (``projects/P/secrets/S``), the version to read and the server CA certificate (PEM).
+@dataclass(frozen=True)
+class SessionStoreRef:
+    """How a consumer reaches a store: the Secret Manager secret holding the URL
+    (``projects/P/secrets/S``), the version to read, the server CA certificate (PEM) and the URL
+    itself (a Pulumi secret; None for a store of another stack, read through the secret only).
 
     Built by :meth:`SessionStore.ref`, or by hand for a store of another stack.
     """
@@ -77,10 +90,14 @@ class SessionStoreRef(Args):
     secret_id: StrInput
     secret_version: StrInput
     ca_certificate: StrInput
+    connection_url: StrInput = None
 
 
 class SessionStore(pulumi.ComponentResource):
     """Memorystore for Redis with AUTH, TLS and private services access, plus its URL secret.
+
+    Context: ``network`` (:class:`~mcp_affinity.network.NetworkRef`; the instance waits for its
+    ``private_services_network_id``).
 
     Outputs: ``host`` (private IP), ``port`` (6378 with TLS), ``ca_certificate`` (PEM of the
     current server CA), ``connection_url`` (Pulumi secret), ``secret_id`` (Secret Manager secret
@@ -94,15 +111,16 @@ class SessionStore(pulumi.ComponentResource):
     secret_id: pulumi.Output[str]
     secret_version: pulumi.Output[str]
 
-    def __init__(self, name: str, args: SessionStoreArgs, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, args: SessionStoreArgs, *, network: NetworkRef,
+                 opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("mcp-affinity:index:SessionStore", name, None, opts)
+        names = args.names(name)
         protect = args.deletion_protection
-        depends = [args.private_services_connection] if args.private_services_connection else []
+        region = args.region or network.regions[0]
         instance = gcp.redis.Instance(
             name,
-            opts=pulumi.ResourceOptions(parent=self, protect=protect, depends_on=depends,
-                                        additional_secret_outputs=["authString"]),
-            **_instance_args(args),
+            opts=pulumi.ResourceOptions(parent=self, protect=protect, additional_secret_outputs=["authString"]),
+            **_instance_args(args, names["instance"].value, region, network.private_services_network_id),
         )
         self.host = instance.host
         self.port = instance.port
@@ -112,7 +130,7 @@ class SessionStore(pulumi.ComponentResource):
         )
         secret = gcp.secretmanager.Secret(
             f"{name}-url",
-            secret_id=f"{args.prefix}-session-store-url",
+            secret_id=names["secret"].value,
             project=args.project,
             replication={"auto": {}},
             labels=args.labels,
@@ -124,8 +142,7 @@ class SessionStore(pulumi.ComponentResource):
             secret_data=self.connection_url,
             opts=pulumi.ResourceOptions(parent=self),
         )
-        self.secret_id = secret.secret_id
-        self._secret_resource_id = secret.id
+        self.secret_id = secret.id
         self.secret_version = version.version
         self.register_outputs({
             "host": self.host,
@@ -136,22 +153,21 @@ class SessionStore(pulumi.ComponentResource):
             "secret_version": self.secret_version,
         })
 
-    def ref(self) -> "SessionStoreRef":
-        """What a consumer needs to read the store: secret, version and CA certificate."""
-        return SessionStoreRef(secret_id=self._secret_resource_id, secret_version=self.secret_version,
-                               ca_certificate=self.ca_certificate)
+    def ref(self) -> SessionStoreRef:
+        """What a consumer needs to read the store: secret, version, CA certificate and URL."""
+        return SessionStoreRef(self.secret_id, self.secret_version, self.ca_certificate, self.connection_url)
 
 
-def _instance_args(args: SessionStoreArgs) -> dict:
+def _instance_args(args: SessionStoreArgs, instance_name: str, region: str, network_id) -> dict:
     window = args.maintenance_window
     return dict(
-        name=f"{args.prefix}-sessions",
+        name=instance_name,
         project=args.project,
-        region=args.region,
+        region=region,
         tier=args.tier,
         memory_size_gb=args.memory_size_gb,
         redis_version=args.redis_version,
-        authorized_network=args.network_id,
+        authorized_network=network_id,
         connect_mode="PRIVATE_SERVICE_ACCESS",
         auth_enabled=True,
         transit_encryption_mode="SERVER_AUTHENTICATION",

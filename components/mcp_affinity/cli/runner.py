@@ -1,12 +1,21 @@
 """Run a Pulumi Python program under the mock runtime and record what it would register.
 
 The recording monitor sees each ``RegisterResource`` request exactly as the engine would: type,
-name, parent URN, custom or component, and the serialized property bag. The run is a preview
+name, parent URN, custom or component, the serialized property bag and the resource options that
+change what ``pulumi up`` does (``protect``, ``ignoreChanges``, ``dependsOn``,
+``deleteBeforeReplace``, ``replaceOnChanges``, ``provider``; fields of ``RegisterResourceRequest``
+in ``pulumi/proto/pulumi/resource.proto``). The recording engine keeps every warning the program
+logs (``pulumi.log.warn``) with the URN of the resource it names. The run is a preview
 (``dry_run``): outputs that only the provider computes stay unknown, as in ``pulumi preview``.
+
+Python's cyclic garbage collector is paused while the program runs (the SDK allocates many
+short-lived cycles; collecting them was 40-60 % of a plan, issue 9) and what the run leaves is
+frozen (:func:`gc.freeze`) so later collections skip it.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import runpy
@@ -19,6 +28,7 @@ from typing import Any, Callable, Iterator, Optional
 import pulumi
 from google.protobuf import json_format
 from pulumi.runtime import mocks, settings
+from pulumi.runtime.proto import engine_pb2
 from pulumi.runtime.config import set_all_config
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
@@ -41,6 +51,10 @@ class PlannedResource:
     protect: bool = False
     ignore_changes: list[str] = field(default_factory=list)
     raw_inputs: dict[str, Any] = field(default_factory=dict, repr=False)
+    depends_on: list[str] = field(default_factory=list)
+    delete_before_replace: bool = False
+    replace_on_changes: list[str] = field(default_factory=list)
+    provider: Optional[str] = None
 
     def manifest(self) -> dict[str, Any]:
         """The inputs as the provider would send them on: secrets unwrapped, whole numbers as ints.
@@ -49,9 +63,31 @@ class PlannedResource:
         """
         return _unwrap(self.raw_inputs)
 
+    def options(self) -> dict[str, Any]:
+        """``{"protect", "ignoreChanges", "dependsOn", "deleteBeforeReplace", "replaceOnChanges",
+        "provider"}``: ``dependsOn`` the explicit ``depends_on`` URNs (dependencies that no input
+        carries), ``provider`` the URN of an explicit provider or None for the default one."""
+        return {"protect": self.protect, "ignoreChanges": list(self.ignore_changes),
+                "dependsOn": list(self.depends_on), "deleteBeforeReplace": self.delete_before_replace,
+                "replaceOnChanges": list(self.replace_on_changes), "provider": self.provider}
+
     def to_json(self) -> dict[str, Any]:
         return {"urn": self.urn, "type": self.type, "name": self.name, "parent": self.parent,
-                "custom": self.custom, "inputs": self.inputs}
+                "custom": self.custom, "inputs": self.inputs, "options": self.options()}
+
+
+class LoggedWarning(str):
+    """A warning the program logged: the message (a ``str``) and ``urn``, the resource it names or None."""
+
+    urn: Optional[str]
+
+    def __new__(cls, message: str, urn: Optional[str] = None) -> "LoggedWarning":
+        warning = super().__new__(cls, message)
+        warning.urn = urn or None
+        return warning
+
+    def to_json(self) -> dict[str, Any]:
+        return {"message": str(self), "urn": self.urn}
 
 
 @dataclass
@@ -62,11 +98,13 @@ class Plan:
     stack: str
     resources: list[PlannedResource] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[LoggedWarning] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
+        """``{"project", "stack", "resources": [...], "outputs": {...}, "warnings": [{"message", "urn"}]}``."""
         return {"project": self.project, "stack": self.stack,
-                "resources": [r.to_json() for r in self.resources], "outputs": self.outputs}
+                "resources": [r.to_json() for r in self.resources], "outputs": self.outputs,
+                "warnings": [w.to_json() for w in self.warnings]}
 
     def by_type(self, type_: str) -> list[PlannedResource]:
         return [r for r in self.resources if r.type == type_]
@@ -88,12 +126,30 @@ class _RecordingMonitor(mocks.MockMonitor):
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
             bag = json_format.MessageToDict(request.object, preserving_proto_field_name=True)
+            carried = {urn for deps in request.propertyDependencies.values() for urn in deps.urns}
             self.plan.resources.append(PlannedResource(
                 urn=response.urn, type=request.type, name=request.name,
                 parent=request.parent or None, custom=bool(request.custom), inputs=mask_secrets(bag),
                 protect=bool(request.protect), ignore_changes=list(request.ignoreChanges), raw_inputs=bag,
+                depends_on=sorted(set(request.dependencies) - carried),
+                delete_before_replace=bool(request.deleteBeforeReplace),
+                replace_on_changes=list(request.replaceOnChanges),
+                # A provider reference is "<provider URN>::<provider id>".
+                provider=request.provider.rsplit("::", 1)[0] if request.provider else None,
             ))
         return response
+
+
+class _RecordingEngine(mocks.MockEngine):
+    """The mock engine, keeping each warning with the URN it names (``LogRequest.urn``)."""
+
+    def __init__(self, plan: Plan):
+        super().__init__(logging.getLogger("mcp-affinity.plan"))
+        self.plan = plan
+
+    def Log(self, request) -> None:
+        if request.severity == engine_pb2.WARNING:
+            self.plan.warnings.append(LoggedWarning(request.message, request.urn))
 
 
 class _PreviewMocks(mocks.Mocks):
@@ -103,16 +159,10 @@ class _PreviewMocks(mocks.Mocks):
         return "", dict(args.inputs)
 
     def call(self, args: mocks.MockCallArgs):
-        return {}, None
-
-
-class _Warnings(logging.Handler):
-    def __init__(self, plan: Plan):
-        super().__init__(logging.WARNING)
-        self.plan = plan
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.plan.warnings.append(record.getMessage())
+        # Invokes run for real at preview; offline, the project number reads as a placeholder.
+        if args.token == "gcp:organizations/getProject:getProject":
+            return {"number": "PROJECT_NUMBER", "projectId": args.args.get("projectId")}
+        return {}
 
 
 def mask_secrets(value: Any) -> Any:
@@ -174,20 +224,36 @@ def run_function(
     outputs unknown). Tests pass their own to give computed outputs values.
     """
     plan = Plan(project=project, stack=stack)
-    logger = logging.getLogger(f"mcp-affinity.plan.{id(plan)}")
-    logger.propagate = False
-    logger.handlers = [_Warnings(plan)]
     mock = mock or _PreviewMocks()
-    settings.ROOT.set(None)
-    mocks.set_mocks(mock, project=project, stack=stack, preview=preview, logger=logger,
-                    monitor=_RecordingMonitor(mock, plan))
-    settings.SETTINGS.root_directory = root_directory
-    set_all_config(config or {}, secret_keys or [])
-    _sync_await(run_pulumi_func(program))
-    plan.outputs = _resolve_outputs(settings.get_root_resource())
+    with gc_paused():
+        settings.ROOT.set(None)
+        mocks.set_mocks(mock, project=project, stack=stack, preview=preview,
+                        monitor=_RecordingMonitor(mock, plan))
+        settings.SETTINGS.engine = _RecordingEngine(plan)
+        settings.SETTINGS.root_directory = root_directory
+        set_all_config(config or {}, secret_keys or [])
+        _sync_await(run_pulumi_func(program))
+        plan.outputs = _resolve_outputs(settings.get_root_resource())
     # Registration order depends on the event loop; URN order is stable from run to run.
     plan.resources.sort(key=lambda r: r.urn)
     return plan
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector, then freeze what survived (:func:`gc.freeze`).
+
+    Issue 9 measured collections at 40-60 % of a plan; with them paused and the survivors frozen
+    the prod plan took 0.43x and a 200-service stack 0.40x, with the same JSON.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
 
 
 @contextmanager
