@@ -120,7 +120,6 @@ def load(stack: Optional[str] = None) -> StackSettings:
     project = pulumi.Config("gcp").get("project")
     if not project:
         problems.items.append(("gcp:project", "missing: set it with pulumi config set gcp:project PROJECT_ID"))
-    problems.raise_if_any()
     config = problems.build("", StackConfig, raw)
     problems.raise_if_any()
     settings = _settings(stack, config, project, problems)

@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from conftest import AUTH, is_secret
+from helpers import NETWORK
 from mcp_affinity import MaintenanceWindowArgs, SessionStore, SessionStoreArgs
 
 REDIS = "gcp:redis/instance:Instance"
@@ -16,21 +17,26 @@ VERSION = "gcp:secretmanager/secretVersion:SecretVersion"
 
 
 def make(**overrides) -> SessionStoreArgs:
-    return SessionStoreArgs(**{**dict(prefix="mcp-t", region="europe-west1", network_id="vpc"), **overrides})
+    return SessionStoreArgs(**{**dict(prefix="mcp-t", region="europe-west1"), **overrides})
+
+
+def make_store(name: str = "store", args: SessionStoreArgs | None = None) -> SessionStore:
+    return SessionStore(name, args or make(), network=NETWORK)
 
 
 def test_redis_has_auth_tls_and_private_service_access(record):
-    plan = record(lambda: SessionStore("store", make()))
+    plan = record(lambda: make_store())
     redis = plan.get(REDIS, "store").inputs
     assert redis["authEnabled"] is True
     assert redis["transitEncryptionMode"] == "SERVER_AUTHENTICATION"
     assert redis["connectMode"] == "PRIVATE_SERVICE_ACCESS"
-    assert redis["authorizedNetwork"] == "vpc"
+    assert redis["authorizedNetwork"] == "projects/p/global/networks/vpc"
+    assert redis["name"] == "mcp-t-store"
     assert redis["tier"] == "BASIC" and redis["memorySizeGb"] == 1
 
 
 def test_url_is_a_secret_in_the_secret_version_and_never_in_plain_text(record):
-    plan = record(lambda: SessionStore("store", make()))
+    plan = record(lambda: make_store())
     assert is_secret(plan.get(VERSION, "store-url").inputs["secretData"])
     everything = json.dumps([r.to_json() for r in plan.resources]) + json.dumps(plan.outputs)
     assert AUTH not in everything
@@ -38,7 +44,7 @@ def test_url_is_a_secret_in_the_secret_version_and_never_in_plain_text(record):
 
 @pulumi.runtime.test
 def test_connection_url_output_is_a_secret(gcp_mocks):
-    store = SessionStore("store", make())
+    store = make_store()
 
     def check(args):
         secret, url = args
@@ -50,7 +56,7 @@ def test_connection_url_output_is_a_secret(gcp_mocks):
 
 @pulumi.runtime.test
 def test_host_port_and_ca_certificate_are_outputs(gcp_mocks):
-    store = SessionStore("store", make())
+    store = make_store()
 
     def check(args):
         host, port, ca = args
@@ -63,7 +69,7 @@ def test_host_port_and_ca_certificate_are_outputs(gcp_mocks):
 def test_production_settings_protect_and_replicate(record):
     args = make(tier="STANDARD_HA", memory_size_gb=5, read_replicas=1, rdb_snapshot_period="ONE_HOUR",
                 maintenance_window=MaintenanceWindowArgs(day="SUNDAY", hour=3), deletion_protection=True)
-    plan = record(lambda: SessionStore("store", args))
+    plan = record(lambda: make_store(args=args))
     redis = plan.get(REDIS, "store")
     assert redis.protect is True and redis.inputs["deletionProtection"] is True
     assert plan.get("gcp:secretmanager/secret:Secret", "store-url").protect is True
@@ -73,7 +79,7 @@ def test_production_settings_protect_and_replicate(record):
 
 
 def test_dev_store_is_not_protected(record):
-    plan = record(lambda: SessionStore("store", make()))
+    plan = record(lambda: make_store())
     assert plan.get(REDIS, "store").protect is False
 
 
@@ -82,7 +88,16 @@ def test_dev_store_is_not_protected(record):
     ({"tier": "STANDARD_HA", "read_replicas": 1, "memory_size_gb": 2}, "5 or more"),
     ({"region": "europe-west99"}, "not a Google Cloud region"),
     ({"tier": "PREMIUM"}, "BASIC"),
+    ({"memory_size_gb": "5"}, "valid integer"),
+    ({"redis_version": "REDIS_9_9"}, "REDIS_7_2"),
 ])
 def test_invalid_store_settings_are_refused(overrides, message):
     with pytest.raises(ValidationError, match=message):
         make(**overrides)
+
+
+def test_region_defaults_to_the_networks_first_and_the_secret_is_named_after_the_store(record):
+    plan = record(lambda: SessionStore("sessions", SessionStoreArgs(prefix="mcp-t"), network=NETWORK))
+    assert plan.get(REDIS, "sessions").inputs["region"] == "europe-west1"
+    secret = plan.get("gcp:secretmanager/secret:Secret", "sessions-url").inputs
+    assert secret["secretId"] == "mcp-t-sessions-url"

@@ -40,6 +40,8 @@ def describe_validation_error(error: ValidationError, model: type[BaseModel], pr
             message = "unknown key; allowed keys here: " + ", ".join(allowed)
         else:
             message = item["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+            if item["type"] == "missing":
+                message = "required, but missing"
             if item["type"] not in ("missing",) and "input" in item and not isinstance(item["input"], (dict, list)):
                 message += f" (got {item['input']!r})"
         if "[key]" in [str(part) for part in item["loc"]]:

@@ -50,7 +50,6 @@ class MeshGatewayBackendArgs(Settings):
             "firewall": physical_name(RFC1035, c + "firewall:Firewall", p, name, "lb"),
             "health_check": physical_name(RFC1035, c + "healthCheck:HealthCheck", p, name),
             "backend": physical_name(RFC1035, c + "backendService:BackendService", p, name),
-            "neg": physical_name(RFC1035, c + "networkEndpointGroup:NetworkEndpointGroup", p, name),
         }
 
 
@@ -60,8 +59,9 @@ class MeshGatewayBackend(pulumi.ComponentResource):
 
     Context: ``network`` and ``cluster`` (its node tag).
 
-    Outputs: ``backend_service_id``, ``neg_name`` (the NEG name the gateway Service must use) and
-    ``gateway_annotations`` (the annotations of the gateway Service).
+    Outputs: ``backend_service_id``, ``backend`` (the backend service resource, for dependencies) and
+    ``gateway_annotations`` (the gateway Service's annotations: GKE's ``cloud.google.com/neg`` and
+    the autoneg controller's ``controller.autoneg.dev/neg`` naming this backend service).
     """
 
     backend_service_id: pulumi.Output[str]
@@ -93,8 +93,9 @@ class MeshGatewayBackend(pulumi.ComponentResource):
             # The autoneg controller adds the gateway's NEGs as GKE creates them.
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["backends"]),
         )
+        self.backend = backend
         self.backend_service_id = backend.id
-        self.neg_name = names["neg"].value
         self.gateway_annotations = autoneg_annotation(names["backend"].value, GATEWAY_PORT,
                                                       max_rate_per_endpoint=args.max_rate_per_endpoint)
-        self.register_outputs({"backend_service_id": self.backend_service_id, "neg_name": self.neg_name})
+        self.register_outputs({"backend_service_id": self.backend_service_id,
+                               "gateway_annotations": self.gateway_annotations})

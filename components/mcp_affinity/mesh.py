@@ -21,7 +21,7 @@ set per pod with the ``proxy.istio.io/config`` annotation; the gateway chart lab
 from __future__ import annotations
 
 import json
-from typing import Literal, Mapping, Optional
+from typing import Literal, Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_gcp as gcp
@@ -101,16 +101,19 @@ class MeshArgs(Settings):
 class Mesh(pulumi.ComponentResource):
     """The mesh control plane and an ingress gateway reachable only through standalone NEGs.
 
-    Context: ``cluster`` (its Kubernetes provider and node pool, which every chart waits for) and
-    ``gateway_annotations`` (extra annotations of the gateway Service, e.g. the autoneg one).
+    Context: ``cluster`` (its Kubernetes provider and node pool, which every chart waits for),
+    ``gateway_annotations`` (the gateway Service's annotations: ``MeshGatewayBackend.gateway_annotations``
+    exposes it as NEGs that the autoneg controller attaches) and ``gateway_depends_on`` (what the
+    gateway must wait for: the autoneg controller, whose finalizer must outlive the Service).
 
     Outputs: ``gateway`` (``istio-ingress/mcp-gateway``, the Istio Gateway services bind to),
     ``gateway_principal`` (the gateway's mTLS identity), ``data_plane`` and ``ready``
     (resources that workloads depend on).
     """
 
-    def __init__(self, name: str, args: MeshArgs, *, cluster: GkeCluster, neg_name: str,
+    def __init__(self, name: str, args: MeshArgs, *, cluster: GkeCluster,
                  gateway_annotations: Optional[Mapping[str, pulumi.Input[str]]] = None,
+                 gateway_depends_on: Sequence[pulumi.Resource] = (),
                  opts: Optional[pulumi.ResourceOptions] = None):
         names = args.names(name)
         super().__init__("mcp-affinity:index:Mesh", name, None, opts)
@@ -123,7 +126,7 @@ class Mesh(pulumi.ComponentResource):
         k8s_opts = pulumi.ResourceOptions(parent=self, provider=cluster.kubernetes_provider,
                                           depends_on=[cluster.node_pool])
         control = self._istio(name, k8s_opts) if args.kind == "istio" else self._managed(name)
-        gateway = self._gateway(name, neg_name, dict(gateway_annotations or {}), control, k8s_opts)
+        gateway = self._gateway(name, dict(gateway_annotations or {}), [*control, *gateway_depends_on], k8s_opts)
         self.ready = [*control, gateway]
         self.register_outputs({"gateway": self.gateway, "gateway_principal": self.gateway_principal})
 
@@ -178,19 +181,18 @@ class Mesh(pulumi.ComponentResource):
         )
         return [membership, feature, binding]
 
-    def gateway_values(self, neg_name: str, annotations: Mapping[str, pulumi.Input[str]]) -> dict:
-        """Gateway chart values: a ClusterIP Service as standalone NEGs, and a drain as long as streams."""
+    def gateway_values(self, annotations: Mapping[str, pulumi.Input[str]]) -> dict:
+        """Gateway chart values: a ClusterIP Service (annotated as NEGs), a drain as long as streams."""
         drain = self._args.drain_seconds
-        neg = {"cloud.google.com/neg": json.dumps({"exposed_ports": {"80": {"name": neg_name}}})}
         return {
-            "service": {"type": "ClusterIP", "annotations": {**neg, **annotations}},
+            "service": {"type": "ClusterIP", "annotations": dict(annotations)},
             "autoscaling": {"minReplicas": self._args.gateway_replicas},
             "podAnnotations": {"proxy.istio.io/config": json.dumps({"terminationDrainDuration": f"{drain}s"})},
             "terminationGracePeriodSeconds": drain,
         }
 
-    def _gateway(self, name, neg_name, annotations, control, opts) -> pulumi.Resource:
-        release = self._chart(name, "gateway", GATEWAY_NAMESPACE, self.gateway_values(neg_name, annotations), opts, control)
+    def _gateway(self, name, annotations, depends, opts) -> pulumi.Resource:
+        release = self._chart(name, "gateway", GATEWAY_NAMESPACE, self.gateway_values(annotations), opts, depends)
         return k8s.apiextensions.CustomResource(
             f"{name}-gateway",
             api_version="networking.istio.io/v1",

@@ -74,7 +74,7 @@ Region = Annotated[str, Strict(), AfterValidator(check_region)]
 
 def _check_cidr(value: str) -> str:
     try:
-        network = ipaddress.IPv4Network(value, strict=True)
+        network = ipaddress.IPv4Network(value, strict=False)
     except ValueError as error:
         raise ValueError(f"{value!r} is not an IPv4 CIDR range such as 10.0.0.0/24 ({error})") from None
     if str(network) != value:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any, Iterator, Optional
 
-import pulumi
 from pydantic import Field
 
 from mcp_affinity import (
@@ -114,9 +113,8 @@ def build(parts: dict[str, Any], context: SharedContext) -> tuple[dict[str, Any]
     autoneg = AutonegController("autoneg", parts["autoneg"], workload_pool=cluster.workload_pool,
                                 kubernetes_provider=cluster.kubernetes_provider, depends_on=[cluster.node_pool])
     gateway = MeshGatewayBackend("gateway", parts["gateway"], network=context.network, cluster=cluster)
-    mesh = Mesh("mesh", parts["mesh"], cluster=cluster, neg_name=gateway.neg_name,
-                gateway_annotations=gateway.gateway_annotations,
-                opts=pulumi.ResourceOptions(depends_on=autoneg.ready))
+    mesh = Mesh("mesh", parts["mesh"], cluster=cluster, gateway_annotations=gateway.gateway_annotations,
+                gateway_depends_on=[*autoneg.ready, gateway.backend])
     hosts = {name: service_host(name) for name in parts["services"]}
     services = {
         name: McpMeshService(name, args, cluster=cluster, mesh=mesh, session_store=context.session_store,

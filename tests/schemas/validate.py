@@ -13,6 +13,9 @@ Install with ``npm ci --prefix tests/schemas``; ``validate_istio`` raises
 ``IstioValidatorMissing`` naming that command when it is not installed.
 
 Errors are strings ``"<JSON pointer>: <message>"``, ``(root)`` for the document itself.
+
+For the pinned Istio version with the CRDs' CEL rules, and for Helm values, see istio_check.py
+(pure Python, offline reference data in istio/<version>.yaml).
 """
 
 from __future__ import annotations

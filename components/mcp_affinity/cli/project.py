@@ -21,7 +21,8 @@ class StackConfigFile:
     """A stack's configuration as the engine hands it to a program.
 
     ``values``: ``namespace:key`` -> string (objects and arrays JSON-encoded); ``secret_keys``:
-    keys whose value was ``secure:`` in the file and is replaced by ``[secret]``.
+    top-level keys holding a ``secure:`` value at any depth (Pulumi marks the whole key secret);
+    each secure value is replaced by ``[secret]``.
     """
 
     values: dict[str, str]
@@ -55,13 +56,15 @@ class PulumiProject:
             elif not isinstance(decl, dict):
                 values[self._qualify(key)] = _encode(decl)
         secret_keys = []
-        for key, value in (document.get("config") or {}).items():
-            full = self._qualify(key)
-            if isinstance(value, dict) and set(value) == {"secure"}:
-                values[full] = SECRET_PLACEHOLDER
+        config = document.get("config") if isinstance(document, dict) else None
+        if config is not None and not isinstance(config, dict):
+            raise ProjectError(f"{path}: 'config' must be a mapping of keys to values")
+        for key, value in (config or {}).items():
+            full = self._qualify(str(key))
+            masked, secret = _mask_secure(value)
+            values[full] = SECRET_PLACEHOLDER if masked is _SECURE else _encode(masked)
+            if secret:
                 secret_keys.append(full)
-            else:
-                values[full] = _encode(value)
         return StackConfigFile(values, sorted(secret_keys))
 
     def _qualify(self, key: str) -> str:
@@ -92,11 +95,54 @@ def _project(root: Path, document: dict) -> PulumiProject:
     )
 
 
+_SECURE = object()
+MAX_BYTES = 1 << 20
+
+
+def _mask_secure(value: Any) -> tuple[Any, bool]:
+    """Replace every ``{secure: ...}`` inside ``value``; return (masked value, whether any was found)."""
+    if isinstance(value, dict):
+        if set(value) == {"secure"}:
+            return _SECURE, True
+        found, out = False, {}
+        for k, v in value.items():
+            masked, secret = _mask_secure(v)
+            out[k] = SECRET_PLACEHOLDER if masked is _SECURE else masked
+            found = found or secret
+        return out, found
+    if isinstance(value, list):
+        items = [_mask_secure(v) for v in value]
+        return [SECRET_PLACEHOLDER if m is _SECURE else m for m, _ in items], any(s for _, s in items)
+    return value, False
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """Safe YAML that refuses duplicate keys (the last would win silently) and aliases (a
+    "billion laughs" document would expand without bound); Pulumi stack files need neither."""
+
+    def compose_node(self, parent, index):  # noqa: D401
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.constructor.ConstructorError(None, None, "aliases (*name) are not allowed", event.start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def _load_yaml(path: Path) -> Any:
     try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise ProjectError(f"{path}: not valid YAML: {error}") from None
+        if path.stat().st_size > MAX_BYTES:
+            raise ProjectError(f"{path}: larger than {MAX_BYTES} bytes")
+        return yaml.load(path.read_text(), Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
+    except (yaml.YAMLError, RecursionError, UnicodeDecodeError) as error:
+        raise ProjectError(f"{path}: not valid YAML: {str(error).strip()}") from None
 
 
 def _encode(value: Any) -> str:

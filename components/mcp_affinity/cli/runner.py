@@ -52,6 +52,8 @@ class PlannedResource:
     ignore_changes: list[str] = field(default_factory=list)
     raw_inputs: dict[str, Any] = field(default_factory=dict, repr=False)
     depends_on: list[str] = field(default_factory=list)
+    dependencies: list[str] = field(default_factory=list, repr=False)
+    """Every URN this resource waits for, explicit or carried by an input (in memory, for ordering checks)."""
     delete_before_replace: bool = False
     replace_on_changes: list[str] = field(default_factory=list)
     provider: Optional[str] = None
@@ -132,6 +134,7 @@ class _RecordingMonitor(mocks.MockMonitor):
                 parent=request.parent or None, custom=bool(request.custom), inputs=mask_secrets(bag),
                 protect=bool(request.protect), ignore_changes=list(request.ignoreChanges), raw_inputs=bag,
                 depends_on=sorted(set(request.dependencies) - carried),
+                dependencies=sorted(set(request.dependencies) | carried),
                 delete_before_replace=bool(request.deleteBeforeReplace),
                 replace_on_changes=list(request.replaceOnChanges),
                 # A provider reference is "<provider URN>::<provider id>".
