@@ -1,4 +1,4 @@
-"""CloudRunMcpService on mocks: ingress, timeout, affinity per mode, NEGs, backend service."""
+"""CloudRunMcpService on mocks: ingress, timeout, routing per session mode, NEGs, backend service."""
 
 from __future__ import annotations
 
@@ -6,127 +6,174 @@ import pulumi
 import pytest
 from pydantic import ValidationError
 
-from mcp_affinity import AffinityMode, CloudRunMcpService, CloudRunMcpServiceArgs, SessionStoreRef
+from helpers import NETWORK, STORE
+from mcp_affinity import CloudRunMcpService, CloudRunMcpServiceArgs
 from mcp_affinity.cloud_run_service import CI_OWNED_PATHS
 
 RUN = "gcp:cloudrunv2/service:Service"
 NEG = "gcp:compute/regionNetworkEndpointGroup:RegionNetworkEndpointGroup"
 BACKEND = "gcp:compute/backendService:BackendService"
-STORE = SessionStoreRef(secret_id="projects/p/secrets/url", secret_version="3", ca_certificate="PEM")
-REGIONS = {"europe-west1": "subnet-ew1", "us-central1": "subnet-uc1"}
 
 
 def make(**overrides) -> CloudRunMcpServiceArgs:
-    values = dict(prefix="mcp-t", regions=REGIONS, network_id="vpc", image="img:1", session_store=STORE)
+    values = dict(prefix="mcp-t", image="img:1", session_mode="shared-sessions")
     return CloudRunMcpServiceArgs(**{**values, **overrides})
 
 
-def test_one_service_and_one_serverless_neg_per_region(record):
-    plan = record(lambda: CloudRunMcpService("tools", make()))
+def service(args: CloudRunMcpServiceArgs | None = None, name: str = "tools", **context) -> CloudRunMcpService:
+    return CloudRunMcpService(name, args or make(), network=NETWORK, **{"session_store": STORE, **context})
+
+
+def envs(plan, name="tools-europe-west1") -> dict:
+    return {e["name"]: e for e in plan.get(RUN, name).inputs["template"]["containers"][0]["envs"]}
+
+
+def test_one_service_and_one_serverless_neg_per_region_named_after_prefix_and_name(record):
+    plan = record(service)
     services, negs = plan.by_type(RUN), plan.by_type(NEG)
     assert sorted(s.inputs["location"] for s in services) == ["europe-west1", "us-central1"]
-    assert sorted(n.inputs["region"] for n in negs) == ["europe-west1", "us-central1"]
+    assert {s.inputs["name"] for s in services} == {"mcp-t-tools"}
+    assert sorted(n.inputs["name"] for n in negs) == ["mcp-t-tools-europe-west1", "mcp-t-tools-us-central1"]
     assert {n.inputs["networkEndpointType"] for n in negs} == {"SERVERLESS"}
-    assert {n.inputs["cloudRun"]["service"] for n in negs} == {"mcp-t-tools"}
-    assert len(plan.by_type(BACKEND)) == 1
+    assert plan.get(BACKEND, "tools").inputs["name"] == "mcp-t-tools"
+    assert plan.get("gcp:serviceaccount/account:Account", "tools").inputs["accountId"] == "mcp-t-tools-run"
 
 
 def test_service_is_internal_and_lb_only_with_stream_timeout(record):
-    plan = record(lambda: CloudRunMcpService("tools", make()))
-    service = plan.get(RUN, "tools-europe-west1").inputs
-    assert service["ingress"] == "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"
-    assert service["template"]["timeout"] == "3600s"
-    assert service["template"]["maxInstanceRequestConcurrency"] == 80
-    assert service["template"]["vpcAccess"] == {
-        "networkInterfaces": [{"network": "vpc", "subnetwork": "subnet-ew1"}], "egress": "PRIVATE_RANGES_ONLY"}
-    assert "startupProbe" in service["template"]["containers"][0]
+    inputs = record(service).get(RUN, "tools-europe-west1").inputs
+    assert inputs["ingress"] == "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"
+    assert inputs["template"]["timeout"] == "3600s"
+    assert inputs["template"]["maxInstanceRequestConcurrency"] == 80
+    assert inputs["template"]["vpcAccess"] == {"networkInterfaces": [
+        {"network": "projects/p/global/networks/vpc", "subnetwork": "subnet-ew1"}], "egress": "PRIVATE_RANGES_ONLY"}
 
 
-def test_store_url_comes_from_secret_manager_never_as_a_plain_value(record):
-    plan = record(lambda: CloudRunMcpService("tools", make()))
-    envs = {e["name"]: e for e in plan.get(RUN, "tools-us-central1").inputs["template"]["containers"][0]["envs"]}
-    assert envs["MCP_SESSION_STORE_URL"] == {
-        "name": "MCP_SESSION_STORE_URL",
-        "valueSource": {"secretKeyRef": {"secret": "projects/p/secrets/url", "version": "3"}}}
-    assert "value" not in envs["MCP_SESSION_STORE_URL"]
+def test_shared_sessions_read_the_store_from_secret_manager_never_as_a_plain_value(record):
+    plan = record(service)
+    env = envs(plan, "tools-us-central1")
+    assert env["MCP_SESSION_STORE_URL"] == {"name": "MCP_SESSION_STORE_URL", "valueSource": {
+        "secretKeyRef": {"secret": "projects/p/secrets/url", "version": "3"}}}
+    assert env["MCP_SESSION_MODE"]["value"] == "shared-sessions"
     grant = plan.get("gcp:secretmanager/secretIamMember:SecretIamMember", "tools-store-url").inputs
     assert grant["role"] == "roles/secretmanager.secretAccessor"
-    assert grant["member"] == "serviceAccount:sa@p.iam.gserviceaccount.com"
-
-
-def test_shared_store_mode_has_no_lb_affinity_and_cloud_run_affinity_on(record):
-    plan = record(lambda: CloudRunMcpService("tools", make()))
-    backend = plan.get(BACKEND, "tools").inputs
-    for key in ("sessionAffinity", "localityLbPolicy", "consistentHash"):
-        assert key not in backend
     assert plan.get(RUN, "tools-europe-west1").inputs["template"]["sessionAffinity"] is True
+    backend = plan.get(BACKEND, "tools").inputs
+    assert not {"sessionAffinity", "localityLbPolicy", "consistentHash"} & set(backend)
     assert plan.warnings == []
 
 
-def test_backend_service_has_no_health_check_or_timeout_and_holds_every_neg(record):
-    plan = record(lambda: CloudRunMcpService("tools", make()))
+def test_stateless_has_no_store_and_no_affinity(record):
+    plan = record(lambda: service(make(session_mode="stateless")))
+    env = envs(plan)
+    assert "MCP_SESSION_STORE_URL" not in env and "MCP_NOTIFICATION_BROKER_URL" not in env
+    assert plan.by_type("gcp:secretmanager/secretIamMember:SecretIamMember") == []
+    assert plan.get(RUN, "tools-europe-west1").inputs["template"]["sessionAffinity"] is False
+
+
+def test_stateless_with_a_broker_gets_the_broker_url(record):
+    plan = record(lambda: service(make(session_mode="stateless", notification_broker=True)))
+    assert envs(plan)["MCP_NOTIFICATION_BROKER_URL"]["valueSource"]["secretKeyRef"]["secret"] == "projects/p/secrets/url"
+    assert "MCP_SESSION_STORE_URL" not in envs(plan)
+
+
+def test_in_memory_sessions_run_on_one_instance_or_need_the_cookie_acknowledgement(record):
+    with pytest.raises(ValidationError, match="clients that keep cookies"):
+        make(session_mode="in-memory-sessions")
+    single = make(session_mode="in-memory-sessions", max_instances=1, regions=["europe-west1"])
+    plan = record(lambda: service(single))
+    assert [r.inputs["location"] for r in plan.by_type(RUN)] == ["europe-west1"]
+    assert plan.get(RUN, "tools-europe-west1").inputs["template"]["sessionAffinity"] is True
+    acknowledged = make(session_mode="in-memory-sessions", acknowledge=["cookie-clients-only"])
+    assert acknowledged.max_instances == 10
+
+
+def test_lb_hash_needs_acknowledgement_and_is_refused_for_in_memory_sessions():
+    with pytest.raises(ValidationError, match="not supported on serverless NEGs"):
+        make(load_balancer_hash=True)
+    with pytest.raises(ValidationError, match=r"pins a session to \*a\* replica"):
+        make(session_mode="in-memory-sessions", load_balancer_hash=True, acknowledge=["cookie-clients-only"])
+    with pytest.raises(ValidationError, match="no session to hash"):
+        make(session_mode="stateless", load_balancer_hash=True, acknowledge=["lb-hash-unsupported"])
+
+
+def test_acknowledged_lb_hash_sets_ring_hash_and_warns_with_both_sources(record):
+    plan = record(lambda: service(make(load_balancer_hash=True, acknowledge=["lb-hash-unsupported"],
+                                       session_header="X-Sess")))
     backend = plan.get(BACKEND, "tools").inputs
+    assert (backend["sessionAffinity"], backend["localityLbPolicy"]) == ("HEADER_FIELD", "RING_HASH")
+    assert backend["consistentHash"] == {"httpHeaderName": "X-Sess"}
+    (warning,) = plan.warnings
+    assert "https://cloud.google.com/run/docs/configuring/session-affinity" in warning
+    assert "https://cloud.google.com/compute/docs/reference/rest/v1/backendServices" in warning
+
+
+def test_backend_service_has_no_health_check_or_timeout_and_holds_every_neg(record):
+    backend = record(service).get(BACKEND, "tools").inputs
     assert backend["loadBalancingScheme"] == "EXTERNAL_MANAGED"
     assert "healthChecks" not in backend and "timeoutSec" not in backend
-    assert backend["logConfig"] == {"enable": True, "sampleRate": 1}
     assert sorted(b["group"] for b in backend["backends"]) == ["tools-europe-west1-id", "tools-us-central1-id"]
 
 
-def test_lb_header_hash_sets_ring_hash_on_the_header_and_warns(record):
-    plan = record(lambda: CloudRunMcpService("tools", make(affinity_mode="lb-header-hash", session_header="X-Sess")))
-    backend = plan.get(BACKEND, "tools").inputs
-    assert backend["sessionAffinity"] == "HEADER_FIELD"
-    assert backend["localityLbPolicy"] == "RING_HASH"
-    assert backend["consistentHash"] == {"httpHeaderName": "X-Sess"}
-    assert len(plan.warnings) == 1
-    assert "not supported on serverless NEGs" in plan.warnings[0]
-    assert "https://cloud.google.com/run/docs/configuring/session-affinity" in plan.warnings[0]
-
-
 def test_children_are_parented_to_the_component(record):
-    plan = record(lambda: CloudRunMcpService("tools", make()))
+    plan = record(service)
     component = plan.get("mcp-affinity:index:CloudRunMcpService", "tools")
     children = [r for r in plan.resources if r is not component]
     assert children and all(r.parent == component.urn for r in children)
 
 
 def test_ci_owned_image_is_ignored_only_when_asked(record):
-    owned = record(lambda: CloudRunMcpService("tools", make(image_managed_by_ci=True)))
+    owned = record(lambda: service(make(image_managed_by_ci=True)))
     assert owned.get(RUN, "tools-europe-west1").ignore_changes == CI_OWNED_PATHS
-    assert "template.containers[0].image" in CI_OWNED_PATHS
-    pulumi_owned = record(lambda: CloudRunMcpService("tools", make()))
-    assert pulumi_owned.get(RUN, "tools-europe-west1").ignore_changes == []
+    assert record(service).get(RUN, "tools-europe-west1").ignore_changes == []
+
+
+def test_secret_env_values_stay_secrets(record):
+    plan = record(lambda: service(make(env={"API_KEY": "s3cr3t", "LEVEL": "info"}), secret_env={"API_KEY"}))
+    env = envs(plan)
+    assert env["API_KEY"]["value"] == {"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270",
+                                       "value": "[secret]"}
+    assert env["LEVEL"]["value"] == "info"
 
 
 @pulumi.runtime.test
 def test_outputs_are_keyed_by_region(gcp_mocks):
-    service = CloudRunMcpService("tools", make())
+    component = service()
 
     def check(values):
         urls, negs = values
         assert sorted(urls) == ["europe-west1", "us-central1"]
         assert negs == {"europe-west1": "tools-europe-west1-id", "us-central1": "tools-us-central1-id"}
 
-    return pulumi.Output.all(pulumi.Output.from_input(service.service_urls),
-                             pulumi.Output.from_input(service.neg_ids)).apply(check)
+    return pulumi.Output.all(pulumi.Output.from_input(component.service_urls),
+                             pulumi.Output.from_input(component.neg_ids)).apply(check)
 
 
-@pytest.mark.parametrize("mode", ["client-ip", "generated-cookie", "mesh-header-hash"])
-def test_modes_cloud_run_cannot_honour_are_refused_with_the_reason(mode):
-    with pytest.raises(ValidationError) as error:
-        make(affinity_mode=mode)
-    assert "cannot be honoured on Cloud Run" in str(error.value)
-    assert "allowed: shared-store, lb-header-hash" in str(error.value)
-
-
-@pytest.mark.parametrize("field,value", [("timeout_seconds", 3601), ("concurrency", 1001),
-                                         ("session_header", "Bad Header"), ("regions", {"mars-north1": "s"})])
-def test_out_of_range_settings_are_refused(field, value):
-    with pytest.raises(ValidationError):
+@pytest.mark.parametrize("field,value,message", [
+    ("timeout_seconds", 3601, "less than or equal to 3600"),
+    ("concurrency", 1001, "less than or equal to 1000"),
+    ("session_header", "Bad Header", "not a valid HTTP header name"),
+    ("regions", ["mars-north1"], "not a Google Cloud region"),
+    ("session_mode", "sticky", "stateless"),
+    ("cpu", "3", "1, 2, 4, 6 or 8"),
+    ("cpu", "0.5", "concurrency 1"),
+    ("memory", "512MB", "Mi or Gi"),
+    ("memory", "64Gi", "Cloud Run takes"),
+    ("env", {"PORT": "1"}, "set by the platform"),
+    ("env", {"MCP_SESSION_STORE_URL": "x"}, "set by the platform or by this package"),
+    ("env", {"1BAD": "x"}, "not starting with a digit"),
+    ("image_managed_by_ci", "yes", "valid boolean"),
+    ("min_instances", 5.5, "valid integer"),
+    ("notification_broker", True, "goes with sessionMode stateless"),
+])
+def test_settings_the_platform_would_refuse_are_refused(field, value, message):
+    with pytest.raises(ValidationError, match=message):
         make(**{field: value})
 
 
-def test_shared_store_mode_needs_a_store():
-    with pytest.raises(ValidationError, match="needs a session_store"):
-        make(session_store=None)
-    assert make(session_store=None, affinity_mode=AffinityMode.LB_HEADER_HASH).session_store is None
+def test_context_errors_name_the_problem():
+    with pytest.raises(ValueError, match="needs a session_store"):
+        CloudRunMcpService("tools", make(), network=NETWORK)
+    with pytest.raises(ValueError, match="no subnet"):
+        CloudRunMcpService("tools", make(regions=["europe-west4"]), network=NETWORK, session_store=STORE)
+    with pytest.raises(ValueError, match="allowed 6 to 30"):
+        make(prefix="abcdefghijklmnopqrst").names("a-long-service-name", ["europe-west1"])

@@ -1,4 +1,5 @@
-"""The GKE path on mocks: cluster, mesh refusals, header hashing, and schema-valid manifests."""
+"""The GKE path on mocks: cluster, mesh, gateway backend and mesh services; and the staging and
+prod plans as a whole: schema-valid, closed to the internet, ordered for a first ``pulumi up``."""
 
 from __future__ import annotations
 
@@ -8,51 +9,91 @@ import pytest
 from pydantic import ValidationError
 
 from conftest import plan_stack
-from mcp_affinity import (
-    GkeCluster, GkeClusterArgs, McpMeshService, McpMeshServiceArgs, Mesh, MeshArgs, SessionStoreRef,
-)
-from mcp_affinity.mesh import MeshRef
-from schemas.validate import validate_istio, validate_kubernetes
+from helpers import NETWORK, STORE, cluster_args, gke, mesh_args
+from mcp_affinity import ISTIO_VERSION, GkeCluster, McpMeshService, McpMeshServiceArgs, Mesh
+from mcp_affinity.mesh_service import service_host
+from schemas.istio_check import validate_object
+from schemas.validate import validate_kubernetes
 
 DR = "kubernetes:networking.istio.io/v1:DestinationRule"
-STORE = SessionStoreRef(secret_id="projects/p/secrets/url", secret_version="1", ca_certificate="PEM")
-MESH = MeshRef(gateway="istio-ingress/mcp-gateway", data_plane="sidecar")
-
-
-def cluster_args(**overrides) -> GkeClusterArgs:
-    values = dict(prefix="mcp-t", project="p", region="europe-west1", zones=["europe-west1-b", "europe-west1-c"],
-                  network_id="vpc", subnet_id="sub")
-    return GkeClusterArgs(**{**values, **overrides})
-
-
-def mesh_args(**overrides) -> MeshArgs:
-    values = dict(prefix="mcp-t", project="p", region="europe-west1", cluster_id="c", provider=None)
-    return MeshArgs(**{**values, **overrides})
+VS = "kubernetes:networking.istio.io/v1:VirtualService"
+RELEASE = "kubernetes:helm.sh/v3:Release"
+CLUSTER = "gcp:container/cluster:Cluster"
+POOL = "gcp:container/nodePool:NodePool"
 
 
 def service_args(**overrides) -> McpMeshServiceArgs:
-    values = dict(prefix="mcp-t", project="p", image="img:1", provider=None, mesh=MESH, workload_pool="p.svc.id.goog",
-                  session_store=STORE, store_url="rediss://:secret@10.0.0.3:6378", hosts=["notes.example.com"])
+    values = dict(prefix="mcp-t", project="my-proj", image="img:1", session_mode="shared-sessions",
+                  hosts=["notes.example.com"])
     return McpMeshServiceArgs(**{**values, **overrides})
 
 
-def test_cluster_is_private_with_workload_identity_dataplane_v2_and_gateway_api(record):
-    plan = record(lambda: GkeCluster("gke", cluster_args(deletion_protection=True)))
-    cluster = plan.get("gcp:container/cluster:Cluster", "gke")
-    inputs = cluster.inputs
-    assert inputs["location"] == "europe-west1"
-    assert inputs["privateClusterConfig"]["enablePrivateNodes"] is True
-    assert inputs["workloadIdentityConfig"] == {"workloadPool": "p.svc.id.goog"}
-    assert inputs["datapathProvider"] == "ADVANCED_DATAPATH"
-    assert inputs["gatewayApiConfig"] == {"channel": "CHANNEL_STANDARD"}
-    assert inputs["releaseChannel"] == {"channel": "REGULAR"}
-    assert inputs["deletionProtection"] is True and cluster.protect is True
-    pool = plan.get("gcp:container/nodePool:NodePool", "gke").inputs
-    assert pool["autoscaling"]["totalMinNodeCount"] == 1 and pool["autoscaling"]["totalMaxNodeCount"] == 6
-    assert pool["nodeConfig"]["workloadMetadataConfig"] == {"mode": "GKE_METADATA"}
-    provider = plan.get("pulumi:providers:kubernetes", "gke").inputs
-    assert "gke-gcloud-auth-plugin" in provider["kubeconfig"]
+def mesh_service(args=None, mesh_overrides=None, **context):
+    cluster, _, mesh = gke(mesh_overrides)
+    return McpMeshService("notes", args or service_args(), cluster=cluster, mesh=mesh,
+                          **{"session_store": STORE, **context})
 
+
+def spec(plan, type_, name):
+    return plan.get(type_, name).inputs["spec"]
+
+
+# --- cluster -------------------------------------------------------------------------------------
+
+def test_cluster_is_private_with_authorized_networks_workload_identity_and_encrypted_secrets(record):
+    plan = record(lambda: GkeCluster("gke", cluster_args(deletion_protection=True, master_authorized_networks={
+        "ci": "203.0.113.0/24"}), network=NETWORK))
+    cluster = plan.get(CLUSTER, "gke")
+    inputs = cluster.inputs
+    assert inputs["name"] == "mcp-t-gke" and inputs["location"] == "europe-west1"
+    assert inputs["privateClusterConfig"]["enablePrivateNodes"] is True
+    assert inputs["masterAuthorizedNetworksConfig"]["cidrBlocks"] == [{"displayName": "ci", "cidrBlock": "203.0.113.0/24"}]
+    assert inputs["masterAuthorizedNetworksConfig"]["gcpPublicCidrsAccessEnabled"] is False
+    assert inputs["workloadIdentityConfig"] == {"workloadPool": "my-proj.svc.id.goog"}
+    assert inputs["datapathProvider"] == "ADVANCED_DATAPATH"
+    assert inputs["databaseEncryption"] == {"state": "ENCRYPTED", "keyName": "gke-id"}
+    assert inputs["deletionProtection"] is True and cluster.protect is True
+    agent = plan.get("gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember", "gke-gke-agent").inputs
+    assert agent["member"] == "serviceAccount:service-123456789012@container-engine-robot.iam.gserviceaccount.com"
+    assert agent["role"] == "roles/cloudkms.cryptoKeyEncrypterDecrypter"
+
+
+def test_nodes_have_least_privilege_and_pull_only_from_named_repositories(record):
+    plan = record(lambda: GkeCluster("gke", cluster_args(image_repositories=["europe/mcp"]), network=NETWORK))
+    roles = {r.inputs["role"] for r in plan.by_type("gcp:projects/iAMMember:IAMMember")}
+    assert "roles/artifactregistry.reader" not in roles and "roles/logging.logWriter" in roles
+    (pull,) = plan.by_type("gcp:artifactregistry/repositoryIamMember:RepositoryIamMember")
+    assert (pull.inputs["location"], pull.inputs["repository"], pull.inputs["role"]) == (
+        "europe", "mcp", "roles/artifactregistry.reader")
+    pool = plan.get(POOL, "gke").inputs
+    assert pool["nodeConfig"]["tags"] == ["mcp-t-gke"]
+    assert pool["nodeConfig"]["workloadMetadataConfig"] == {"mode": "GKE_METADATA"}
+    assert "gke-gcloud-auth-plugin" in plan.get("pulumi:providers:kubernetes", "gke").inputs["kubeconfig"]
+
+
+def test_binary_authorization_and_private_endpoint_are_options(record):
+    plan = record(lambda: GkeCluster("gke", cluster_args(binary_authorization=True, private_endpoint=True,
+                                                          secrets_encryption=False), network=NETWORK))
+    inputs = plan.get(CLUSTER, "gke").inputs
+    assert inputs["binaryAuthorization"] == {"evaluationMode": "PROJECT_SINGLETON_POLICY_ENFORCE"}
+    assert inputs["privateClusterConfig"]["enablePrivateEndpoint"] is True
+    assert inputs["databaseEncryption"] == {"state": "DECRYPTED"}
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"zones": ["europe-west4-b"]}, "not a zone of region"),
+    ({"master_cidr": "172.16.0.0/24"}, "must be a /28"),
+    ({"master_authorized_networks": {"ci": "0.0.0.0/33"}}, "not an IPv4 CIDR"),
+    ({"project": None}, "project is needed"),
+    ({"node_pool": {"min_nodes": 5, "max_nodes": 2}}, "minNodes is larger"),
+    ({"image_repositories": ["europe-docker.pkg.dev/p/mcp"]}, "LOCATION/REPOSITORY"),
+])
+def test_bad_cluster_settings_are_refused(overrides, message):
+    with pytest.raises(ValidationError, match=message):
+        cluster_args(**overrides)
+
+
+# --- mesh ----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("overrides,message", [
     ({"kind": "linkerd"}, "Linkerd cannot hash on a request header"),
@@ -64,59 +105,130 @@ def test_meshes_that_cannot_hash_on_a_header_are_refused(overrides, message):
         mesh_args(**overrides)
 
 
-def test_ambient_with_a_waypoint_is_accepted_and_installs_ztunnel(record):
-    plan = record(lambda: Mesh("mesh", mesh_args(data_plane="ambient", waypoint=True)))
-    charts = sorted(r.inputs["chart"] for r in plan.by_type("kubernetes:helm.sh/v3:Release"))
-    assert charts == ["base", "cni", "gateway", "istiod", "ztunnel"]
+def test_istio_charts_are_pinned_read_top_level_values_and_wait_for_nodes(record):
+    plan = record(lambda: gke())
+    releases = {r.inputs["chart"]: r for r in plan.by_type(RELEASE)}
+    assert sorted(releases) == ["base", "gateway", "istiod"]
+    assert {r.inputs["version"] for r in releases.values()} == {ISTIO_VERSION} == {"1.30.3"}
+    istiod = releases["istiod"].manifest()["values"]
+    assert istiod == {"autoscaleMin": 2}
+    pool = plan.get(POOL, "gke")
+    assert all(pool.urn in r.dependencies for r in releases.values())
 
 
-def test_istio_charts_are_pinned(record):
-    plan = record(lambda: Mesh("mesh", mesh_args(version="1.28.1")))
-    releases = plan.by_type("kubernetes:helm.sh/v3:Release")
-    assert {r.inputs["version"] for r in releases} == {"1.28.1"}
-    assert sorted(r.inputs["chart"] for r in releases) == ["base", "gateway", "istiod"]
+def test_gateway_is_cluster_ip_behind_negs_and_drains_as_long_as_streams(record):
+    plan = record(lambda: gke())
+    values = plan.get(RELEASE, "gke-mesh-gateway").manifest()["values"]
+    assert values["service"]["type"] == "ClusterIP"
+    annotations = values["service"]["annotations"]
+    assert json.loads(annotations["cloud.google.com/neg"]) == {"exposed_ports": {"80": {}}}
+    autoneg = json.loads(annotations["controller.autoneg.dev/neg"])
+    assert autoneg["backend_services"]["80"][0]["name"] == "mcp-t-gke-gateway"
+    assert values["terminationGracePeriodSeconds"] == 3600
+    assert json.loads(values["podAnnotations"]["proxy.istio.io/config"]) == {"terminationDrainDuration": "3600s"}
+    backend = plan.get("gcp:compute/backendService:BackendService", "gke-gateway")
+    assert backend.inputs["timeoutSec"] == 3600 and backend.inputs["connectionDrainingTimeoutSec"] == 3600
+    assert "backends" not in backend.inputs and backend.ignore_changes == ["backends"]
+    assert backend.urn in plan.get(RELEASE, "gke-mesh-gateway").dependencies
 
 
-def test_cloud_service_mesh_goes_through_the_fleet_api(record):
-    plan = record(lambda: Mesh("mesh", mesh_args(kind="cloud-service-mesh")))
-    membership = plan.get("gcp:gkehub/featureMembership:FeatureMembership", "mesh-servicemesh").inputs
+def test_firewall_admits_google_front_ends_to_the_nodes_on_used_ports_only(record):
+    rule = record(lambda: gke()).get("gcp:compute/firewall:Firewall", "gke-gateway").inputs
+    assert rule["targetTags"] == ["mcp-t-gke"]
+    assert rule["sourceRanges"] == ["35.191.0.0/16", "130.211.0.0/22"]
+    assert rule["allows"] == [{"protocol": "tcp", "ports": ["80", "15021"]}]
+
+
+def test_ambient_with_a_waypoint_installs_ztunnel_and_cloud_service_mesh_uses_the_fleet(record):
+    ambient = record(lambda: gke({"data_plane": "ambient", "waypoint": True}))
+    assert sorted(r.inputs["chart"] for r in ambient.by_type(RELEASE)) == ["base", "cni", "gateway", "istiod", "ztunnel"]
+    managed = record(lambda: gke({"kind": "cloud-service-mesh"}))
+    membership = managed.get("gcp:gkehub/featureMembership:FeatureMembership", "gke-mesh-servicemesh").inputs
     assert membership["mesh"] == {"management": "MANAGEMENT_AUTOMATIC"}
-    assert [r.inputs["chart"] for r in plan.by_type("kubernetes:helm.sh/v3:Release")] == ["gateway"]
+    assert [r.inputs["chart"] for r in managed.by_type(RELEASE)] == ["gateway"]
 
 
-def test_destination_rule_hashes_the_header_on_the_service_host(record):
-    plan = record(lambda: McpMeshService("notes", service_args(session_header="X-Session")))
-    rule = plan.get(DR, "notes-hash").inputs
-    service = plan.get("kubernetes:core/v1:Service", "notes").inputs
-    assert rule["spec"]["trafficPolicy"]["loadBalancer"]["consistentHash"] == {"httpHeaderName": "X-Session"}
-    host = f"{service['metadata']['name']}.{service['metadata']['namespace']}.svc.cluster.local"
-    assert rule["spec"]["host"] == host
-    route = plan.get("kubernetes:networking.istio.io/v1:VirtualService", "notes-route").inputs["spec"]
+# --- mesh services -------------------------------------------------------------------------------
+
+def test_shared_sessions_hash_the_header_and_the_route_has_no_timeout(record):
+    plan = record(lambda: mesh_service(service_args(session_header="X-Session")))
+    rule = spec(plan, DR, "notes-policy")
+    assert rule == {"host": "notes.mcp-notes.svc.cluster.local",
+                    "trafficPolicy": {"loadBalancer": {"consistentHash": {"httpHeaderName": "X-Session"}}}}
+    route = spec(plan, VS, "notes-route")
     assert route["gateways"] == ["istio-ingress/mcp-gateway"]
-    assert route["http"][0]["timeout"] == "0s"
+    assert route["http"] == [{"name": "default", "route": [{"destination": {
+        "host": "notes.mcp-notes.svc.cluster.local", "port": {"number": 80}}}]}]
+    assert validate_object(plan.get(VS, "notes-route").manifest()) == []
 
 
-def test_pods_drain_streams_and_spread_over_zones(record):
-    plan = record(lambda: McpMeshService("notes", service_args()))
-    template = plan.get("kubernetes:apps/v1:Deployment", "notes").inputs["spec"]["template"]
+def test_in_memory_sessions_need_pinning_and_hashing_alone_is_refused():
+    with pytest.raises(ValidationError, match=r"pins a session to \*a\* replica"):
+        service_args(session_mode="in-memory-sessions")
+    with pytest.raises(ValidationError, match="pinning goes with sessionMode in-memory-sessions"):
+        service_args(pinning="cookie")
+
+
+def test_cookie_pinning_labels_the_service_and_needs_the_mesh_filter(record):
+    args = service_args(session_mode="in-memory-sessions", pinning="cookie")
+    with pytest.raises(ValueError, match="persistentSessionFilter"):
+        record(lambda: mesh_service(args))
+    plan = record(lambda: mesh_service(args, {"persistent_session_filter": True}))
+    labels = plan.get("kubernetes:core/v1:Service", "notes").inputs["metadata"]["labels"]
+    assert labels["istio.io/persistent-session"] == "mcp-affinity"
+    assert spec(plan, DR, "notes-policy")["trafficPolicy"] == {"loadBalancer": {"simple": "LEAST_REQUEST"}}
+    istiod = plan.get(RELEASE, "gke-mesh-istiod").manifest()["values"]
+    assert istiod["env"] == {"PILOT_ENABLE_PERSISTENT_SESSION_FILTER": "true"}
+    assert "MCP_SESSION_STORE_URL" not in json.dumps(plan.get("kubernetes:apps/v1:Deployment", "notes").inputs)
+
+
+def test_method_routes_send_mcp_methods_to_another_mesh_service(record):
+    args = service_args(session_mode="stateless", method_routes={
+        "render": {"method": "tools/call", "name": "render_video", "service": "heavy"}})
+    plan = record(lambda: mesh_service(args, route_hosts={"heavy": service_host("heavy")}))
+    first, default = spec(plan, VS, "notes-route")["http"]
+    assert first == {"name": "render", "match": [{"headers": {"mcp-method": {"exact": "tools/call"},
+                                                              "mcp-name": {"exact": "render_video"}}}],
+                     "route": [{"destination": {"host": "heavy.mcp-heavy.svc.cluster.local", "port": {"number": 80}}}]}
+    assert default["name"] == "default"
+    assert validate_object(plan.get(VS, "notes-route").manifest()) == []
+
+
+def test_only_the_gateway_may_call_a_mesh_service(record):
+    plan = record(mesh_service)
+    assert spec(plan, "kubernetes:security.istio.io/v1:PeerAuthentication", "notes-mtls")["mtls"] == {"mode": "STRICT"}
+    policy = spec(plan, "kubernetes:security.istio.io/v1:AuthorizationPolicy", "notes-from-gateway")
+    assert policy["action"] == "ALLOW"
+    assert policy["rules"] == [{"from": [{"source": {"principals": ["cluster.local/ns/istio-ingress/sa/mcp-gateway"]}}]}]
+    network_policy = spec(plan, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "notes")
+    assert network_policy["ingress"][0]["from"] == [{"namespaceSelector": {"matchLabels": {
+        "kubernetes.io/metadata.name": "istio-ingress"}}}]
+    for kind, name in [("security.istio.io/v1:PeerAuthentication", "notes-mtls"),
+                       ("security.istio.io/v1:AuthorizationPolicy", "notes-from-gateway")]:
+        assert validate_object(plan.get(f"kubernetes:{kind}", name).manifest()) == []
+
+
+def test_workload_identity_names_the_pool_from_the_cluster_and_grants_nothing_unused(record):
+    plan = record(mesh_service)
+    binding = plan.get("gcp:serviceaccount/iAMMember:IAMMember", "notes-workload-identity")
+    assert binding.inputs["member"] == "serviceAccount:my-proj.svc.id.goog[mcp-notes/notes]"
+    assert plan.get(CLUSTER, "gke").urn in binding.dependencies
+    assert plan.by_type("gcp:secretmanager/secretIamMember:SecretIamMember") == []
+
+
+def test_pods_drain_streams_and_read_the_store_only_through_a_secret(record):
+    plan = record(mesh_service)
+    template = spec(plan, "kubernetes:apps/v1:Deployment", "notes")["template"]
     assert template["spec"]["terminationGracePeriodSeconds"] == 3600
     assert json.loads(template["metadata"]["annotations"]["proxy.istio.io/config"]) == {"terminationDrainDuration": "3600s"}
-    assert template["spec"]["topologySpreadConstraints"][0]["topologyKey"] == "topology.kubernetes.io/zone"
-    namespace = plan.get("kubernetes:core/v1:Namespace", "notes").inputs
-    assert namespace["metadata"]["labels"] == {"istio-injection": "enabled"}
-
-
-def test_store_url_reaches_pods_only_through_a_secret(record):
-    plan = record(lambda: McpMeshService("notes", service_args()))
+    env = {e["name"]: e for e in template["spec"]["containers"][0]["env"]}
+    assert env["MCP_SESSION_STORE_URL"]["valueFrom"] == {"secretKeyRef": {"name": "mcp-redis", "key": "url"}}
     secret = plan.get("kubernetes:core/v1:Secret", "notes").inputs
-    assert list(secret["stringData"]) == ["4dabf18193072939515e22adb298388d", "value"]
-    text = json.dumps([r.to_json() for r in plan.resources]) + json.dumps(plan.outputs)
-    assert "rediss://:secret@" not in text
-    env = plan.get("kubernetes:apps/v1:Deployment", "notes").inputs["spec"]["template"]["spec"]["containers"][0]["env"]
-    url = next(e for e in env if e["name"] == "MCP_SESSION_STORE_URL")
-    assert url == {"name": "MCP_SESSION_STORE_URL",
-                   "valueFrom": {"secretKeyRef": {"name": "mcp-session-store", "key": "url"}}}
+    assert secret["stringData"]["value"] == "[secret]"
+    assert "rediss://" not in json.dumps([r.to_json() for r in plan.resources])
 
+
+# --- the staging and prod plans ------------------------------------------------------------------
 
 @pytest.fixture(scope="module", params=["staging", "prod"])
 def gke_plan(request):
@@ -130,39 +242,37 @@ def kubernetes_objects(plan):
 def test_every_kubernetes_object_validates_strictly(gke_plan):
     objects = [r for r in kubernetes_objects(gke_plan) if "istio.io" not in r.inputs["apiVersion"]]
     assert {r.inputs["kind"] for r in objects} >= {"Namespace", "Deployment", "Service", "HorizontalPodAutoscaler",
-                                                   "PodDisruptionBudget", "ServiceAccount", "Secret"}
+                                                   "PodDisruptionBudget", "ServiceAccount", "Secret", "NetworkPolicy"}
     errors = {r.urn: validate_kubernetes(r.manifest()) for r in objects}
     assert {urn: e for urn, e in errors.items() if e} == {}
 
 
-def test_every_istio_object_validates_against_istio_schemas(gke_plan):
-    objects = [r for r in kubernetes_objects(gke_plan) if "istio.io" in r.inputs["apiVersion"]]
-    assert sorted({r.inputs["kind"] for r in objects}) == ["DestinationRule", "Gateway", "VirtualService"]
-    results = validate_istio([r.manifest() for r in objects])
-    assert {r.urn: e for r, e in zip(objects, results) if e} == {}
-
-
-def test_stack_destination_rules_match_services_and_hash_the_session_header(gke_plan):
-    services = {(r.inputs["metadata"]["name"], r.inputs["metadata"]["namespace"])
-                for r in gke_plan.by_type("kubernetes:core/v1:Service")}
-    rules = gke_plan.by_type(DR)
-    assert rules
-    for rule in rules:
-        name, namespace, *_ = rule.inputs["spec"]["host"].split(".")
-        assert (name, namespace) in services
-        assert rule.inputs["spec"]["trafficPolicy"]["loadBalancer"]["consistentHash"]["httpHeaderName"] == "Mcp-Session-Id"
-
-
-def test_no_secret_value_in_plaintext_in_outputs_or_inputs(gke_plan):
-    for resource in gke_plan.by_type("kubernetes:core/v1:Secret"):
-        assert set(resource.inputs["stringData"]) == {"4dabf18193072939515e22adb298388d", "value"}
-        assert resource.inputs["stringData"]["value"] == "[secret]"
-    assert "rediss://" not in json.dumps(gke_plan.to_json())
-
-
-def test_global_load_balancer_fronts_the_gateway_with_a_stream_timeout(gke_plan):
-    backend = gke_plan.get("gcp:compute/backendService:BackendService", "gke-gateway").inputs
-    assert backend["timeoutSec"] == 3600
-    assert all("networkEndpointGroups/" in b["group"] for b in backend["backends"])
-    url_map = gke_plan.get("gcp:compute/uRLMap:URLMap", "load-balancer").inputs
+def test_no_route_to_a_mesh_service_but_through_the_https_load_balancer(gke_plan):
+    assert not [r for r in gke_plan.by_type("kubernetes:core/v1:Service") if r.inputs["spec"].get("type") == "LoadBalancer"]
+    assert gke_plan.by_type("gcp:compute/address:Address") == []
+    gateway = gke_plan.get(RELEASE, "mesh-gateway").manifest()["values"]["service"]
+    assert gateway["type"] == "ClusterIP"
+    services = {r.inputs["metadata"]["namespace"] for r in gke_plan.by_type("kubernetes:core/v1:Service")}
+    policies = {r.inputs["metadata"]["namespace"] for r in gke_plan.by_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")}
+    assert services <= policies
+    url_map = gke_plan.get("gcp:compute/uRLMap:URLMap", "lb").inputs
     assert any(rule["pathMatcher"] == "gke" for rule in url_map["hostRules"])
+
+
+def test_everything_waits_for_what_it_needs(gke_plan):
+    """Kubernetes objects wait for the node pool; bindings naming the pool wait for the cluster;
+    the store waits for the peering; the gateway waits for autoneg and its backend service."""
+    pool = gke_plan.get(POOL, "gke").urn
+    cluster = gke_plan.get(CLUSTER, "gke").urn
+    for resource in gke_plan.resources:
+        if resource.type.startswith("kubernetes:") and resource.custom:
+            assert pool in resource.dependencies, resource.urn
+    for binding in gke_plan.by_type("gcp:serviceaccount/iAMMember:IAMMember"):
+        if "svc.id.goog" in binding.inputs.get("member", ""):
+            assert cluster in binding.dependencies, binding.urn
+    redis = gke_plan.get("gcp:redis/instance:Instance", "sessions")
+    assert gke_plan.get("gcp:servicenetworking/connection:Connection", "network-psa").urn in redis.dependencies
+    gateway = gke_plan.get(RELEASE, "mesh-gateway")
+    assert gke_plan.get("gcp:compute/backendService:BackendService", "gateway").urn in gateway.dependencies
+    assert any(r.urn in gateway.dependencies for r in gke_plan.by_type("kubernetes:apps/v1:Deployment")
+               if "autoneg" in r.name)

@@ -1,27 +1,31 @@
-"""GlobalHttpsLoadBalancer on mocks: certificates, routing, TLS policy, ports 443 and 80."""
+"""GlobalHttpsLoadBalancer on mocks: certificates, routing by host, path and MCP method, TLS, 443 and 80."""
 
 from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
 
-from mcp_affinity import GlobalHttpsLoadBalancer, GlobalHttpsLoadBalancerArgs, RouteArgs
-from mcp_affinity.load_balancer import certificate_name
+from mcp_affinity import GlobalHttpsLoadBalancer, GlobalHttpsLoadBalancerArgs
 
 URLMAP = "gcp:compute/uRLMap:URLMap"
 RULE = "gcp:compute/globalForwardingRule:GlobalForwardingRule"
+CERT = "gcp:compute/managedSslCertificate:ManagedSslCertificate"
+BACKENDS = {"a": "bs-a", "b": "bs-b", "heavy": "bs-heavy"}
 
 
 def make(**overrides) -> GlobalHttpsLoadBalancerArgs:
     values = dict(prefix="mcp-t", certificates={"main": ["a.example.com", "b.example.com"]},
-                  routes={"a": RouteArgs(backend_service="bs-a", hosts=["a.example.com"]),
-                          "b": RouteArgs(backend_service="bs-b", path_prefixes=["/b"])})
+                  routes={"a": {"hosts": ["a.example.com"]}, "b": {"path_prefixes": ["/b"]}})
     return GlobalHttpsLoadBalancerArgs(**{**values, **overrides})
 
 
+def lb(args=None, name="lb"):
+    return GlobalHttpsLoadBalancer(name, args or make(), backends=BACKENDS)
+
+
 def test_routes_by_host_and_by_path(record):
-    plan = record(lambda: GlobalHttpsLoadBalancer("lb", make()))
-    url_map = plan.get(URLMAP, "lb").inputs
+    url_map = record(lb).get(URLMAP, "lb").inputs
+    assert url_map["name"] == "mcp-t-lb-urlmap"
     assert url_map["defaultService"] == "bs-a"
     assert url_map["hostRules"] == [{"hosts": ["a.example.com"], "pathMatcher": "a"},
                                     {"hosts": ["*"], "pathMatcher": "paths"}]
@@ -29,33 +33,60 @@ def test_routes_by_host_and_by_path(record):
     assert paths["pathRules"] == [{"paths": ["/b", "/b/*"], "service": "bs-b"}]
 
 
+def test_method_routes_match_mcp_method_and_name_headers_most_specific_first(record):
+    args = make(routes={"a": {"hosts": ["a.example.com"], "method_routes": {
+        "all-calls": {"method": "tools/call", "service": "b"},
+        "render": {"method": "tools/call", "name": "render_video", "service": "heavy"}}},
+        "b": {"path_prefixes": ["/b"]}, "heavy": {}}, default_route="a")
+    matcher = next(m for m in record(lambda: lb(args)).get(URLMAP, "lb").inputs["pathMatchers"] if m["name"] == "a")
+    assert "pathRules" not in matcher and matcher["defaultService"] == "bs-a"
+    first, second = matcher["routeRules"]
+    assert first == {"priority": 1, "service": "bs-heavy", "matchRules": [{"prefixMatch": "/", "headerMatches": [
+        {"headerName": "Mcp-Method", "exactMatch": "tools/call"}, {"headerName": "Mcp-Name", "exactMatch": "render_video"}]}]}
+    assert second["priority"] == 2 and second["service"] == "bs-b"
+    assert second["matchRules"][0]["headerMatches"] == [{"headerName": "Mcp-Method", "exactMatch": "tools/call"}]
+
+
 def test_https_on_443_and_redirect_on_80(record):
-    plan = record(lambda: GlobalHttpsLoadBalancer("lb", make()))
+    plan = record(lb)
     rules = {r.inputs["portRange"]: r.inputs for r in plan.by_type(RULE)}
     assert sorted(rules) == ["443", "80"]
     assert {r["loadBalancingScheme"] for r in rules.values()} == {"EXTERNAL_MANAGED"}
-    assert {r["ipAddress"] for r in rules.values()} == {"203.0.113.10"}
-    redirect = plan.get(URLMAP, "lb-redirect").inputs["defaultUrlRedirect"]
-    assert redirect["httpsRedirect"] is True
+    assert {r["name"] for r in rules.values()} == {"mcp-t-lb-443", "mcp-t-lb-80"}
+    assert plan.get(URLMAP, "lb-redirect").inputs["defaultUrlRedirect"]["httpsRedirect"] is True
     assert plan.get("gcp:compute/sSLPolicy:SSLPolicy", "lb").inputs["minTlsVersion"] == "TLS_1_2"
 
 
 def test_certificate_name_changes_with_domains_so_the_new_one_is_created_first(record):
-    plan = record(lambda: GlobalHttpsLoadBalancer("lb", make()))
-    cert = plan.get("gcp:compute/managedSslCertificate:ManagedSslCertificate", "lb-main").inputs
+    cert = record(lb).get(CERT, "lb-main").inputs
     assert cert["managed"]["domains"] == ["a.example.com", "b.example.com"]
-    assert cert["name"] == certificate_name("mcp-t", "main", ["b.example.com", "a.example.com"])
-    assert certificate_name("mcp-t", "main", ["a.example.com"]) != cert["name"]
-    # Not delete-before-replace: Pulumi's default creates the replacement first.
-    proxy = plan.get("gcp:compute/targetHttpsProxy:TargetHttpsProxy", "lb").inputs
-    assert proxy["sslCertificates"] == ["lb-main-id"]
+    assert cert["name"].startswith("mcp-t-lb-main-")
+    other = make(certificates={"main": ["a.example.com", "c.example.com"]}, routes={"a": {"hosts": ["a.example.com"]}})
+    assert other.names("lb")["cert-main"].value != cert["name"]
 
 
 @pytest.mark.parametrize("overrides,message", [
-    ({"certificates": {"main": ["not a domain"]}}, "not a domain"),
-    ({"certificates": {}}, "at least one certificate"),
-    ({"default_route": "zzz"}, "not a route key"),
+    ({"certificates": {"main": ["not a domain"]}}, "not a lowercase domain"),
+    ({"certificates": {"main": ["a.example.com\n"]}}, "not a lowercase domain"),
+    ({"certificates": {}}, "at least 1 item"),
+    ({"default_route": "zzz"}, "not a route"),
+    ({"routes": {"a": {"hosts": ["c.example.com"]}}}, "on no certificate"),
+    ({"routes": {"a": {"hosts": ["a.example.com"]}, "b": {"hosts": ["a.example.com"]}}}, "on routes a and b"),
+    ({"routes": {"a": {"path_prefixes": ["/x"]}, "b": {"path_prefixes": ["/x"]}}}, "on routes a and b"),
+    ({"routes": {"a": {"hosts": ["a.example.com"]}, "b": {}, "c": {}}}, "only one can be the default"),
+    ({"routes": {"a": {}, "b": {}}, "default_route": "a"}, "nothing would reach them"),
+    ({"routes": {"a": {"path_prefixes": ["/x/"]}}}, "no trailing"),
+    ({"routes": {"a": {"hosts": ["a.example.com"], "method_routes": {"m": {"method": "tools/call", "service": "z"}}}}},
+     "not another route"),
+    ({"routes": {"a": {"method_routes": {"m": {"method": "tools/call", "service": "a"}}}}}, "need hosts"),
+    ({"routes": {"a": {"hosts": ["a.example.com"], "method_routes": {"m": {"method": "Tools Call", "service": "a"}}}}},
+     "not an MCP method"),
 ])
-def test_bad_load_balancer_args_are_refused(overrides, message):
+def test_bad_load_balancer_settings_are_refused(overrides, message):
     with pytest.raises(ValidationError, match=message):
         make(**overrides)
+
+
+def test_a_route_without_backend_is_a_context_error():
+    with pytest.raises(ValueError, match="no backend service for routes"):
+        GlobalHttpsLoadBalancer("lb", make(), backends={"a": "bs-a"})

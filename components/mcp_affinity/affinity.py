@@ -64,14 +64,12 @@ class StoreRole(str, Enum):
 
 def store_role(mode: SessionMode, notification_broker: bool) -> StoreRole:
     """The store's role for a server of ``mode``; raises ``ValueError`` for a broker with sessions."""
+    if notification_broker and mode is not SessionMode.STATELESS:
+        raise ValueError("notificationBroker goes with sessionMode stateless (the 2026-07-28 "
+                         "subscriptions/listen fan-out); legacy servers keep sessions, not subscriptions")
     if mode is SessionMode.SHARED_SESSIONS:
         return StoreRole.SESSION_STORE
-    if notification_broker:
-        if mode is not SessionMode.STATELESS:
-            raise ValueError("notificationBroker goes with sessionMode stateless (the 2026-07-28 "
-                             "subscriptions/listen fan-out); legacy servers keep sessions, not subscriptions")
-        return StoreRole.NOTIFICATION_BROKER
-    return StoreRole.NONE
+    return StoreRole.NOTIFICATION_BROKER if notification_broker else StoreRole.NONE
 
 
 def _check_header_name(value: str) -> str:
