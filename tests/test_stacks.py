@@ -1,13 +1,16 @@
-"""Each stack as a whole, planned from its real stack file as `mcp-affinity plan` does."""
+"""Each stack as a whole, planned from its real stack file as `mcp-affinity plan` does; and one
+stack example per platform and MCP generation (``examples/``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 
 import pytest
 
-from conftest import is_secret, plan_stack
+from conftest import ROOT, is_secret, plan_stack
+from mcp_affinity.cli import find_project, run_plan
 
 RUN = "gcp:cloudrunv2/service:Service"
 NEG = "gcp:compute/regionNetworkEndpointGroup:RegionNetworkEndpointGroup"
@@ -22,9 +25,16 @@ EXPECTED_REGIONS = {
 }
 
 
+PREFIX = {"dev": "mcp-dev", "staging": "mcp-stg", "prod": "mcp-prd"}
+
+
 def cloud_run_backends(plan):
-    """Backend services with serverless NEGs: the children of CloudRunMcpService components."""
     return [b for b in plan.by_type(BACKEND) if "CloudRunMcpService$" in b.urn]
+
+
+def plan_example(name: str):
+    project = dataclasses.replace(find_project(ROOT), stack_config_dir=ROOT / "examples")
+    return run_plan(project, name)
 
 
 @pytest.fixture(scope="module", params=sorted(EXPECTED_REGIONS))
@@ -39,17 +49,18 @@ def test_one_cloud_run_service_and_neg_per_service_and_region(stack_plan):
         negs = [r for r in plan.by_type(NEG) if r.name.startswith(f"{service}-")]
         assert sorted(r.inputs["location"] for r in runs) == regions
         assert sorted(n.inputs["region"] for n in negs) == regions
+        assert {r.inputs["name"] for r in runs} == {f"{PREFIX[stack]}-{service}"}
     assert len(cloud_run_backends(plan)) == len(EXPECTED_REGIONS[stack])
 
 
-def test_every_cloud_run_service_is_lb_only_with_stream_timeout_and_affinity(stack_plan):
+def test_every_cloud_run_service_is_lb_only_with_stream_timeout_and_cookie_affinity(stack_plan):
     _, plan = stack_plan
     for run in plan.by_type(RUN):
         assert run.inputs["ingress"] == "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"
         assert run.inputs["template"]["timeout"] == "3600s"
-        assert run.inputs["template"]["sessionAffinity"] is True
+        assert run.inputs["template"]["sessionAffinity"] is True  # shared-sessions everywhere
     for backend in cloud_run_backends(plan):
-        assert "sessionAffinity" not in backend.inputs  # shared-store everywhere
+        assert "sessionAffinity" not in backend.inputs
         assert "healthChecks" not in backend.inputs and "timeoutSec" not in backend.inputs
     assert plan.warnings == []
 
@@ -72,24 +83,64 @@ def test_every_resource_sits_under_a_component(stack_plan):
 
 
 def test_environments_differ_as_real_ones_do():
-    dev, staging, prod = plan_stack("dev"), plan_stack("staging"), plan_stack("prod")
-    redis = {name: p.by_type(REDIS)[0] for name, p in [("dev", dev), ("staging", staging), ("prod", prod)]}
-    assert redis["dev"].inputs["tier"] == "BASIC" and redis["dev"].protect is False
-    assert redis["prod"].inputs["tier"] == "STANDARD_HA" and redis["prod"].protect is True
-    assert redis["prod"].inputs["deletionProtection"] is True
+    dev, prod = plan_stack("dev"), plan_stack("prod")
+    assert dev.by_type(REDIS)[0].inputs["tier"] == "BASIC" and dev.by_type(REDIS)[0].protect is False
+    redis = prod.by_type(REDIS)[0]
+    assert redis.inputs["tier"] == "STANDARD_HA" and redis.protect is True and redis.inputs["deletionProtection"] is True
     assert {r.inputs["template"]["scaling"]["minInstanceCount"] for r in dev.by_type(RUN)} == {0}
     assert min(r.inputs["template"]["scaling"]["minInstanceCount"] for r in prod.by_type(RUN)) >= 1
     assert all(r.inputs["deletionProtection"] is True for r in prod.by_type(RUN))
     assert Counter(r.inputs["location"] for r in prod.by_type(RUN))["us-central1"] == 1
+    cluster = prod.get("gcp:container/cluster:Cluster", "gke")
+    assert cluster.protect is True and cluster.inputs["databaseEncryption"]["state"] == "ENCRYPTED"
 
 
 def test_plan_json_has_the_documented_shape():
     document = json.loads(json.dumps(plan_stack("dev").to_json()))
-    assert sorted(document) == ["outputs", "project", "resources", "stack"]
+    assert {"outputs", "project", "resources", "stack"} <= set(document)
     assert (document["project"], document["stack"]) == ("mcp-affinity", "dev")
     for resource in document["resources"]:
-        assert sorted(resource) == ["custom", "inputs", "name", "parent", "type", "urn"]
+        assert {"custom", "inputs", "name", "parent", "type", "urn"} <= set(resource)
         assert resource["urn"].startswith("urn:pulumi:dev::mcp-affinity::")
     top = [r for r in document["resources"] if r["type"] == "mcp-affinity:index:Network"][0]
     assert top["parent"] == "urn:pulumi:dev::mcp-affinity::pulumi:pulumi:Stack::mcp-affinity-dev"
     assert sorted(document["outputs"]) == ["loadBalancerIp", "serviceUrls", "sessionStoreHost", "sessionStoreSecret"]
+
+
+# --- one example per platform and generation ------------------------------------------------------
+
+def test_cloud_run_stateless_example_routes_by_mcp_method_and_wires_the_broker():
+    plan = plan_example("cloud-run-stateless")
+    runs = {r.name: r.inputs for r in plan.by_type(RUN)}
+    assert {r["template"]["sessionAffinity"] for r in runs.values()} == {False}
+    envs = {e["name"] for e in runs["tools-europe-west1"]["template"]["containers"][0]["envs"]}
+    assert "MCP_NOTIFICATION_BROKER_URL" in envs and "MCP_SESSION_STORE_URL" not in envs
+    matcher = next(m for m in plan.get("gcp:compute/uRLMap:URLMap", "lb").inputs["pathMatchers"] if m["name"] == "tools")
+    headers = matcher["routeRules"][0]["matchRules"][0]["headerMatches"]
+    assert {h["headerName"]: h["exactMatch"] for h in headers} == {"Mcp-Method": "tools/call", "Mcp-Name": "render_video"}
+
+
+def test_cloud_run_in_memory_example_has_no_store_and_cookie_affinity():
+    plan = plan_example("cloud-run-in-memory")
+    assert plan.by_type(REDIS) == []
+    assert {r.inputs["template"]["sessionAffinity"] for r in plan.by_type(RUN)} == {True}
+    single = plan.get(RUN, "single-europe-west1").inputs
+    assert single["template"]["scaling"]["maxInstanceCount"] == 1
+
+
+def test_gke_stateless_example_balances_by_least_request_and_routes_by_method():
+    plan = plan_example("gke-stateless")
+    rules = plan.by_type("kubernetes:networking.istio.io/v1:DestinationRule")
+    assert {json.dumps(r.inputs["spec"]["trafficPolicy"]) for r in rules} == {'{"loadBalancer": {"simple": "LEAST_REQUEST"}}'}
+    route = plan.get("kubernetes:networking.istio.io/v1:VirtualService", "tools-route").inputs["spec"]
+    assert route["http"][0]["match"][0]["headers"]["mcp-method"] == {"exact": "tools/call"}
+
+
+def test_gke_in_memory_example_pins_by_cookie_with_the_filter_on():
+    plan = plan_example("gke-in-memory")
+    service = plan.get("kubernetes:core/v1:Service", "legacy").inputs
+    assert service["metadata"]["labels"]["istio.io/persistent-session"] == "mcp-affinity"
+    istiod = plan.get("kubernetes:helm.sh/v3:Release", "mesh-istiod").manifest()["values"]
+    assert istiod["env"]["PILOT_ENABLE_PERSISTENT_SESSION_FILTER"] == "true"
+    assert not plan.by_type("kubernetes:networking.istio.io/v1:DestinationRule")[0].inputs["spec"][
+        "trafficPolicy"]["loadBalancer"].get("consistentHash")

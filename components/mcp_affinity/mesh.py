@@ -58,6 +58,8 @@ class MeshArgs(Settings):
     - ``gateway_replicas``: minimum ingress gateway pods (the chart's HPA).
     - ``drain_seconds``: how long a stopping gateway pod keeps serving open streams (5 to 3600 s):
       its grace period and its proxy's ``terminationDrainDuration``.
+    - ``fleet_feature``: with ``cloud-service-mesh``, create the project's ``servicemesh`` fleet
+      feature (one per project: a second mesh in the same project sets this false).
     - ``persistent_session_filter``: turn on istiod's ``PILOT_ENABLE_PERSISTENT_SESSION_FILTER``
       (experimental) so Services labelled ``istio.io/persistent-session`` pin clients by cookie.
     """
@@ -69,6 +71,7 @@ class MeshArgs(Settings):
     gateway_replicas: Int = Field(default=2, ge=1, le=100)
     drain_seconds: Int = Field(default=3600, ge=5, le=3600)
     persistent_session_filter: Bool = False
+    fleet_feature: Bool = True
 
     @field_validator("kind")
     @classmethod
@@ -173,13 +176,13 @@ class Mesh(pulumi.ComponentResource):
                                                                             self._cluster.cluster_id)}},
             opts=child,
         )
-        feature = gcp.gkehub.Feature(f"{name}-servicemesh", name="servicemesh", project=args.project,
-                                     location="global", opts=child)
+        feature = (gcp.gkehub.Feature(f"{name}-servicemesh", name="servicemesh", project=args.project,
+                                      location="global", opts=child).name if args.fleet_feature else "servicemesh")
         binding = gcp.gkehub.FeatureMembership(
-            f"{name}-servicemesh", project=args.project, location="global", feature=feature.name,
+            f"{name}-servicemesh", project=args.project, location="global", feature=feature,
             membership=membership.membership_id, mesh={"management": "MANAGEMENT_AUTOMATIC"}, opts=child,
         )
-        return [membership, feature, binding]
+        return [membership, binding]
 
     def gateway_values(self, annotations: Mapping[str, pulumi.Input[str]]) -> dict:
         """Gateway chart values: a ClusterIP Service (annotated as NEGs), a drain as long as streams."""
