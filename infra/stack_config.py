@@ -158,6 +158,8 @@ def _settings(stack: str, config: StackConfig, project: str, problems: Problems)
             problems.add("sessionStore", "set, but no service uses a store (stateless services without notificationBroker)")
         values = _dump(config.session_store) if config.session_store is not None else {}
         store = problems.build("sessionStore", SessionStoreArgs, {**values, **common})
+    # Rules across components need every component's own settings valid first.
+    problems.raise_if_any()
     routes: dict[str, RouteArgs] = {}
     for name, platform_settings in platforms.items():
         if platform_settings is not None:

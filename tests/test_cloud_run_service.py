@@ -36,7 +36,7 @@ def test_one_service_and_one_serverless_neg_per_region_named_after_prefix_and_na
     assert sorted(n.inputs["name"] for n in negs) == ["mcp-t-tools-europe-west1", "mcp-t-tools-us-central1"]
     assert {n.inputs["networkEndpointType"] for n in negs} == {"SERVERLESS"}
     assert plan.get(BACKEND, "tools").inputs["name"] == "mcp-t-tools"
-    assert plan.get("gcp:serviceaccount/account:Account", "tools").inputs["accountId"] == "mcp-t-tools-run"
+    assert plan.get("gcp:serviceaccount/account:Account", "tools").inputs["accountId"] == "mcp-t-tools"
 
 
 def test_service_is_internal_and_lb_only_with_stream_timeout(record):

@@ -126,7 +126,7 @@ class CloudRunMcpServiceArgs(Settings):
         """Physical names: service account, Cloud Run service, a NEG per region, backend service."""
         p = self.prefix
         names = {
-            "account": physical_name(SERVICE_ACCOUNT, "gcp:serviceaccount/account:Account", p, name, "run"),
+            "account": physical_name(SERVICE_ACCOUNT, "gcp:serviceaccount/account:Account", p, name),
             "service": physical_name(CLOUD_RUN_SERVICE, "gcp:cloudrunv2/service:Service", p, name),
             "backend": physical_name(RFC1035, "gcp:compute/backendService:BackendService", p, name),
         }
