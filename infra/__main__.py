@@ -12,7 +12,7 @@ import pulumi
 from mcp_affinity import GlobalHttpsLoadBalancer, Network, SessionStore
 from platforms import PLATFORMS
 from platforms.context import SharedContext
-from stack_config import StackSettings, load
+from stack_config import StackSettings, load, required_apis
 
 
 def build(settings: StackSettings) -> dict[str, Any]:
@@ -32,6 +32,7 @@ def build(settings: StackSettings) -> dict[str, Any]:
         outputs.update(platform_outputs)
     lb = GlobalHttpsLoadBalancer("lb", settings.load_balancer, backends=backends)
     outputs["loadBalancerIp"] = lb.ip_address
+    outputs["requiredApis"] = required_apis(settings)
     return outputs
 
 

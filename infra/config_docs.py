@@ -42,12 +42,12 @@ def _is_model(annotation: Any) -> bool:
 
 def _bullets(model: type[BaseModel]) -> dict[str, str]:
     """Field meanings from the settings class's docstring bullets (``- ``name``: meaning``)."""
-    source = getattr(model, "settings_class", model)
-    doc = " ".join(line.strip() for line in (source.__doc__ or "").splitlines())
+    doc = " ".join(line.strip() for line in (model.__doc__ or "").splitlines())
     meanings: dict[str, str] = {}
     for bullet in re.split(r"\s- (?=``)", " " + doc)[1:]:
         names, _, text = bullet.partition(":")
         text = re.sub(r"\s+", " ", text).strip().replace("``", "`")
+        text = re.sub(r":\w+:`~?([\w.]+\.)?(\w+)`", r"`\2`", text)
         for name in re.findall(r"``(\w+)``", names):
             meanings.setdefault(name, text)
     return meanings

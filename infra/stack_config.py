@@ -42,9 +42,18 @@ class StackConfig(Model):
 
     - ``environment``: ``dev``, ``staging`` or ``prod``; prod requires deletion protection, two
       regions or more and a ``STANDARD_HA`` store.
-    - ``prefix``, ``labels``, ``deletion_protection``: the common settings of every component.
-    - ``network``, ``session_store``, ``load_balancer``: those components' settings.
+    - ``prefix``: the first part of every physical name (1 to 20 characters); names are
+      ``{prefix}-{component}-...``.
+    - ``labels``: extra labels on every resource (``app`` and ``environment`` are always set).
+    - ``deletion_protection``: protect stateful resources (platform flags and Pulumi ``protect``).
+    - ``network``: the VPC (``Network``).
+    - ``session_store``: Memorystore for Redis; created when a service needs it (session store or
+      notification broker), with these settings.
+    - ``load_balancer``: the global external Application Load Balancer; its routes come from the services.
     - ``platforms``: where MCP services run (``cloud-run``, ``gke``); each platform adds its keys.
+    - ``services``: Cloud Run MCP services by name (``CloudRunMcpService`` settings plus their route).
+    - ``gke``: the GKE cluster (``GkeCluster`` settings) with its mesh, gateway and autoneg.
+    - ``mesh_services``: MCP services on GKE by name (``McpMeshService`` settings).
     """
 
     environment: Literal["dev", "staging", "prod"]
@@ -90,8 +99,8 @@ class StackSettings:
 class Problems:
     """Faults found by the validation pass, each under the config key it concerns."""
 
-    def __init__(self, stack: str):
-        self.stack, self.items = stack, []
+    def __init__(self, stack: str, secret_keys: frozenset[str] = frozenset()):
+        self.stack, self.items, self.secret_keys = stack, [], secret_keys
 
     def add(self, key: str, message: str) -> None:
         self.items.append((f"{NAMESPACE}:{key}", message))
@@ -101,7 +110,9 @@ class Problems:
         try:
             return model.model_validate(values)
         except ValidationError as error:
-            self.items += describe_validation_error(error, model, f"{NAMESPACE}:{key}")
+            # A key holding a secure value never echoes values: any of them may be the secret.
+            secret = key.split(".")[0] in self.secret_keys or (not key and bool(self.secret_keys))
+            self.items += describe_validation_error(error, model, f"{NAMESPACE}:{key}", show_input=not secret)
         except ValueError as error:
             self.add(key, str(error))
         return None
@@ -114,7 +125,7 @@ class Problems:
 def load(stack: Optional[str] = None) -> StackSettings:
     """Read and validate the current stack's configuration; raise ConfigError on any fault."""
     stack = stack or pulumi.get_stack()
-    problems = Problems(stack)
+    problems = Problems(stack, secret_top_keys(NAMESPACE))
     raw = namespace_values(NAMESPACE)
     _check_namespaces(problems)
     project = pulumi.Config("gcp").get("project")
@@ -193,6 +204,28 @@ def _check_prod(settings: StackSettings, problems: Problems) -> None:
         problems.add("network", "prod needs subnets in two regions or more")
     if settings.session_store is not None and settings.session_store.tier != "STANDARD_HA":
         problems.add("sessionStore.tier", "prod needs STANDARD_HA (no in-place change between tiers later)")
+
+
+BASE_APIS = ("compute", "iam", "cloudresourcemanager", "run", "secretmanager")
+STORE_APIS = ("redis", "servicenetworking")
+GKE_APIS = ("container", "cloudkms", "artifactregistry")
+MESH_APIS = ("gkehub", "mesh")
+
+
+def required_apis(settings: StackSettings) -> list[str]:
+    """The Google Cloud APIs this stack's resources need (``SERVICE.googleapis.com``), sorted:
+    enable them once per project before the first ``pulumi up``."""
+    apis = set(BASE_APIS)
+    if settings.session_store is not None or settings.network.private_services_access:
+        apis.update(STORE_APIS)
+    gke = settings.platforms.get("gke")
+    if gke:
+        apis.update(GKE_APIS)
+        if gke["mesh"].kind == "cloud-service-mesh":
+            apis.update(MESH_APIS)
+        if gke["cluster"].binary_authorization:
+            apis.add("binaryauthorization")
+    return sorted(f"{api}.googleapis.com" for api in apis)
 
 
 def _check_names(settings: StackSettings, problems: Problems) -> None:

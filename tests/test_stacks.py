@@ -104,7 +104,15 @@ def test_plan_json_has_the_documented_shape():
         assert resource["urn"].startswith("urn:pulumi:dev::mcp-affinity::")
     top = [r for r in document["resources"] if r["type"] == "mcp-affinity:index:Network"][0]
     assert top["parent"] == "urn:pulumi:dev::mcp-affinity::pulumi:pulumi:Stack::mcp-affinity-dev"
-    assert sorted(document["outputs"]) == ["loadBalancerIp", "serviceUrls", "sessionStoreHost", "sessionStoreSecret"]
+    assert sorted(document["outputs"]) == ["loadBalancerIp", "requiredApis", "serviceUrls", "sessionStoreHost",
+                                           "sessionStoreSecret"]
+
+
+def test_required_apis_follow_what_the_stack_uses():
+    dev, prod = plan_stack("dev").outputs["requiredApis"], plan_stack("prod").outputs["requiredApis"]
+    assert "redis.googleapis.com" in dev and "container.googleapis.com" not in dev
+    assert {"container.googleapis.com", "cloudresourcemanager.googleapis.com", "cloudkms.googleapis.com"} <= set(prod)
+    assert "gkehub.googleapis.com" not in prod
 
 
 # --- one example per platform and generation ------------------------------------------------------

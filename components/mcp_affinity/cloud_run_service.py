@@ -41,9 +41,10 @@ a load-balancer hash that Google documents as unsupported on serverless NEGs."""
 class CloudRunMcpServiceArgs(Settings):
     """Settings of :class:`CloudRunMcpService`.
 
-    - ``image``: container image; with ``image_managed_by_ci`` Pulumi sets it once and then
-      ignores image and revision drift, so CI can deploy new images.
-    - ``session_mode``: what the server does with sessions (:class:`~mcp_affinity.affinity.SessionMode`).
+    - ``image``: container image.
+    - ``image_managed_by_ci``: Pulumi sets the image once and then ignores image and revision
+      drift, so CI can deploy new images.
+    - ``session_mode``: what the server does with sessions (see "Which mode for my server?").
       ``in-memory-sessions`` is pinned only by Cloud Run's session-affinity cookie: more than one
       instance (``max_instances`` > 1 or several regions) needs ``acknowledge: [cookie-clients-only]``.
     - ``notification_broker``: a ``stateless`` server fans ``subscriptions/listen`` notifications out
@@ -51,17 +52,21 @@ class CloudRunMcpServiceArgs(Settings):
     - ``session_header``: the session header (default ``Mcp-Session-Id``), passed as ``MCP_SESSION_HEADER``.
     - ``load_balancer_hash``: hash the header at the backend service (``shared-sessions`` only); Google
       documents it as unsupported on serverless NEGs, so it needs ``acknowledge: [lb-hash-unsupported]``.
-    - ``regions``: where it runs; None runs it in every region of the network.
+    - ``acknowledge``: what you accept knowingly: ``cookie-clients-only`` (in-memory sessions on more
+      than one instance survive only for clients that keep cookies), ``lb-hash-unsupported``.
+    - ``regions``: where it runs; unset runs it in every region of the network.
+    - ``port``: the container's port (Cloud Run sends requests there).
     - ``timeout_seconds``: request timeout, 1 to 3600 s (default 3600, for streams).
     - ``concurrency``: requests per instance, 1 to 1000 (https://cloud.google.com/run/docs/about-concurrency).
     - ``min_instances`` / ``max_instances``: per region.
-    - ``cpu`` (vCPUs: 1, 2, 4, 6, 8, or 0.08 to under 1 with concurrency 1) and ``memory`` (Mi or Gi).
+    - ``cpu``: vCPUs per instance: 1, 2, 4, 6, 8, or 0.08 to under 1 with concurrency 1.
+    - ``memory``: per instance, in Mi or Gi, within Cloud Run's range for the CPU.
     - ``startup_probe_path``: HTTP path for the startup probe; None probes the TCP port.
     - ``env``: extra environment variables (not Cloud Run's reserved names nor this package's ``MCP_*``).
     - ``public_invoker``: let the load balancer's unauthenticated requests in (Cloud Run IAM
       invoker check off); ingress still admits only the load balancer and the VPC.
     - ``log_sample_rate``: share of requests the backend service logs (0.0 to 1.0).
-    - ``security_policy``: a Cloud Armor policy id for the backend service, or None.
+    - ``security_policy``: a Cloud Armor policy id for the backend service, or unset.
     """
 
     image: str = Field(min_length=1, max_length=1024, pattern=r"^[^\s]+$")

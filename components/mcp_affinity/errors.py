@@ -26,10 +26,12 @@ class ConfigError(pulumi.RunError):
         super().__init__("\n".join(lines))
 
 
-def describe_validation_error(error: ValidationError, model: type[BaseModel], prefix: str) -> list[tuple[str, str]]:
+def describe_validation_error(error: ValidationError, model: type[BaseModel], prefix: str,
+                              show_input: bool = True) -> list[tuple[str, str]]:
     """Turn a pydantic error on ``model`` into ``(key, message)`` pairs named by config path.
 
-    An unknown key is reported with the keys that are allowed at that place.
+    An unknown key is reported with the keys that are allowed at that place. ``show_input=False``
+    keeps the offending value out of the message (for keys that hold secrets).
     """
     problems = []
     for item in error.errors():
@@ -42,7 +44,7 @@ def describe_validation_error(error: ValidationError, model: type[BaseModel], pr
             message = item["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
             if item["type"] == "missing":
                 message = "required, but missing"
-            if item["type"] not in ("missing",) and "input" in item and not isinstance(item["input"], (dict, list)):
+            if show_input and item["type"] not in ("missing",) and "input" in item and not isinstance(item["input"], (dict, list)):
                 message += f" (got {item['input']!r})"
         if "[key]" in [str(part) for part in item["loc"]]:
             message = "this key: " + message

@@ -33,7 +33,13 @@ NODE_ROLES = ["roles/logging.logWriter", "roles/monitoring.metricWriter", "roles
 
 
 class NodePoolArgs(Model):
-    """The autoscaling node pool: machine type, total node bounds across the zones, disk (GiB), Spot VMs."""
+    """The autoscaling node pool.
+
+    - ``machine_type``: Compute Engine machine type of the nodes.
+    - ``min_nodes`` / ``max_nodes``: total node bounds across the zones.
+    - ``disk_size_gb``: boot disk per node, GiB.
+    - ``spot``: Spot VMs (cheaper, may be reclaimed).
+    """
 
     machine_type: str = Field(default="e2-standard-4", pattern=r"^[a-z][a-z0-9]*-[a-z0-9-]+$")
     min_nodes: Int = Field(default=1, ge=0, le=1000)
@@ -52,7 +58,9 @@ class GkeClusterArgs(Settings):
     """Settings of :class:`GkeCluster`.
 
     - ``region`` / ``zones``: a regional cluster and the zones of its nodes; the network needs a
-      subnet in ``region`` with secondary ranges ``pods_range`` and ``services_range``.
+      subnet in ``region``.
+    - ``pods_range`` / ``services_range``: names of that subnet's secondary ranges for pods and services.
+    - ``node_pool``: the autoscaling node pool.
     - ``master_cidr``: a /28 for the control plane's private endpoint (must not overlap the subnets).
     - ``master_authorized_networks``: name -> CIDR allowed to reach the public endpoint; empty
       means no address outside Google Cloud may reach it.

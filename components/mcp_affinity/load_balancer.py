@@ -58,9 +58,13 @@ McpMethod = Annotated[str, Strict(), AfterValidator(_check_method)]
 
 
 class MethodRouteArgs(Model):
-    """Requests of one MCP ``method`` (and, if given, one tool or resource ``name``) sent to the
-    backend of another route, ``service``. Matched on the ``Mcp-Method`` / ``Mcp-Name`` headers of
-    MCP 2026-07-28; legacy requests carry neither and stay on the route's own backend."""
+    """Requests of one MCP method sent to another service's backend, matched on the ``Mcp-Method``
+    / ``Mcp-Name`` headers of MCP 2026-07-28 (legacy requests carry neither and stay where they are).
+
+    - ``method``: the MCP method, e.g. ``tools/call``.
+    - ``name``: the tool, prompt or resource name (``Mcp-Name``); unset matches every name.
+    - ``service``: the service that gets these requests.
+    """
 
     method: McpMethod
     name: Optional[str] = Field(default=None, min_length=1, max_length=256, pattern=r"^[A-Za-z0-9_./-]+$")
@@ -68,9 +72,12 @@ class MethodRouteArgs(Model):
 
 
 class RouteArgs(Model):
-    """Where one backend serves: on ``hosts``, under ``path_prefixes`` of any host, or both. A route
-    with neither is the default route. ``method_routes`` (key -> :class:`MethodRouteArgs`) send
-    some MCP methods on this route's hosts to other backends (hosts needed, no path prefixes)."""
+    """Where one backend serves. A route with neither hosts nor paths is the default route.
+
+    - ``hosts``: host names routed here (each on a certificate).
+    - ``path_prefixes``: path prefixes of any host routed here.
+    - ``method_routes``: key -> MCP method sent to another service (needs hosts, no path prefixes).
+    """
 
     hosts: list[Domain] = Field(default_factory=list)
     path_prefixes: list[PathPrefix] = Field(default_factory=list)

@@ -51,10 +51,12 @@ REFUSED_MESHES = {
 class MeshArgs(Settings):
     """Settings of :class:`Mesh`.
 
-    - ``kind``: ``istio`` (Helm charts pinned to ``version``) or ``cloud-service-mesh`` (fleet
-      API, managed control plane); ``linkerd`` and ``gke-gateway`` are refused with the reason.
-    - ``data_plane``: ``sidecar`` or ``ambient``; ambient needs ``waypoint=True`` because only a
-      waypoint applies header hashing.
+    - ``kind``: ``istio`` (Helm charts) or ``cloud-service-mesh`` (fleet API, managed control
+      plane); ``linkerd`` and ``gke-gateway`` are refused with the reason.
+    - ``version``: the Istio charts' version (default: the pinned, checked one).
+    - ``data_plane``: ``sidecar`` or ``ambient``.
+    - ``waypoint``: a waypoint proxy per namespace; ambient needs it, because only a waypoint
+      applies layer-7 routing such as header hashing.
     - ``gateway_replicas``: minimum ingress gateway pods (the chart's HPA).
     - ``drain_seconds``: how long a stopping gateway pod keeps serving open streams (5 to 3600 s):
       its grace period and its proxy's ``terminationDrainDuration``.

@@ -45,10 +45,16 @@ SECRET_NAME = "mcp-redis"
 class McpMeshServiceArgs(Settings):
     """Settings of :class:`McpMeshService`.
 
-    - ``image``, ``port``, ``cpu`` / ``memory`` (Kubernetes quantities), ``health_path``, ``env``.
-    - ``session_mode``: what the server does with sessions (:class:`~mcp_affinity.affinity.SessionMode`).
+    - ``image``: container image.
+    - ``port``: the container's port.
+    - ``cpu`` / ``memory``: requests per pod (Kubernetes quantities; memory is also the limit).
+    - ``health_path``: HTTP path of the startup, readiness and liveness probes.
+    - ``env``: extra environment variables.
+    - ``session_mode``: what the server does with sessions (see "Which mode for my server?").
+    - ``session_header``: the session header, passed as ``MCP_SESSION_HEADER`` and hashed for ``shared-sessions``.
     - ``pinning``: for ``in-memory-sessions``: ``cookie`` (Istio persistent sessions, for clients
-      that keep cookies); ``cookie_name`` names the cookie.
+      that keep cookies).
+    - ``cookie_name``: the persistent-session cookie.
     - ``notification_broker``: a ``stateless`` server fans notifications out through Redis.
     - ``hosts``: host names the gateway routes to this service.
     - ``method_routes``: key -> :class:`~mcp_affinity.load_balancer.MethodRouteArgs`: MCP methods

@@ -25,7 +25,11 @@ RangeName = Annotated[str, AfterValidator(lambda v: physical_name(RFC1035, "rang
 
 
 class SubnetArgs(Model):
-    """One regional subnet: ``ip_cidr_range`` and named ``secondary_ranges`` (GKE ``pods``, ``services``)."""
+    """One regional subnet.
+
+    - ``ip_cidr_range``: the subnet's primary IPv4 range (Direct VPC egress, GKE nodes).
+    - ``secondary_ranges``: name -> IPv4 range; GKE needs ``pods`` and ``services``.
+    """
 
     ip_cidr_range: IPv4Cidr
     secondary_ranges: dict[RangeName, IPv4Cidr] = Field(default_factory=dict)
@@ -37,10 +41,11 @@ class NetworkArgs(Settings):
     - ``subnets``: region -> :class:`SubnetArgs`, for a new VPC. No two ranges may overlap.
     - ``existing_network`` / ``existing_subnets``: use this VPC (``projects/P/global/networks/N``)
       and these subnet ids (region -> id) instead of creating one.
-    - ``private_services_access``: reserve a range of ``private_services_prefix_length`` (8 to 24;
-      20 is 4,096 addresses) and peer it with service networking, as the session store needs.
-    - ``cloud_nat``: a Cloud Router and Cloud NAT in ``nat_regions`` (default: every subnet's
-      region), for private nodes that pull images from outside Google.
+    - ``private_services_access``: reserve a range and peer it with service networking, as the
+      session store needs; turn off when the VPC already has it.
+    - ``private_services_prefix_length``: size of that range (8 to 24; 20 is 4,096 addresses).
+    - ``cloud_nat``: a Cloud Router and Cloud NAT in every subnet's region, for private GKE nodes
+      that pull images from outside Google (Istio's come from docker.io).
     """
 
     subnets: dict[Region, SubnetArgs] = Field(default_factory=dict)

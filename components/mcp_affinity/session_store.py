@@ -33,7 +33,11 @@ RedisVersion = Literal["REDIS_6_X", "REDIS_7_0", "REDIS_7_2"]
 
 
 class MaintenanceWindowArgs(Model):
-    """A weekly maintenance window: ``day`` and start ``hour`` (0-23, UTC); it lasts one hour."""
+    """A weekly maintenance window of one hour.
+
+    - ``day``: ``MONDAY`` ... ``SUNDAY``.
+    - ``hour``: start hour, 0 to 23, UTC.
+    """
 
     day: Day
     hour: Int = Field(ge=0, le=23)
@@ -49,7 +53,7 @@ class SessionStoreArgs(Settings):
     - ``redis_version``: ``REDIS_6_X``, ``REDIS_7_0`` or ``REDIS_7_2``.
     - ``read_replicas``: 0 to 5 read replicas, STANDARD_HA only, needs 5 GiB or more.
     - ``rdb_snapshot_period``: RDB persistence period, or None for no persistence.
-    - ``maintenance_window``: a weekly window, or None for Google's choice.
+    - ``maintenance_window``: a weekly window, or unset for Google's choice.
 
     Source: https://cloud.google.com/memorystore/docs/redis/reference/rest/v1/projects.locations.instances
     """

@@ -122,10 +122,11 @@ StrInput = Any
 
 
 def config_model(args: type[BaseModel], *, exclude: frozenset[str] = COMMON_FIELDS,
-                 extra: Optional[dict[str, Any]] = None, name: Optional[str] = None) -> type[Model]:
+                 extra: Optional[dict[str, Any]] = None, name: Optional[str] = None,
+                 doc: str = "") -> type[Model]:
     """A stack-file model derived from a component's settings: the same fields, types, defaults and
     camelCase keys, minus ``exclude`` (the common fields a stack sets once), plus ``extra`` fields
-    (``name -> (annotation, FieldInfo or default)``).
+    (``name -> (annotation, FieldInfo or default)``), documented by ``doc`` (bullets as in settings docstrings).
 
     Field rules travel with the fields; rules across fields run when the stack program builds the
     component's settings from the derived model (:meth:`Model.model_dump` by alias, plus common values).
@@ -135,6 +136,6 @@ def config_model(args: type[BaseModel], *, exclude: frozenset[str] = COMMON_FIEL
     fields: dict[str, Any] = {n: (f.annotation, f) for n, f in args.model_fields.items() if n not in exclude}
     fields.update(extra or {})
     model = create_model(name or args.__name__.removesuffix("Args") + "Config", __base__=Model, **fields)
-    model.__doc__ = args.__doc__
+    model.__doc__ = (args.__doc__ or "") + "\n" + doc
     model.settings_class = args  # type: ignore[attr-defined]
     return model

@@ -13,7 +13,7 @@ from .context import SharedContext
 
 KEYS = ("services",)
 ServiceConfig = config_model(CloudRunMcpServiceArgs, name="ServiceConfig", extra={
-    name: (field.annotation, field) for name, field in RouteArgs.model_fields.items()})
+    name: (field.annotation, field) for name, field in RouteArgs.model_fields.items()}, doc=RouteArgs.__doc__)
 """``services.<name>``: the service's settings plus its load-balancer route (hosts, pathPrefixes, methodRoutes)."""
 
 ROUTE_FIELDS = set(RouteArgs.model_fields)

@@ -31,7 +31,11 @@ GkeConfig = config_model(GkeClusterArgs, name="GkeConfig", extra={
     "mesh": (MeshConfig, Field(default_factory=MeshConfig)),
     "gateway": (GatewayConfig, Field(default_factory=GatewayConfig)),
     "autoneg": (AutonegConfig, Field(default_factory=AutonegConfig)),
-})
+}, doc="""
+    - ``mesh``: the service mesh and its ingress gateway.
+    - ``gateway``: the load balancer's backend service in front of the gateway.
+    - ``autoneg``: the gke-autoneg-controller that attaches the gateway's NEGs to that backend service.
+""")
 """``gke``: the cluster's settings plus ``mesh``, ``gateway`` (its backend service) and ``autoneg``."""
 MeshServiceConfig = config_model(McpMeshServiceArgs, name="MeshServiceConfig")
 

@@ -1,14 +1,20 @@
 """The ``mcp-affinity`` command line: ``plan``, ``diff`` and ``check``.
 
-Exit status: 0 fine; 1 a mandatory policy violation; 2 bad config, a missing stack or an
-unreadable file.
+Exit status, whatever the input: 0 fine; 1 a mandatory policy violation (``plan``, ``check``) or,
+with ``diff --exit-code``, changes found; 2 bad input (bad config, a missing stack, a file that
+cannot be read or written, a JSON document that is not a plan), with a one-line reason on
+standard error and never a traceback.
+
+Text for a terminal is coloured and wrapped at its width; text for anything else (a CI log) is
+plain, never wrapped and free of trailing spaces (:func:`render.plain_text`).
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, NoReturn, Optional
 
 import pulumi
 import typer
@@ -19,6 +25,7 @@ from . import policies
 from ..errors import ConfigError
 from . import diff as plan_diff
 from . import mermaid, render
+from .plan_file import PlanError, load as load_plan
 from .project import ProjectError, find_project
 from .runner import run_plan
 
@@ -34,12 +41,12 @@ def plan(
     program: Optional[Path] = typer.Option(None, "--program", help="Project directory (default: the one holding Pulumi.yaml above the current directory)."),
     json_file: Optional[Path] = typer.Option(None, "--json", help="Write the plan as JSON to this file."),
     mermaid_file: Optional[Path] = typer.Option(None, "--mermaid", help="Write the topology as a Mermaid flowchart to this file."),
-    header: str = typer.Option(policies.DEFAULT_SESSION_HEADER, "--header", help="The session header hashing rules must name."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the summary."),
 ) -> None:
     """Run the stack's program under Pulumi's mock runtime: no CLI, credentials or network.
 
-    Then run the policy rules over the result; a mandatory violation exits 1.
+    Then run the policy rules over the result (each service's header and timeout read from the
+    plan); a mandatory violation exits 1.
     """
     try:
         project = find_project(program or Path.cwd())
@@ -51,16 +58,15 @@ def plan(
         errors.print(f"[red]error:[/] stack '{stack}': {escape(str(error))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     if not quiet:
-        console.print(render.tree(result))
-    for line in render.summary(result):
-        console.print(line, highlight=False, markup=False, soft_wrap=True)
+        _print_renderable(render.tree(result))
+    _print("\n".join(render.summary(result)))
     document = result.to_json()
     if json_file is not None:
-        json_file.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
-        console.print(f"plan written to {json_file}", highlight=False)
+        _write(json_file, json.dumps(document, indent=2, sort_keys=True) + "\n")
+        _print(f"plan written to {json_file}")
     if mermaid_file is not None:
-        mermaid_file.write_text(mermaid.to_mermaid(document))
-    _report(policies.check_plan(document, header=header))
+        _write(mermaid_file, mermaid.to_mermaid(document))
+    _report(policies.check_plan(document))
 
 
 @app.command()
@@ -70,35 +76,64 @@ def diff(
     format: str = typer.Option("text", "--format", "-f", help="text or markdown."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write here instead of standard output."),
     picture: bool = typer.Option(True, "--mermaid/--no-mermaid", help="Markdown: add the head's topology picture."),
+    exit_code: bool = typer.Option(False, "--exit-code", help="Exit 1 when up would change something (as git diff --exit-code)."),
 ) -> None:
-    """Compare two plan files of one stack: added, removed and changed resources, secrets masked."""
+    """Say what `pulumi up` would do going from BASE to HEAD: add, change, replace, delete.
+
+    Exit 0 (with --exit-code: 0 no changes, 1 changes), 2 when an input is not a plan.
+    """
     if format not in ("text", "markdown"):
         _fail("--format is text or markdown")
-    base_plan, head_plan = _load(base), _load(head)
-    try:
-        result = plan_diff.diff_plans(base_plan, head_plan)
-    except ValueError as error:
-        _fail(str(error))
-    if format == "text":
-        text = plan_diff.to_text(result)
-    else:
-        text = plan_diff.to_markdown(result)
-        if picture:
-            text += "\n<details><summary>Topology</summary>\n\n```mermaid\n" + mermaid.to_mermaid(head_plan) + "```\n</details>\n"
+    result, text = _guarded(lambda: _diff_text(base, head, format, picture))
     if output is None:
-        console.print(text, markup=False, highlight=False, soft_wrap=True)
+        _print(text.rstrip("\n"))
     else:
-        output.write_text(text)
+        _write(output, text)
+    if exit_code and not result.is_empty:
+        raise typer.Exit(1)
+
+
+def _diff_text(base: Path, head: Path, format: str, picture: bool) -> tuple[plan_diff.PlanDiff, str]:
+    base_plan, head_plan = load_plan(base, "base"), load_plan(head, "head")
+    result = plan_diff.diff_plans(base_plan, head_plan)
+    if format == "text":
+        return result, plan_diff.to_text(result)
+    text = plan_diff.to_markdown(result)
+    if picture:
+        text += "\n<details><summary>Topology</summary>\n\n```mermaid\n" + mermaid.to_mermaid(head_plan) + "```\n</details>\n"
+    return result, text
 
 
 @app.command()
 def check(
     plan_file: Path = typer.Argument(..., help="A plan JSON written by `mcp-affinity plan --json`."),
-    header: str = typer.Option(policies.DEFAULT_SESSION_HEADER, "--header", help="The session header hashing rules must name."),
 ) -> None:
-    """Run the policy rules over a saved plan; exit 1 on a mandatory violation."""
-    _report(policies.check_plan(_load(plan_file), header=header))
-    console.print("policy checks passed", highlight=False)
+    """Run the policy rules over a saved plan: exit 0 passed, 1 a mandatory violation, 2 not a plan.
+
+    Each service's session header and timeout are read from the plan itself.
+    """
+    document, violations = _guarded(lambda: _checked(plan_file))
+    for warning in document["warnings"]:
+        _print(f"warning: {warning['message']}")
+    _report(violations)
+    _print(f"policy checks passed: {len(document['resources'])} resources of stack '{document['stack']}'")
+
+
+def _checked(path: Path) -> tuple[dict, list]:
+    document = load_plan(path)
+    return document, policies.check_plan(document)
+
+
+def _guarded(work: Callable[[], Any]) -> Any:
+    """``work()``, any failure turned into exit 2 with a one-line reason."""
+    try:
+        return work()
+    except (PlanError, ValueError) as error:
+        _fail(str(error).splitlines()[0] if str(error) else type(error).__name__)
+    except RecursionError:
+        _fail("input nested too deeply to be a plan")
+    except Exception as error:  # never a traceback on any input (issue 9)
+        _fail(f"cannot process input: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
 
 
 def _report(violations: list) -> None:
@@ -109,15 +144,27 @@ def _report(violations: list) -> None:
         raise typer.Exit(1)
 
 
-def _load(path: Path) -> dict:
+def _print(text: str) -> None:
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def _print_renderable(renderable: Any) -> None:
+    """Coloured at the terminal's width on a terminal; plain, unwrapped, no trailing spaces elsewhere."""
+    if console.is_terminal:
+        console.print(renderable)
+    else:
+        sys.stdout.write(render.plain_text(renderable))
+        sys.stdout.flush()
+
+
+def _write(path: Path, text: str) -> None:
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        _fail(f"{path}: {error}")
-    raise AssertionError("unreachable")
+        path.write_text(text)
+    except OSError as error:
+        _fail(f"{path}: cannot write: {error.strerror or error}")
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     errors.print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 

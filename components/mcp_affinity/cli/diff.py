@@ -1,12 +1,23 @@
-"""Compare two plans of one stack (BASE, HEAD): resources added, removed and changed, and outputs.
+"""Compare two plans of one stack (BASE, HEAD) and say what ``pulumi up`` would do.
 
-A plan is the dict ``mcp-affinity plan --json`` writes::
-
-    {"project": str, "stack": str, "outputs": {name: value},
-     "resources": [{"urn", "type", "name", "parent", "custom", "inputs": {camelCase: value}}]}
-
+Input: two plans as :func:`plan_file.validate` returns them (see :mod:`.plan_file` for the shape).
 Resources are matched by URN, as the engine matches them: a new type, name or parent is a new URN,
-so it shows as one removal and one addition, like the replacement ``pulumi up`` would do.
+so it shows as one deletion and one addition. A matched resource is
+
+- **replaced** when a changed input is create-only for its type (:mod:`.replacements`, each type
+  with its source) or listed in its ``replaceOnChanges`` option; replacing a stateful resource
+  (the store, the cluster, its node pool, a secret) is flagged at the top, as is deleting one;
+- **updated** when other inputs (or recorded options) change;
+- unchanged when every changed input falls under its ``ignoreChanges`` option: Pulumi keeps the
+  old value, so such changes are listed as ignored and not counted.
+
+Lists are compared by the identity of their items where one is known (:data:`IDENTITY`: URL-map
+host rules by host, path matchers by name, backends by group, env vars by name, ...), so removing
+one item does not show every later item as changed; an item's path then reads
+``hostRules[tools.example.com].pathMatcher``. Lists without a known, unique identity compare by
+position (``containers.0.image``). Added resources are shown with their key settings
+(:data:`render.HIGHLIGHTS`).
+
 Values are shown with :func:`render.show`; a secret envelope is a single leaf whose plaintext is
 compared but never shown, so a plan file holding plaintext secrets cannot leak them into a comment.
 """
@@ -17,49 +28,86 @@ import html
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
-from .render import show
-from .wire import MASKED, SECRET_SIG
+from . import replacements
+from .render import key_settings, show
+from .wire import MASKED, SECRET_SIG, UNKNOWNS
 
 UNSET = "(unset)"
 # The plain side of a value that became, or stopped being, secret: it may be the secret itself.
 HIDDEN = "(not secret, hidden)"
 _MISSING = object()
 
+IDENTITY: dict[str, str] = {
+    "hostRules": "hosts", "pathMatchers": "name", "pathRules": "paths", "routeRules": "priority",
+    "backends": "group", "envs": "name", "env": "name", "containers": "name", "ports": "name",
+    "volumes": "name", "volumeMounts": "mountPath", "secondaryIpRanges": "rangeName", "http": "name",
+    "weeklyMaintenanceWindows": "day", "networkInterfaces": "subnetwork", "servers": "port",
+}
+"""List name -> the field that identifies an item (a list field joins its sorted values).
+Lists of objects not named here are matched by ``name`` when every item has a distinct one."""
+
+SETS = frozenset({"domains", "hosts", "sourceRanges", "nodeLocations", "oauthScopes", "paths", "gateways",
+                  "reservedPeeringRanges", "dependsOn", "ignoreChanges", "replaceOnChanges"})
+"""Lists of plain values whose order means nothing: items matched by value."""
+
 
 @dataclass(frozen=True)
 class PropertyChange:
-    """One leaf that differs: ``path`` dotted (``template.containers.0.image``); ``old`` and
-    ``new`` as shown to people ("[secret]", "(known after apply)", "(unset)" when absent)."""
+    """One leaf that differs: ``path`` as shown (``template.containers.0.image``,
+    ``envs[MCP_SESSION_HEADER].value``); ``old`` and ``new`` as shown to people ("[secret]",
+    "(known after apply)", "(unset)" when absent); ``replaces``: the create-only path it falls
+    under; ``ignored``: the ``ignoreChanges`` entry that hides it."""
 
     path: str
     old: str
     new: str
+    replaces: Optional[str] = None
+    ignored: Optional[str] = None
+
+    @property
+    def note(self) -> str:
+        if self.ignored:
+            return f"ignored (ignoreChanges {self.ignored})"
+        return f"forces replacement ({self.replaces} is create-only)" if self.replaces else ""
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.old} -> {self.new}"
+        return f"{self.path}: {self.old} -> {self.new}" + (f"  [{self.note}]" if self.note else "")
 
 
 @dataclass(frozen=True)
 class ResourceRef:
-    """A resource added or removed: its URN, type token and logical name."""
+    """A resource added or removed: its URN, type token, logical name; ``settings`` (added ones):
+    ``key=value`` strings a reviewer checks."""
 
     urn: str
     type: str
     name: str
+    settings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class ResourceChange(ResourceRef):
-    """A resource in both plans whose inputs differ; ``changes`` sorted by path."""
+    """A resource in both plans that differs. ``action``: ``replace``, ``update`` or ``ignored``
+    (every change ignored); ``changes`` in path order; ``source``: where the create-only fact is
+    stated; ``delete_first``: the ``deleteBeforeReplace`` option."""
 
     changes: tuple[PropertyChange, ...] = ()
+    action: str = "update"
+    source: Optional[str] = None
+    delete_first: bool = False
+
+    @property
+    def counted(self) -> tuple[PropertyChange, ...]:
+        return tuple(c for c in self.changes if not c.ignored)
 
 
 @dataclass(frozen=True)
 class PlanDiff:
-    """BASE -> HEAD for one stack; every tuple sorted by URN (resources) or path (outputs)."""
+    """BASE -> HEAD for one stack; every tuple sorted by URN (resources) or path (outputs).
+    ``changed`` holds updates, replacements and resources whose every change is ignored;
+    ``warnings``: the HEAD program's warnings as ``"name: message"`` lines."""
 
     project: str
     stack: str
@@ -67,118 +115,285 @@ class PlanDiff:
     removed: tuple[ResourceRef, ...] = ()
     changed: tuple[ResourceChange, ...] = ()
     outputs_changed: tuple[PropertyChange, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    def of(self, action: str) -> tuple[ResourceChange, ...]:
+        return tuple(c for c in self.changed if c.action == action)
+
+    @property
+    def updated(self) -> tuple[ResourceChange, ...]:
+        return self.of("update")
+
+    @property
+    def replaced(self) -> tuple[ResourceChange, ...]:
+        return self.of("replace")
+
+    @property
+    def ignored(self) -> tuple[ResourceChange, ...]:
+        return self.of("ignored")
 
     @property
     def is_empty(self) -> bool:
-        return not (self.added or self.removed or self.changed or self.outputs_changed)
+        """True when ``up`` would change nothing (ignored changes do not count)."""
+        return not (self.added or self.removed or self.updated or self.replaced or self.outputs_changed)
+
+    def stateful(self) -> list[str]:
+        """One line per stateful resource replaced or deleted, saying what is lost."""
+        lines = [f"replaces {r.type} {r.name}: {replacements.STATEFUL[r.type]}"
+                 for r in self.replaced if r.type in replacements.STATEFUL]
+        return lines + [f"deletes {r.type} {r.name}: {replacements.STATEFUL[r.type]}"
+                        for r in self.removed if r.type in replacements.STATEFUL]
 
 
 def diff_plans(base: dict, head: dict) -> PlanDiff:
-    """Diff two plan dicts; ``ValueError`` if they are of different projects or stacks."""
+    """Diff two validated plans; ``ValueError`` if they are of different projects or stacks."""
     for key in ("project", "stack"):
         if base.get(key) != head.get(key):
             raise ValueError(f"cannot diff plans of different {key}s: base is {base.get(key)!r}, "
                              f"head is {head.get(key)!r}; compare two plans of the same stack")
     old, new = _by_urn(base, "base"), _by_urn(head, "head")
-    changed = []
-    for urn in sorted(old.keys() & new.keys()):
-        changes = diff_properties(old[urn].get("inputs") or {}, new[urn].get("inputs") or {})
-        if changes:
-            changed.append(ResourceChange(urn, new[urn]["type"], new[urn]["name"], changes))
+    changed = [change for urn in sorted(old.keys() & new.keys())
+               if (change := diff_resource(old[urn], new[urn])) is not None]
+    names = {urn: r["name"] for urn, r in new.items()}
     return PlanDiff(
         project=base["project"], stack=base["stack"],
-        added=tuple(_ref(new[urn]) for urn in sorted(new.keys() - old.keys())),
+        added=tuple(_ref(new[urn], settings=True) for urn in sorted(new.keys() - old.keys())),
         removed=tuple(_ref(old[urn]) for urn in sorted(old.keys() - new.keys())),
         changed=tuple(changed),
         outputs_changed=diff_properties(base.get("outputs") or {}, head.get("outputs") or {}),
+        warnings=tuple(f"{names.get(w.get('urn'), 'stack')}: {w['message']}" for w in head.get("warnings") or []),
     )
 
 
+def diff_resource(old: dict, new: dict) -> Optional[ResourceChange]:
+    """What ``up`` does to a resource in both plans, or None when nothing differs."""
+    options = new.get("options") or {}
+    paths, source = replacements.create_only(new["type"], new.get("inputs") if isinstance(new.get("inputs"), dict) else None)
+    forced = tuple(_keys(p) for p in options.get("replaceOnChanges") or [])
+    ignores = [(p, _parse(p)) for p in options.get("ignoreChanges") or []]
+    changes = [_judge(c, raw, paths, forced, ignores)
+               for c, raw in _diff(_dict(old.get("inputs")), _dict(new.get("inputs")), "", ())]
+    if old.get("options") is not None and new.get("options") is not None:
+        changes += [PropertyChange("(option) " + c.path, c.old, c.new)
+                    for c, _ in _diff(_dict(old["options"]), _dict(new["options"]), "", ())]
+    if not changes:
+        return None
+    counted = [c for c in changes if not c.ignored]
+    action = "replace" if any(c.replaces for c in counted) else "update" if counted else "ignored"
+    return ResourceChange(new["urn"], new["type"], new["name"], (), tuple(changes), action,
+                          source if action == "replace" else None, bool(options.get("deleteBeforeReplace")))
+
+
 def diff_properties(old: dict, new: dict) -> tuple[PropertyChange, ...]:
-    """Leaf-by-leaf changes between two property bags, sorted by path (list indexes numerically)."""
-    before, after = _leaves(old), _leaves(new)
-    changes = []
-    for path in sorted(before.keys() | after.keys(), key=_path_key):
-        a, b = before.get(path, _MISSING), after.get(path, _MISSING)
-        if not _same(a, b):
-            changes.append(PropertyChange(".".join(map(str, path)), _shown(a, b), _shown(b, a)))
-    return tuple(changes)
+    """Leaf-by-leaf changes between two property bags, lists matched by identity (see module doc)."""
+    return tuple(change for change, _ in _diff(_dict(old), _dict(new), "", ()))
 
 
 def summary(diff: PlanDiff) -> str:
-    """``"2 to add, 1 to change, 0 to delete"``, or ``"No changes."``."""
+    """``"2 to add, 1 to change, 1 to replace, 0 to delete"`` (plus ignored ones), or ``"No changes."``."""
+    ignored = sum(len(c.changes) - len(c.counted) for c in diff.changed)
+    note = f" ({ignored} ignored change{'s' if ignored != 1 else ''} not counted)" if ignored else ""
     if diff.is_empty:
-        return "No changes."
-    return f"{len(diff.added)} to add, {len(diff.changed)} to change, {len(diff.removed)} to delete"
+        return "No changes." + note
+    return (f"{len(diff.added)} to add, {len(diff.updated)} to change, {len(diff.replaced)} to replace, "
+            f"{len(diff.removed)} to delete{note}")
 
 
 def to_text(diff: PlanDiff) -> str:
-    """Plain text, one line per resource (``+``/``~``/``-``) and one per changed property."""
-    lines = [f"Plan diff for {diff.project} / stack {diff.stack}", summary(diff)]
-    lines += [f"+ {r.type} {r.name}" for r in diff.added]
+    """Plain text: stateful alarms, summary, then ``+``/``-/+``/``~``/``=``/``-`` per resource."""
+    lines = [f"Plan diff for {diff.project} / stack {diff.stack}"]
+    lines += [f"!!! DATA LOSS: {line}" for line in diff.stateful()]
+    lines.append(summary(diff))
+    for r in diff.added:
+        lines.append(f"+ {r.type} {r.name}")
+        lines += [f"    {s}" for s in r.settings]
+    symbols = {"replace": "-/+", "update": "~", "ignored": "="}
     for change in diff.changed:
-        lines.append(f"~ {change.type} {change.name}")
+        extra = _why(change)
+        lines.append(f"{symbols[change.action]} {change.type} {change.name}" + (f" ({extra})" if extra else ""))
         lines += [f"    {c}" for c in change.changes]
     lines += [f"- {r.type} {r.name}" for r in diff.removed]
     if diff.outputs_changed:
         lines += ["Outputs:"] + [f"    {c}" for c in diff.outputs_changed]
+    if diff.warnings:
+        lines += ["Warnings:"] + [f"    {w}" for w in diff.warnings]
     return "\n".join(lines) + "\n"
 
 
 def to_markdown(diff: PlanDiff, title: Optional[str] = None) -> str:
-    """GitHub Markdown for a pull-request comment: heading, summary, a table of resources, then a
-    collapsed ``<details>`` of property changes per changed resource, then changed outputs."""
+    """GitHub Markdown for a pull-request comment: heading, a CAUTION block for stateful
+    replacements or deletions, summary, a table of resources, then a collapsed ``<details>`` of
+    property changes per changed resource, changed outputs and the program's warnings."""
     heading = title or f"Plan diff: stack `{diff.stack}` ({diff.project})"
-    lines = [f"### {heading}", "", f"**{summary(diff)}**"]
-    if diff.added or diff.changed or diff.removed:
-        lines += ["", "| Action | Type | Name |", "| --- | --- | --- |"]
-        for action, refs in (("add", diff.added), ("change", diff.changed), ("delete", diff.removed)):
-            lines += [f"| {action} | {_code(r.type)} | {_code(r.name)} |" for r in refs]
+    lines = [f"### {heading}", ""]
+    if diff.stateful():
+        lines += ["> [!CAUTION]", "> **Stateful resources are replaced or deleted:**"]
+        lines += [f"> - {html.escape(line)}" for line in diff.stateful()] + [""]
+    lines.append(f"**{summary(diff)}**")
+    rows = [("add", r, " ".join(_code(s) for s in r.settings)) for r in diff.added]
+    rows += [(c.action if c.action != "update" else "change", c, html.escape(_why(c) or _count(c)))
+             for c in diff.changed]
+    rows += [("delete", r, "") for r in diff.removed]
+    if rows:
+        lines += ["", "| Action | Type | Name | Details |", "| --- | --- | --- | --- |"]
+        lines += [f"| {a} | {_code(r.type)} | {_code(r.name)} | {d} |".replace("|  |", "| |") for a, r, d in rows]
     for change in diff.changed:
-        count = f"{len(change.changes)} propert{'y' if len(change.changes) == 1 else 'ies'}"
-        lines += ["", "<details>", f"<summary>change <code>{html.escape(change.type)}</code> "
-                  f"<code>{html.escape(change.name)}</code>: {count}</summary>", ""]
+        lines += ["", "<details>", f"<summary>{change.action if change.action != 'update' else 'change'} "
+                  f"<code>{html.escape(change.type)}</code> <code>{html.escape(change.name)}</code>: "
+                  f"{_count(change)}</summary>", ""]
         lines += _change_table("Property", change.changes) + ["", "</details>"]
     if diff.outputs_changed:
         lines += ["", "**Outputs**", ""] + _change_table("Output", diff.outputs_changed)
+    if diff.warnings:
+        lines += ["", "**Warnings**", ""] + [f"- {html.escape(w)}" for w in diff.warnings]
     return "\n".join(lines) + "\n"
 
 
-def _by_urn(plan: dict, which: str) -> dict[str, dict]:
-    if not isinstance(plan.get("resources"), list):
-        raise ValueError(f"{which} is not a plan: expected keys project, stack, resources, outputs")
-    resources = {r["urn"]: r for r in plan["resources"]}
-    if len(resources) != len(plan["resources"]):
-        raise ValueError(f"{which} plan lists a URN twice")
-    return resources
+def _why(change: ResourceChange) -> str:
+    if change.action == "replace":
+        fields = sorted({c.replaces for c in change.counted if c.replaces})
+        order = "delete, then create" if change.delete_first else "create, then delete"
+        return f"replace ({order}): {', '.join(fields)} create-only"
+    if change.action == "ignored":
+        return "every change ignored (ignoreChanges)"
+    return ""
 
 
-def _ref(resource: dict) -> ResourceRef:
-    return ResourceRef(resource["urn"], resource["type"], resource["name"])
+def _count(change: ResourceChange) -> str:
+    n = len(change.counted)
+    text = f"{n} propert{'y' if n == 1 else 'ies'}"
+    ignored = len(change.changes) - n
+    return text + (f", {ignored} ignored" if ignored else "")
 
 
-def _leaves(bag: dict) -> dict[tuple, Any]:
-    """Path (keys and list indexes) -> leaf; empty containers and secret envelopes are leaves."""
-    leaves: dict[tuple, Any] = {}
+def _judge(change: PropertyChange, raw: tuple, paths: tuple[str, ...], forced: tuple[tuple, ...],
+           ignores: list[tuple[str, tuple]]) -> PropertyChange:
+    for text, parsed in ignores:
+        if _under(raw, parsed):
+            return PropertyChange(change.path, change.old, change.new, ignored=text)
+    keys = tuple(p for p in raw if not isinstance(p, int))
+    by_option = next((".".join(f) for f in forced if keys[:len(f)] == f), None)
+    replaces = by_option or replacements.forces_replacement(raw, paths)
+    return PropertyChange(change.path, change.old, change.new, replaces=replaces)
 
-    def walk(value: Any, path: tuple) -> None:
-        if isinstance(value, dict) and value and SECRET_SIG not in value:
-            for key, item in value.items():
-                walk(item, path + (key,))
-        elif isinstance(value, list) and value:
-            for index, item in enumerate(value):
-                walk(item, path + (index,))
+
+def _parse(path: str) -> tuple:
+    """A Pulumi property path (``template.containers[0].image``, ``a["b.c"]``, ``x[*]``) as keys."""
+    parts: list[Any] = []
+    for match in re.finditer(r'\[(\d+|\*)\]|\["((?:[^"\\]|\\.)*)"\]|([^.\[\]]+)', path):
+        index, quoted, plain = match.groups()
+        parts.append(int(index) if index and index.isdigit() else "*" if index else quoted if quoted is not None
+                     else plain)
+    return tuple(parts)
+
+
+def _keys(path: str) -> tuple:
+    return tuple(p for p in _parse(path) if not isinstance(p, int) and p != "*")
+
+
+def _under(raw: tuple, pattern: tuple) -> bool:
+    return len(raw) >= len(pattern) and all(p == "*" or p == r for p, r in zip(pattern, raw))
+
+
+def _dict(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _diff(old: Any, new: Any, shown: str, raw: tuple) -> Iterator[tuple[PropertyChange, tuple]]:
+    """(change, raw path) per differing leaf; raw paths index HEAD's lists (BASE's for removals)."""
+    if _branch(old, dict) and _branch(new, dict):
+        for key in sorted(old.keys() | new.keys(), key=str):
+            yield from _diff(old.get(key, _MISSING), new.get(key, _MISSING), _join(shown, key), raw + (key,))
+    elif _branch(old, list) and _branch(new, list):
+        name = next((p for p in reversed(raw) if isinstance(p, str)), "")
+        for label, a, b, index in _pairs(name, old, new):
+            if label.startswith("[") and (a is _MISSING or b is _MISSING):  # a whole item added or removed
+                yield PropertyChange(_join(shown, label), _whole(a), _whole(b)), raw + (index,)
+            else:
+                yield from _diff(a, b, _join(shown, label), raw + (index,))
+    else:
+        before, after = _leaves(old, shown, raw), _leaves(new, shown, raw)
+        for path in sorted(before.keys() | after.keys(), key=lambda p: _path_key(before.get(p, after.get(p))[1])):
+            a, b = before.get(path, (_MISSING, ()))[0], after.get(path, (_MISSING, ()))[0]
+            if not _same(a, b):
+                yield PropertyChange(path, _shown(a, b), _shown(b, a)), (after.get(path) or before[path])[1]
+
+
+def _pairs(name: str, old: list, new: list) -> Iterator[tuple[str, Any, Any, int]]:
+    """(label, old item, new item, raw index) matched by identity when both lists have one."""
+    keys_old, keys_new = _identities(name, old), _identities(name, new)
+    if keys_old is None or keys_new is None:
+        for i in range(max(len(old), len(new))):
+            yield str(i), old[i] if i < len(old) else _MISSING, new[i] if i < len(new) else _MISSING, i
+        return
+    where_old = {k: i for i, k in enumerate(keys_old)}
+    where_new = {k: i for i, k in enumerate(keys_new)}
+    for key in keys_old + [k for k in keys_new if k not in where_old]:
+        a = old[where_old[key]] if key in where_old else _MISSING
+        b = new[where_new[key]] if key in where_new else _MISSING
+        yield f"[{key}]", a, b, where_new.get(key, where_old.get(key, 0))
+
+
+def _identities(name: str, items: list) -> Optional[list[str]]:
+    """Each item's identity, or None when some item has none or two share one."""
+    if name in SETS:
+        keys = [_identity_text(item) for item in items]
+    elif all(isinstance(item, dict) for item in items):
+        field = IDENTITY.get(name, "name")
+        keys = [_identity_text(item.get(field)) for item in items]
+    else:
+        return None
+    if any(k is None for k in keys) or len(set(keys)) != len(keys):
+        return None
+    return keys  # type: ignore[return-value]
+
+
+def _identity_text(value: Any) -> Optional[str]:
+    if isinstance(value, list) and value and all(isinstance(v, (str, int, float)) for v in value):
+        return ",".join(sorted(_identity_text(v) or "" for v in value))
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)) or value in UNKNOWNS:
+        return None
+    return show(value)
+
+
+def _whole(value: Any) -> str:
+    return UNSET if value is _MISSING else show(value)
+
+
+def _branch(value: Any, kind: type) -> bool:
+    return isinstance(value, kind) and bool(value) and not (kind is dict and SECRET_SIG in value)
+
+
+def _join(shown: str, part: Any) -> str:
+    part = str(part)
+    if part.startswith("["):
+        return shown + part
+    return f"{shown}.{part}" if shown else part
+
+
+def _leaves(value: Any, shown: str, raw: tuple) -> dict[str, tuple[Any, tuple]]:
+    """Shown path -> (leaf, raw path); empty containers and secret envelopes are leaves."""
+    if value is _MISSING:
+        return {}
+    leaves: dict[str, tuple[Any, tuple]] = {}
+
+    def walk(item: Any, path: str, keys: tuple) -> None:
+        if _branch(item, dict):
+            for key, child in item.items():
+                walk(child, _join(path, key), keys + (key,))
+        elif _branch(item, list):
+            for index, child in enumerate(item):
+                walk(child, _join(path, index), keys + (index,))
         else:
-            leaves[path] = value
+            leaves[path] = (item, keys)
 
-    for key, value in bag.items():
-        walk(value, (key,))
+    walk(value, shown, raw)
     return leaves
 
 
 def _path_key(path: tuple) -> tuple:
     # Numbers before names, and 10 after 9: never compare an int with a str.
-    return tuple((0, p, "") if isinstance(p, int) else (1, 0, p) for p in path)
+    return tuple((0, p, "") if isinstance(p, int) else (1, 0, str(p)) for p in path)
 
 
 def _is_secret(value: Any) -> bool:
@@ -199,7 +414,7 @@ def _canon(value: Any) -> str:
         if isinstance(v, float) and v.is_integer():
             return int(v)
         if isinstance(v, dict):
-            return {k: norm(x) for k, x in v.items()}
+            return {str(k): norm(x) for k, x in v.items()}
         return [norm(x) for x in v] if isinstance(v, list) else v
     return json.dumps(norm(value), sort_keys=True)
 
@@ -218,6 +433,20 @@ def _shown(value: Any, other: Any) -> str:
     return '""' if value == "" else show(value)
 
 
+def _by_urn(plan: dict, which: str) -> dict[str, dict]:
+    if not isinstance(plan.get("resources"), list):
+        raise ValueError(f"{which} is not a plan: expected keys project, stack, resources, outputs")
+    resources = {r["urn"]: r for r in plan["resources"]}
+    if len(resources) != len(plan["resources"]):
+        raise ValueError(f"{which} plan lists a URN twice")
+    return resources
+
+
+def _ref(resource: dict, settings: bool = False) -> ResourceRef:
+    shown = tuple(key_settings(resource["type"], _dict(resource.get("inputs")))) if settings else ()
+    return ResourceRef(resource["urn"], resource["type"], resource["name"], shown)
+
+
 def _code(text: str) -> str:
     """A GFM table cell code span: pipes escaped, fence longer than any backtick run inside."""
     text = text.replace("\n", "\\n").replace("|", "\\|")
@@ -227,5 +456,8 @@ def _code(text: str) -> str:
 
 
 def _change_table(header: str, changes: tuple[PropertyChange, ...]) -> list[str]:
-    rows = [f"| {_code(c.path)} | {_code(c.old)} | {_code(c.new)} |" for c in changes]
-    return [f"| {header} | Before | After |", "| --- | --- | --- |", *rows]
+    notes = any(c.note for c in changes)
+    rows = [f"| {_code(c.path)} | {_code(c.old)} | {_code(c.new)} |" + (f" {c.note} |" if notes else "")
+            for c in changes]
+    head = f"| {header} | Before | After |" + (" Note |" if notes else "")
+    return [head, "| --- | --- | --- |" + (" --- |" if notes else ""), *rows]

@@ -3,7 +3,8 @@
 Cloud Run: load balancer -> backend service (its affinity) -> serverless NEGs (one node per
 backend) -> Cloud Run (one node per MCP service) -> session store. Mesh, when present: load
 balancer -> backend -> zonal NEGs -> Istio gateway -> DestinationRule (its hash header) ->
-Deployment -> session store. Input: the plan dict described in :mod:`mcp_affinity.plan.diff`.
+Deployment (an MCP server: it declares ``MCP_SESSION_HEADER``) -> session store. Input: a plan
+as :func:`.plan_file.validate` returns it.
 
 In a preview most references between resources (NEG ids, URL-map services) are unknown, so edges
 come from structure: resources under one parent component belong together, every load balancer
@@ -15,6 +16,7 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable, Optional
 
+from .policies import HEADER_ENV, pod_env
 from .render import lookup, show
 
 LB_COMPONENT = ":GlobalHttpsLoadBalancer"
@@ -109,12 +111,13 @@ def _cloud_run(graph: _Graph, resources: list[dict], entries: list[str], gateway
 def _mesh(graph: _Graph, resources: list[dict], gateways: list[str]) -> list[str]:
     """Gateway -> DestinationRule -> Deployment per parent; returns the Deployment node ids."""
     deployments: list[str] = []
-    for parent in _ordered(r["parent"] for r in resources if _kind(r) in ("Deployment", "DestinationRule")):
+    servers = [r for r in resources if _kind(r) == "DestinationRule" or _is_mcp_server(r)]
+    for parent in _ordered(r["parent"] for r in servers):
         members = [r for r in resources if r["parent"] == parent and not _is_gateway(r)]
         rules = [graph.node("dr", _meta_name(r), _rule_label(r), parent)
                  for r in members if _kind(r) == "DestinationRule"]
         workloads = [graph.node("dep", _meta_name(r), _deployment_label(r, members), parent)
-                     for r in members if _kind(r) == "Deployment"]
+                     for r in members if _is_mcp_server(r)]
         # Gateway traffic passes the parent's DestinationRule when there is one.
         for source, targets in [(g, rules or workloads) for g in gateways] + [(r, workloads) for r in rules]:
             for target in targets:
@@ -170,6 +173,11 @@ def _deployment_label(deployment: dict, siblings: list[dict]) -> list[str]:
         return [f"Deployment {name}", f"replicas {show(_get(scalers[0], 'spec.minReplicas') or 1)}"
                 f"-{show(_get(scalers[0], 'spec.maxReplicas'))} HPA"]
     return [f"Deployment {name}"] + ([f"replicas {show(replicas)}"] if replicas is not None else [])
+
+
+def _is_mcp_server(resource: dict) -> bool:
+    """A Deployment of an MCP server: its containers declare ``MCP_SESSION_HEADER`` (not, say, a controller)."""
+    return _kind(resource) == "Deployment" and pod_env(resource, HEADER_ENV) is not None
 
 
 def _kind(resource: dict) -> str:

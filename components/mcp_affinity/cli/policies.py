@@ -1,15 +1,22 @@
 """Design-guarding rules over a stack's resources, written once for tests, the plan and CrossGuard.
 
-A resource is a dict in the plan shape of :mod:`mcp_affinity.plan`: ``{"urn", "type", "name",
-"parent", "custom", "inputs"}``, ``inputs`` being the engine's camelCase property bag. A value
-unknown until apply means "cannot judge", unless any value at all breaks the rule. Each rule is a
-function over all resources (rules relate resources: a NEG names its Cloud Run service) whose
-docstring cites the page stating the platform fact. ``policy/__main__.py`` runs the same rules as a policy pack.
+A resource is a dict in the plan shape of :mod:`.plan_file`: ``{"urn", "type", "name", "parent",
+"custom", "inputs"}``, ``inputs`` being the engine's camelCase property bag. Rules read what each
+service declares from the plan itself: its session header is the ``MCP_SESSION_HEADER`` env var
+of its Cloud Run service or Kubernetes Deployment, its timeout is its own ``template.timeout``.
+A value unknown until apply means "cannot judge", except where the rule guards security (AUTH,
+TLS, deletion protection): there an unknown value cannot be shown safe and is refused.
+
+Each rule is a function over all resources (rules relate resources: a NEG names its Cloud Run
+service) whose docstring cites the page stating the platform fact; every rule runs in time linear
+in the number of resources. ``policy/__main__.py`` runs the same rules as a policy pack.
 """
 
 from __future__ import annotations
 
+import json
 import re
+from collections import defaultdict
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 
@@ -19,19 +26,32 @@ from ..affinity import DEFAULT_SESSION_HEADER
 from .wire import SECRET_SIG as _SIG, SECRET_VALUE_SIG as _SECRET, UNKNOWN, UNKNOWNS as _UNKNOWNS
 
 REDIS = "gcp:redis/instance:Instance"
+REDIS_CLUSTER = "gcp:redis/cluster:Cluster"
+VALKEY = "gcp:memorystore/instance:Instance"
 CLOUD_RUN = "gcp:cloudrunv2/service:Service"
 NEG = "gcp:compute/regionNetworkEndpointGroup:RegionNetworkEndpointGroup"
 BACKEND = "gcp:compute/backendService:BackendService"
 K8S_SERVICE = "kubernetes:core/v1:Service"
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+HEADER_ENV = "MCP_SESSION_HEADER"
+MODE_ENV = "MCP_SESSION_MODE"
 _DESTINATION_RULE = re.compile(r"^kubernetes:networking\.istio\.io/[^:]+:DestinationRule$")
 _NEG_PATH = re.compile(r"regions/([^/]+)/networkEndpointGroups/([^/?]+)")
 _GROUP_PATH = re.compile(r"/(networkEndpointGroups|instanceGroups)/")
+_PROD_STACK = re.compile(r"(^|[-_.])prod(uction)?($|[-_.])", re.IGNORECASE)
 CLUSTER_DOMAIN = "cluster.local"
 MAX_TIMEOUT_SECONDS = 3600
 API_DEFAULT_TIMEOUT_SEC = 30  # what the API reports for a backend service left at its default
+LB_ONLY_INGRESS = ("INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER", "INGRESS_TRAFFIC_INTERNAL_ONLY")
+PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
+INVOKER_ROLES = ("roles/run.invoker", "roles/run.servicesInvoker")
 
 ISTIO_DESTINATION_RULE = "https://istio.io/latest/docs/reference/config/networking/destination-rule/"
+ISTIO_PERSISTENT_SESSION = "https://github.com/istio/istio/blob/master/pilot/pkg/features/experimental.go"
 REDIS_DELETION_PROTECTION = "https://www.pulumi.com/registry/packages/gcp/api-docs/redis/instance/"
+REDIS_CLUSTER_SECURITY = "https://cloud.google.com/memorystore/docs/cluster/about-iam-auth"
+VALKEY_SECURITY = "https://cloud.google.com/memorystore/docs/valkey/about-iam-auth"
+CLOUD_RUN_INVOKER = "https://cloud.google.com/run/docs/securing/managing-access#invoker_check"
 
 
 @dataclass(frozen=True, order=True)
@@ -46,13 +66,21 @@ class Violation:
 
 @dataclass(frozen=True)
 class Settings:
-    """Rule parameters. ``production=None`` infers it (any ``labels.environment == "prod"``).
-    ``outputs``: the bags are provider outputs (a CrossGuard stack policy), not inputs."""
+    """Rule parameters.
+
+    ``header``: the session header of a workload that declares none (no ``MCP_SESSION_HEADER``).
+    ``production``: None infers it (:func:`is_production`: the stack's name, else a label).
+    ``min_timeout_seconds``: the shortest Cloud Run request timeout allowed; 1 by default, as the
+    config schema allows (``timeoutSeconds`` 1 to 3600).
+    ``outputs``: the bags are provider outputs (a CrossGuard stack policy), not inputs.
+    ``stack``: the stack name, when known (a plan's ``stack``); else read from the URNs.
+    """
 
     header: str = DEFAULT_SESSION_HEADER
     production: Optional[bool] = None
-    min_timeout_seconds: float = 900
+    min_timeout_seconds: float = 1
     outputs: bool = False
+    stack: Optional[str] = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_timeout_seconds <= MAX_TIMEOUT_SECONDS:
@@ -88,7 +116,7 @@ def is_unknown(value: Any) -> bool:
 
 
 def _show(value: Any) -> str:
-    return "unset" if value is None else "set (known after apply)" if is_unknown(value) else repr(value)
+    return "unset" if value is None else "unknown until apply" if is_unknown(value) else repr(value)
 
 
 def get(bag: Any, *path: Any) -> Any:
@@ -116,25 +144,81 @@ def _inputs(resource: dict, *path: Any) -> Any:
     return get(resource.get("inputs") or {}, *path)
 
 
+def _list(value: Any) -> list:
+    return value if isinstance(value, list) else []
+
+
+def _env(items: Any, name: str) -> Any:
+    """The ``value`` of env var ``name`` in a Cloud Run ``envs`` or Kubernetes ``env`` list, else None."""
+    for item in _list(items):
+        if get(item, "name") == name:
+            return get(item, "value")
+    return None
+
+
+def run_header(service: dict) -> Any:
+    """The session header a Cloud Run service declares (``MCP_SESSION_HEADER`` of a container)."""
+    for container in _list(_inputs(service, "template", "containers")):
+        value = _env(get(container, "envs"), HEADER_ENV)
+        if value is not None:
+            return value
+    return None
+
+
+def _pod_containers(deployment: dict) -> list:
+    return _list(_inputs(deployment, "spec", "template", "spec", "containers"))
+
+
+def pod_env(deployment: dict, name: str) -> Any:
+    """Env var ``name`` of the Deployment's first container that sets it, else None."""
+    for container in _pod_containers(deployment):
+        value = _env(get(container, "env"), name)
+        if value is not None:
+            return value
+    return None
+
+
 def _serverless_negs(resources: list[dict]) -> list[dict]:
     return [n for n in _of(resources, NEG) if _inputs(n, "networkEndpointType") == "SERVERLESS"]
 
 
+def _stores(resources: list[dict]) -> Iterator[dict]:
+    return (r for r in resources if r.get("type") in (REDIS, REDIS_CLUSTER, VALKEY))
+
+
+# Per store type: (field, required value) for AUTH and for TLS.
+_STORE_SECURITY = {
+    REDIS: (("authEnabled", True), ("transitEncryptionMode", "SERVER_AUTHENTICATION")),
+    REDIS_CLUSTER: (("authorizationMode", "AUTH_MODE_IAM_AUTH"),
+                    ("transitEncryptionMode", "TRANSIT_ENCRYPTION_MODE_SERVER_AUTHENTICATION")),
+    VALKEY: (("authorizationMode", "IAM_AUTH"), ("transitEncryptionMode", "SERVER_AUTHENTICATION")),
+}
+
+
 @_rule("redis-auth-tls-private", sources.MEMORYSTORE_AUTH)
 def redis_auth_tls_private(resources: list[dict], settings: Settings) -> Iterator[tuple[str, str]]:
-    """Memorystore for Redis has AUTH on, TLS (SERVER_AUTHENTICATION) and private services access only.
+    """A session store (Memorystore for Redis, Redis Cluster or Valkey) has AUTH and TLS on, known at plan time.
 
     Sources: https://cloud.google.com/memorystore/docs/redis/about-redis-auth (AUTH is off unless
     enabled), https://cloud.google.com/memorystore/docs/redis/about-in-transit-encryption (TLS is
-    chosen at creation only), https://cloud.google.com/memorystore/docs/redis/networking (connect modes).
+    chosen at creation only), https://cloud.google.com/memorystore/docs/redis/networking (Redis
+    connect modes: PRIVATE_SERVICE_ACCESS); Redis Cluster (pulumi-gcp ``redis.Cluster``):
+    ``authorizationMode`` defaults to ``AUTH_MODE_DISABLED`` and ``transitEncryptionMode`` to
+    ``TRANSIT_ENCRYPTION_MODE_DISABLED``; Valkey (``memorystore.Instance``): ``AUTH_DISABLED`` |
+    ``IAM_AUTH`` and ``TRANSIT_ENCRYPTION_DISABLED`` | ``SERVER_AUTHENTICATION``, both immutable.
+    AUTH and TLS unknown until apply cannot be shown on and are refused; TLS cannot be added later.
     """
-    wanted = {"authEnabled": True, "transitEncryptionMode": "SERVER_AUTHENTICATION",
-              "connectMode": "PRIVATE_SERVICE_ACCESS"}
-    for redis in _of(resources, REDIS):
-        bad = [f"{key} is {_show(_inputs(redis, key))}, must be {value!r}" for key, value in wanted.items()
-               if not is_unknown(_inputs(redis, key)) and _inputs(redis, key) != value]
+    for store in _stores(resources):
+        wanted = dict(_STORE_SECURITY[store["type"]])
+        bad = [f"{key} is {_show(_inputs(store, key))}, must be {value!r}" for key, value in wanted.items()
+               if _inputs(store, key) != value]
+        mode = _inputs(store, "connectMode") if store["type"] == REDIS else None
+        if mode is not None and not is_unknown(mode) and mode != "PRIVATE_SERVICE_ACCESS":
+            bad.append(f"connectMode is {_show(mode)}, must be 'PRIVATE_SERVICE_ACCESS'")
+        if store["type"] == REDIS and mode is None:
+            bad.append("connectMode is unset (DIRECT_PEERING), must be 'PRIVATE_SERVICE_ACCESS'")
         if bad:
-            yield redis["urn"], "; ".join(bad)
+            yield store["urn"], "; ".join(bad)
 
 
 def _parse_duration(value: Any) -> Optional[float]:
@@ -142,25 +226,34 @@ def _parse_duration(value: Any) -> Optional[float]:
     return float(match.group(1)) if match else None
 
 
-@_rule("cloud-run-ingress-and-timeout", sources.CLOUD_RUN_INGRESS)
-def cloud_run_ingress_and_timeout(resources: list[dict], settings: Settings) -> Iterator[tuple[str, str]]:
-    """Cloud Run behind a serverless NEG admits only the load balancer and has a stream-long timeout.
-
-    Sources: https://cloud.google.com/run/docs/securing/ingress (default ingress is ``all``),
-    https://cloud.google.com/run/docs/configuring/request-timeout (default 300 s, at most 3600 s).
-    A NEG names its service by ``cloudRun.service``; when that is unknown, the services that share
-    the NEG's parent component are taken.
-    """
-    services = list(_of(resources, CLOUD_RUN))
+def _fronted_services(resources: list[dict]) -> dict[str, dict]:
+    """URN -> Cloud Run service named by a serverless NEG (``cloudRun.service``), or, when that
+    name is unknown, sharing the NEG's parent component. Linear: services indexed once."""
+    by_name: dict[Any, list[dict]] = defaultdict(list)
+    by_parent: dict[Any, list[dict]] = defaultdict(list)
+    for service in _of(resources, CLOUD_RUN):
+        by_name[_inputs(service, "name")].append(service)
+        by_parent[service.get("parent")].append(service)
     targets: dict[str, dict] = {}
     for neg in _serverless_negs(resources):
         name = _inputs(neg, "cloudRun", "service")
-        for service in services:
-            by_parent = name == UNKNOWN and service.get("parent") == neg.get("parent")
-            if by_parent or (name is not None and name != UNKNOWN and name == _inputs(service, "name")):
-                targets[service["urn"]] = service
+        found = by_parent.get(neg.get("parent"), []) if name == UNKNOWN else \
+            by_name.get(name, []) if isinstance(name, str) else []
+        targets.update((s["urn"], s) for s in found)
+    return targets
+
+
+@_rule("cloud-run-ingress-and-timeout", sources.CLOUD_RUN_INGRESS)
+def cloud_run_ingress_and_timeout(resources: list[dict], settings: Settings) -> Iterator[tuple[str, str]]:
+    """Cloud Run behind a serverless NEG admits only the load balancer and has a valid request timeout.
+
+    Sources: https://cloud.google.com/run/docs/securing/ingress (default ingress is ``all``),
+    https://cloud.google.com/run/docs/configuring/request-timeout (default 300 s, at most 3600 s).
+    Each service's own ``template.timeout`` is judged against what the config schema allows
+    (``timeoutSeconds`` 1 to 3600; ``Settings.min_timeout_seconds`` may raise the floor).
+    """
     low, high = settings.min_timeout_seconds, MAX_TIMEOUT_SECONDS
-    for urn, service in targets.items():
+    for urn, service in sorted(_fronted_services(resources).items()):
         bad = []
         ingress = _inputs(service, "ingress")
         if not is_unknown(ingress) and ingress != "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER":
@@ -169,9 +262,66 @@ def cloud_run_ingress_and_timeout(resources: list[dict], settings: Settings) -> 
         timeout = _inputs(service, "template", "timeout")
         seconds = 300.0 if timeout is None else _parse_duration(timeout)
         if not is_unknown(timeout) and (seconds is None or not low <= seconds <= high):
-            bad.append(f"template.timeout is {timeout or 'unset (300s)'}, must be {low:g}s to {high}s for streams")
+            bad.append(f"template.timeout is {timeout or 'unset (300s)'}, must be a duration of {low:g}s to {high}s")
         if bad:
             yield urn, "; ".join(bad)
+
+
+def _iam_public_invoker(resource: dict) -> bool:
+    """An IAM member, binding or policy granting a Cloud Run invoker role to everyone."""
+    type_ = resource.get("type", "")
+    if not re.search(r"(?i)iam(member|binding|policy)", type_):
+        return False
+    members = [_inputs(resource, "member")] + _list(_inputs(resource, "members"))
+    role = _inputs(resource, "role")
+    if role in INVOKER_ROLES and any(m in PUBLIC_MEMBERS for m in members):
+        return True
+    policy = _inputs(resource, "policyData")
+    try:
+        bindings = json.loads(policy).get("bindings", []) if isinstance(policy, str) and not is_unknown(policy) else []
+    except (ValueError, AttributeError):
+        return False
+    return any(isinstance(b, dict) and b.get("role") in INVOKER_ROLES and
+               any(m in PUBLIC_MEMBERS for m in _list(b.get("members"))) for b in _list(bindings))
+
+
+@_rule("cloud-run-not-public", CLOUD_RUN_INVOKER)
+def cloud_run_not_public(resources: list[dict], settings: Settings) -> Iterator[tuple[str, str]]:
+    """A Cloud Run service anyone may invoke admits only the load balancer; no invoker role goes to allUsers.
+
+    Sources: https://cloud.google.com/run/docs/securing/managing-access#invoker_check
+    (``invokerIamDisabled`` lets every caller in), https://cloud.google.com/run/docs/securing/ingress
+    (ingress ``all``, the default, admits the internet). The design opens the invoker check only on
+    services whose ingress is internal and load balancer (``publicInvoker``); an ``allUsers`` or
+    ``allAuthenticatedUsers`` invoker binding is refused outright: it may name any service of the
+    project (a project-level grant names all), including ones this stack does not show.
+    """
+    for service in _of(resources, CLOUD_RUN):
+        ingress = _inputs(service, "ingress")
+        if _inputs(service, "invokerIamDisabled") is True and not is_unknown(ingress) and ingress not in LB_ONLY_INGRESS:
+            yield service["urn"], (f"invokerIamDisabled is true and ingress is {ingress or 'unset (INGRESS_TRAFFIC_ALL)'}: "
+                                   "anyone on the internet can call it; set ingress INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER")
+    for binding in resources:
+        if _iam_public_invoker(binding):
+            yield binding["urn"], ("grants a Cloud Run invoker role to allUsers or allAuthenticatedUsers; use "
+                                   "invokerIamDisabled on a service with ingress INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER")
+
+
+@_rule("serverless-neg-names-service", sources.SERVERLESS_NEG)
+def serverless_neg_names_service(resources: list[dict], settings: Settings) -> Iterator[tuple[str, str]]:
+    """A serverless NEG names its one service and uses no URL mask.
+
+    Source: https://cloud.google.com/load-balancing/docs/negs/serverless-neg-concepts (URL masks:
+    one NEG routes to every service whose name a request's URL fills into the mask, so the load
+    balancer reaches services, and ingress settings, that this stack does not define).
+    """
+    for neg in _serverless_negs(resources):
+        masks = [f"{kind}.urlMask" for kind in ("cloudRun", "cloudFunction", "appEngine")
+                 if _inputs(neg, kind, "urlMask") is not None]
+        if masks:
+            yield neg["urn"], f"{', '.join(masks)} is set: name the service (cloudRun.service) instead"
+        elif _inputs(neg, "cloudRun") is not None and _inputs(neg, "cloudRun", "service") is None:
+            yield neg["urn"], "cloudRun.service is unset: the NEG must name its Cloud Run service"
 
 
 def _neg_key(value: Any) -> Optional[tuple[str, str]]:
@@ -183,13 +333,14 @@ def serverless_backends(resources: list[dict]) -> list[dict]:
     """Backend services with a serverless NEG backend: by group id, else (id unknown or not a
     Compute path) by sharing the parent component of a serverless NEG."""
     negs = _serverless_negs(resources)
-    ids = {v for n in negs for v in (_inputs(n, "id"), _inputs(n, "selfLink")) if v and not is_unknown(v)}
+    ids = {v for n in negs for v in (_inputs(n, "id"), _inputs(n, "selfLink")) if isinstance(v, str) and not is_unknown(v)}
     keys = {(_inputs(n, "region"), _inputs(n, "name")) for n in negs}  # region None: the provider's default
+    keys = {k for k in keys if all(isinstance(x, (str, type(None))) for x in k)}
     parents = {n.get("parent") for n in negs if n.get("parent")}
 
     def is_neg(group: Any) -> bool:
         key = _neg_key(group)
-        return group in ids or key is not None and (key in keys or (None, key[1]) in keys)
+        return (isinstance(group, str) and group in ids) or key is not None and (key in keys or (None, key[1]) in keys)
 
     found = []
     for backend in _of(resources, BACKEND):
@@ -224,45 +375,111 @@ def serverless_backend_no_healthcheck_timeout(resources: list[dict], settings: S
             yield backend["urn"], " and ".join(bad) + ": Google rejects both for serverless NEG backends"
 
 
+@_rule("serverless-backend-no-lb-affinity", sources.CLOUD_RUN_SESSION_AFFINITY)
+def serverless_backend_no_lb_affinity(resources: list[dict], settings: Settings) -> Iterator[tuple[str, str]]:
+    """A backend service of serverless NEGs sets no cookie or client-IP session affinity.
+
+    Source: https://cloud.google.com/run/docs/configuring/session-affinity ("you shouldn't enable
+    Cloud Load Balancing session affinity on a serverless network endpoint group, since it's not
+    supported"); a serverless NEG addresses a service, not an instance. Cloud Run's own affinity
+    (``template.sessionAffinity``) is the cookie that works there. ``HEADER_FIELD`` is the
+    documented ``lb-header-hash`` mode, which the program warns about at every preview instead.
+    """
+    for backend in serverless_backends(resources):
+        affinity = _inputs(backend, "sessionAffinity")
+        if affinity not in (None, "NONE", "HEADER_FIELD") and not is_unknown(affinity):
+            yield backend["urn"], (f"sessionAffinity is {affinity!r} on a serverless NEG backend: not supported; "
+                                   "use Cloud Run's template.sessionAffinity")
+
+
 def _same_header(value: Any, header: str) -> bool:
     """HTTP field names are case-insensitive (https://www.rfc-editor.org/rfc/rfc9110#section-5.1)."""
-    return isinstance(value, str) and value.lower() == header.lower()
+    return isinstance(value, str) and isinstance(header, str) and value.lower() == header.lower()
 
 
-def _destination_rules(resources: list[dict]) -> Iterator[tuple[dict, Any]]:
-    for rule in resources:
-        if _DESTINATION_RULE.match(rule.get("type", "")):
-            hashing = _inputs(rule, "spec", "trafficPolicy", "loadBalancer", "consistentHash")
-            if hashing is not None:
-                yield rule, hashing
+def _destination_rules(resources: list[dict]) -> Iterator[dict]:
+    return (r for r in resources if _DESTINATION_RULE.match(str(r.get("type", ""))))
+
+
+def _backend_headers(resources: list[dict], settings: Settings) -> dict[Any, set]:
+    """Parent URN -> the headers its Cloud Run services declare (the default if one declares none)."""
+    headers: dict[Any, set] = defaultdict(set)
+    for service in _of(resources, CLOUD_RUN):
+        declared = run_header(service)
+        headers[service.get("parent")].add(settings.header if declared is None else declared)
+    return headers
+
+
+class _Mesh:
+    """Kubernetes Services, the Deployments they select and the DestinationRules naming them, indexed once."""
+
+    def __init__(self, resources: list[dict]):
+        self.services: dict[tuple, dict] = {}
+        self.unsure = False
+        for service in _of(resources, K8S_SERVICE):
+            key = _meta_key(service)
+            self.unsure |= any(is_unknown(k) for k in key)
+            self.services[key] = service
+        self.workloads: dict[Any, list[dict]] = defaultdict(list)  # namespace -> Deployments
+        for deployment in _of(resources, DEPLOYMENT):
+            self.workloads[_meta_key(deployment)[1]].append(deployment)
+
+    def selected(self, key: tuple) -> list[dict]:
+        """The Deployments whose pod labels the Service ``key`` selects."""
+        selector = _inputs(self.services.get(key, {}), "spec", "selector")
+        if not isinstance(selector, dict) or not selector:
+            return []
+        return [d for d in self.workloads.get(key[1], [])
+                if isinstance(labels := _inputs(d, "spec", "template", "metadata", "labels"), dict)
+                and all(labels.get(k) == v for k, v in selector.items())]
+
+
+def _meta_key(resource: dict) -> tuple:
+    return (_inputs(resource, "metadata", "name"), _inputs(resource, "metadata", "namespace") or "default")
 
 
 @_rule("header-hash-names-configured-header", sources.BACKEND_SERVICE_API)
 def header_hash_names_configured_header(resources: list[dict], settings: Settings) -> Iterator[tuple[str, str]]:
-    """Header hashing hashes the configured session header, with a hashing locality policy.
+    """Header hashing hashes the header its service declares, with a hashing locality policy.
 
     Sources: https://cloud.google.com/compute/docs/reference/rest/v1/backendServices
     (``consistentHash.httpHeaderName`` applies with HEADER_FIELD and RING_HASH or MAGLEV only),
     https://istio.io/latest/docs/reference/config/networking/destination-rule/ (``consistentHash``).
+    A backend service's header must be the ``MCP_SESSION_HEADER`` of the Cloud Run services in its
+    component; a DestinationRule's, that of the Deployments its host's Service selects. A rule
+    hashing anything but a header (source IP, a query parameter) is refused; a cookie
+    (``httpCookie``) pins as Istio's persistent sessions do and is accepted.
     """
-    header = settings.header
+    declared = _backend_headers(resources, settings)
     for backend in _of(resources, BACKEND):
         if _inputs(backend, "sessionAffinity") != "HEADER_FIELD":
             continue
         bad = []
         name = _inputs(backend, "consistentHash", "httpHeaderName")
-        if not is_unknown(name) and not _same_header(name, header):
-            bad.append(f"consistentHash.httpHeaderName is {_show(name)}, must be {header!r}")
+        wanted = declared.get(backend.get("parent")) or {settings.header}
+        if not is_unknown(name) and not any(_same_header(name, h) for h in wanted if not is_unknown(h)):
+            bad.append(f"consistentHash.httpHeaderName is {_show(name)}, must be the declared "
+                       f"{' or '.join(sorted(map(repr, wanted)))}")
         policy = _inputs(backend, "localityLbPolicy")
         if not is_unknown(policy) and policy not in ("RING_HASH", "MAGLEV"):
             bad.append(f"localityLbPolicy is {_show(policy)}, must be RING_HASH or MAGLEV")
         if bad:
             yield backend["urn"], "; ".join(bad)
-    for rule, hashing in _destination_rules(resources):
+    mesh = _Mesh(resources)
+    for rule in _destination_rules(resources):
+        hashing = _inputs(rule, "spec", "trafficPolicy", "loadBalancer", "consistentHash")
+        if hashing is None or is_unknown(hashing) or get(hashing, "httpCookie") is not None:
+            continue
         name = get(hashing, "httpHeaderName")
-        if not is_unknown(name) and not _same_header(name, header):
-            yield rule["urn"], (f"spec.trafficPolicy.loadBalancer.consistentHash hashes {name or hashing!r}, "
-                                f"not header {header!r}")
+        if name is None:
+            yield rule["urn"], f"spec.trafficPolicy.loadBalancer.consistentHash hashes {hashing!r}, not a session header"
+            continue
+        target = _rule_target(rule)
+        headers = {pod_env(d, HEADER_ENV) or settings.header for d in mesh.selected(target)} if target else set()
+        headers = headers or {settings.header}
+        if not is_unknown(name) and not any(is_unknown(h) or _same_header(name, h) for h in headers):
+            yield rule["urn"], (f"spec.trafficPolicy.loadBalancer.consistentHash hashes header {name!r}, "
+                                f"but its service declares {' or '.join(sorted(map(repr, headers)))} ({HEADER_ENV})")
 
 
 def _host_target(host: str, namespace: str) -> Optional[tuple[str, str]]:
@@ -280,6 +497,13 @@ def _host_target(host: str, namespace: str) -> Optional[tuple[str, str]]:
     return None
 
 
+def _rule_target(rule: dict) -> Optional[tuple[str, str]]:
+    host, ns = _inputs(rule, "spec", "host"), _inputs(rule, "metadata", "namespace") or "default"
+    if not isinstance(host, str) or is_unknown(host) or not isinstance(ns, str) or is_unknown(ns):
+        return None
+    return _host_target(host, ns)
+
+
 @_rule("destination-rule-targets-service", ISTIO_DESTINATION_RULE)
 def destination_rule_targets_service(resources: list[dict], settings: Settings) -> Iterator[tuple[str, str]]:
     """A hashing DestinationRule's ``spec.host`` resolves to a Kubernetes Service of the stack.
@@ -288,22 +512,64 @@ def destination_rule_targets_service(resources: list[dict], settings: Settings) 
     resolve in the rule's namespace; use FQDNs), https://istio.io/latest/docs/reference/config/analysis/ist0174/
     (a host matching no service). A missing namespace is ``default``.
     """
-    services, unsure = set(), False
-    for service in _of(resources, K8S_SERVICE):
-        name, ns = _inputs(service, "metadata", "name"), _inputs(service, "metadata", "namespace") or "default"
-        unsure |= is_unknown(name) or is_unknown(ns)
-        services.add((name, ns))
-    for rule, _ in _destination_rules(resources):
-        host, ns = _inputs(rule, "spec", "host"), _inputs(rule, "metadata", "namespace") or "default"
-        if is_unknown(host) or is_unknown(ns) or not isinstance(host, str):
+    mesh = _Mesh(resources)
+    for rule in _destination_rules(resources):
+        if _inputs(rule, "spec", "trafficPolicy", "loadBalancer", "consistentHash") is None:
             continue
-        target = _host_target(host, ns)
-        if target is None:
+        host = _inputs(rule, "spec", "host")
+        target = _rule_target(rule)
+        if target is None and isinstance(host, str) and not is_unknown(host) \
+                and not is_unknown(_inputs(rule, "metadata", "namespace")):
             yield rule["urn"], (f"spec.host {host!r} is not a short name or <svc>.<ns>.svc.{CLUSTER_DOMAIN}; "
                                 f"Istio takes a dotted host literally, so it matches no Kubernetes Service")
-        elif target not in services and not unsure:
+        elif target is not None and target not in mesh.services and not mesh.unsure:
             yield rule["urn"], (f"spec.host {host!r} resolves to Service {target[1]}/{target[0]}, "
                                 "which is not in the stack")
+
+
+def _in_mesh(resources: list[dict]) -> bool:
+    """The stack runs Istio: an Istio object, an istiod chart, or a namespace with sidecar injection."""
+    for r in resources:
+        type_ = str(r.get("type", ""))
+        labels = _inputs(r, "metadata", "labels")
+        if "istio.io" in type_ or (type_.startswith("kubernetes:helm.sh") and _inputs(r, "chart") == "istiod") \
+                or (type_ == "kubernetes:core/v1:Namespace" and isinstance(labels, dict)
+                    and (labels.get("istio-injection") == "enabled" or "istio.io/rev" in labels)):
+            return True
+    return False
+
+
+@_rule("mesh-service-has-destination-rule", ISTIO_DESTINATION_RULE)
+def mesh_service_has_destination_rule(resources: list[dict], settings: Settings) -> Iterator[tuple[str, str]]:
+    """In a mesh, every Service of an MCP server with sessions has a DestinationRule that pins them.
+
+    Sources: https://istio.io/latest/docs/reference/config/networking/destination-rule/ (without a
+    rule, Envoy balances each request on its own); Istio persistent sessions
+    (``istio.io/persistent-session`` on the Service, ``pilot/pkg/features/experimental.go``).
+    An MCP server is a Deployment whose container declares ``MCP_SESSION_HEADER``; one that
+    declares ``MCP_SESSION_MODE=stateless`` needs no pinning.
+    """
+    if not _in_mesh(resources):
+        return
+    mesh = _Mesh(resources)
+    pinned = {t for rule in _destination_rules(resources) if (t := _rule_target(rule)) is not None}
+    unsure = mesh.unsure or any(_rule_target(r) is None for r in _destination_rules(resources))
+    for key, service in sorted(mesh.services.items(), key=lambda kv: kv[1]["urn"]):
+        annotations = _inputs(service, "metadata", "annotations")
+        if key in pinned or unsure or (isinstance(annotations, dict) and "istio.io/persistent-session" in annotations):
+            continue
+        servers = [d for d in mesh.selected(key) if pod_env(d, HEADER_ENV) is not None
+                   and pod_env(d, MODE_ENV) != "stateless"]
+        if servers:
+            yield service["urn"], (f"Service {key[1]}/{key[0]} fronts the MCP server {servers[0]['name']} but no "
+                                   "DestinationRule names it: requests of one session spread over all pods")
+
+
+_STORE_PROTECTION = {REDIS: ("deletionProtection", True), REDIS_CLUSTER: ("deletionProtectionEnabled", True),
+                     VALKEY: ("deletionProtectionEnabled", False)}
+"""Store type -> (field, whether unset means protected): pulumi-gcp docs of redis.Instance (unset
+refuses deletion), redis.Cluster ("Default value is true"), memorystore.Instance ("If set to true
+deletion of the instance will fail")."""
 
 
 @_rule("production-store-protected", REDIS_DELETION_PROTECTION)
@@ -311,34 +577,56 @@ def production_store_protected(resources: list[dict], settings: Settings) -> Ite
     """In production, the session store keeps deletion protection on.
 
     Source: https://www.pulumi.com/registry/packages/gcp/api-docs/redis/instance/ (``deletionProtection``:
-    unset or true refuses deletion, false allows it).
+    unset or true refuses deletion, false allows it); likewise ``deletionProtectionEnabled`` of
+    ``redis.Cluster`` (default true) and ``memorystore.Instance`` (off unless true). Production
+    is decided by the stack's name before any label (:func:`is_production`), so relabelling a
+    production store does not lift the rule.
     """
     if not settings.production:
         return
-    for redis in _of(resources, REDIS):
-        if _inputs(redis, "deletionProtection") is False:
-            yield redis["urn"], "deletionProtection is false in a production stack"
+    for store in _stores(resources):
+        key, default = _STORE_PROTECTION[store["type"]]
+        value = _inputs(store, key)
+        if value is False or is_unknown(value) or (value is None and not default):
+            yield store["urn"], f"{key} is {_show(value)} in a production stack, must be true"
 
 
-def is_production(resources: list[dict]) -> bool:
-    """True when any resource is labelled ``environment: prod``."""
-    return any(_inputs(r, "labels", "environment") == "prod" for r in resources)
+def stack_name(resources: list[dict], settings: Optional[Settings] = None) -> Optional[str]:
+    """The stack: ``settings.stack``, else the one URNs name (``urn:pulumi:<stack>::<project>::...``)."""
+    if settings is not None and settings.stack:
+        return settings.stack
+    for resource in resources:
+        match = re.match(r"urn:pulumi:([^:]+)::", str(resource.get("urn", "")))
+        if match:
+            return match.group(1)
+    return None
+
+
+def is_production(resources: list[dict], stack: Optional[str] = None) -> bool:
+    """True when the stack's name says prod (``prod``, ``production``, ``eu-prod``, ...) or any resource
+    is labelled ``environment: prod``."""
+    name = stack or stack_name(resources)
+    if name and _PROD_STACK.search(name):
+        return True
+    return any(_inputs(r, "labels", "environment") == "prod" or _inputs(r, "resourceLabels", "environment") == "prod"
+               for r in resources)
 
 
 def check_resources(resources: list[dict], *, header: str = DEFAULT_SESSION_HEADER, production: Optional[bool] = None,
-                    min_timeout_seconds: float = 900) -> list[Violation]:
+                    min_timeout_seconds: float = 1, stack: Optional[str] = None) -> list[Violation]:
     """Every rule over ``resources`` (plan shape); violations sorted by rule, URN and message."""
-    return run_rules(resources, Settings(header, production, min_timeout_seconds))
+    return run_rules(resources, Settings(header, production, min_timeout_seconds, stack=stack))
 
 
 def run_rules(resources: list[dict], settings: Settings, names: Optional[Iterable[str]] = None) -> list[Violation]:
     """The rules named in ``names`` (default all) over ``resources``, production inferred if not set."""
     if settings.production is None:
-        settings = replace(settings, production=is_production(resources))
+        settings = replace(settings, production=is_production(resources, stack_name(resources, settings)))
     wanted = set(names) if names is not None else {r.name for r in RULES}
     return sorted(v for rule in RULES if rule.name in wanted for v in rule.run(resources, settings))
 
 
 def check_plan(plan: Mapping[str, Any], **options: Any) -> list[Violation]:
-    """:func:`check_resources` over a plan dict (``Plan.to_json()`` or ``mcp-affinity plan --json``)."""
+    """:func:`check_resources` over a validated plan dict (:func:`plan_file.validate`), its stack given."""
+    options.setdefault("stack", plan.get("stack"))
     return check_resources(list(plan.get("resources", [])), **options)

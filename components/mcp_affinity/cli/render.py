@@ -1,32 +1,76 @@
-"""Text rendering of a plan: the resource tree with the settings a reviewer checks, and a summary."""
+"""Text rendering of a plan: the resource tree with the settings a reviewer checks, and a summary.
+
+Every affinity and routing decision is shown on both platforms: the backend service's affinity and
+hashing, Cloud Run's own cookie affinity, ingress and timeout, the URL map's host rules, path
+matchers and route rules, the Istio DestinationRule's traffic policy, the VirtualService's routes
+and matches, the Gateway, and the GKE cluster and node pool settings the mesh depends on.
+
+Text for a CI log (not a terminal) is rendered at a width nothing reaches, so no line is wrapped,
+and without trailing spaces; outputs print as YAML.
+"""
 
 from __future__ import annotations
 
+import io
 from collections import Counter
 from typing import Any
 
+import yaml
+from rich.console import Console
 from rich.markup import escape
 from rich.tree import Tree
 
 from .runner import Plan, PlannedResource
-from .wire import COMPUTED, SECRET_SIG, UNKNOWN
+from .wire import COMPUTED, SECRET_SIG, UNKNOWNS
 
-# Per resource type, the input paths a reviewer looks at; affinity first.
+_MESH = "kubernetes:networking.istio.io/v1"
+_CONTAINER = "spec.template.spec.containers.0"
+
+# Per resource type, the input paths a reviewer looks at; affinity and routing first. A path part
+# ``key=value`` picks the list item whose ``key`` is ``value`` (an env var by name).
 HIGHLIGHTS: dict[str, list[str]] = {
     "gcp:compute/backendService:BackendService": [
-        "sessionAffinity", "localityLbPolicy", "consistentHash.httpHeaderName", "loadBalancingScheme",
-        "protocol", "timeoutSec", "healthChecks", "logConfig.enable",
+        "sessionAffinity", "localityLbPolicy", "consistentHash.httpHeaderName", "affinityCookieTtlSec",
+        "loadBalancingScheme", "protocol", "timeoutSec", "healthChecks", "securityPolicy", "logConfig.enable",
     ],
     "gcp:cloudrunv2/service:Service": [
-        "template.sessionAffinity", "ingress", "template.timeout", "template.maxInstanceRequestConcurrency",
+        "template.sessionAffinity", "ingress", "invokerIamDisabled", "template.timeout",
+        "template.containers.0.envs.name=MCP_SESSION_HEADER.value", "template.maxInstanceRequestConcurrency",
         "template.scaling.minInstanceCount", "template.scaling.maxInstanceCount", "template.vpcAccess.egress",
         "template.containers.0.image", "deletionProtection",
     ],
-    "gcp:compute/regionNetworkEndpointGroup:RegionNetworkEndpointGroup": ["networkEndpointType", "region"],
+    "gcp:compute/regionNetworkEndpointGroup:RegionNetworkEndpointGroup": [
+        "networkEndpointType", "region", "cloudRun.service", "cloudRun.urlMask"],
+    "gcp:compute/uRLMap:URLMap": ["hostRules", "pathMatchers", "defaultService", "defaultRouteAction",
+                                  "defaultUrlRedirect"],
     "gcp:redis/instance:Instance": [
         "tier", "memorySizeGb", "authEnabled", "transitEncryptionMode", "connectMode", "readReplicasMode",
-        "persistenceConfig.persistenceMode", "deletionProtection",
+        "replicaCount", "redisVersion", "persistenceConfig.persistenceMode", "deletionProtection",
     ],
+    "gcp:redis/cluster:Cluster": ["authorizationMode", "transitEncryptionMode", "shardCount",
+                                  "deletionProtectionEnabled"],
+    "gcp:memorystore/instance:Instance": ["authorizationMode", "transitEncryptionMode", "mode", "shardCount",
+                                          "deletionProtectionEnabled"],
+    "gcp:container/cluster:Cluster": [
+        "location", "nodeLocations", "releaseChannel.channel", "privateClusterConfig.enablePrivateNodes",
+        "privateClusterConfig.masterIpv4CidrBlock", "workloadIdentityConfig.workloadPool", "datapathProvider",
+        "gatewayApiConfig.channel", "networkingMode", "ipAllocationPolicy", "deletionProtection",
+    ],
+    "gcp:container/nodePool:NodePool": [
+        "nodeConfig.machineType", "autoscaling", "nodeConfig.spot", "nodeConfig.workloadMetadataConfig.mode",
+    ],
+    f"{_MESH}:DestinationRule": ["spec.host", "spec.trafficPolicy"],
+    f"{_MESH}:VirtualService": ["spec.hosts", "spec.gateways", "spec.http"],
+    f"{_MESH}:Gateway": ["spec.selector", "spec.servers"],
+    "kubernetes:core/v1:Service": ["spec.sessionAffinity", "spec.selector", "spec.ports", "metadata.annotations"],
+    "kubernetes:apps/v1:Deployment": [
+        f"{_CONTAINER}.env.name=MCP_SESSION_HEADER.value", f"{_CONTAINER}.image",
+        "spec.template.spec.terminationGracePeriodSeconds", "spec.template.metadata.annotations",
+    ],
+    "kubernetes:autoscaling/v2:HorizontalPodAutoscaler": ["spec.minReplicas", "spec.maxReplicas"],
+    "kubernetes:helm.sh/v3:Release": ["chart", "version", "namespace"],
+    "gcp:compute/healthCheck:HealthCheck": ["httpHealthCheck"],
+    "gcp:compute/firewall:Firewall": ["sourceRanges", "allows"],
     "gcp:secretmanager/secretVersion:SecretVersion": ["secretData"],
     "gcp:compute/managedSslCertificate:ManagedSslCertificate": ["managed.domains"],
     "gcp:compute/globalForwardingRule:GlobalForwardingRule": ["portRange", "loadBalancingScheme"],
@@ -35,12 +79,15 @@ HIGHLIGHTS: dict[str, list[str]] = {
 }
 
 
-def lookup(inputs: dict[str, Any], path: str) -> Any:
-    """The value at a dotted ``path`` (list indexes as numbers), or None."""
+def lookup(inputs: Any, path: str) -> Any:
+    """The value at a dotted ``path`` (list indexes as numbers, ``key=value`` picks an item), or None."""
     value: Any = inputs
     for part in path.split("."):
         if isinstance(value, list) and part.isdigit() and int(part) < len(value):
             value = value[int(part)]
+        elif isinstance(value, list) and "=" in part:
+            key, wanted = part.split("=", 1)
+            value = next((v for v in value if isinstance(v, dict) and v.get(key) == wanted), None)
         elif isinstance(value, dict):
             value = value.get(part)
         else:
@@ -49,8 +96,9 @@ def lookup(inputs: dict[str, Any], path: str) -> Any:
 
 
 def show(value: Any) -> str:
-    """A property value as a reviewer reads it: unknowns and secrets named, not dumped."""
-    if value == UNKNOWN:
+    """A property value as a reviewer reads it, on one line: unknowns and secrets named, not dumped;
+    objects and lists in YAML flow style (``{host: a, route: [...]}``)."""
+    if isinstance(value, str) and value in UNKNOWNS:
         return COMPUTED
     if isinstance(value, dict) and SECRET_SIG in value:
         return "[secret]"
@@ -58,26 +106,34 @@ def show(value: Any) -> str:
         return str(int(value))
     if isinstance(value, bool):
         return str(value).lower()
+    if value is None:
+        return "null"
     if isinstance(value, list):
         return "[" + ", ".join(show(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {show(v)}" for k, v in value.items()) + "}"
     return str(value)
 
 
+def key_settings(type_: str, inputs: dict[str, Any]) -> list[str]:
+    """``path=value`` for the type's :data:`HIGHLIGHTS` that are set, the GCP ``name`` first."""
+    parts = [f"{_label(path)}={show(value)}" for path in HIGHLIGHTS.get(type_, [])
+             if (value := lookup(inputs, path)) is not None]
+    name = inputs.get("name") if isinstance(inputs, dict) else None
+    return ([f"name={name}"] if isinstance(name, str) else []) + parts
+
+
 def settings_line(resource: PlannedResource) -> str:
-    parts = []
-    for path in HIGHLIGHTS.get(resource.type, []):
-        value = lookup(resource.inputs, path)
-        if value is not None:
-            parts.append(f"{path}={show(value)}")
-    name = resource.inputs.get("name")
-    if isinstance(name, str):
-        parts.insert(0, f"name={name}")
-    return "  ".join(parts)
+    return "  ".join(key_settings(resource.type, resource.inputs))
+
+
+def _label(path: str) -> str:
+    return path.replace(".name=", "[").replace(".value", "].value") if "=" in path else path
 
 
 def tree(plan: Plan) -> Tree:
-    """A rich Tree of the plan: components hold their children."""
-    root = Tree(f"[bold]{plan.project}[/] / stack [bold]{plan.stack}[/]")
+    """A rich Tree of the plan: components hold their children; one setting a line."""
+    root = Tree(f"[bold]{escape(plan.project)}[/] / stack [bold]{escape(plan.stack)}[/]")
     children: dict[str | None, list[PlannedResource]] = {}
     for resource in plan.resources:
         children.setdefault(resource.parent, []).append(resource)
@@ -85,9 +141,9 @@ def tree(plan: Plan) -> Tree:
 
     def add(parent: Tree, resource: PlannedResource) -> None:
         style = "cyan" if resource.custom else "bold magenta"
-        label = f"[{style}]{resource.type}[/] {escape(resource.name)}"
-        line = escape(settings_line(resource))
-        node = parent.add(label + (f"\n[dim]{line}[/]" if line else ""))
+        lines = [f"[{style}]{escape(resource.type)}[/] {escape(resource.name)}"]
+        lines += [f"[dim]{escape(s)}[/]" for s in key_settings(resource.type, resource.inputs)]
+        node = parent.add("\n".join(lines))
         for child in children.get(resource.urn, []):
             add(node, child)
 
@@ -97,13 +153,42 @@ def tree(plan: Plan) -> Tree:
     return root
 
 
+def plain_text(renderable: Any, width: int = 100_000) -> str:
+    """``renderable`` as plain text at ``width`` (default: wider than any line, so nothing wraps),
+    with no colour and no trailing spaces: what a CI log should hold."""
+    buffer = io.StringIO()
+    Console(file=buffer, width=width, no_color=True, color_system=None, highlight=False,
+            emoji=False, legacy_windows=False, force_terminal=False).print(renderable)
+    return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()) + "\n"
+
+
 def summary(plan: Plan) -> list[str]:
-    """Lines: resource count by type, warnings, outputs."""
+    """Lines: resource count by type, warnings, then the outputs as YAML."""
     counts = Counter(r.type for r in plan.resources)
     lines = [f"{len(plan.resources)} resources to create in stack '{plan.stack}':"]
     lines += [f"  {n:3d} {t}" for t, n in sorted(counts.items())]
+    names = {r.urn: r.name for r in plan.resources}
     for warning in plan.warnings:
-        lines.append(f"warning: {warning}")
+        where = names.get(getattr(warning, "urn", None))
+        lines.append(f"warning: {warning}" + (f" (resource {where})" if where else ""))
     lines.append("outputs:")
-    lines += [f"  {k}: {show(v)}" for k, v in plan.outputs.items()]
+    lines += ["  " + line for line in to_yaml(_shown_tree(plan.outputs)).splitlines()] if plan.outputs else []
     return lines
+
+
+def to_yaml(value: Any) -> str:
+    """Block-style YAML, keys in order, long lines kept whole."""
+    return yaml.safe_dump(value, sort_keys=False, default_flow_style=False, width=10**9, allow_unicode=True)
+
+
+def _shown_tree(value: Any) -> Any:
+    """Leaves as :func:`show` reads them (unknowns, secrets), containers kept for YAML."""
+    if isinstance(value, dict) and SECRET_SIG not in value:
+        return {str(k): _shown_tree(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shown_tree(v) for v in value]
+    if isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else value
+    return show(value)

@@ -1,0 +1,150 @@
+"""What makes ``pulumi up`` replace a resource instead of updating it, per resource type we use.
+
+A Google Cloud field marked ``ForceNew: true`` in terraform-provider-google (which pulumi-gcp
+bridges; the bridge turns ``ForceNew`` into a replacement) cannot change in place: the provider
+deletes the resource and creates it again. The Kubernetes provider replaces an object when a field
+listed by ``forceNewProperties`` changes. Paths are camelCase input paths (``a.b`` also matches
+every item of a list ``a``); a change at or below one of them is a replacement.
+
+Sources (read November 2026):
+
+- ``TF``: hashicorp/terraform-provider-google at e03b7622a26c (2026-08-21), the ``ForceNew: true``
+  fields of the schema in ``google/services/<service>/resource_<name>.go`` (node pool node
+  settings: ``google/services/container/node_config.go``; IAM members:
+  ``google/tpgiamresource/resource_iam_member.go``). Subnetwork ``ipCidrRange`` is replaced only
+  when the range shrinks (``customdiff.ForceNewIfChange("ip_cidr_range", IsShrinkageIpCidr)``).
+- ``K8S``: pulumi/pulumi-kubernetes ``provider/pkg/provider/diff.go`` (``forceNewProperties``):
+  ``metadata.name``, ``metadata.namespace`` of every kind, plus per kind.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Optional
+
+TF = "hashicorp/terraform-provider-google@e03b7622a26c google/services/{}.go (ForceNew)"
+K8S = "pulumi/pulumi-kubernetes provider/pkg/provider/diff.go (forceNewProperties)"
+
+# Type token -> (source file under google/services, create-only paths besides name and project).
+_GCP: dict[str, tuple[str, tuple[str, ...]]] = {
+    "gcp:cloudrunv2/service:Service": ("cloudrunv2/resource_cloud_run_v2_service", ("location",)),
+    "gcp:compute/regionNetworkEndpointGroup:RegionNetworkEndpointGroup": (
+        "compute/resource_compute_region_network_endpoint_group",
+        ("region", "networkEndpointType", "cloudRun", "cloudFunction", "appEngine", "network", "subnetwork",
+         "pscTargetService", "description")),
+    "gcp:compute/backendService:BackendService": ("compute/resource_compute_backend_service", ()),
+    "gcp:compute/uRLMap:URLMap": ("compute/resource_compute_url_map", ()),
+    "gcp:compute/targetHttpsProxy:TargetHttpsProxy": (
+        "compute/resource_compute_target_https_proxy", ("description", "proxyBind", "httpKeepAliveTimeoutSec")),
+    "gcp:compute/targetHttpProxy:TargetHttpProxy": (
+        "compute/resource_compute_target_http_proxy", ("description", "proxyBind", "httpKeepAliveTimeoutSec")),
+    "gcp:compute/sSLPolicy:SSLPolicy": ("compute/resource_compute_ssl_policy", ("description",)),
+    "gcp:compute/managedSslCertificate:ManagedSslCertificate": (
+        "compute/resource_compute_managed_ssl_certificate", ("managed", "type", "description")),
+    "gcp:compute/globalAddress:GlobalAddress": (
+        "compute/resource_compute_global_address",
+        ("address", "addressType", "ipVersion", "network", "prefixLength", "purpose", "description")),
+    "gcp:compute/address:Address": (
+        "compute/resource_compute_address",
+        ("address", "addressType", "ipVersion", "networkTier", "network", "subnetwork", "prefixLength", "purpose",
+         "region", "description")),
+    "gcp:compute/globalForwardingRule:GlobalForwardingRule": (
+        "compute/resource_compute_global_forwarding_rule",
+        ("ipAddress", "ipProtocol", "ipVersion", "portRange", "network", "networkTier", "subnetwork",
+         "sourceIpRanges", "metadataFilters", "description")),
+    "gcp:compute/network:Network": (
+        "compute/resource_compute_network", ("autoCreateSubnetworks", "internalIpv6Range", "description")),
+    "gcp:compute/subnetwork:Subnetwork": (
+        "compute/resource_compute_subnetwork", ("network", "region", "reservedInternalRange", "description")),
+    "gcp:compute/firewall:Firewall": ("compute/resource_compute_firewall", ("direction", "network")),
+    "gcp:compute/healthCheck:HealthCheck": ("compute/resource_compute_health_check", ()),
+    "gcp:redis/instance:Instance": (
+        "redis/resource_redis_instance",
+        ("region", "tier", "authorizedNetwork", "connectMode", "transitEncryptionMode", "reservedIpRange",
+         "locationId", "alternativeLocationId", "customerManagedKey")),
+    "gcp:redis/cluster:Cluster": (
+        "redis/resource_redis_cluster",
+        ("region", "authorizationMode", "transitEncryptionMode", "zoneDistributionConfig", "gcsSource",
+         "managedBackupSource")),
+    "gcp:memorystore/instance:Instance": (
+        "memorystore/resource_memorystore_instance",
+        ("instanceId", "location", "authorizationMode", "transitEncryptionMode", "mode", "kmsKey",
+         "zoneDistributionConfig", "desiredPscAutoConnections", "desiredAutoCreatedEndpoints", "serverCaMode",
+         "serverCaPool", "gcsSource", "managedBackupSource")),
+    "gcp:container/cluster:Cluster": (
+        "container/resource_container_cluster",
+        ("location", "network", "subnetwork", "networkingMode", "datapathProvider", "ipAllocationPolicy",
+         "initialNodeCount", "clusterIpv4Cidr", "defaultMaxPodsPerNode", "enableAutopilot", "enableTpu",
+         "enableKubernetesAlpha", "confidentialNodes", "privateClusterConfig.masterIpv4CidrBlock",
+         "privateClusterConfig.privateEndpointSubnetwork", "nodePool", "description")),
+    "gcp:container/nodePool:NodePool": (
+        "container/resource_container_node_pool",
+        ("cluster", "location", "initialNodeCount", "maxPodsPerNode", "namePrefix", "placementPolicy",
+         "queuedProvisioning", "networkConfig.podRange", "networkConfig.podIpv4CidrBlock",
+         "networkConfig.createPodRange", "networkConfig.subnetwork",
+         # node_config.go
+         "nodeConfig.oauthScopes", "nodeConfig.serviceAccount", "nodeConfig.spot", "nodeConfig.preemptible",
+         "nodeConfig.shieldedInstanceConfig", "nodeConfig.metadata", "nodeConfig.minCpuPlatform",
+         "nodeConfig.guestAccelerator", "nodeConfig.localSsdCount", "nodeConfig.bootDiskKmsKey",
+         "nodeConfig.sandboxConfig", "nodeConfig.reservationAffinity", "nodeConfig.advancedMachineFeatures")),
+    "gcp:secretmanager/secret:Secret": (
+        "secretmanager/resource_secret_manager_secret", ("secretId", "replication", "tags")),
+    "gcp:secretmanager/secretVersion:SecretVersion": (
+        "secretmanager/resource_secret_manager_secret_version", ("secret", "secretData", "isSecretDataBase64")),
+    "gcp:serviceaccount/account:Account": ("resourcemanager/resource_google_service_account", ("accountId",)),
+    "gcp:servicenetworking/connection:Connection": (
+        "servicenetworking/resource_service_networking_connection", ("network", "service")),
+}
+_IAM_MEMBER = ("../tpgiamresource/resource_iam_member", ("member", "role", "condition"))
+_IAM_PARENTS = {"gcp:projects/iAMMember:IAMMember": ("project",),
+                "gcp:serviceaccount/iAMMember:IAMMember": ("serviceAccountId",),
+                "gcp:secretmanager/secretIamMember:SecretIamMember": ("secretId",),
+                "gcp:cloudrunv2/serviceIamMember:ServiceIamMember": ("name", "location")}
+
+# Kubernetes kind -> create-only paths besides metadata.name and metadata.namespace (K8S).
+_K8S: dict[str, tuple[str, ...]] = {
+    "Deployment": ("spec.selector",), "DaemonSet": ("spec.selector",),
+    "StatefulSet": ("spec.selector", "spec.serviceName", "spec.volumeClaimTemplates", "spec.podManagementPolicy",
+                    "spec.revisionHistoryLimit"),
+    "Service": ("spec.clusterIP",), "Secret": ("type", "stringData", "data"), "ConfigMap": ("data", "binaryData"),
+    "Job": ("spec.completions", "spec.parallelism", "spec.selector", "spec.template"),
+    "RoleBinding": ("roleRef",), "ClusterRoleBinding": ("roleRef",),
+}
+
+STATEFUL: dict[str, str] = {
+    "gcp:redis/instance:Instance": "the session store: every session and stream in it is lost",
+    "gcp:redis/cluster:Cluster": "the session store: every session and stream in it is lost",
+    "gcp:memorystore/instance:Instance": "the session store: every session and stream in it is lost",
+    "gcp:container/cluster:Cluster": "the GKE cluster: every workload on it is recreated",
+    "gcp:container/nodePool:NodePool": "the node pool: every pod on it is evicted",
+    "gcp:secretmanager/secret:Secret": "the secret: all its versions are destroyed",
+}
+"""Types whose replacement loses state, and what is lost; a diff flags their replacement at the top."""
+
+
+def create_only(type_: str, inputs: Optional[dict] = None) -> tuple[tuple[str, ...], Optional[str]]:
+    """The create-only input paths of ``type_`` and their source; ``((), None)`` when unknown.
+
+    ``inputs`` gives a Kubernetes object's ``kind`` when the type token is a CRD's.
+    """
+    if type_ in _GCP:
+        source, paths = _GCP[type_]
+        return ("name", "project", *paths), TF.format(source)
+    if type_ in _IAM_PARENTS:
+        source, paths = _IAM_MEMBER
+        return (*_IAM_PARENTS[type_], *paths), TF.format(source)
+    if type_.startswith("kubernetes:") and not type_.startswith("kubernetes:helm.sh"):
+        kind = (inputs or {}).get("kind") or type_.rsplit(":", 1)[-1]
+        return ("metadata.name", "metadata.namespace", *_K8S.get(str(kind), ())), K8S
+    if type_.startswith("gcp:"):
+        return ("name",), "a Google Cloud resource's name is its id; TF marks it ForceNew on every resource type"
+    return (), None
+
+
+def forces_replacement(path: Iterable, paths: Iterable[str]) -> Optional[str]:
+    """The create-only path (of ``paths``) that ``path`` (keys and list indexes) falls under, else None."""
+    keys = [p for p in path if not isinstance(p, int)]
+    for candidate in paths:
+        parts = candidate.split(".")
+        if keys[:len(parts)] == parts:
+            return candidate
+    return None
