@@ -182,6 +182,32 @@ def test_cookie_pinning_labels_the_service_and_needs_the_mesh_filter(record):
     assert "MCP_SESSION_STORE_URL" not in json.dumps(plan.get("kubernetes:apps/v1:Deployment", "notes").inputs)
 
 
+def test_learned_pinning_puts_a_peered_haproxy_that_learns_the_session_in_front_of_the_pods(record):
+    args = service_args(session_mode="in-memory-sessions", pinning="learned", pinning_replicas=3)
+    plan = record(lambda: mesh_service(args))
+    config = plan.get("kubernetes:core/v1:ConfigMap", "notes-pinning").inputs["data"]["haproxy.cfg"]
+    assert "stick store-response res.hdr(Mcp-Session-Id)" in config and "stick on req.hdr(Mcp-Session-Id)" in config
+    assert "srvkey addr peers pinning" in config
+    assert [line.split()[1] for line in config.splitlines() if line.strip().startswith("peer ")] == [
+        "notes-pinning-0", "notes-pinning-1", "notes-pinning-2"]
+    assert "server-template mcp 1-10 notes-pods.mcp-notes.svc.cluster.local:8080" in config
+    front = plan.get("kubernetes:core/v1:Service", "notes").inputs["spec"]
+    assert front["selector"] == {"app": "notes-pinning"} and front["ports"][0]["targetPort"] == 8080
+    pods = plan.get("kubernetes:core/v1:Service", "notes-pods").inputs["spec"]
+    assert pods["clusterIP"] == "None" and pods["selector"] == {"app": "notes"}
+    stateful = plan.get("kubernetes:apps/v1:StatefulSet", "notes-pinning").inputs["spec"]
+    assert stateful["replicas"] == 3 and stateful["serviceName"] == "notes-pinning-peers"
+    to_pods = spec(plan, "kubernetes:security.istio.io/v1:AuthorizationPolicy", "notes-from-proxy")
+    assert to_pods["rules"][0]["from"] == [{"source": {"principals": ["cluster.local/ns/mcp-notes/sa/notes-pinning"]}}]
+    to_proxy = spec(plan, "kubernetes:security.istio.io/v1:AuthorizationPolicy", "notes-pinning-from-gateway")
+    assert to_proxy["rules"][0]["from"] == [{"source": {"principals": ["cluster.local/ns/istio-ingress/sa/mcp-gateway"]}}]
+    for resource in plan.resources:
+        if resource.type.startswith("kubernetes:") and "apiVersion" in resource.inputs:
+            manifest = resource.manifest()
+            errors = validate_object(manifest) if "istio.io" in manifest["apiVersion"] else validate_kubernetes(manifest)
+            assert errors == [], (resource.name, errors)
+
+
 def test_method_routes_send_mcp_methods_to_another_mesh_service(record):
     args = service_args(session_mode="stateless", method_routes={
         "render": {"method": "tools/call", "name": "render_video", "service": "heavy"}})
@@ -199,8 +225,9 @@ def test_only_the_gateway_may_call_a_mesh_service(record):
     assert spec(plan, "kubernetes:security.istio.io/v1:PeerAuthentication", "notes-mtls")["mtls"] == {"mode": "STRICT"}
     policy = spec(plan, "kubernetes:security.istio.io/v1:AuthorizationPolicy", "notes-from-gateway")
     assert policy["action"] == "ALLOW"
-    assert policy["rules"] == [{"from": [{"source": {"principals": ["cluster.local/ns/istio-ingress/sa/mcp-gateway"]}}]}]
-    network_policy = spec(plan, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "notes")
+    assert policy["rules"] == [{"from": [{"source": {"principals": ["cluster.local/ns/istio-ingress/sa/mcp-gateway"]}}],
+                                "to": [{"operation": {"ports": ["8080"]}}]}]
+    network_policy = spec(plan, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "notes-from-gateway")
     assert network_policy["ingress"][0]["from"] == [{"namespaceSelector": {"matchLabels": {
         "kubernetes.io/metadata.name": "istio-ingress"}}}]
     for kind, name in [("security.istio.io/v1:PeerAuthentication", "notes-mtls"),

@@ -4,6 +4,9 @@ On GKE every replica is a pod the proxy can address, so the mesh can keep a sess
 - ``shared-sessions``: a ``DestinationRule`` hashes the session header
   (``consistentHash.httpHeaderName``; https://istio.io/latest/docs/reference/config/networking/destination-rule/):
   any pod can serve a session, the hash adds locality for its streams.
+- ``in-memory-sessions`` with ``pinning: learned``: an HAProxy StatefulSet in front of the pods
+  learns each session's pod from the response and pins its later requests there, for every client
+  (:mod:`mcp_affinity.pinning_proxy`).
 - ``in-memory-sessions`` with ``pinning: cookie``: Istio persistent sessions (the Service label
   ``istio.io/persistent-session: <cookie>``; istiod needs ``PILOT_ENABLE_PERSISTENT_SESSION_FILTER``,
   experimental, ``pilot/pkg/features/experimental.go``) pin each client that keeps cookies to the
@@ -36,6 +39,7 @@ from .limits import Env, Memory, Quantity
 from .load_balancer import Domain, MethodRouteArgs
 from .mesh import Mesh
 from .naming import SERVICE_ACCOUNT, PhysicalName, physical_name
+from . import pinning_proxy
 from .session_store import SessionStoreRef
 from .settings import Int, Name, Port, Settings, UrlPath
 
@@ -52,8 +56,9 @@ class McpMeshServiceArgs(Settings):
     - ``env``: extra environment variables.
     - ``session_mode``: what the server does with sessions (see "Which mode for my server?").
     - ``session_header``: the session header, passed as ``MCP_SESSION_HEADER`` and hashed for ``shared-sessions``.
-    - ``pinning``: for ``in-memory-sessions``: ``cookie`` (Istio persistent sessions, for clients
-      that keep cookies).
+    - ``pinning``: for ``in-memory-sessions``: ``learned`` (a proxy learns each session's pod from
+      the response; every client) or ``cookie`` (Istio persistent sessions; clients that keep cookies).
+    - ``pinning_replicas``: proxy replicas for ``learned`` (1 to 9; they share the pins).
     - ``cookie_name``: the persistent-session cookie.
     - ``notification_broker``: a ``stateless`` server fans notifications out through Redis.
     - ``hosts``: host names the gateway routes to this service.
@@ -66,7 +71,8 @@ class McpMeshServiceArgs(Settings):
 
     image: str = Field(min_length=1, max_length=1024, pattern=r"^[^\s]+$")
     session_mode: SessionMode
-    pinning: Optional[Literal["cookie"]] = None
+    pinning: Optional[Literal["learned", "cookie"]] = None
+    pinning_replicas: Int = Field(default=2, ge=1, le=9)
     cookie_name: str = Field(default="mcp-affinity", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     notification_broker: bool = False
     session_header: HeaderName = affinity.DEFAULT_SESSION_HEADER
@@ -90,8 +96,9 @@ class McpMeshServiceArgs(Settings):
         affinity.store_role(self.session_mode, self.notification_broker)
         if self.session_mode is SessionMode.IN_MEMORY_SESSIONS and self.pinning is None:
             raise ValueError(
-                "in-memory sessions must reach the pod that created them: set pinning: cookie (clients "
-                f"that keep cookies). Hashing the header does not do it: {affinity.HASHING_LOSES_SESSIONS}")
+                "in-memory sessions must reach the pod that created them: set pinning: learned (every "
+                "client) or cookie (clients that keep cookies). Hashing the header does not do it: "
+                f"{affinity.HASHING_LOSES_SESSIONS}")
         if self.pinning is not None and self.session_mode is not SessionMode.IN_MEMORY_SESSIONS:
             raise ValueError("pinning goes with sessionMode in-memory-sessions; other modes need none")
         return self
@@ -177,10 +184,15 @@ class McpMeshService(pulumi.ComponentResource):
                 opts=opts)
         k8s.apps.v1.Deployment(name, metadata=self._meta(), spec=self._deployment_spec(), opts=opts)
         service_labels = {"istio.io/persistent-session": args.cookie_name} if args.pinning == "cookie" else {}
+        learned = args.pinning == "learned"
+        # With learned pinning the service's front door is the proxy; the pods sit behind it.
         k8s.core.v1.Service(name, metadata=self._meta(labels=service_labels), spec={
-            "selector": {"app": name},
-            "ports": [{"name": "http", "port": 80, "targetPort": args.port, "appProtocol": "http"}],
+            "selector": {"app": self.proxy_name if learned else name},
+            "ports": [{"name": "http", "port": 80, "targetPort": pinning_proxy.SERVE_PORT if learned else args.port,
+                       "appProtocol": "http"}],
         }, opts=opts)
+        if learned:
+            self._pinning_proxy()
         k8s.autoscaling.v2.HorizontalPodAutoscaler(name, metadata=self._meta(), spec={
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
             "minReplicas": args.min_replicas, "maxReplicas": args.max_replicas,
@@ -191,6 +203,58 @@ class McpMeshService(pulumi.ComponentResource):
             "maxUnavailable": 1, "selector": {"matchLabels": {"app": name}}}, opts=opts)
         self._routing()
         self._isolation()
+
+    @property
+    def proxy_name(self) -> str:
+        return f"{self._name}-pinning"
+
+    def _pinning_proxy(self) -> None:
+        """The learned-pinning HAProxy: config, headless Services for pods and peers, StatefulSet."""
+        args, proxy, opts = self._args, self.proxy_name, self._k8s
+        pods, peers = f"{self._name}-pods", f"{proxy}-peers"
+        self.haproxy_config = pinning_proxy.haproxy_config(
+            name=proxy, namespace=self.namespace, pods_service=pods, peers_service=peers,
+            replicas=args.pinning_replicas, header=args.session_header, port=args.port,
+            max_servers=args.max_replicas, timeout_seconds=args.drain_seconds)
+        k8s.core.v1.ConfigMap(proxy, metadata=self._meta(proxy), data={"haproxy.cfg": self.haproxy_config}, opts=opts)
+        k8s.core.v1.Service(pods, metadata=self._meta(pods), spec={
+            "clusterIP": "None", "selector": {"app": self._name}, "publishNotReadyAddresses": False,
+            "ports": [{"name": "http", "port": args.port, "targetPort": args.port, "appProtocol": "http"}]}, opts=opts)
+        k8s.core.v1.Service(peers, metadata=self._meta(peers, {"app": proxy}), spec={
+            "clusterIP": "None", "selector": {"app": proxy}, "publishNotReadyAddresses": True,
+            "ports": [{"name": "tcp-peers", "port": pinning_proxy.PEER_PORT, "appProtocol": "tcp"}]}, opts=opts)
+        k8s.core.v1.ServiceAccount(proxy, metadata=self._meta(proxy, {"app": proxy}), opts=opts)
+        probe = {"httpGet": {"path": "/healthz", "port": pinning_proxy.HEALTH_PORT}, "periodSeconds": 5}
+        k8s.apps.v1.StatefulSet(proxy, metadata=self._meta(proxy, {"app": proxy}), spec={
+            "serviceName": peers,
+            "replicas": args.pinning_replicas,
+            "podManagementPolicy": "Parallel",
+            "selector": {"matchLabels": {"app": proxy}},
+            "template": {
+                "metadata": {"labels": {"app": proxy}, "annotations": {"proxy.istio.io/config": json.dumps(
+                    {"terminationDrainDuration": f"{args.drain_seconds}s"})}},
+                "spec": {
+                    "serviceAccountName": proxy,
+                    "terminationGracePeriodSeconds": args.drain_seconds,
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": 99, "seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [{
+                        "name": "haproxy", "image": pinning_proxy.PROXY_IMAGE,
+                        "args": ["-f", "/usr/local/etc/haproxy/haproxy.cfg"],
+                        "ports": [{"name": "http", "containerPort": pinning_proxy.SERVE_PORT},
+                                  {"name": "peers", "containerPort": pinning_proxy.PEER_PORT},
+                                  {"name": "health", "containerPort": pinning_proxy.HEALTH_PORT}],
+                        "readinessProbe": probe, "livenessProbe": {**probe, "periodSeconds": 10},
+                        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
+                        "volumeMounts": [{"name": "config", "mountPath": "/usr/local/etc/haproxy", "readOnly": True}],
+                        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                            "capabilities": {"drop": ["ALL"]}},
+                    }],
+                    "volumes": [{"name": "config", "configMap": {"name": proxy}}],
+                },
+            },
+        }, opts=opts)
+        k8s.policy.v1.PodDisruptionBudget(proxy, metadata=self._meta(proxy, {"app": proxy}), spec={
+            "maxUnavailable": 1, "selector": {"matchLabels": {"app": proxy}}}, opts=opts)
 
     def _env(self) -> list[dict]:
         args = self._args
@@ -275,23 +339,37 @@ class McpMeshService(pulumi.ComponentResource):
                 "route": [{"destination": {"host": self._route_hosts[route.service], "port": {"number": 80}}}]}
 
     def _isolation(self) -> None:
-        """Only the ingress gateway may call this service: mTLS, an identity check and a NetworkPolicy."""
+        """Only the ingress gateway may call this service (with learned pinning: the gateway may call
+        the proxy, only the proxy may call the pods): strict mTLS, identity checks, NetworkPolicies."""
         args, name, opts = self._args, self._name, self._k8s
-        selector = {"matchLabels": {"app": name}}
         k8s.apiextensions.CustomResource(
             f"{name}-mtls", api_version="security.istio.io/v1", kind="PeerAuthentication", metadata=self._meta(),
-            spec={"selector": selector, "mtls": {"mode": "STRICT"}}, opts=opts)
+            spec={"mtls": {"mode": "STRICT"}}, opts=opts)
+        gateway = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": self._mesh.gateway_namespace}}}
+        if args.pinning == "learned":
+            proxy = self.proxy_name
+            proxy_principal = f"cluster.local/ns/{self.namespace}/sa/{proxy}"
+            self._admit(f"{name}-from-proxy", name, [proxy_principal], [{"podSelector": {"matchLabels": {"app": proxy}}}],
+                        args.port)
+            self._admit(f"{proxy}-from-gateway", proxy, [self._mesh.gateway_principal], [gateway], pinning_proxy.SERVE_PORT)
+            self._admit(f"{proxy}-peers", proxy, [proxy_principal], [{"podSelector": {"matchLabels": {"app": proxy}}}],
+                        pinning_proxy.PEER_PORT, policy_name=f"{proxy}-peers")
+        else:
+            self._admit(f"{name}-from-gateway", name, [self._mesh.gateway_principal], [gateway], args.port)
+
+    def _admit(self, resource: str, app: str, principals: list[str], peers: list[dict], port: int,
+               policy_name: Optional[str] = None) -> None:
+        """Pods labelled ``app`` accept ``port`` only from ``principals`` (mTLS) and ``peers`` (NetworkPolicy)."""
+        selector = {"matchLabels": {"app": app}}
+        meta = self._meta(policy_name or resource)
         k8s.apiextensions.CustomResource(
-            f"{name}-from-gateway", api_version="security.istio.io/v1", kind="AuthorizationPolicy", metadata=self._meta(),
-            spec={"selector": selector, "action": "ALLOW",
-                  "rules": [{"from": [{"source": {"principals": [self._mesh.gateway_principal]}}]}]}, opts=opts)
-        k8s.networking.v1.NetworkPolicy(name, metadata=self._meta(), spec={
-            "podSelector": selector,
-            "policyTypes": ["Ingress"],
-            "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {
-                "kubernetes.io/metadata.name": self._mesh.gateway_namespace}}}],
-                "ports": [{"protocol": "TCP", "port": args.port}]}],
-        }, opts=opts)
+            resource, api_version="security.istio.io/v1", kind="AuthorizationPolicy", metadata=meta,
+            spec={"selector": selector, "action": "ALLOW", "rules": [{
+                "from": [{"source": {"principals": principals}}], "to": [{"operation": {"ports": [str(port)]}}]}]},
+            opts=self._k8s)
+        k8s.networking.v1.NetworkPolicy(resource, metadata=meta, spec={
+            "podSelector": selector, "policyTypes": ["Ingress"],
+            "ingress": [{"from": peers, "ports": [{"protocol": "TCP", "port": port}]}]}, opts=self._k8s)
 
 
 def service_namespace(name: str) -> str:

@@ -28,6 +28,7 @@ from . import mermaid, render
 from .plan_file import PlanError, load as load_plan
 from .project import ProjectError, find_project
 from .runner import run_plan
+from .conformance_command import conformance
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Credential-free tools for mcp-affinity stacks.")
@@ -172,6 +173,10 @@ def _fail(message: str) -> NoReturn:
 @app.callback()
 def _root() -> None:
     """Keeps ``plan`` a sub-command even while it is the only one."""
+
+
+# The conformance run's own imports (the MCP SDK, anyio) load only when it runs.
+app.command(name="conformance")(conformance)
 
 
 def main() -> None:

@@ -1,0 +1,123 @@
+"""What a plan says about each MCP service's routing, as the conformance run's proxy emulates it.
+
+Read from the plan's resources, never from the stack file, so the run measures what ``pulumi up``
+would deploy:
+
+- Cloud Run (``gcp:cloudrunv2/service:Service``): one instance in one region -> ``single``;
+  ``template.sessionAffinity`` (Cloud Run's cookie) -> ``cookie``; otherwise ``round-robin``. A
+  serverless NEG addresses no instance, so a backend ``consistentHash`` is not emulated
+  (https://cloud.google.com/run/docs/configuring/session-affinity).
+- GKE: a ConfigMap ``haproxy.cfg`` with ``stick store-response res.hdr(H)`` -> ``learned`` on H;
+  a Service labelled ``istio.io/persistent-session: C`` -> ``cookie`` C; a DestinationRule
+  ``consistentHash.httpHeaderName: H`` -> ``header-hash`` on H; otherwise ``round-robin``.
+
+Each service's ``MCP_SESSION_MODE`` picks the servers measured behind that routing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from ..wire import SECRET_SIG
+from .proxy import Routing
+
+RUN = "gcp:cloudrunv2/service:Service"
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+
+SERVERS_FOR_MODE = {
+    "in-memory-sessions": ("sdk-in-memory",),
+    "stateless": ("sdk-2026", "sdk-stateless"),
+    "stateless+broker": ("litestar-2026", "sdk-2026", "sdk-stateless"),
+    "shared-sessions": (),
+}
+"""Session mode -> conformance server modes. No public MCP server keeps legacy sessions in Redis,
+so ``shared-sessions`` has nothing real to measure; its rows say so."""
+
+
+@dataclass(frozen=True)
+class PlannedRouting:
+    """One service of a plan: its platform, session mode, the proxy routing that emulates it, and why."""
+
+    service: str
+    platform: str
+    session_mode: str
+    routing: Routing
+    because: str
+
+    @property
+    def server_modes(self) -> tuple[str, ...]:
+        return SERVERS_FOR_MODE[self.session_mode]
+
+
+def _value(value: Any) -> Any:
+    return value.get("value") if isinstance(value, dict) and SECRET_SIG in value else value
+
+
+def _env(container: dict, key: str) -> dict[str, Any]:
+    return {e.get("name"): _value(e.get("value")) for e in container.get(key) or [] if isinstance(e, dict)}
+
+
+def planned_routings(plan: dict) -> list[PlannedRouting]:
+    """Every MCP service of ``plan`` (the JSON of ``mcp-affinity plan --json``), sorted by name."""
+    resources = [r for r in plan.get("resources") or [] if isinstance(r, dict)]
+    return sorted([*_cloud_run(resources), *_gke(resources)], key=lambda p: (p.platform, p.service))
+
+
+def _cloud_run(resources: list[dict]) -> Iterator[PlannedRouting]:
+    by_name: dict[str, list[dict]] = {}
+    for resource in resources:
+        if resource.get("type") == RUN:
+            by_name.setdefault(str(resource["inputs"].get("name")), []).append(resource["inputs"])
+    for name, regions in sorted(by_name.items()):
+        template = regions[0].get("template") or {}
+        env = _env((template.get("containers") or [{}])[0], "envs")
+        mode = _mode(env)
+        maximum = (template.get("scaling") or {}).get("maxInstanceCount")
+        if len(regions) == 1 and maximum == 1:
+            routing, why = Routing("single"), "one instance in one region"
+        elif template.get("sessionAffinity"):
+            routing, why = Routing("cookie"), "Cloud Run session affinity (a cookie)"
+        else:
+            routing, why = Routing("round-robin"), "no affinity"
+        yield PlannedRouting(name, "cloud-run", mode, routing, why)
+
+
+def _gke(resources: list[dict]) -> Iterator[PlannedRouting]:
+    namespaces: dict[str, dict[str, list[dict]]] = {}
+    for resource in resources:
+        inputs = resource.get("inputs") or {}
+        metadata = inputs.get("metadata") if isinstance(inputs.get("metadata"), dict) else {}
+        if resource.get("type", "").startswith("kubernetes:") and metadata.get("namespace"):
+            namespaces.setdefault(metadata["namespace"], {}).setdefault(inputs.get("kind", ""), []).append(inputs)
+    for namespace, kinds in sorted(namespaces.items()):
+        for deployment in kinds.get("Deployment", []):
+            containers = deployment["spec"]["template"]["spec"]["containers"]
+            env = _env(containers[0], "env")
+            if "MCP_SESSION_MODE" in env:
+                yield PlannedRouting(deployment["metadata"]["name"], "gke", _mode(env),
+                                     *_mesh_routing(kinds, env.get("MCP_SESSION_HEADER") or "Mcp-Session-Id"))
+
+
+def _mesh_routing(kinds: dict[str, list[dict]], header: str) -> tuple[Routing, str]:
+    for config_map in kinds.get("ConfigMap", []):
+        match = re.search(r"stick store-response res\.hdr\(([^)]+)\)", str((config_map.get("data") or {}).get("haproxy.cfg")))
+        if match:
+            return Routing("learned", header=match[1]), "HAProxy learns the session id from the response"
+    for service in kinds.get("Service", []):
+        cookie = ((service.get("metadata") or {}).get("labels") or {}).get("istio.io/persistent-session")
+        if cookie:
+            return Routing("cookie", cookie=cookie), "Istio persistent session (a cookie)"
+    for rule in kinds.get("DestinationRule", []):
+        hashed = (((rule.get("spec") or {}).get("trafficPolicy") or {}).get("loadBalancer") or {}).get("consistentHash")
+        if hashed and hashed.get("httpHeaderName"):
+            return Routing("header-hash", header=hashed["httpHeaderName"]), "DestinationRule consistent hash"
+    return Routing("round-robin"), "least request (no pinning)"
+
+
+def _mode(env: dict[str, Any]) -> str:
+    mode = str(env.get("MCP_SESSION_MODE") or "stateless")
+    if mode == "stateless" and "MCP_NOTIFICATION_BROKER_URL" in env:
+        return "stateless+broker"
+    return mode if mode in SERVERS_FOR_MODE else "stateless"

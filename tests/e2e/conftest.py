@@ -1,0 +1,55 @@
+"""End-to-end conformance fixtures: real servers, Redis and HAProxy on 127.0.0.1 only.
+
+Without ``redis-server``/``haproxy`` on PATH the e2e tests skip, saying what to install; with
+``CI=true`` they fail instead, so CI cannot pass without running them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+TABLE = Path(__file__).with_name("conformance-table.md")
+INSTALL = "apt-get install -y redis-server haproxy (and pip install -e '.[conformance]')"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "e2e: end-to-end run with real servers, Redis and HAProxy on loopback")
+    config.addinivalue_line("markers", "xdist_group(name): keep these tests on one pytest-xdist worker")
+
+
+def require_parts() -> None:
+    """Skip (fail under ``CI=true``) unless the binaries and the ``conformance`` extra are present."""
+    missing = [name for name in ("redis-server", "haproxy") if shutil.which(name) is None]
+    try:
+        import litestar_mcp  # noqa: F401
+        import mcp  # noqa: F401
+    except ImportError as exc:
+        missing.append(f"python package {exc.name}")
+    if missing:
+        message = f"conformance run needs {', '.join(missing)}: {INSTALL}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def parts_installed() -> None:
+    """Skip (fail under ``CI=true``) unless redis-server, haproxy and the extra are installed."""
+    require_parts()
+
+
+@pytest.fixture(scope="session")
+def conformance_rows():
+    """Rows of one full conformance run (about 2 minutes on 2 cores); writes the Markdown table
+    to ``tests/e2e/conformance-table.md`` when ``MCP_AFFINITY_WRITE_TABLE=1``."""
+    require_parts()
+    from mcp_affinity.cli.conformance import run_matrix, to_markdown
+
+    rows = run_matrix()
+    if os.environ.get("MCP_AFFINITY_WRITE_TABLE") == "1":
+        TABLE.write_text(to_markdown(rows))
+    return rows
