@@ -37,10 +37,7 @@ def test_examples_map_to_the_routing_they_deploy():
     assert summary(example("gke-in-memory"))[("gke", "legacy")][:2] == ("in-memory-sessions", "cookie")
 
 
-def test_learned_pinning_is_read_from_the_proxy_configuration(tmp_path):
-    text = (ROOT / "examples" / "Pulumi.gke-in-memory.yaml").read_text().replace("pinning: cookie", "pinning: learned")
-    (tmp_path / "Pulumi.learned.yaml").write_text(text)
-    project = dataclasses.replace(find_project(ROOT), stack_config_dir=tmp_path)
-    (planned,) = planned_routings(run_plan(project, "learned").to_json())
+def test_learned_pinning_is_read_from_the_proxy_configuration():
+    (planned,) = planned_routings(example("gke-in-memory-learned"))
     assert (planned.routing.kind, planned.routing.header) == ("learned", "Mcp-Session-Id")
     assert planned.server_modes == ("sdk-in-memory",)

@@ -59,8 +59,8 @@ def _line(cells: Sequence[str]) -> str:
 
 
 def verdict(row: Row) -> str:
-    """One steady row as a stable verdict: ``keeps sessions`` or ``loses sessions``."""
-    return "keeps sessions" if row.sessions_lost == 0 and row.calls_failed == 0 else "**loses sessions**"
+    """One steady row as a stable verdict: ``works`` (no call failed) or ``loses sessions``."""
+    return "works" if row.sessions_lost == 0 and row.calls_failed == 0 else "**loses sessions**"
 
 
 def summary_markdown(rows: Sequence[Row]) -> str:
