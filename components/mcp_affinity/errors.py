@@ -56,7 +56,7 @@ def _allowed_keys(model: Any, path: list[str]) -> list[str]:
     """The config keys (aliases) a model accepts at ``path``, walking through maps and models."""
     current: Any = model
     for part in path:
-        current = _unwrap(current)
+        current = unwrap_annotation(current)
         if isinstance(current, type) and issubclass(current, BaseModel):
             field = next((f for n, f in current.model_fields.items() if part in (n, f.alias)), None)
             if field is None:
@@ -66,17 +66,17 @@ def _allowed_keys(model: Any, path: list[str]) -> list[str]:
             current = typing.get_args(current)[1]
         elif typing.get_origin(current) is list:
             current = typing.get_args(current)[0]
-    current = _unwrap(current)
+    current = unwrap_annotation(current)
     if isinstance(current, type) and issubclass(current, BaseModel):
         return sorted(f.alias or n for n, f in current.model_fields.items())
     return []
 
 
-def _unwrap(annotation: Any) -> Any:
-    """Strip Optional[...] / X | None so the walk reaches the model or container inside."""
+def unwrap_annotation(annotation: Any) -> Any:
+    """Strip Optional[...] / X | None and Annotated[...] so a walk reaches the model or container inside."""
     while typing.get_origin(annotation) in (Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         annotation = args[0]
-    if typing.get_origin(annotation) is typing.Annotated:
+    while typing.get_origin(annotation) is typing.Annotated:
         annotation = typing.get_args(annotation)[0]
     return annotation
