@@ -170,7 +170,9 @@ def test_in_memory_sessions_need_pinning_and_hashing_alone_is_refused():
 
 
 def test_cookie_pinning_labels_the_service_and_needs_the_mesh_filter(record):
-    args = service_args(session_mode="in-memory-sessions", pinning="cookie")
+    with pytest.raises(ValidationError, match="clients that keep cookies"):
+        service_args(session_mode="in-memory-sessions", pinning="cookie")
+    args = service_args(session_mode="in-memory-sessions", pinning="cookie", acknowledge=["cookie-clients-only"])
     with pytest.raises(ValueError, match="persistentSessionFilter"):
         record(lambda: mesh_service(args))
     plan = record(lambda: mesh_service(args, {"persistent_session_filter": True}))

@@ -31,6 +31,9 @@ from . import sources
 DEFAULT_SESSION_HEADER = "Mcp-Session-Id"
 """The MCP streamable HTTP session header (https://modelcontextprotocol.io/specification/2025-11-25/basic/transports)."""
 
+DEFAULT_COOKIE = "mcp-affinity"
+"""The pinning cookie's default name (Istio persistent sessions; the conformance run's proxy)."""
+
 METHOD_HEADER = "Mcp-Method"
 NAME_HEADER = "Mcp-Name"
 """Request headers of MCP 2026-07-28 that let a load balancer route without reading the body."""

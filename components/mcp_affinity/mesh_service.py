@@ -60,6 +60,8 @@ class McpMeshServiceArgs(Settings):
       the response; every client) or ``cookie`` (Istio persistent sessions; clients that keep cookies).
     - ``pinning_replicas``: proxy replicas for ``learned`` (1 to 9; they share the pins).
     - ``cookie_name``: the persistent-session cookie.
+    - ``acknowledge``: ``cookie-clients-only`` accepts that ``pinning: cookie`` keeps sessions only
+      for clients that keep cookies (measured: clients without a cookie jar lose them).
     - ``notification_broker``: a ``stateless`` server fans notifications out through Redis.
     - ``hosts``: host names the gateway routes to this service.
     - ``method_routes``: key -> :class:`~mcp_affinity.load_balancer.MethodRouteArgs`: MCP methods
@@ -73,7 +75,8 @@ class McpMeshServiceArgs(Settings):
     session_mode: SessionMode
     pinning: Optional[Literal["learned", "cookie"]] = None
     pinning_replicas: Int = Field(default=2, ge=1, le=9)
-    cookie_name: str = Field(default="mcp-affinity", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    cookie_name: str = Field(default=affinity.DEFAULT_COOKIE, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    acknowledge: list[Literal["cookie-clients-only"]] = Field(default_factory=list)
     notification_broker: bool = False
     session_header: HeaderName = affinity.DEFAULT_SESSION_HEADER
     hosts: list[Domain] = Field(min_length=1)
@@ -99,6 +102,10 @@ class McpMeshServiceArgs(Settings):
                 "in-memory sessions must reach the pod that created them: set pinning: learned (every "
                 "client) or cookie (clients that keep cookies). Hashing the header does not do it: "
                 f"{affinity.HASHING_LOSES_SESSIONS}")
+        if self.pinning == "cookie" and "cookie-clients-only" not in self.acknowledge:
+            raise ValueError("pinning: cookie keeps sessions only for clients that keep cookies (the official Python "
+                             "SDK does, mcp-remote since August 2026, many clients do not): use pinning: learned, "
+                             "or add acknowledge: [cookie-clients-only]")
         if self.pinning is not None and self.session_mode is not SessionMode.IN_MEMORY_SESSIONS:
             raise ValueError("pinning goes with sessionMode in-memory-sessions; other modes need none")
         return self

@@ -52,4 +52,17 @@ def conformance_rows():
     rows = run_matrix()
     if os.environ.get("MCP_AFFINITY_WRITE_TABLE") == "1":
         TABLE.write_text(to_markdown(rows))
+    MEASURED.extend(rows)
     return rows
+
+
+MEASURED: list = []
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """Print the measured summary (the README's table) at the end of a run that measured it."""
+    if MEASURED:
+        from mcp_affinity.cli.conformance.report import summary_markdown
+
+        terminalreporter.write_sep("-", "conformance summary (README: Which mode for my server?)")
+        terminalreporter.write_line(summary_markdown(MEASURED))
