@@ -166,7 +166,7 @@ def test_in_memory_sessions_need_pinning_and_hashing_alone_is_refused():
     with pytest.raises(ValidationError, match=r"pins a session to \*a\* replica"):
         service_args(session_mode="in-memory-sessions")
     with pytest.raises(ValidationError, match="pinning goes with sessionMode in-memory-sessions"):
-        service_args(pinning="cookie")
+        service_args(pinning="learned")
 
 
 def test_cookie_pinning_labels_the_service_and_needs_the_mesh_filter(record):
