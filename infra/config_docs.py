@@ -105,7 +105,12 @@ def markdown_table() -> str:
 
 def pulumi_config_block() -> dict[str, Any]:
     """Pulumi.yaml ``config:``: every top-level key, typed where Pulumi has the type, with a default
-    when optional (``{}`` for an optional object) so that Pulumi does not demand it."""
+    when optional (``{}`` for an optional object) so that Pulumi does not demand it.
+
+    Keys are bare (``prefix``, not ``mcp-affinity:prefix``): the project's own namespace. Pulumi
+    refuses a type or default on a key namespaced by anything else ("Configuration key 'aws:region'
+    is not namespaced by the project and should not define a type", pulumi/pulumi
+    ``sdk/go/common/workspace/project.go``)."""
     block: dict[str, Any] = {}
     meanings = _bullets(StackConfig)
     for name, field in StackConfig.model_fields.items():
@@ -121,7 +126,7 @@ def pulumi_config_block() -> dict[str, Any]:
         if not field.is_required():
             value = field.default_factory() if field.default_factory is not None else field.default
             entry["default"] = {} if value is None else value
-        block[f"{NAMESPACE}:{field.alias or name}"] = entry
+        block[field.alias or name] = entry
     return block
 
 
