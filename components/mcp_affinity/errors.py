@@ -15,7 +15,7 @@ class ConfigError(pulumi.RunError):
 
     It subclasses :class:`pulumi.RunError` so that ``pulumi up`` prints the message alone, with
     no stack trace. ``problems`` holds one ``(key, message)`` pair per fault, where ``key`` is the
-    full config path, e.g. ``mcp-affinity:services.tools.affinityMode``.
+    full config path, e.g. ``mcp-affinity:services.tools.sessionMode``.
     """
 
     def __init__(self, stack: str, problems: list[tuple[str, str]]):
