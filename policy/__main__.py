@@ -3,9 +3,12 @@
 Each rule relates several resources (a NEG names its Cloud Run service), so each is a
 ``StackValidationPolicy``. Stack policies see provider outputs, wrapped by pulumi-policy in
 proxies that raise on unknown values; :func:`to_plan_resource` unwraps them into the plan shape
-so unknowns stay "cannot judge". Optional policy config (``--policy-pack-config``):
-``header`` (header-hash-names-configured-header), ``minTimeoutSeconds``
-(cloud-run-ingress-and-timeout) and ``production`` (production-store-protected).
+so unknowns stay "cannot judge". Each service's session header and timeout are read from its own
+resources, and production from the stack name in the URNs, as ``mcp-affinity check`` does.
+Optional policy config (``--policy-pack-config``): ``header`` (header-hash-names-configured-header:
+the header of a workload that declares no ``MCP_SESSION_HEADER``), ``minTimeoutSeconds``
+(cloud-run-ingress-and-timeout: a floor above the schema's 1 s) and ``production``
+(production-store-protected: overrides the stack-name inference).
 
 The pack's server starts only when the CLI runs this file as ``__main__``
 (``pulumi.policy`` runs it with ``runpy.run_path(..., run_name="__main__")``); importing it under
@@ -59,7 +62,7 @@ def settings(config: Mapping[str, Any]) -> policies.Settings:
     return policies.Settings(
         header=config.get("header", policies.DEFAULT_SESSION_HEADER),
         production=config.get("production"),
-        min_timeout_seconds=config.get("minTimeoutSeconds", 900),
+        min_timeout_seconds=config.get("minTimeoutSeconds", 1),
         outputs=True,
     )
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from conftest import ROOT
+from conftest import ROOT, plan_stack
 from mcp_affinity.cli.app import app
 
 runner = CliRunner()
@@ -27,18 +27,51 @@ def copy_project(tmp_path: Path, stack: str, edit) -> Path:
     return tmp_path
 
 
-@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
-def test_plan_succeeds_for_every_stack_and_writes_json(stack, tmp_path):
-    out = tmp_path / "plan.json"
-    result = runner.invoke(app, ["plan", "--stack", stack, "--program", str(ROOT), "--json", str(out)])
+@pytest.fixture(scope="module")
+def dev_plan(tmp_path_factory) -> tuple:
+    """`plan --stack dev` through the command line, once: (result, the JSON it wrote)."""
+    out = tmp_path_factory.mktemp("dev") / "plan.json"
+    result = runner.invoke(app, ["plan", "--stack", "dev", "--program", str(ROOT), "--json", str(out)])
+    return result, json.loads(out.read_text())
+
+
+def test_plan_succeeds_and_writes_json_with_options_and_warnings(dev_plan):
+    result, document = dev_plan
     assert result.exit_code == 0, result.output
     assert "resources to create" in result.output
-    assert json.loads(out.read_text())["stack"] == stack
+    assert document["stack"] == "dev" and isinstance(document["warnings"], list)
+    options = {key for r in document["resources"] for key in r["options"]}
+    assert options == {"protect", "ignoreChanges", "dependsOn", "deleteBeforeReplace", "replaceOnChanges", "provider"}
+    # The other stacks plan too (the cached plans the rest of the suite uses).
+    assert {plan_stack(s).stack for s in ("staging", "prod")} == {"staging", "prod"}
 
 
-def test_plan_prints_affinity_settings_first():
-    result = runner.invoke(app, ["plan", "--stack", "dev", "--program", str(ROOT)])
-    assert "template.sessionAffinity=true" in result.output.replace("\n", "")
+def test_plan_text_reads_well_in_a_ci_log(dev_plan):
+    """Not a terminal: no line wrapped, no trailing spaces, outputs as YAML, affinity shown."""
+    output = dev_plan[0].output
+    assert any(line.endswith("   template.sessionAffinity=true") for line in output.splitlines())
+    assert all(line == line.rstrip() for line in output.splitlines())
+    assert "ingress=INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER" in output  # one setting a line, never cut
+    outputs = output.split("\noutputs:\n", 1)[1].split("\nplan written", 1)[0]
+    assert "{'" not in outputs and yaml.safe_load(outputs)  # YAML, not Python dicts
+
+
+def test_plan_text_shows_every_routing_decision_on_both_platforms():
+    from mcp_affinity.cli import render
+
+    text = render.plain_text(render.tree(plan_stack("prod")))
+    for needle in ["spec.trafficPolicy={loadBalancer: {consistentHash: {httpHeaderName: Mcp-Session-Id",
+                   "spec.http=[", "hostRules=[{hosts: [", "pathMatchers=[", "template.sessionAffinity=true",
+                   "releaseChannel.channel=", "privateClusterConfig.enablePrivateNodes=true",
+                   "workloadIdentityConfig.workloadPool="]:
+        assert needle in text, needle
+    assert max(map(len, text.splitlines())) > 200  # wide values stay on one line
+
+
+def test_plan_json_to_a_missing_directory_is_bad_input(tmp_path):
+    result = runner.invoke(app, ["plan", "--stack", "dev", "--program", str(ROOT), "-q",
+                                 "--json", str(tmp_path / "missing" / "x.json")])
+    assert result.exit_code == 2 and "cannot write" in result.output and "Traceback" not in result.output
 
 
 def bad(tmp_path, stack, edit):
@@ -54,7 +87,7 @@ def test_unknown_key_names_stack_key_and_allowed_keys(tmp_path):
     message = bad(tmp_path, "dev", lambda c: c["mcp-affinity:services"]["tools"].update(sessionAffinityTtl=30))
     assert "stack 'bad'" in message
     assert "mcp-affinity:services.tools.sessionAffinityTtl: unknown key" in message
-    assert "affinityMode" in message and "timeoutSeconds" in message
+    assert "sessionMode" in message and "timeoutSeconds" in message
 
 
 def test_unknown_top_level_key_is_rejected(tmp_path):
@@ -63,15 +96,16 @@ def test_unknown_top_level_key_is_rejected(tmp_path):
 
 
 def test_bad_region_is_rejected(tmp_path):
-    message = bad(tmp_path, "dev", lambda c: c["mcp-affinity:regions"].update({"europe-west99": {"subnetCidr": "10.9.0.0/24"}}))
-    assert "mcp-affinity:regions.europe-west99" in message
+    message = bad(tmp_path, "dev", lambda c: c["mcp-affinity:network"]["subnets"].update(
+        {"europe-west99": {"ipCidrRange": "10.9.0.0/24"}}))
+    assert "europe-west99" in message
     assert "not a Google Cloud region" in message
 
 
 def test_mode_the_platform_cannot_honour_is_rejected_with_the_reason(tmp_path):
-    message = bad(tmp_path, "dev", lambda c: c["mcp-affinity:services"]["tools"].update(affinityMode="client-ip"))
-    assert "mcp-affinity:services.tools.affinityMode" in message
-    assert "cannot be honoured on Cloud Run" in message
+    message = bad(tmp_path, "dev", lambda c: c["mcp-affinity:services"]["tools"].update(
+        loadBalancerHash=True, sessionMode="shared-sessions"))
+    assert "mcp-affinity:services.tools" in message and "loadBalancerHash" in message
     assert "https://cloud.google.com/run/docs/configuring/session-affinity" in message
 
 
@@ -81,10 +115,14 @@ def test_prod_without_deletion_protection_is_rejected(tmp_path):
 
 
 def test_lb_header_hash_plans_with_a_warning(tmp_path):
-    project = copy_project(tmp_path, "dev", lambda c: c["mcp-affinity:services"]["tools"].update(affinityMode="lb-header-hash"))
-    result = runner.invoke(app, ["plan", "--stack", "bad", "--program", str(project), "-q"])
+    project = copy_project(tmp_path, "dev", lambda c: c["mcp-affinity:services"]["tools"].update(
+        loadBalancerHash=True, sessionMode="shared-sessions", acknowledge=["lb-hash-unsupported"]))
+    out = tmp_path / "p.json"
+    result = runner.invoke(app, ["plan", "--stack", "bad", "--program", str(project), "-q", "--json", str(out)])
     assert result.exit_code == 0, result.output
-    assert "warning: tools: affinity mode 'lb-header-hash'" in result.output
+    assert "warning: tools: loadBalancerHash" in result.output
+    warning = json.loads(out.read_text())["warnings"][0]  # in the plan, with the resource it names
+    assert warning["message"].startswith("tools: loadBalancerHash") and warning["urn"].endswith("::tools")
 
 
 def test_secure_values_become_a_placeholder(tmp_path):

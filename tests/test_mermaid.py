@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import plan_document
 from mcp_affinity.cli import find_project, run_plan
 from mcp_affinity.cli.mermaid import escape, to_mermaid
 
@@ -19,19 +20,24 @@ NODE = re.compile(r'^\s+([A-Za-z0-9_]+)\["([^"\[\](){}<>]|<br/>)*"\]$')
 EDGE = re.compile(r"^\s+([A-Za-z0-9_]+) -->(\|[a-z]+\|)? ([A-Za-z0-9_]+)$")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def staging() -> dict:
-    return run_plan(find_project(ROOT), "staging").to_json()
+    return plan_document("staging")
+
+
+def component(plan: dict, kind: str) -> str:
+    """The logical name of the plan's one component of ``kind`` (names may change; ids follow them)."""
+    return next(r["name"] for r in plan["resources"] if r["type"] == f"mcp-affinity:index:{kind}")
 
 
 @pytest.fixture(scope="module")
 def header_hash(tmp_path_factory) -> dict:
-    """Staging with ``tools`` on affinity mode lb-header-hash: the real program sets the backend."""
+    """Staging with ``tools`` hashing at the load balancer: the real program sets the backend."""
     folder = tmp_path_factory.mktemp("hash")
     project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
     project.update(main=str(ROOT / "infra"), stackConfigDir=".")
     stack = yaml.safe_load((ROOT / "stacks" / "Pulumi.staging.yaml").read_text())
-    stack["config"]["mcp-affinity:services"]["tools"]["affinityMode"] = "lb-header-hash"
+    stack["config"]["mcp-affinity:services"]["tools"].update(loadBalancerHash=True, acknowledge=["lb-hash-unsupported"])
     (folder / "Pulumi.yaml").write_text(yaml.safe_dump(project))
     (folder / "Pulumi.staging.yaml").write_text(yaml.safe_dump(stack))
     return run_plan(find_project(folder), "staging").to_json()
@@ -60,7 +66,8 @@ def mesh_plan() -> dict:
             "kubernetes:networking.istio.io/v1:DestinationRule", "tools", MESH, rule),
         res(MESH + "$kubernetes:apps/v1:Deployment::tools", "kubernetes:apps/v1:Deployment", "tools", MESH,
             {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "mcp-tools"},
-             "spec": {"replicas": 3.0}}),
+             "spec": {"replicas": 3.0, "template": {"spec": {"containers": [
+                 {"name": "mcp", "env": [{"name": "MCP_SESSION_HEADER", "value": "Mcp-Session-Id"}]}]}}}}),
         res(MESH + "$kubernetes:autoscaling/v2:HorizontalPodAutoscaler::tools",
             "kubernetes:autoscaling/v2:HorizontalPodAutoscaler", "tools", MESH, hpa),
         res("urn:gateway", "kubernetes:apps/v1:Deployment", "gateway", STACK,
@@ -77,23 +84,25 @@ def edges(text: str) -> list[str]:
 def test_staging_draws_lb_backend_neg_cloud_run_store(staging):
     text = to_mermaid(staging)
     lines = text.splitlines()
+    lb, store = component(staging, "GlobalHttpsLoadBalancer"), component(staging, "SessionStore")
     assert lines[0] == "flowchart LR"
     # Components holding one drawn node (load balancer, store) get no subgraph: two-space indent.
-    assert '  lb_load_balancer["Load balancer load-balancer<br/>ports 80, 443"]' in lines
-    assert '    be_tools["Backend mcp-stg-tools-backend<br/>no LB affinity"]' in lines
+    assert f'  lb_{lb}["Load balancer {lb}<br/>ports 80, 443"]' in lines
+    assert any(line.startswith('    be_tools["Backend mcp-stg-tools') and line.endswith('<br/>no LB affinity"]')
+               for line in lines)
     assert '    neg_tools["Serverless NEGs<br/>europe-west1, europe-west4"]' in lines
     assert ('    run_mcp_stg_tools["Cloud Run mcp-stg-tools<br/>regions europe-west1, europe-west4<br/>'
             'timeout 3600s<br/>ingress INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER<br/>cookie affinity on"]') in lines
-    assert ('  store_session_store["Session store mcp-stg-sessions<br/>tier BASIC<br/>'
-            'TLS SERVER_AUTHENTICATION"]') in lines
+    assert any(line.startswith(f'  store_{store}["Session store mcp-stg-') and
+               line.endswith('<br/>tier BASIC<br/>TLS SERVER_AUTHENTICATION"]') for line in lines)
     assert lines[lines.index('  subgraph grp_tools["CloudRunMcpService tools"]') + 1].startswith("    be_tools[")
     # Other platforms in the stack may add edges; the Cloud Run chains must be exactly these.
     assert [e for e in edges(text) if "search" in e or "tools" in e] == [
-        "lb_load_balancer --> be_search", "be_search --> neg_search",
-        "lb_load_balancer --> be_tools", "be_tools --> neg_tools",
+        f"lb_{lb} --> be_search", "be_search --> neg_search",
+        f"lb_{lb} --> be_tools", "be_tools --> neg_tools",
         "neg_search --> run_mcp_stg_search", "neg_tools --> run_mcp_stg_tools",
-        "run_mcp_stg_search -->|sessions| store_session_store",
-        "run_mcp_stg_tools -->|sessions| store_session_store",
+        f"run_mcp_stg_search -->|sessions| store_{store}",
+        f"run_mcp_stg_tools -->|sessions| store_{store}",
     ]
 
 
@@ -110,16 +119,15 @@ def test_staging_mesh_services_reach_gateway_rule_and_store(staging):
         header = rule["spec"]["trafficPolicy"]["loadBalancer"]["consistentHash"]["httpHeaderName"]
         assert f'dr_{name}["DestinationRule {name}<br/>host {rule["spec"]["host"]}<br/>hash header {header}"]' in text
         assert f"dr_{name} --> dep_{name}" in edges(text)
-        assert f"dep_{name} -->|sessions| store_session_store" in edges(text)
+        assert f"dep_{name} -->|sessions| store_{component(staging, 'SessionStore')}" in edges(text)
         sources = [e.split(" --> ")[0] for e in edges(text) if e.endswith(f" --> dr_{name}")]
         assert sources and all(source.startswith("gw_") for source in sources)
 
 
 def test_header_hash_affinity_is_on_the_backend_label(header_hash):
     text = to_mermaid(header_hash)
-    assert ('be_tools["Backend mcp-stg-tools-backend<br/>'
-            'affinity HEADER_FIELD / RING_HASH / Mcp-Session-Id"]') in text
-    assert 'be_search["Backend mcp-stg-search-backend<br/>no LB affinity"]' in text
+    assert re.search(r'be_tools\["Backend mcp-stg-tools[^"]*<br/>affinity HEADER_FIELD / RING_HASH / Mcp-Session-Id"\]', text)
+    assert re.search(r'be_search\["Backend mcp-stg-search[^"]*<br/>no LB affinity"\]', text)
 
 
 @pytest.mark.parametrize("inputs, label", [

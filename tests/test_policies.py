@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import plan_document
 from mcp_affinity.cli import find_project, run_plan
 from mcp_affinity.cli.policies import UNKNOWN, Violation, check_plan, check_resources, serverless_backends
 
@@ -28,9 +29,10 @@ def redis(**inputs) -> dict:
     return res("gcp:redis/instance:Instance", "store", {**base, **inputs}, parent=None)
 
 
-def run_service(name="tools-eu", **inputs) -> dict:
-    base = {"name": "mcp-tools", "ingress": "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER",
-            "template": {"timeout": "3600s", "serviceAccount": UNKNOWN}}
+def run_service(name="tools-eu", header="Mcp-Session-Id", **inputs) -> dict:
+    envs = [{"name": "MCP_SESSION_HEADER", "value": header}]
+    base = {"name": "mcp-tools", "ingress": "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER", "invokerIamDisabled": True,
+            "template": {"timeout": "3600s", "serviceAccount": UNKNOWN, "containers": [{"image": "i", "envs": envs}]}}
     return res("gcp:cloudrunv2/service:Service", name, {**base, **inputs})
 
 
@@ -47,7 +49,8 @@ def backend(group=UNKNOWN, parent=SVC_PARENT, **inputs) -> dict:
 
 def k8s_service(name="mcp", namespace="mcp") -> dict:
     return res("kubernetes:core/v1:Service", f"{namespace}-{name}",
-               {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": namespace}}, parent=None)
+               {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": namespace},
+                "spec": {"selector": {"app": name}}}, parent=None)
 
 
 def destination_rule(host="mcp", namespace="mcp", header="Mcp-Session-Id", hashing=None) -> dict:
@@ -58,12 +61,22 @@ def destination_rule(host="mcp", namespace="mcp", header="Mcp-Session-Id", hashi
                 "metadata": {"name": "mcp", "namespace": namespace}, "spec": spec}, parent=None)
 
 
-def found(violations: list[Violation]) -> list[tuple[str, str]]:
-    return [(v.rule, v.urn) for v in violations]
+def deployment(name="mcp", namespace="mcp", header="Mcp-Session-Id", mode=None) -> dict:
+    env = [{"name": "MCP_SESSION_HEADER", "value": header}] + ([{"name": "MCP_SESSION_MODE", "value": mode}] if mode else [])
+    spec = {"selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "mcp", "env": env}]}}}
+    return res("kubernetes:apps/v1:Deployment", f"{namespace}-{name}-deploy",
+               {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": namespace},
+                "spec": spec}, parent=None)
+
+
+def found(violations: list[Violation], rule: str | None = None) -> list[tuple[str, str]]:
+    """(rule, urn) per violation, of ``rule`` only when given."""
+    return [(v.rule, v.urn) for v in violations if rule in (None, v.rule)]
 
 
 def good_stack() -> list[dict]:
-    return [redis(), run_service(), neg(), backend(), k8s_service(), destination_rule()]
+    return [redis(), run_service(), neg(), backend(), k8s_service(), destination_rule(), deployment()]
 
 
 def test_good_stack_has_no_violation():
@@ -81,8 +94,31 @@ def test_redis_without_auth_tls_or_private_access(bad):
     assert found(check_resources([store])) == [("redis-auth-tls-private", store["urn"])]
 
 
-def test_redis_unknown_values_are_not_judged():
-    assert check_resources([redis(authEnabled=UNKNOWN, connectMode=UNKNOWN)]) == []
+def test_redis_unknown_connect_mode_is_not_judged_but_unknown_auth_or_tls_is_refused():
+    assert check_resources([redis(connectMode=UNKNOWN)]) == []
+    for unknown in ({"authEnabled": UNKNOWN}, {"transitEncryptionMode": UNKNOWN}):
+        store = redis(**unknown)
+        assert found(check_resources([store])) == [("redis-auth-tls-private", store["urn"])]
+        assert "unknown until apply" in check_resources([store])[0].message
+
+
+CLUSTER = "gcp:redis/cluster:Cluster"
+VALKEY = "gcp:memorystore/instance:Instance"
+
+
+@pytest.mark.parametrize("type_,good", [
+    (CLUSTER, {"authorizationMode": "AUTH_MODE_IAM_AUTH",
+               "transitEncryptionMode": "TRANSIT_ENCRYPTION_MODE_SERVER_AUTHENTICATION"}),
+    (VALKEY, {"authorizationMode": "IAM_AUTH", "transitEncryptionMode": "SERVER_AUTHENTICATION"}),
+])
+def test_redis_cluster_and_valkey_need_auth_and_tls(type_, good):
+    assert check_resources([res(type_, "store", good, parent=None)]) == []
+    for key in good:
+        for bad in (None, UNKNOWN, "DISABLED"):
+            store = res(type_, "store", {**good, key: bad}, parent=None)
+            if bad is None:
+                del store["inputs"][key]  # the provider's default is off
+            assert found(check_resources([store])) == [("redis-auth-tls-private", store["urn"])]
 
 
 def test_redis_secret_wrapped_value_is_read():
@@ -95,8 +131,7 @@ def test_redis_secret_wrapped_value_is_read():
 @pytest.mark.parametrize("inputs", [
     {"ingress": "INGRESS_TRAFFIC_ALL"},
     {"ingress": None},
-    {"template": {"timeout": "300s"}},
-    {"template": {}},
+    {"template": {"timeout": "0s"}},
     {"template": {"timeout": "3601s"}},
     {"template": {"timeout": "1h"}},
 ])
@@ -104,7 +139,14 @@ def test_cloud_run_behind_neg_must_be_lb_only_with_stream_timeout(inputs):
     service = run_service(**inputs)
     if inputs == {"ingress": None}:
         del service["inputs"]["ingress"]
-    assert found(check_resources([service, neg()])) == [("cloud-run-ingress-and-timeout", service["urn"])]
+    assert found(check_resources([service, neg()]), "cloud-run-ingress-and-timeout") == [
+        ("cloud-run-ingress-and-timeout", service["urn"])]
+
+
+@pytest.mark.parametrize("template", [{"timeout": "300s"}, {}, {"timeout": "1s"}, {"timeout": "3600s"}])
+def test_cloud_run_timeout_valid_in_the_config_schema_passes(template):
+    """timeoutSeconds 1 to 3600 is valid config (300 s is Cloud Run's default): the rule agrees."""
+    assert check_resources([run_service(template=template), neg()]) == []
 
 
 def test_cloud_run_minimum_timeout_is_a_parameter():
@@ -115,16 +157,16 @@ def test_cloud_run_minimum_timeout_is_a_parameter():
 
 
 def test_cloud_run_without_neg_is_not_judged():
-    assert check_resources([run_service(ingress="INGRESS_TRAFFIC_ALL")]) == []
+    assert check_resources([run_service(ingress="INGRESS_TRAFFIC_ALL", invokerIamDisabled=False)]) == []
 
 
 def test_cloud_run_neg_matches_by_name_else_by_parent_when_unknown():
     other = res("gcp:cloudrunv2/service:Service", "other", {"name": "mcp-other", "ingress": "INGRESS_TRAFFIC_ALL"},
                 parent="urn:pulumi:t::p::mcp-affinity:index:CloudRunMcpService::other")
     sibling = run_service(name="tools-us", ingress="INGRESS_TRAFFIC_ALL")
-    assert found(check_resources([other, sibling, neg()])) == [("cloud-run-ingress-and-timeout", sibling["urn"])]
-    assert found(check_resources([other, sibling, neg(service=UNKNOWN)])) == [
-        ("cloud-run-ingress-and-timeout", sibling["urn"])]
+    rule = "cloud-run-ingress-and-timeout"
+    assert found(check_resources([other, sibling, neg()]), rule) == [(rule, sibling["urn"])]
+    assert found(check_resources([other, sibling, neg(service=UNKNOWN)]), rule) == [(rule, sibling["urn"])]
 
 
 def test_cloud_run_unknown_ingress_is_not_judged():
@@ -146,15 +188,14 @@ def test_serverless_backend_matched_by_known_group_id():
     assert found(check_resources([neg(), bs])) == [("serverless-backend-no-healthcheck-timeout", bs["urn"])]
 
 
-def test_serverless_backend_of_a_recorded_component(record):
+def test_serverless_backend_of_a_recorded_stack():
     """Outside preview the groups are ids (here the mocks' own); the shared parent still tells."""
-    from mcp_affinity import CloudRunMcpService, CloudRunMcpServiceArgs, SessionStoreRef
+    from conftest import plan_stack
 
-    store = SessionStoreRef(secret_id="projects/p/secrets/url", secret_version="3", ca_certificate="PEM")
-    args = CloudRunMcpServiceArgs(prefix="mcp-t", regions={"europe-west1": "s1", "us-central1": "s2"},
-                                  network_id="vpc", image="img:1", session_store=store)
-    resources = [r.to_json() for r in record(lambda: CloudRunMcpService("tools", args)).resources]
-    assert [b["name"] for b in serverless_backends(resources)] == ["tools"]
+    resources = [r.to_json() for r in plan_stack("dev", known=True).resources]
+    cloud_run = sorted(r["name"] for r in resources if r["type"] == "gcp:compute/backendService:BackendService"
+                       and ":CloudRunMcpService::" in (r["parent"] or ""))
+    assert cloud_run and sorted(b["name"] for b in serverless_backends(resources)) == cloud_run
     assert check_resources(resources) == []
 
 
@@ -193,12 +234,24 @@ def test_header_hash_backend_bad(change):
     assert found(check_resources([bs])) == [("header-hash-names-configured-header", bs["urn"])]
 
 
-def test_header_is_a_parameter():
+def test_header_is_read_from_each_service():
+    """Two services with different declared headers both pass; no global header must match."""
     bs = backend(**{**HASHING, "consistentHash": {"httpHeaderName": "X-Session"}})
+    other_parent = "urn:pulumi:t::p::mcp-affinity:index:CloudRunMcpService::other"
+    other = backend(parent=other_parent, **HASHING)
+    other["urn"] += "-other"
+    services = [run_service(header="X-Session"), run_service(name="other-eu", parent=other_parent)]
+    services[1]["parent"] = other_parent
+    assert check_resources([bs, other, *services]) == []
+    services[0]["inputs"]["template"]["containers"][0]["envs"][0]["value"] = "Mcp-Session-Id"
+    assert found(check_resources([bs, other, *services])) == [("header-hash-names-configured-header", bs["urn"])]
+
+
+def test_destination_rule_hashes_the_header_its_deployment_declares():
     dr = destination_rule(header="X-Session")
-    assert check_resources([bs, dr, k8s_service()], header="X-Session") == []
-    assert found(check_resources([bs, dr, k8s_service()])) == [
-        ("header-hash-names-configured-header", bs["urn"]), ("header-hash-names-configured-header", dr["urn"])]
+    assert check_resources([dr, k8s_service(), deployment(header="X-Session")]) == []
+    bad = found(check_resources([dr, k8s_service(), deployment(header="Mcp-Session-Id")]))
+    assert bad == [("header-hash-names-configured-header", dr["urn"])]
 
 
 def test_destination_rule_hashing_something_else():
@@ -248,6 +301,31 @@ def test_production_store_protected_by_parameter():
     assert check_resources([redis()], production=True) == []  # unset: the provider refuses deletion
 
 
+def test_production_decided_by_stack_name_even_when_relabelled():
+    store = redis(deletionProtection=False, labels={"environment": "dev"})
+    store["urn"] = store["urn"].replace("urn:pulumi:t::", "urn:pulumi:prod::")
+    assert found(check_resources([store])) == [("production-store-protected", store["urn"])]
+    assert found(check_resources([redis(deletionProtection=False)], stack="eu-production")) == [
+        ("production-store-protected", redis()["urn"])]
+    assert check_resources([redis(deletionProtection=False)], stack="staging") == []
+    assert found(check_plan({"stack": "prod", "resources": [redis(deletionProtection=False)]})) == [
+        ("production-store-protected", redis()["urn"])]
+
+
+@pytest.mark.parametrize("type_,key,unset_ok", [(CLUSTER, "deletionProtectionEnabled", True),
+                                                (VALKEY, "deletionProtectionEnabled", False)])
+def test_production_cluster_and_valkey_protected(type_, key, unset_ok):
+    secure = {"authorizationMode": "AUTH_MODE_IAM_AUTH" if type_ == CLUSTER else "IAM_AUTH",
+              "transitEncryptionMode": "TRANSIT_ENCRYPTION_MODE_SERVER_AUTHENTICATION" if type_ == CLUSTER
+              else "SERVER_AUTHENTICATION"}
+    store = res(type_, "store", {**secure, key: True}, parent=None)
+    assert check_resources([store], production=True) == []
+    for value in (False, UNKNOWN, None):
+        store["inputs"][key] = value
+        expected = [] if value is None and unset_ok else [("production-store-protected", store["urn"])]
+        assert found(check_resources([store], production=True)) == expected
+
+
 def test_production_inferred_from_labels():
     store = redis(deletionProtection=False, labels={"environment": "prod"})
     assert found(check_resources([store])) == [("production-store-protected", store["urn"])]
@@ -256,7 +334,7 @@ def test_production_inferred_from_labels():
 
 
 def test_violations_are_sorted_and_mandatory():
-    bad = [redis(authEnabled=False, deletionProtection=False), run_service(ingress="INGRESS_TRAFFIC_ALL"), neg(),
+    bad = [redis(authEnabled=False, deletionProtection=False), run_service(ingress="INGRESS_TRAFFIC_ALL", invokerIamDisabled=False), neg(),
            backend(timeoutSec=10.0)]
     violations = check_resources(bad, production=True)
     assert [v.rule for v in violations] == ["cloud-run-ingress-and-timeout", "production-store-protected",
@@ -268,8 +346,7 @@ def test_violations_are_sorted_and_mandatory():
 
 @pytest.fixture(scope="module")
 def plans() -> dict[str, dict]:
-    project = find_project(ROOT)
-    return {stack: run_plan(project, stack).to_json() for stack in ("dev", "staging", "prod")}
+    return {stack: plan_document(stack) for stack in ("dev", "staging", "prod")}
 
 
 @pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
@@ -278,45 +355,63 @@ def test_real_plan_has_no_violation(plans, stack):
     assert check_resources(plans[stack]["resources"]) == []
 
 
-def _find(plan: dict, type_: str, name: str) -> dict:
-    return next(r for r in plan["resources"] if r["type"] == type_ and r["name"] == name)
+def _find(plan: dict, type_: str, parent_type: str = "", index: int = 0) -> dict:
+    """The ``index``-th resource of ``type_`` (under a component of ``parent_type``), by URN: names may change."""
+    under = f":{parent_type}::" if parent_type else ""
+    return [r for r in plan["resources"] if r["type"] == type_ and under in f"{r['parent']}::"][index]
+
+
+BACKEND_TYPE = "gcp:compute/backendService:BackendService"
+DR_TYPE = "kubernetes:networking.istio.io/v1:DestinationRule"
 
 
 def test_real_prod_plan_rules_see_their_resources(plans):
     plan = plans["prod"]
-    assert sorted(b["name"] for b in serverless_backends(plan["resources"])) == ["search", "tools"]  # not gke-gateway
-    assert _find(plan, "kubernetes:networking.istio.io/v1:DestinationRule", "notes-hash")
+    cloud_run = sorted(r["urn"] for r in plan["resources"] if r["type"] == BACKEND_TYPE
+                       and ":CloudRunMcpService::" in r["parent"])
+    assert len(cloud_run) == 2 and sorted(b["urn"] for b in serverless_backends(plan["resources"])) == cloud_run
+    assert _find(plan, DR_TYPE)
 
 
 def test_real_prod_plan_broken_is_caught(plans):
     plan = copy.deepcopy(plans["prod"])
-    store = _find(plan, "gcp:redis/instance:Instance", "session-store")
-    store["inputs"].update(authEnabled=False, deletionProtection=False)
-    service = _find(plan, "gcp:cloudrunv2/service:Service", "search-europe-west4")
-    service["inputs"]["template"]["timeout"] = "60s"
-    tools = _find(plan, "gcp:compute/backendService:BackendService", "tools")
-    tools["inputs"]["timeoutSec"] = 3600.0
-    rule = _find(plan, "kubernetes:networking.istio.io/v1:DestinationRule", "notes-hash")
+    store = _find(plan, "gcp:redis/instance:Instance")
+    store["inputs"].update(authEnabled=False, deletionProtection=False, labels={"environment": "dev"})
+    service = _find(plan, "gcp:cloudrunv2/service:Service", index=1)
+    service["inputs"]["template"]["timeout"] = "7200s"
+    backend_ = _find(plan, BACKEND_TYPE, "CloudRunMcpService")
+    backend_["inputs"]["timeoutSec"] = 3600.0
+    rule = _find(plan, DR_TYPE)
     rule["inputs"]["spec"]["host"] = "notes.mcp-notes"
     assert found(check_plan(plan)) == [
         ("cloud-run-ingress-and-timeout", service["urn"]),
         ("destination-rule-targets-service", rule["urn"]),
-        ("production-store-protected", store["urn"]),
+        ("production-store-protected", store["urn"]),  # relabelled, still prod by the stack's name
         ("redis-auth-tls-private", store["urn"]),
-        ("serverless-backend-no-healthcheck-timeout", tools["urn"]),
+        ("serverless-backend-no-healthcheck-timeout", backend_["urn"]),
     ]
 
 
+def test_real_prod_plan_without_destination_rule_is_caught(plans):
+    plan = copy.deepcopy(plans["prod"])
+    rule = _find(plan, DR_TYPE)
+    plan["resources"].remove(rule)
+    assert [v.rule for v in check_plan(plan)] == ["mesh-service-has-destination-rule"]
+
+
 def test_real_header_hash_plan(tmp_path):
-    """A stack with affinityMode lb-header-hash: the components hash the configured header."""
+    """A stack with loadBalancerHash: the components hash the header each service declares."""
     config = yaml.safe_load((ROOT / "stacks" / "Pulumi.prod.yaml").read_text())
-    config["config"]["mcp-affinity:services"]["tools"]["affinityMode"] = "lb-header-hash"
+    tools = config["config"]["mcp-affinity:services"]["tools"]
+    tools.update(loadBalancerHash=True, sessionHeader="X-Tools-Session", sessionMode="shared-sessions",
+                 acknowledge=["lb-hash-unsupported"])
     (tmp_path / "Pulumi.hash.yaml").write_text(yaml.safe_dump(config))
     project = dataclasses.replace(find_project(ROOT), stack_config_dir=tmp_path)
     plan = run_plan(project, "hash").to_json()
-    tools = _find(plan, "gcp:compute/backendService:BackendService", "tools")
-    assert tools["inputs"]["sessionAffinity"] == "HEADER_FIELD"
-    assert check_plan(plan) == []
-    rule = _find(plan, "kubernetes:networking.istio.io/v1:DestinationRule", "notes-hash")
-    assert found(check_plan(plan, header="X-Other")) == [("header-hash-names-configured-header", tools["urn"]),
-                                                         ("header-hash-names-configured-header", rule["urn"])]
+    backend_ = next(r for r in plan["resources"] if r["type"] == BACKEND_TYPE
+                    and r["inputs"].get("sessionAffinity") == "HEADER_FIELD")
+    assert backend_["inputs"]["consistentHash"]["httpHeaderName"] == "X-Tools-Session"
+    assert check_plan(plan) == []  # the other services keep Mcp-Session-Id: no global header
+    assert plan["warnings"] and plan["warnings"][0]["urn"]  # the program's warning, with the URN it names
+    backend_["inputs"]["consistentHash"]["httpHeaderName"] = "Mcp-Session-Id"
+    assert found(check_plan(plan)) == [("header-hash-names-configured-header", backend_["urn"])]

@@ -16,7 +16,7 @@ from pulumi.runtime import proto  # noqa: E402
 from pulumi_policy.deserialize import deserialize_properties  # noqa: E402
 from pulumi_policy.proxy import unknown_checking_proxy  # noqa: E402
 
-from mcp_affinity.cli import find_project, run_plan  # noqa: E402
+from conftest import plan_document  # noqa: E402
 from mcp_affinity.cli.policies import RULES, UNKNOWN  # noqa: E402
 
 ROOT = Path(__file__).parents[1]
@@ -128,7 +128,7 @@ def test_analyzer_on_real_prod_plan(pack):
     """The SDK's own AnalyzeStack (what the engine calls) over the prod plan, then a broken copy."""
     from pulumi_policy.policy import _PolicyAnalyzerServicer
 
-    plan = run_plan(find_project(ROOT), "prod").to_json()
+    plan = plan_document("prod")
     servicer = _PolicyAnalyzerServicer("mcp-affinity", "0.1.0", pack.POLICIES, pulumi_policy.EnforcementLevel.MANDATORY)
     assert list(servicer.AnalyzeStack(_request(plan), None).diagnostics) == []
 

@@ -121,18 +121,18 @@ def _show(value: Any) -> str:
 
 def get(bag: Any, *path: Any) -> Any:
     """The value at ``path`` (keys or list indexes), secrets revealed; None if absent, UNKNOWN if unknown."""
-    value = bag
+    value = bag  # plain dicts and lists (the plan; CrossGuard's proxies are unwrapped first): fast checks
     for key in (*path, None):
-        if isinstance(value, Mapping) and value.get(_SIG) == _SECRET:
+        if type(value) is dict and value.get(_SIG) == _SECRET:
             value = value.get("value")
-        if is_unknown(value):
+        if type(value) is str and value in _UNKNOWNS:
             return UNKNOWN
         if key is None:
             return value
-        if isinstance(key, int):
-            value = value[key] if isinstance(value, list) and -len(value) <= key < len(value) else None
+        if type(key) is int:
+            value = value[key] if type(value) is list and -len(value) <= key < len(value) else None
         else:
-            value = value.get(key) if isinstance(value, Mapping) else None
+            value = value.get(key) if type(value) is dict else None
     return value
 
 
@@ -235,11 +235,14 @@ def _fronted_services(resources: list[dict]) -> dict[str, dict]:
         by_name[_inputs(service, "name")].append(service)
         by_parent[service.get("parent")].append(service)
     targets: dict[str, dict] = {}
+    done: set[tuple] = set()  # each name or parent once, however many NEGs share it
     for neg in _serverless_negs(resources):
         name = _inputs(neg, "cloudRun", "service")
-        found = by_parent.get(neg.get("parent"), []) if name == UNKNOWN else \
-            by_name.get(name, []) if isinstance(name, str) else []
-        targets.update((s["urn"], s) for s in found)
+        key = ("parent", neg.get("parent")) if name == UNKNOWN else ("name", name) if isinstance(name, str) else None
+        if key is None or key in done:
+            continue
+        done.add(key)
+        targets.update((s["urn"], s) for s in (by_parent if key[0] == "parent" else by_name).get(key[1], []))
     return targets
 
 
@@ -420,18 +423,39 @@ class _Mesh:
             key = _meta_key(service)
             self.unsure |= any(is_unknown(k) for k in key)
             self.services[key] = service
-        self.workloads: dict[Any, list[dict]] = defaultdict(list)  # namespace -> Deployments
+        # (namespace, pod label, value) -> Deployments: a selector is matched by set intersection.
+        self.labelled: dict[tuple, list[dict]] = defaultdict(list)
         for deployment in _of(resources, DEPLOYMENT):
-            self.workloads[_meta_key(deployment)[1]].append(deployment)
+            labels = _inputs(deployment, "spec", "template", "metadata", "labels")
+            for item in (labels.items() if isinstance(labels, dict) else ()):
+                if isinstance(item[1], (str, int, float, bool)):
+                    self.labelled[(_meta_key(deployment)[1], *item)].append(deployment)
+
+        self._selected: dict[tuple, list[dict]] = {}
+        self._headers: dict[tuple, set] = {}
+
+    def headers(self, key: tuple, default: str) -> set:
+        """The session headers the Deployments behind Service ``key`` declare (``default`` for none)."""
+        if key not in self._headers:
+            self._headers[key] = {pod_env(d, HEADER_ENV) or default for d in self.selected(key)}
+        return self._headers[key]
 
     def selected(self, key: tuple) -> list[dict]:
-        """The Deployments whose pod labels the Service ``key`` selects."""
+        """The Deployments whose pod labels the Service ``key`` selects (computed once per Service)."""
+        if key not in self._selected:
+            self._selected[key] = self._select(key)
+        return self._selected[key]
+
+    def _select(self, key: tuple) -> list[dict]:
         selector = _inputs(self.services.get(key, {}), "spec", "selector")
-        if not isinstance(selector, dict) or not selector:
+        if not isinstance(selector, dict) or not selector or \
+                not all(isinstance(v, (str, int, float, bool)) for v in selector.values()):
             return []
-        return [d for d in self.workloads.get(key[1], [])
-                if isinstance(labels := _inputs(d, "spec", "template", "metadata", "labels"), dict)
-                and all(labels.get(k) == v for k, v in selector.items())]
+        groups = sorted((self.labelled.get((key[1], k, v), []) for k, v in selector.items()), key=len)
+        matching = {id(d) for d in groups[0]}
+        for group in groups[1:]:
+            matching &= {id(d) for d in group}
+        return [d for d in groups[0] if id(d) in matching]
 
 
 def _meta_key(resource: dict) -> tuple:
@@ -475,8 +499,7 @@ def header_hash_names_configured_header(resources: list[dict], settings: Setting
             yield rule["urn"], f"spec.trafficPolicy.loadBalancer.consistentHash hashes {hashing!r}, not a session header"
             continue
         target = _rule_target(rule)
-        headers = {pod_env(d, HEADER_ENV) or settings.header for d in mesh.selected(target)} if target else set()
-        headers = headers or {settings.header}
+        headers = (mesh.headers(target, settings.header) if target else set()) or {settings.header}
         if not is_unknown(name) and not any(is_unknown(h) or _same_header(name, h) for h in headers):
             yield rule["urn"], (f"spec.trafficPolicy.loadBalancer.consistentHash hashes header {name!r}, "
                                 f"but its service declares {' or '.join(sorted(map(repr, headers)))} ({HEADER_ENV})")
