@@ -11,7 +11,9 @@ a pin from a response header the server chose, so the mesh alone cannot do this.
 The proxy runs as a StatefulSet so each replica has a stable name; the replicas share the stick
 table through a ``peers`` section, keyed by the server's address (``srvkey addr``, HAProxy 2.7+),
 because each replica discovers the pods (``server-template`` over a headless Service) in its own
-order. Sources: HAProxy configuration manual, sections "stick store-response", "peers",
+order. HAProxy resolves peer names once, at start-up: the peers' headless Service publishes
+not-ready addresses and the pods start in parallel, so a replica that starts before its peers
+have addresses restarts until they do. Sources: HAProxy configuration manual, sections "stick store-response", "peers",
 "server-template" and "stick-table" (https://docs.haproxy.org/3.0/configuration.html).
 """
 

@@ -162,6 +162,11 @@ def test_the_plans_learned_pinning_config_passes_haproxy_check(tmp_path, parts_i
                             peers_service="notes-pinning-peers", replicas=2, header="Mcp-Session-Id", port=8080,
                             max_servers=10, timeout_seconds=3600, srvkey=False)
     path = tmp_path / "haproxy.cfg"
+    # Peer names resolve at start-up; in the cluster the peers' headless Service publishes them
+    # (publishNotReadyAddresses), here loopback stands in for them.
+    for index in range(2):
+        config = config.replace(f"notes-pinning-{index}.notes-pinning-peers.mcp-notes.svc.cluster.local:10000",
+                                f"127.0.0.1:{10000 + index}")
     path.write_text(config.replace("parse-resolv-conf", "nameserver local 127.0.0.1:53"))
     result = subprocess.run(["haproxy", "-c", "-f", str(path)], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import logging
 import tempfile
 import time
@@ -71,7 +73,19 @@ def run_matrix(modes: Sequence[ServerMode] = SERVER_MODES, routings: Sequence[Ro
         if workdir is None:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mcp-conformance-")))
         kills = frozenset(kill_cases)
-        return anyio.run(_run, list(modes), list(routings), list(clients), budget, kills, workdir, stack)
+        previous = _current_loop()
+        try:
+            return anyio.run(_run, list(modes), list(routings), list(clients), budget, kills, workdir, stack)
+        finally:
+            # anyio.run leaves no current loop; Pulumi's runtime in the same process needs one.
+            asyncio.set_event_loop(previous or asyncio.new_event_loop())
+
+
+def _current_loop() -> "asyncio.AbstractEventLoop | None":
+    try:
+        return asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        return None
 
 
 async def _run(modes: list[ServerMode], routings: list[Routing], clients: list[str], budget: Budget,
