@@ -152,3 +152,12 @@ def test_gke_in_memory_example_pins_by_cookie_with_the_filter_on():
     assert istiod["env"]["PILOT_ENABLE_PERSISTENT_SESSION_FILTER"] == "true"
     assert not plan.by_type("kubernetes:networking.istio.io/v1:DestinationRule")[0].inputs["spec"][
         "trafficPolicy"]["loadBalancer"].get("consistentHash")
+
+
+def test_every_example_passes_the_policy_rules():
+    from mcp_affinity.cli.policies import check_plan
+
+    for path in sorted((ROOT / "examples").glob("Pulumi.*.yaml")):
+        name = path.name[len("Pulumi."):-len(".yaml")]
+        violations = [v for v in check_plan(plan_example(name).to_json()) if v.enforcement == "mandatory"]
+        assert violations == [], (name, violations)

@@ -562,13 +562,18 @@ def _in_mesh(resources: list[dict]) -> bool:
     return False
 
 
+def _mapping(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
 @_rule("mesh-service-has-destination-rule", ISTIO_DESTINATION_RULE)
 def mesh_service_has_destination_rule(resources: list[dict], settings: Settings) -> Iterator[tuple[str, str]]:
     """In a mesh, every Service of an MCP server with sessions has a DestinationRule that pins them.
 
     Sources: https://istio.io/latest/docs/reference/config/networking/destination-rule/ (without a
     rule, Envoy balances each request on its own); Istio persistent sessions
-    (``istio.io/persistent-session`` on the Service, ``pilot/pkg/features/experimental.go``).
+    (the ``istio.io/persistent-session`` label on the Service, ``pilot/pkg/features/experimental.go``).
+    Headless Services are addressed pod by pod, as the learned-pinning proxy does, and need none.
     An MCP server is a Deployment whose container declares ``MCP_SESSION_HEADER``; one that
     declares ``MCP_SESSION_MODE=stateless`` needs no pinning.
     """
@@ -578,8 +583,10 @@ def mesh_service_has_destination_rule(resources: list[dict], settings: Settings)
     pinned = {t for rule in _destination_rules(resources) if (t := _rule_target(rule)) is not None}
     unsure = mesh.unsure or any(_rule_target(r) is None for r in _destination_rules(resources))
     for key, service in sorted(mesh.services.items(), key=lambda kv: kv[1]["urn"]):
-        annotations = _inputs(service, "metadata", "annotations")
-        if key in pinned or unsure or (isinstance(annotations, dict) and "istio.io/persistent-session" in annotations):
+        marks = {**_mapping(_inputs(service, "metadata", "annotations")), **_mapping(_inputs(service, "metadata", "labels"))}
+        # A headless Service is addressed pod by pod (the learned-pinning proxy's back side).
+        headless = _inputs(service, "spec", "clusterIP") == "None"
+        if key in pinned or unsure or headless or "istio.io/persistent-session" in marks:
             continue
         servers = [d for d in mesh.selected(key) if pod_env(d, HEADER_ENV) is not None
                    and pod_env(d, MODE_ENV) != "stateless"]
