@@ -21,11 +21,11 @@ import pulumi
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from mcp_affinity import (
-    CloudRunMcpServiceArgs, ConfigError, GlobalHttpsLoadBalancerArgs, NetworkArgs, RouteArgs, SessionStoreArgs,
+    ConfigError, GlobalHttpsLoadBalancerArgs, NetworkArgs, RouteArgs, SessionStoreArgs,
 )
 from mcp_affinity.config import namespace_values, secret_top_keys
 from mcp_affinity.errors import describe_validation_error
-from mcp_affinity.settings import Bool, Labels, Model, Name, Prefix, ProjectId, config_model
+from mcp_affinity.settings import Bool, Labels, Model, Name, Prefix, config_model
 from platforms import PLATFORMS
 
 NAMESPACE = "mcp-affinity"

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from conftest import plan_stack
 from helpers import NETWORK, STORE, cluster_args, gke, mesh_args
-from mcp_affinity import ISTIO_VERSION, GkeCluster, McpMeshService, McpMeshServiceArgs, Mesh
+from mcp_affinity import ISTIO_VERSION, GkeCluster, McpMeshService, McpMeshServiceArgs
 from mcp_affinity.mesh_service import service_host
 from schemas.istio_check import validate_object
 from schemas.validate import validate_kubernetes

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, Iterator, Optional
 
-from pydantic import Field
 
 from mcp_affinity import CloudRunMcpService, CloudRunMcpServiceArgs, NetworkArgs, RouteArgs, StoreRole
 from mcp_affinity.settings import config_model

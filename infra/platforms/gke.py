@@ -16,7 +16,6 @@ from mcp_affinity import (
     StoreRole,
 )
 from mcp_affinity.mesh_service import service_host
-from mcp_affinity.network import check_no_overlap
 from mcp_affinity.settings import config_model
 
 from .context import SharedContext
