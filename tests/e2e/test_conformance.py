@@ -170,3 +170,32 @@ def test_the_plans_learned_pinning_config_passes_haproxy_check(tmp_path, parts_i
     path.write_text(config.replace("parse-resolv-conf", "nameserver local 127.0.0.1:53"))
     result = subprocess.run(["haproxy", "-c", "-f", str(path)], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_routing_our_plans_deploy_keeps_the_sessions_it_promises(conformance_rows):
+    """The routing each stack and example plans (read from the plan: DestinationRule, persistent-
+    session label, stick table, Cloud Run affinity) works in the measured run for the clients it
+    promises: every client, or clients that keep cookies where the routing is a cookie."""
+    import dataclasses
+
+    from mcp_affinity.cli import find_project, run_plan
+    from mcp_affinity.cli.conformance.from_plan import planned_routings
+
+    root = Path(__file__).resolve().parents[2]
+    project = find_project(root)
+    plans = [run_plan(project, stack).to_json() for stack in ("dev", "staging", "prod")]
+    examples = dataclasses.replace(project, stack_config_dir=root / "examples")
+    plans += [run_plan(examples, p.name[len("Pulumi."):-len(".yaml")]).to_json()
+              for p in sorted((root / "examples").glob("Pulumi.*.yaml"))]
+    labels = {m.key: m.label for m in SERVER_MODES}
+    checked = set()
+    for planned in (p for plan in plans for p in planned_routings(plan)):
+        clients = ["keeps cookies"] if planned.routing.kind == "cookie" else ["keeps cookies", "no cookie jar"]
+        for mode in planned.server_modes:
+            for client in clients:
+                (row,) = [r for r in conformance_rows if (r.server, r.routing, r.client, r.scenario)
+                          == (labels[mode], planned.routing.kind, client, "steady")]
+                assert row.sessions_lost == 0 and row.calls_failed == 0, (planned, row)
+                checked.add((mode, planned.routing.kind))
+    assert {("sdk-in-memory", "learned"), ("sdk-in-memory", "cookie"), ("sdk-in-memory", "single"),
+            ("litestar-2026", "round-robin")} <= checked
