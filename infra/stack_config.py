@@ -171,6 +171,8 @@ def _settings(stack: str, config: StackConfig, project: str, problems: Problems)
         store = problems.build("sessionStore", SessionStoreArgs, {**values, **common})
     # Rules across components need every component's own settings valid first.
     problems.raise_if_any()
+    _check_hosts(config, problems)
+    problems.raise_if_any()
     routes: dict[str, RouteArgs] = {}
     for name, platform_settings in platforms.items():
         if platform_settings is not None:
@@ -188,6 +190,22 @@ def _settings(stack: str, config: StackConfig, project: str, problems: Problems)
         _check_prod(settings, problems)
         _check_names(settings, problems)
     return settings
+
+
+def _check_hosts(config: StackConfig, problems: Problems) -> None:
+    """Each host on one service only and on a certificate, each shared path prefix on one service
+    only: reported where the host or path is written (the load balancer repeats these checks)."""
+    covered = {d for domains in config.load_balancer.certificates.values() for d in domains}
+    seen: dict[str, str] = {}
+    written = [(f"services.{n}.hosts", h) for n, s in sorted(config.services.items()) for h in s.hosts]
+    written += [(f"meshServices.{n}.hosts", h) for n, s in sorted(config.mesh_services.items()) for h in s.hosts]
+    written += [(f"services.{n}.pathPrefixes", p) for n, s in sorted(config.services.items()) if not s.hosts
+                for p in s.path_prefixes]
+    for key, value in written:
+        if key.endswith(".hosts") and value not in covered:
+            problems.add(key, f"{value} is on no certificate: add it to loadBalancer.certificates")
+        if seen.setdefault(value, key) != key:
+            problems.add(key, f"{value} is also routed by {seen[value]}")
 
 
 def _dump(model: BaseModel) -> dict:
