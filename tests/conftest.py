@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from pathlib import Path
@@ -77,6 +78,13 @@ def plan_stack(stack: str, known: bool = False) -> Plan:
     if known:
         return run_plan(find_project(ROOT), stack, mock=GcpMocks(), preview=False)
     return run_plan(find_project(ROOT), stack)
+
+
+@functools.cache
+def plan_example(name: str) -> Plan:
+    """The plan of ``examples/Pulumi.<name>.yaml``, planned once per test process (shared: do not edit)."""
+    project = dataclasses.replace(find_project(ROOT), stack_config_dir=ROOT / "examples")
+    return run_plan(project, name)
 
 
 @functools.cache

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
-
-from conftest import ROOT, plan_stack
-from mcp_affinity.cli import find_project, run_plan
+from conftest import plan_example, plan_stack
 from mcp_affinity.cli.conformance.from_plan import planned_routings
 
 
 def example(name: str) -> dict:
-    project = dataclasses.replace(find_project(ROOT), stack_config_dir=ROOT / "examples")
-    return run_plan(project, name).to_json()
+    return plan_example(name).to_json()
 
 
 def summary(plan: dict) -> dict:

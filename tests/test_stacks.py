@@ -3,14 +3,12 @@ stack example per platform and MCP generation (``examples/``)."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections import Counter
 
 import pytest
 
-from conftest import ROOT, is_secret, plan_stack
-from mcp_affinity.cli import find_project, run_plan
+from conftest import ROOT, is_secret, plan_example, plan_stack
 
 RUN = "gcp:cloudrunv2/service:Service"
 NEG = "gcp:compute/regionNetworkEndpointGroup:RegionNetworkEndpointGroup"
@@ -30,11 +28,6 @@ PREFIX = {"dev": "mcp-dev", "staging": "mcp-stg", "prod": "mcp-prd"}
 
 def cloud_run_backends(plan):
     return [b for b in plan.by_type(BACKEND) if "CloudRunMcpService$" in b.urn]
-
-
-def plan_example(name: str):
-    project = dataclasses.replace(find_project(ROOT), stack_config_dir=ROOT / "examples")
-    return run_plan(project, name)
 
 
 @pytest.fixture(scope="module", params=sorted(EXPECTED_REGIONS))
