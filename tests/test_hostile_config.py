@@ -98,7 +98,7 @@ HOSTILE = {
                               NS + "services.search.pathPrefixes"),
     "unreachable service": (mutate(NS + "services.search.hosts", []), NS + "loadBalancer"),
     "cpu 3": (mutate(NS + "services.tools.cpu", "3"), NS + "services.tools"),
-    "cpu as number": (mutate(NS + "services.tools.cpu", 2), NS + "services.tools.cpu"),
+    "cpu as a boolean": (mutate(NS + "services.tools.cpu", True), NS + "services.tools.cpu"),
     "memory too large": (mutate(NS + "services.tools.memory", "100Gi"), NS + "services.tools"),
     "memory MB": (mutate(NS + "services.tools.memory", "512MB"), NS + "services.tools.memory"),
     "k8s cpu garbage": (mutate(NS + "meshServices.notes.cpu", "lots"), NS + "meshServices.notes.cpu"),
@@ -170,6 +170,8 @@ VALID = {
     "gke only": {k: v for k, v in BASE.items() if k != NS + "services"} | {
         NS + "platforms": ["gke"], NS + "loadBalancer": {"certificates": {"main": ["notes.mcp.staging.example.com"]}}},
     "a secure env value": mutate(NS + "services.tools.env", {"API_KEY": "[secret]"}),
+    "cpu as a YAML number": mutate(NS + "services.tools", {**BASE[NS + "services"]["tools"], "cpu": 2, "memory": "1Gi"}),
+    "mesh cpu as a YAML number": mutate(NS + "meshServices.notes.cpu", 1),
     "fractional cpu with concurrency 1": mutate(NS + "services.tools", {**BASE[NS + "services"]["tools"],
                                                                         "cpu": "0.5", "concurrency": 1}),
 }

@@ -24,7 +24,7 @@ from pydantic import Field, model_validator
 
 from . import affinity, sources
 from .affinity import HeaderName, SessionMode, StoreRole
-from .limits import Env, Memory, check_cloud_run_resources
+from .limits import CpuCount, Env, Memory, check_cloud_run_resources
 from .naming import CLOUD_RUN_SERVICE, RFC1035, SERVICE_ACCOUNT, PhysicalName, physical_name
 from .network import NetworkRef
 from .session_store import SessionStoreRef
@@ -81,7 +81,7 @@ class CloudRunMcpServiceArgs(Settings):
     concurrency: Int = Field(default=80, ge=1, le=1000)
     min_instances: Int = Field(default=0, ge=0, le=1000)
     max_instances: Int = Field(default=10, ge=1, le=1000)
-    cpu: str = "1"
+    cpu: CpuCount = "1"
     memory: Memory = "512Mi"
     startup_probe_path: Optional[UrlPath] = None
     env: Env = Field(default_factory=dict)

@@ -12,7 +12,7 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Annotated
 
-from pydantic import AfterValidator, Strict
+from pydantic import AfterValidator, BeforeValidator, Strict
 
 # Cloud Run: whole CPUs from this set, or 0.08 to under 1 (then concurrency must be 1).
 CLOUD_RUN_WHOLE_CPUS = {1: (128, 4096), 2: (128, 8192), 4: (2048, 16384), 6: (4096, 24576), 8: (4096, 32768)}
@@ -87,7 +87,17 @@ def _check_env_name(value: str) -> str:
     return value
 
 
-Quantity = Annotated[str, Strict(), AfterValidator(_check_quantity)]
+def _number_as_text(value: object) -> object:
+    """``cpu: 2`` in YAML is a number; CPU counts are written either way (booleans are not numbers here)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return format(value, "g")
+    return value
+
+
+CpuCount = Annotated[str, BeforeValidator(_number_as_text), Strict()]
+"""Cloud Run vCPUs, as text or a number (``"2"``, ``2``, ``0.5``); checked with the memory by
+:func:`check_cloud_run_resources`."""
+Quantity = Annotated[str, BeforeValidator(_number_as_text), Strict(), AfterValidator(_check_quantity)]
 Memory = Annotated[str, Strict(), AfterValidator(_check_memory)]
 EnvName = Annotated[str, AfterValidator(_check_env_name)]
 EnvValue = Annotated[str, Strict()]
