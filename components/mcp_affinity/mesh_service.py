@@ -41,7 +41,7 @@ from .mesh import Mesh
 from .naming import SERVICE_ACCOUNT, PhysicalName, physical_name
 from . import pinning_proxy
 from .session_store import SessionStoreRef
-from .settings import Int, Name, Port, Settings, UrlPath
+from .settings import Bool, Int, Name, Port, Settings, UrlPath
 
 SECRET_NAME = "mcp-redis"
 
@@ -77,7 +77,7 @@ class McpMeshServiceArgs(Settings):
     pinning_replicas: Int = Field(default=2, ge=1, le=9)
     cookie_name: str = Field(default=affinity.DEFAULT_COOKIE, pattern=r"^[A-Za-z0-9_-]{1,64}$")
     acknowledge: list[Literal["cookie-clients-only"]] = Field(default_factory=list)
-    notification_broker: bool = False
+    notification_broker: Bool = False
     session_header: HeaderName = affinity.DEFAULT_SESSION_HEADER
     hosts: list[Domain] = Field(min_length=1)
     method_routes: dict[Name, MethodRouteArgs] = Field(default_factory=dict)
