@@ -16,11 +16,11 @@ cookies: a server with in-memory sessions runs on one instance unless the user a
 
 from __future__ import annotations
 
-from typing import AbstractSet, Literal, Optional
+from typing import AbstractSet, Annotated, Literal, Optional
 
 import pulumi
 import pulumi_gcp as gcp
-from pydantic import Field, model_validator
+from pydantic import Field, Strict, model_validator
 
 from . import affinity, sources
 from .affinity import HeaderName, SessionMode, StoreRole
@@ -87,7 +87,7 @@ class CloudRunMcpServiceArgs(Settings):
     env: Env = Field(default_factory=dict)
     image_managed_by_ci: Bool = False
     public_invoker: Bool = True
-    log_sample_rate: float = Field(default=1.0, ge=0.0, le=1.0)
+    log_sample_rate: Annotated[float, Strict()] = Field(default=1.0, ge=0.0, le=1.0)
     security_policy: Optional[str] = None
 
     @model_validator(mode="after")

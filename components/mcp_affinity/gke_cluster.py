@@ -24,7 +24,7 @@ import pulumi_kubernetes as k8s
 from pydantic import Field, model_validator
 
 from .naming import GKE_CLUSTER, RFC1035, SERVICE_ACCOUNT, PhysicalName, physical_name
-from .network import NetworkRef, check_no_overlap
+from .network import NetworkRef, RangeName, check_no_overlap
 from .settings import Bool, Int, IPv4Cidr, Model, Name, Region, Settings
 
 # Least privilege for nodes: https://cloud.google.com/kubernetes-engine/docs/how-to/hardening-your-cluster#use_least_privilege_sa
@@ -74,8 +74,8 @@ class GkeClusterArgs(Settings):
 
     region: Region
     zones: list[str] = Field(min_length=1, max_length=10)
-    pods_range: str = "pods"
-    services_range: str = "services"
+    pods_range: RangeName = "pods"
+    services_range: RangeName = "services"
     master_cidr: IPv4Cidr = "172.16.0.0/28"
     master_authorized_networks: dict[Name, IPv4Cidr] = Field(default_factory=dict)
     private_endpoint: Bool = False
