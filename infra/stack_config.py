@@ -33,6 +33,9 @@ KNOWN_NAMESPACES = ("mcp-affinity", "gcp", "kubernetes", "pulumi")
 
 NetworkConfig = config_model(NetworkArgs)
 SessionStoreConfig = config_model(SessionStoreArgs)
+ServiceConfig = PLATFORMS["cloud-run"].ServiceConfig
+GkeConfig = PLATFORMS["gke"].GkeConfig
+MeshServiceConfig = PLATFORMS["gke"].MeshServiceConfig
 LoadBalancerConfig = config_model(GlobalHttpsLoadBalancerArgs, exclude=frozenset({
     "prefix", "project", "labels", "deletion_protection", "routes"}))
 
@@ -64,9 +67,9 @@ class StackConfig(Model):
     session_store: Optional[SessionStoreConfig] = None  # type: ignore[valid-type]
     load_balancer: LoadBalancerConfig  # type: ignore[valid-type]
     platforms: list[Literal[tuple(PLATFORMS)]] = Field(default=["cloud-run"], min_length=1)  # type: ignore[valid-type]
-    services: dict[Name, PLATFORMS["cloud-run"].ServiceConfig] = Field(default_factory=dict)  # type: ignore[valid-type]
-    gke: Optional[PLATFORMS["gke"].GkeConfig] = None  # type: ignore[valid-type]
-    mesh_services: dict[Name, PLATFORMS["gke"].MeshServiceConfig] = Field(default_factory=dict)  # type: ignore[valid-type]
+    services: dict[Name, ServiceConfig] = Field(default_factory=dict)  # type: ignore[valid-type]
+    gke: Optional[GkeConfig] = None  # type: ignore[valid-type]
+    mesh_services: dict[Name, MeshServiceConfig] = Field(default_factory=dict)  # type: ignore[valid-type]
 
     @field_validator("session_store", "gke", mode="before")
     @classmethod
@@ -86,9 +89,7 @@ class StackConfig(Model):
 class StackSettings:
     """Every component's validated settings, ready for wiring (no resource exists yet)."""
 
-    stack: str
     config: StackConfig
-    common: dict[str, Any]
     network: NetworkArgs
     session_store: Optional[SessionStoreArgs]
     load_balancer: GlobalHttpsLoadBalancerArgs
@@ -133,7 +134,7 @@ def load(stack: Optional[str] = None) -> StackSettings:
         problems.items.append(("gcp:project", "missing: set it with pulumi config set gcp:project PROJECT_ID"))
     config = problems.build("", StackConfig, raw)
     problems.raise_if_any()
-    settings = _settings(stack, config, project, problems)
+    settings = _settings(config, project, problems)
     problems.raise_if_any()
     return settings
 
@@ -151,7 +152,7 @@ def _check_namespaces(problems: Problems) -> None:
             problems.items.append((key, f"unknown namespace {namespace!r}{hint}"))
 
 
-def _settings(stack: str, config: StackConfig, project: str, problems: Problems) -> StackSettings:
+def _settings(config: StackConfig, project: str, problems: Problems) -> StackSettings:
     labels = {"app": "mcp-affinity", "environment": config.environment, **config.labels}
     common = {"prefix": config.prefix, "project": project, "labels": labels,
               "deletionProtection": config.deletion_protection}
@@ -182,8 +183,7 @@ def _settings(stack: str, config: StackConfig, project: str, problems: Problems)
                 routes[key] = route
     load_balancer = problems.build("loadBalancer", GlobalHttpsLoadBalancerArgs, {
         **_dump(config.load_balancer), **common, "routes": {k: r.model_dump(by_alias=True) for k, r in routes.items()}})
-    settings = StackSettings(stack, config, common, network, store, load_balancer, platforms,
-                             secret_top_keys(NAMESPACE))
+    settings = StackSettings(config, network, store, load_balancer, platforms, problems.secret_keys)
     if network is not None and store is not None and store.region and store.region not in network.regions:
         problems.add("sessionStore.region", f"{store.region!r} has no subnet; network regions: {', '.join(network.regions)}")
     if not problems.items:

@@ -62,10 +62,14 @@ class NetworkArgs(Settings):
                 raise ValueError("with existingNetwork give existingSubnets (region -> subnet id), not subnets")
         elif not self.subnets or self.existing_subnets:
             raise ValueError("a new VPC needs subnets (region -> {ipCidrRange}); existingSubnets goes with existingNetwork")
-        ranges = [(f"subnets.{r}.ipCidrRange", s.ip_cidr_range) for r, s in self.subnets.items()]
-        ranges += [(f"subnets.{r}.secondaryRanges.{n}", c) for r, s in self.subnets.items() for n, c in s.secondary_ranges.items()]
-        check_no_overlap(ranges)
+        check_no_overlap(self.ranges())
         return self
+
+    def ranges(self, key: str = "") -> list[tuple[str, str]]:
+        """Every subnet range as ``(key path under key, CIDR)``: primary and secondary ranges."""
+        ranges = [(f"{key}subnets.{r}.ipCidrRange", s.ip_cidr_range) for r, s in self.subnets.items()]
+        return ranges + [(f"{key}subnets.{r}.secondaryRanges.{n}", c)
+                         for r, s in self.subnets.items() for n, c in s.secondary_ranges.items()]
 
     @property
     def regions(self) -> list[str]:

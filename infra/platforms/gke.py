@@ -80,11 +80,8 @@ def _check_network(cluster: GkeClusterArgs, network: NetworkArgs, problems) -> N
         missing = {cluster.pods_range, cluster.services_range} - set(subnet.secondary_ranges)
         if missing:
             problems.add(f"network.subnets.{cluster.region}.secondaryRanges", f"needs {sorted(missing)} for GKE")
-        ranges = [(f"network.subnets.{r}.ipCidrRange", s.ip_cidr_range) for r, s in network.subnets.items()]
-        ranges += [(f"network.subnets.{r}.secondaryRanges.{n}", c) for r, s in network.subnets.items()
-                   for n, c in s.secondary_ranges.items()]
         try:
-            cluster.check_ranges(ranges)
+            cluster.check_ranges(network.ranges("network."))
         except ValueError as error:
             problems.add("gke.masterCidr", str(error))
     if not network.cloud_nat:
