@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from conftest import plan_example, plan_stack
-from mcp_affinity.cli.conformance.from_plan import planned_routings
+from mcp_affinity_conformance.from_plan import planned_routings
 
 
 def example(name: str) -> dict:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 TABLE = Path(__file__).with_name("conformance-table.md")
-INSTALL = "apt-get install -y redis-server haproxy (and pip install -e '.[conformance]')"
+INSTALL = "apt-get install -y redis-server haproxy (and pip install -e tools/conformance)"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -47,7 +47,7 @@ def conformance_rows():
     """Rows of one full conformance run (about 2 minutes on 2 cores); writes the Markdown table
     to ``tests/e2e/conformance-table.md`` when ``MCP_AFFINITY_WRITE_TABLE=1``."""
     require_parts()
-    from mcp_affinity.cli.conformance import run_matrix, to_markdown
+    from mcp_affinity_conformance import run_matrix, to_markdown
 
     rows = run_matrix()
     if os.environ.get("MCP_AFFINITY_WRITE_TABLE") == "1":
@@ -62,7 +62,7 @@ MEASURED: list = []
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     """Print the measured summary (the README's table) at the end of a run that measured it."""
     if MEASURED:
-        from mcp_affinity.cli.conformance.report import summary_markdown
+        from mcp_affinity_conformance.report import summary_markdown
 
         terminalreporter.write_sep("-", "conformance summary (README: Which mode for my server?)")
         terminalreporter.write_line(summary_markdown(MEASURED))

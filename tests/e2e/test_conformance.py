@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 
 try:
-    from mcp_affinity.cli.conformance import (
+    from mcp_affinity_conformance import (
         COLUMNS, DEFAULT_ROUTINGS, KILL_CASES, SERVER_MODES, Routing, Row, haproxy_config, to_markdown,
     )
-    from mcp_affinity.cli.conformance.proxy import Peer
+    from mcp_affinity_conformance.proxy import Peer
 except ImportError as exc:  # the [conformance] extra is missing
     if os.environ.get("CI") == "true":
         raise
-    pytest.skip(f"conformance run needs {exc.name}: pip install -e '.[conformance]'", allow_module_level=True)
+    pytest.skip(f"conformance run needs {exc.name}: pip install -e tools/conformance", allow_module_level=True)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("conformance")]
 """One worker runs the matrix once under ``pytest -n N --dist loadgroup`` (the fixture is per worker)."""
@@ -143,7 +143,7 @@ def test_sdk_default_subscription_bus_stays_in_its_process(conformance_rows):
 
 def test_readme_table_is_the_measured_summary(conformance_rows):
     """README "Which mode for my server?" is regenerated from this run (verdicts, not counts)."""
-    from mcp_affinity.cli.conformance.report import summary_markdown
+    from mcp_affinity_conformance.report import summary_markdown
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     start = readme.index("<!-- conformance:begin -->") + len("<!-- conformance:begin -->")
@@ -179,7 +179,7 @@ def test_every_routing_our_plans_deploy_keeps_the_sessions_it_promises(conforman
     import dataclasses
 
     from mcp_affinity.cli import find_project, run_plan
-    from mcp_affinity.cli.conformance.from_plan import planned_routings
+    from mcp_affinity_conformance.from_plan import planned_routings
 
     root = Path(__file__).resolve().parents[2]
     project = find_project(root)

@@ -1,9 +1,9 @@
 """``mcp-affinity conformance --stack S``: measure the routing a stack's plan configures.
 
 The stack is planned as ``mcp-affinity plan`` does; each MCP service's routing is read from the
-plan (:mod:`mcp_affinity.cli.conformance.from_plan`) and emulated by HAProxy in front of real MCP servers of the service's
-session mode, all on 127.0.0.1. Needs ``redis-server`` and ``haproxy`` (Debian) and the
-``conformance`` extra.
+plan (:mod:`mcp_affinity_conformance.from_plan`) and emulated by HAProxy in front of real MCP servers of the service's
+session mode, all on 127.0.0.1. Needs ``redis-server`` and ``haproxy`` (Debian) and the harness,
+which is not part of the library: ``pip install -e tools/conformance`` from a checkout.
 """
 
 from __future__ import annotations
@@ -26,9 +26,14 @@ def conformance(
     from .project import ProjectError, find_project
     from .runner import run_plan
     from ..errors import ConfigError
-    from .conformance import Budget, missing_binaries, run_matrix, to_markdown
-    from .conformance.from_plan import planned_routings
-    from .conformance.servers import SERVER_MODES
+    try:
+        from mcp_affinity_conformance import Budget, missing_binaries, run_matrix, to_markdown
+        from mcp_affinity_conformance.from_plan import planned_routings
+        from mcp_affinity_conformance.servers import SERVER_MODES
+    except ImportError as error:
+        typer.echo(f"error: the conformance run needs {error.name}; from a checkout: "
+                   "pip install -e tools/conformance", err=True)
+        raise typer.Exit(2) from None
 
     if missing := missing_binaries():
         typer.echo(f"error: missing {', '.join(missing)}: apt-get install -y redis-server haproxy", err=True)

@@ -1,4 +1,4 @@
-"""``python -m mcp_affinity.cli.conformance``: run the matrix and print the Markdown table."""
+"""``python -m mcp_affinity_conformance``: run the matrix and print the Markdown table."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from . import DEFAULT_ROUTINGS, ROUTING_KINDS, Budget, Routing, run_matrix, to_m
 
 def main(argv: list[str] | None = None) -> int:
     """Print the table (and write it to ``--out``); the wall-clock time in seconds goes to stderr."""
-    parser = argparse.ArgumentParser(prog="python -m mcp_affinity.cli.conformance", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m mcp_affinity_conformance", description=__doc__)
     parser.add_argument("--routing", action="append", choices=ROUTING_KINDS, help="repeatable; default: all")
     parser.add_argument("--replicas", type=int, default=Budget.replicas)
     parser.add_argument("--sessions", type=int, default=Budget.sessions)

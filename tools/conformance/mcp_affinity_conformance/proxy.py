@@ -18,7 +18,7 @@ from .procs import LOOPBACK, Proc, free_port
 
 RoutingKind = Literal["round-robin", "header-hash", "cookie", "learned", "single"]
 ROUTING_KINDS: tuple[RoutingKind, ...] = ("round-robin", "header-hash", "cookie", "learned", "single")
-from ...affinity import DEFAULT_COOKIE, DEFAULT_SESSION_HEADER as DEFAULT_HEADER  # noqa: E402
+from mcp_affinity.affinity import DEFAULT_COOKIE, DEFAULT_SESSION_HEADER as DEFAULT_HEADER  # noqa: E402
 _TOKEN = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 """RFC 9110 token: the characters allowed in a header or cookie name."""
 

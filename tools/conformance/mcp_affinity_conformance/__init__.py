@@ -6,7 +6,7 @@ each as processes; Debian's ``redis-server`` and ``haproxy`` 2.6 started here wi
 configs; the official client driving concurrent sessions. Needs the ``conformance`` extra and
 ``apt-get install -y redis-server haproxy``. See issue 10 and ``../shared/PLATFORM-FACTS.md``.
 
-    from mcp_affinity.cli.conformance import Routing, run_matrix, to_markdown
+    from mcp_affinity_conformance import Routing, run_matrix, to_markdown
     print(to_markdown(run_matrix(routings=[Routing("learned")])))
 """
 
