@@ -188,8 +188,13 @@ def test_learned_pinning_puts_a_peered_haproxy_that_learns_the_session_in_front_
     args = service_args(session_mode="in-memory-sessions", pinning="learned", pinning_replicas=3)
     plan = record(lambda: mesh_service(args))
     config = plan.get("kubernetes:core/v1:ConfigMap", "notes-pinning").inputs["data"]["haproxy.cfg"]
-    assert "stick store-response res.hdr(Mcp-Session-Id)" in config and "stick on req.hdr(Mcp-Session-Id)" in config
-    assert "srvkey addr peers pinning" in config
+    # Learn only what a server answered; a client's made-up id is looked up, never stored.
+    assert "stick store-response res.hdr(Mcp-Session-Id),sha1" in config
+    assert "stick match req.hdr(Mcp-Session-Id),sha1" in config and "stick on" not in config
+    assert "stick-table type binary len 20 size 100000 expire 1800s srvkey addr peers pinning" in config
+    assert "maxconn 2000\n  ulimit-n 4064\n" in config
+    assert "timeout client 3600s" in config and "timeout http-request 10s" in config
+    assert "timeout http-keep-alive 30s" in config
     assert [line.split()[1] for line in config.splitlines() if line.strip().startswith("peer ")] == [
         "notes-pinning-0", "notes-pinning-1", "notes-pinning-2"]
     assert "server-template mcp 1-10 notes-pods.mcp-notes.svc.cluster.local:8080" in config
@@ -199,6 +204,11 @@ def test_learned_pinning_puts_a_peered_haproxy_that_learns_the_session_in_front_
     assert pods["clusterIP"] == "None" and pods["selector"] == {"app": "notes"}
     stateful = plan.get("kubernetes:apps/v1:StatefulSet", "notes-pinning").inputs["spec"]
     assert stateful["replicas"] == 3 and stateful["serviceName"] == "notes-pinning-peers"
+    (haproxy,) = stateful["template"]["spec"]["containers"]
+    # 32 MiB + 100,000 pins x 256 B + 2,000 connections x 33 KiB, rounded up to 16 MiB.
+    assert haproxy["resources"]["limits"] == {"memory": "128Mi"} == {"memory": haproxy["resources"]["requests"]["memory"]}
+    assert haproxy["readinessProbe"]["initialDelaySeconds"] == 5
+    assert haproxy["livenessProbe"] == {"tcpSocket": {"port": 8404}, "periodSeconds": 10}
     to_pods = spec(plan, "kubernetes:security.istio.io/v1:AuthorizationPolicy", "notes-from-proxy")
     assert to_pods["rules"][0]["from"] == [{"source": {"principals": ["cluster.local/ns/mcp-notes/sa/notes-pinning"]}}]
     to_proxy = spec(plan, "kubernetes:security.istio.io/v1:AuthorizationPolicy", "notes-pinning-from-gateway")

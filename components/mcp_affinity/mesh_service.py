@@ -46,6 +46,11 @@ from .settings import Bool, Int, Name, Port, Settings, UrlPath
 SECRET_NAME = "mcp-redis"
 
 
+LEARNED_ONLY = frozenset({"pinning_replicas", "session_idle_seconds", "stream_timeout_seconds",
+                          "pinning_max_sessions", "pinning_max_connections"})
+"""Settings of the pinning proxy: refused without ``pinning: learned``, where they would do nothing."""
+
+
 class McpMeshServiceArgs(Settings):
     """Settings of :class:`McpMeshService`.
 
@@ -69,6 +74,13 @@ class McpMeshServiceArgs(Settings):
     - ``min_replicas`` / ``max_replicas``: HorizontalPodAutoscaler bounds (CPU target 70 %).
     - ``drain_seconds``: graceful termination: the pod and its sidecar keep serving open streams
       this long (30 to 3600 s, default 3600, as long as a Cloud Run request may last).
+    - ``session_idle_seconds``: ``learned``: a pin expires after the session was idle this long;
+      match the server's idle-session timeout (1800 s in FastMCP and the SDKs).
+    - ``stream_timeout_seconds``: ``learned``: the longest a request or stream may stay silent
+      through the proxy.
+    - ``pinning_max_sessions`` / ``pinning_max_connections``: ``learned``: pins and concurrent
+      connections per proxy replica; the proxy's memory limit and file-descriptor limit are
+      derived from them (:class:`~mcp_affinity.pinning_proxy.ProxySizing`).
     """
 
     image: str = Field(min_length=1, max_length=1024, pattern=r"^[^\s]+$")
@@ -87,6 +99,10 @@ class McpMeshServiceArgs(Settings):
     min_replicas: Int = Field(default=2, ge=1, le=1000)
     max_replicas: Int = Field(default=10, ge=1, le=1000)
     drain_seconds: Int = Field(default=3600, ge=30, le=3600)
+    session_idle_seconds: Int = Field(default=1800, ge=60, le=86400)
+    stream_timeout_seconds: Int = Field(default=3600, ge=30, le=86400)
+    pinning_max_sessions: Int = Field(default=100_000, ge=1000, le=10_000_000)
+    pinning_max_connections: Int = Field(default=2000, ge=100, le=100_000)
     health_path: UrlPath = "/healthz"
     env: Env = Field(default_factory=dict)
 
@@ -108,6 +124,8 @@ class McpMeshServiceArgs(Settings):
                              "or add acknowledge: [cookie-clients-only]")
         if self.pinning is not None and self.session_mode is not SessionMode.IN_MEMORY_SESSIONS:
             raise ValueError("pinning goes with sessionMode in-memory-sessions; other modes need none")
+        if self.pinning != "learned" and (stray := sorted(LEARNED_ONLY & self.model_fields_set)):
+            raise ValueError(f"{', '.join(stray)} only apply to pinning: learned (the pinning proxy); remove them")
         return self
 
     @property
@@ -219,19 +237,27 @@ class McpMeshService(pulumi.ComponentResource):
         """The learned-pinning HAProxy: config, headless Services for pods and peers, StatefulSet."""
         args, proxy, opts = self._args, self.proxy_name, self._k8s
         pods, peers = f"{self._name}-pods", f"{proxy}-peers"
+        sizing = pinning_proxy.ProxySizing(args.pinning_max_sessions, args.pinning_max_connections)
         self.haproxy_config = pinning_proxy.haproxy_config(
             name=proxy, namespace=self.namespace, pods_service=pods, peers_service=peers,
             replicas=args.pinning_replicas, header=args.session_header, port=args.port,
-            max_servers=args.max_replicas, timeout_seconds=args.drain_seconds)
+            max_servers=args.max_replicas, stream_timeout_seconds=args.stream_timeout_seconds,
+            session_idle_seconds=args.session_idle_seconds, sizing=sizing)
         k8s.core.v1.ConfigMap(proxy, metadata=self._meta(proxy), data={"haproxy.cfg": self.haproxy_config}, opts=opts)
         k8s.core.v1.Service(pods, metadata=self._meta(pods), spec={
             "clusterIP": "None", "selector": {"app": self._name}, "publishNotReadyAddresses": False,
             "ports": [{"name": "http", "port": args.port, "targetPort": args.port, "appProtocol": "http"}]}, opts=opts)
         k8s.core.v1.Service(peers, metadata=self._meta(peers, {"app": proxy}), spec={
             "clusterIP": "None", "selector": {"app": proxy}, "publishNotReadyAddresses": True,
-            "ports": [{"name": "tcp-peers", "port": pinning_proxy.PEER_PORT, "appProtocol": "tcp"}]}, opts=opts)
+            "ports": [{"name": "tcp-peers", "port": pinning_proxy.PEER_PORT, "appProtocol": "tcp"},
+                      {"name": "http-handover", "port": pinning_proxy.SERVE_PORT, "appProtocol": "http"}]}, opts=opts)
         k8s.core.v1.ServiceAccount(proxy, metadata=self._meta(proxy, {"app": proxy}), opts=opts)
-        probe = {"httpGet": {"path": "/healthz", "port": pinning_proxy.HEALTH_PORT}, "periodSeconds": 5}
+        # Ready once the peers had their chance to hand over the pins, and while a pod is up;
+        # alive as long as HAProxy answers (an outage of the pods must not restart the proxy).
+        ready = {"httpGet": {"path": "/healthz", "port": pinning_proxy.HEALTH_PORT}, "periodSeconds": 5,
+                 "initialDelaySeconds": pinning_proxy.READY_DELAY_SECONDS}
+        alive = {"tcpSocket": {"port": pinning_proxy.HEALTH_PORT}, "periodSeconds": 10}
+        memory = f"{sizing.memory_mib}Mi"
         k8s.apps.v1.StatefulSet(proxy, metadata=self._meta(proxy, {"app": proxy}), spec={
             "serviceName": peers,
             "replicas": args.pinning_replicas,
@@ -250,8 +276,8 @@ class McpMeshService(pulumi.ComponentResource):
                         "ports": [{"name": "http", "containerPort": pinning_proxy.SERVE_PORT},
                                   {"name": "peers", "containerPort": pinning_proxy.PEER_PORT},
                                   {"name": "health", "containerPort": pinning_proxy.HEALTH_PORT}],
-                        "readinessProbe": probe, "livenessProbe": {**probe, "periodSeconds": 10},
-                        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
+                        "readinessProbe": ready, "livenessProbe": alive,
+                        "resources": {"requests": {"cpu": "100m", "memory": memory}, "limits": {"memory": memory}},
                         "volumeMounts": [{"name": "config", "mountPath": "/usr/local/etc/haproxy", "readOnly": True}],
                         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                             "capabilities": {"drop": ["ALL"]}},
@@ -361,6 +387,9 @@ class McpMeshService(pulumi.ComponentResource):
             self._admit(f"{proxy}-from-gateway", proxy, [self._mesh.gateway_principal], [gateway], pinning_proxy.SERVE_PORT)
             self._admit(f"{proxy}-peers", proxy, [proxy_principal], [{"podSelector": {"matchLabels": {"app": proxy}}}],
                         pinning_proxy.PEER_PORT, policy_name=f"{proxy}-peers")
+            if args.pinning_replicas > 1:  # a replica hands unpinned requests to the others
+                self._admit(f"{proxy}-handover", proxy, [proxy_principal],
+                            [{"podSelector": {"matchLabels": {"app": proxy}}}], pinning_proxy.SERVE_PORT)
         else:
             self._admit(f"{name}-from-gateway", name, [self._mesh.gateway_principal], [gateway], args.port)
 

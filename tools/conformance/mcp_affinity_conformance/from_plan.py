@@ -7,7 +7,8 @@ would deploy:
   ``template.sessionAffinity`` (Cloud Run's cookie) -> ``cookie``; otherwise ``round-robin``. A
   serverless NEG addresses no instance, so a backend ``consistentHash`` is not emulated
   (https://cloud.google.com/run/docs/configuring/session-affinity).
-- GKE: a ConfigMap ``haproxy.cfg`` with ``stick store-response res.hdr(H)`` -> ``learned`` on H;
+- GKE: a ConfigMap ``haproxy.cfg`` with ``stick store-response res.hdr(H)`` -> ``learned`` on H,
+  run as that very configuration;
   a Service labelled ``istio.io/persistent-session: C`` -> ``cookie`` C; a DestinationRule
   ``consistentHash.httpHeaderName: H`` -> ``header-hash`` on H; otherwise ``round-robin``.
 
@@ -16,20 +17,22 @@ Each service's ``MCP_SESSION_MODE`` picks the servers measured behind that routi
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterator
 
 from mcp_affinity.cli.wire import SECRET_SIG
-from .proxy import Routing
+from .proxy import ROUTING_KINDS, Routing
 
 RUN = "gcp:cloudrunv2/service:Service"
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 
 SERVERS_FOR_MODE = {
-    "in-memory-sessions": ("sdk-in-memory",),
-    "stateless": ("sdk-2026", "sdk-stateless"),
-    "stateless+broker": ("litestar-2026", "sdk-2026", "sdk-stateless"),
+    "in-memory-sessions": ("sdk-in-memory", "fastmcp-in-memory", "ts-in-memory"),
+    "stateless": ("sdk-2026", "sdk-stateless", "fastmcp-stateless", "ts-stateless"),
+    "stateless+broker": ("litestar-2026", "sdk-2026", "sdk-stateless", "fastmcp-stateless", "ts-stateless"),
     "shared-sessions": (),
 }
 """Session mode -> conformance server modes. No public MCP server keeps legacy sessions in Redis,
@@ -102,9 +105,10 @@ def _gke(resources: list[dict]) -> Iterator[PlannedRouting]:
 
 def _mesh_routing(kinds: dict[str, list[dict]], header: str) -> tuple[Routing, str]:
     for config_map in kinds.get("ConfigMap", []):
-        match = re.search(r"stick store-response res\.hdr\(([^)]+)\)", str((config_map.get("data") or {}).get("haproxy.cfg")))
+        config = str((config_map.get("data") or {}).get("haproxy.cfg"))
+        match = re.search(r"stick store-response res\.hdr\(([^)]+)\)", config)
         if match:
-            return Routing("learned", header=match[1]), "HAProxy learns the session id from the response"
+            return Routing("learned", header=match[1], config=config), "HAProxy learns the session id from the response"
     for service in kinds.get("Service", []):
         cookie = ((service.get("metadata") or {}).get("labels") or {}).get("istio.io/persistent-session")
         if cookie:
@@ -121,3 +125,30 @@ def _mode(env: dict[str, Any]) -> str:
     if mode == "stateless" and "MCP_NOTIFICATION_BROKER_URL" in env:
         return "stateless+broker"
     return mode if mode in SERVERS_FOR_MODE else "stateless"
+
+
+def routings_of(plans: list[dict]) -> tuple[Routing, ...]:
+    """One routing per kind, in :data:`~.proxy.ROUTING_KINDS` order, as the ``plans`` configure it
+    (the first service planned with that kind). Raises ``ValueError`` for a kind no plan has:
+    the matrix measures only what the package deploys."""
+    planned = [p.routing for plan in plans for p in planned_routings(plan)]
+    found = {}
+    for routing in planned:
+        found.setdefault(routing.kind, routing)
+    if missing := [kind for kind in ROUTING_KINDS if kind not in found]:
+        raise ValueError(f"no plan configures the routing {', '.join(missing)}")
+    return tuple(found[kind] for kind in ROUTING_KINDS)
+
+
+def plan_all(root: Path) -> list[dict]:
+    """The plans (JSON) of every stack in ``stacks/`` and every example in ``examples/`` of the
+    checkout at ``root``, as ``mcp-affinity plan --json`` gives them."""
+    from mcp_affinity.cli import find_project, run_plan
+
+    project = find_project(root)
+    plans = []
+    for folder in (project.stack_config_dir, root / "examples"):
+        where = dataclasses.replace(project, stack_config_dir=folder)
+        plans += [run_plan(where, path.name[len("Pulumi."):-len(".yaml")]).to_json()
+                  for path in sorted(folder.glob("Pulumi.*.yaml"))]
+    return plans
