@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from typer.testing import CliRunner
 
 from mcp_affinity.cli.app import app
-from mcp_affinity.cli.wire import SECRET_SIG, SECRET_VALUE_SIG, UNKNOWN
+from mcp_affinity.wire import SECRET_SIG, SECRET_VALUE_SIG, UNKNOWN
 
 runner = CliRunner()
 

@@ -50,7 +50,7 @@ import pulumi_kubernetes as k8s
 from pydantic import Field, Strict, model_validator
 
 from .naming import KUBERNETES, SERVICE_ACCOUNT, NameRule, PhysicalName, physical_name
-from .settings import Bool, Int, Settings
+from .settings import Bool, Faults, Int, Settings
 
 AUTONEG_VERSION = "v2.0.1"
 """The pinned release: the newest tag of GoogleCloudPlatform/gke-autoneg-controller (2026-04-13).
@@ -174,10 +174,13 @@ class AutonegControllerArgs(Settings):
 
     @model_validator(mode="after")
     def _rules(self) -> "AutonegControllerArgs":
+        faults = Faults("AutonegControllerArgs")
         if self.memory_request_mib > self.memory_limit_mib:
-            raise ValueError("memoryRequestMib is larger than memoryLimitMib")
-        if len(set(self.watch_namespaces)) != len(self.watch_namespaces):
-            raise ValueError("watchNamespaces lists a namespace twice")
+            faults.add("memoryRequestMib", f"{self.memory_request_mib} is larger than memoryLimitMib {self.memory_limit_mib}")
+        for index, namespace in enumerate(self.watch_namespaces):
+            if namespace in self.watch_namespaces[:index]:
+                faults.add(("watchNamespaces", index), f"{namespace} is listed twice")
+        faults.raise_if_any()
         return self
 
     @property

@@ -28,10 +28,15 @@ from .limits import CpuCount, Env, Memory, check_cloud_run_resources
 from .naming import CLOUD_RUN_SERVICE, RFC1035, SERVICE_ACCOUNT, PhysicalName, physical_name
 from .network import NetworkRef
 from .session_store import SessionStoreRef
-from .settings import Bool, Int, Port, Region, Settings, UrlPath
+from .settings import Bool, Faults, Int, Port, Region, Settings, UrlPath
 
 # What CI changes when it deploys a new image itself (gcloud run deploy and friends).
 CI_OWNED_PATHS = ["template.containers[0].image", "template.revision", "template.annotations", "client", "clientVersion"]
+
+SecurityPolicyId = Annotated[str, Strict(), Field(
+    pattern=r"^(projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/global/securityPolicies/)?[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")]
+"""A Cloud Armor security policy: ``projects/P/global/securityPolicies/NAME`` or its name (RFC 1035)
+(https://cloud.google.com/compute/docs/reference/rest/v1/securityPolicies)."""
 
 Acknowledgement = Literal["cookie-clients-only", "lb-hash-unsupported"]
 """What a user may acknowledge: in-memory sessions pinned only for clients that keep cookies;
@@ -88,39 +93,41 @@ class CloudRunMcpServiceArgs(Settings):
     image_managed_by_ci: Bool = False
     public_invoker: Bool = True
     log_sample_rate: Annotated[float, Strict()] = Field(default=1.0, ge=0.0, le=1.0)
-    security_policy: Optional[str] = None
+    security_policy: Optional[SecurityPolicyId] = None
 
     @model_validator(mode="after")
     def _rules(self) -> "CloudRunMcpServiceArgs":
+        faults = Faults("CloudRunMcpServiceArgs")
         if self.min_instances > self.max_instances:
-            raise ValueError("minInstances is larger than maxInstances")
+            faults.add("minInstances", f"{self.min_instances} is larger than maxInstances {self.max_instances}")
         if self.regions is not None and len(set(self.regions)) != len(self.regions):
-            raise ValueError("regions lists a region twice")
-        check_cloud_run_resources(self.cpu, self.memory, self.concurrency)
-        affinity.store_role(self.session_mode, self.notification_broker)
-        self._check_pinning()
+            faults.add("regions", "regions lists a region twice")
+        faults.check("cpu", lambda: check_cloud_run_resources(self.cpu, self.memory, self.concurrency))
+        faults.check("notificationBroker", lambda: affinity.store_role(self.session_mode, self.notification_broker))
+        self._check_pinning(faults)
+        faults.raise_if_any()
         return self
 
-    def _check_pinning(self) -> None:
+    def _check_pinning(self, faults: Faults) -> None:
         ack = set(self.acknowledge)
         if self.load_balancer_hash:
             if self.session_mode is SessionMode.IN_MEMORY_SESSIONS:
-                raise ValueError(f"loadBalancerHash cannot keep in-memory sessions: {affinity.HASHING_LOSES_SESSIONS}")
-            if self.session_mode is SessionMode.STATELESS:
-                raise ValueError("loadBalancerHash: a stateless server has no session to hash")
-            if "lb-hash-unsupported" not in ack:
-                raise ValueError(
-                    "loadBalancerHash on Cloud Run: Google documents load-balancer session affinity as not "
-                    f"supported on serverless NEGs ({sources.CLOUD_RUN_SESSION_AFFINITY}) and consistent hashing "
-                    f"only for INTERNAL_MANAGED / INTERNAL_SELF_MANAGED backend services ({sources.BACKEND_SERVICE_API}); "
-                    "to set it anyway add acknowledge: [lb-hash-unsupported]")
+                faults.add("loadBalancerHash", f"loadBalancerHash cannot keep in-memory sessions: {affinity.HASHING_LOSES_SESSIONS}")
+            elif self.session_mode is SessionMode.STATELESS:
+                faults.add("loadBalancerHash", "loadBalancerHash: a stateless server has no session to hash")
+            elif "lb-hash-unsupported" not in ack:
+                faults.add("loadBalancerHash",
+                           "loadBalancerHash on Cloud Run: Google documents load-balancer session affinity as not "
+                           f"supported on serverless NEGs ({sources.CLOUD_RUN_SESSION_AFFINITY}) and consistent hashing "
+                           f"only for INTERNAL_MANAGED / INTERNAL_SELF_MANAGED backend services ({sources.BACKEND_SERVICE_API}); "
+                           "to set it anyway add acknowledge: [lb-hash-unsupported]")
         several = self.max_instances > 1 or self.regions is None or len(self.regions) > 1
         if self.session_mode is SessionMode.IN_MEMORY_SESSIONS and several and "cookie-clients-only" not in ack:
-            raise ValueError(
-                "in-memory sessions on Cloud Run are pinned only by Cloud Run's session-affinity cookie, which "
-                "works only for clients that keep cookies (the official Python SDK does, mcp-remote since "
-                f"August 2026, many clients do not; {sources.CLOUD_RUN_SESSION_AFFINITY}). Run one instance "
-                "(maxInstances: 1 and one region in regions), or add acknowledge: [cookie-clients-only]")
+            faults.add("sessionMode",
+                       "in-memory sessions on Cloud Run are pinned only by Cloud Run's session-affinity cookie, which "
+                       "works only for clients that keep cookies (the official Python SDK does, mcp-remote since "
+                       f"August 2026, many clients do not; {sources.CLOUD_RUN_SESSION_AFFINITY}). Run one instance "
+                       "(maxInstances: 1 and one region in regions), or add acknowledge: [cookie-clients-only]")
 
     @property
     def store_role(self) -> StoreRole:

@@ -21,16 +21,16 @@ set per pod with the ``proxy.istio.io/config`` annotation; the gateway chart lab
 from __future__ import annotations
 
 import json
-from typing import Literal, Mapping, Optional, Sequence
+from typing import Annotated, Literal, Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
 from .gke_cluster import GkeCluster
 from .naming import RFC1035, PhysicalName, physical_name
-from .settings import Bool, Int, Settings
+from .settings import Bool, Faults, Int, Settings
 
 ISTIO_VERSION = "1.30.3"
 """The Istio release whose charts are installed: the latest patch of the newest supported minor
@@ -46,6 +46,16 @@ REFUSED_MESHES = {
     "gke-gateway": "GKE Gateway's GCPBackendPolicy lists HEADER_FIELD but has no field for the header name; "
                    "choose istio or cloud-service-mesh",
 }
+
+
+def _refuse_mesh(value: object) -> object:
+    if isinstance(value, str) and value in REFUSED_MESHES:
+        raise ValueError(f"mesh '{value}' is refused: {REFUSED_MESHES[value]}")
+    return value
+
+
+MeshKind = Annotated[Literal["istio", "cloud-service-mesh"], BeforeValidator(_refuse_mesh)]
+"""A mesh that can hash on a request header; the meshes of :data:`REFUSED_MESHES` are refused with the reason."""
 
 
 class MeshArgs(Settings):
@@ -66,7 +76,7 @@ class MeshArgs(Settings):
       (experimental) so Services labelled ``istio.io/persistent-session`` pin clients by cookie.
     """
 
-    kind: str = "istio"
+    kind: MeshKind = "istio"
     version: str = Field(default=ISTIO_VERSION, pattern=r"^1\.\d+\.\d+$")
     data_plane: Literal["sidecar", "ambient"] = "sidecar"
     waypoint: Bool = False
@@ -75,25 +85,18 @@ class MeshArgs(Settings):
     persistent_session_filter: Bool = False
     fleet_feature: Bool = True
 
-    @field_validator("kind")
-    @classmethod
-    def _kind(cls, value: str) -> str:
-        if value in REFUSED_MESHES:
-            raise ValueError(f"mesh '{value}' is refused: {REFUSED_MESHES[value]}")
-        if value not in ("istio", "cloud-service-mesh"):
-            raise ValueError(f"unknown mesh {value!r}; allowed: istio, cloud-service-mesh")
-        return value
-
     @model_validator(mode="after")
     def _data_plane(self) -> "MeshArgs":
+        faults = Faults("MeshArgs")
         if self.data_plane == "ambient" and not self.waypoint:
-            raise ValueError(
-                "dataPlane 'ambient' without a waypoint cannot hash on a header: ztunnel is L4 only "
-                "(https://ambientmesh.io/docs/traffic/); set waypoint: true or use dataPlane 'sidecar'")
+            faults.add("waypoint",
+                       "dataPlane 'ambient' without a waypoint cannot hash on a header: ztunnel is L4 only "
+                       "(https://ambientmesh.io/docs/traffic/); set waypoint: true or use dataPlane 'sidecar'")
         if self.data_plane == "ambient" and self.kind != "istio":
-            raise ValueError("dataPlane 'ambient' is offered with kind 'istio' only")
+            faults.add("dataPlane", "dataPlane 'ambient' is offered with kind 'istio' only")
         if self.persistent_session_filter and self.kind != "istio":
-            raise ValueError("persistentSessionFilter needs kind 'istio' (an istiod setting)")
+            faults.add("persistentSessionFilter", "persistentSessionFilter needs kind 'istio' (an istiod setting)")
+        faults.raise_if_any()
         return self
 
     def names(self, name: str) -> dict[str, PhysicalName]:

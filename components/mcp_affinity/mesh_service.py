@@ -36,14 +36,17 @@ from . import affinity
 from .affinity import METHOD_HEADER, NAME_HEADER, HeaderName, SessionMode, StoreRole
 from .gke_cluster import GkeCluster
 from .limits import Env, Memory, Quantity
-from .load_balancer import Domain, MethodRouteArgs
+from .load_balancer import Domain, MethodRouteArgs, check_hosts_once, check_method_matches
 from .mesh import Mesh
 from .naming import SERVICE_ACCOUNT, PhysicalName, physical_name
 from . import pinning_proxy
 from .session_store import SessionStoreRef
-from .settings import Bool, Int, Name, Port, Settings, UrlPath
+from .settings import Bool, Faults, Int, Name, Port, Settings, UrlPath
 
 SECRET_NAME = "mcp-redis"
+
+ISTIO_PORTS = frozenset({15000, 15001, 15004, 15006, 15008, 15020, 15021, 15053, 15090})
+"""Ports the Istio sidecar uses in the pod (https://istio.io/latest/docs/ops/deployment/application-requirements/#ports-used-by-istio)."""
 
 
 class McpMeshServiceArgs(Settings):
@@ -92,23 +95,35 @@ class McpMeshServiceArgs(Settings):
 
     @model_validator(mode="after")
     def _rules(self) -> "McpMeshServiceArgs":
+        faults = Faults("McpMeshServiceArgs")
         if self.min_replicas > self.max_replicas:
-            raise ValueError("minReplicas is larger than maxReplicas")
-        if self.port in (15000, 15001, 15004, 15006, 15008, 15020, 15021, 15053, 15090):
-            raise ValueError(f"port {self.port} is used by the Istio sidecar")
-        affinity.store_role(self.session_mode, self.notification_broker)
-        if self.session_mode is SessionMode.IN_MEMORY_SESSIONS and self.pinning is None:
-            raise ValueError(
-                "in-memory sessions must reach the pod that created them: set pinning: learned (every "
-                "client) or cookie (clients that keep cookies). Hashing the header does not do it: "
-                f"{affinity.HASHING_LOSES_SESSIONS}")
-        if self.pinning == "cookie" and "cookie-clients-only" not in self.acknowledge:
-            raise ValueError("pinning: cookie keeps sessions only for clients that keep cookies (the official Python "
-                             "SDK does, mcp-remote since August 2026, many clients do not): use pinning: learned, "
-                             "or add acknowledge: [cookie-clients-only]")
-        if self.pinning is not None and self.session_mode is not SessionMode.IN_MEMORY_SESSIONS:
-            raise ValueError("pinning goes with sessionMode in-memory-sessions; other modes need none")
+            faults.add("minReplicas", f"{self.min_replicas} is larger than maxReplicas {self.max_replicas}")
+        if self.port in ISTIO_PORTS:
+            faults.add("port", f"port {self.port} is used by the Istio sidecar")
+        faults.check("notificationBroker", lambda: affinity.store_role(self.session_mode, self.notification_broker))
+        self._check_pinning(faults)
+        check_hosts_once(self.hosts, faults)
+        check_method_matches(self.method_routes, faults)
+        faults.raise_if_any()
         return self
+
+    def _check_pinning(self, faults: Faults) -> None:
+        if self.session_mode is SessionMode.IN_MEMORY_SESSIONS and self.pinning is None:
+            faults.add("pinning",
+                       "in-memory sessions must reach the pod that created them: set pinning: learned (every "
+                       "client) or cookie (clients that keep cookies). Hashing the header does not do it: "
+                       f"{affinity.HASHING_LOSES_SESSIONS}")
+        if self.pinning == "cookie" and "cookie-clients-only" not in self.acknowledge:
+            faults.add("acknowledge",
+                       "pinning: cookie keeps sessions only for clients that keep cookies (the official Python "
+                       "SDK does, mcp-remote since August 2026, many clients do not): use pinning: learned, "
+                       "or add acknowledge: [cookie-clients-only]")
+        if self.pinning is not None and self.session_mode is not SessionMode.IN_MEMORY_SESSIONS:
+            faults.add("pinning", "pinning goes with sessionMode in-memory-sessions; other modes need none")
+        if "pinning_replicas" in self.model_fields_set and self.pinning != "learned":
+            faults.add("pinningReplicas", "pinningReplicas goes with pinning: learned (the proxy's replicas); remove it")
+        if "cookie_name" in self.model_fields_set and self.pinning != "cookie":
+            faults.add("cookieName", "cookieName goes with pinning: cookie; remove it")
 
     @property
     def store_role(self) -> StoreRole:
@@ -117,6 +132,15 @@ class McpMeshServiceArgs(Settings):
     def names(self, name: str) -> dict[str, PhysicalName]:
         """Physical names: the Google service account (Kubernetes names live in namespace ``mcp-NAME``)."""
         return {"account": physical_name(SERVICE_ACCOUNT, "gcp:serviceaccount/account:Account", self.prefix, name, "gke")}
+
+
+def method_target_faults(name: str, args: McpMeshServiceArgs, services: AbstractSet[str]) -> list[tuple[str, str]]:
+    """``(key under the service, message)`` for each method route of service ``name`` whose target is
+    not another of ``services`` (the mesh services of the same mesh)."""
+    return [(f"methodRoutes.{key}.service", f"{route.service!r} is not another mesh service; mesh services: "
+             f"{', '.join(sorted(services - {name})) or 'none'}")
+            for key, route in sorted(args.method_routes.items())
+            if route.service not in services or route.service == name]
 
 
 class McpMeshService(pulumi.ComponentResource):
@@ -137,9 +161,8 @@ class McpMeshService(pulumi.ComponentResource):
                  opts: Optional[pulumi.ResourceOptions] = None):
         if args.store_role is not StoreRole.NONE and session_store is None:
             raise ValueError(f"session mode {args.session_mode.value} needs a session_store")
-        missing = {m.service for m in args.method_routes.values()} - set(route_hosts or {})
-        if missing:
-            raise ValueError(f"method routes name unknown mesh services {sorted(missing)}")
+        for key, message in method_target_faults(name, args, set(route_hosts or {})):
+            raise ValueError(f"{key}: {message}")
         if args.pinning == "cookie" and not mesh.persistent_session_filter:
             raise ValueError("pinning: cookie needs the mesh's persistentSessionFilter")
         names = args.names(name)

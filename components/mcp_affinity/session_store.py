@@ -25,7 +25,7 @@ from pydantic import Field, model_validator
 
 from .naming import REDIS_INSTANCE, SECRET, PhysicalName, physical_name
 from .network import NetworkRef
-from .settings import Int, Model, Region, Settings, StrInput
+from .settings import Faults, Int, Model, Region, Settings, StrInput
 
 Day = Literal["MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY"]
 SnapshotPeriod = Literal["ONE_HOUR", "SIX_HOURS", "TWELVE_HOURS", "TWENTY_FOUR_HOURS"]
@@ -68,10 +68,12 @@ class SessionStoreArgs(Settings):
 
     @model_validator(mode="after")
     def _replicas(self) -> "SessionStoreArgs":
+        faults = Faults("SessionStoreArgs")
         if self.read_replicas and self.tier != "STANDARD_HA":
-            raise ValueError("readReplicas needs tier STANDARD_HA")
+            faults.add("readReplicas", "readReplicas needs tier STANDARD_HA")
         if self.read_replicas and self.memory_size_gb < 5:
-            raise ValueError("readReplicas needs memorySizeGb of 5 or more")
+            faults.add("readReplicas", "readReplicas needs memorySizeGb of 5 or more")
+        faults.raise_if_any()
         return self
 
     def names(self, name: str) -> dict[str, PhysicalName]:

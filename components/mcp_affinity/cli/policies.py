@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 from .. import sources
 from ..affinity import DEFAULT_SESSION_HEADER
 
-from .wire import SECRET_SIG as _SIG, SECRET_VALUE_SIG as _SECRET, UNKNOWN, UNKNOWNS as _UNKNOWNS
+from ..wire import SECRET_SIG as _SIG, SECRET_VALUE_SIG as _SECRET, UNKNOWN, UNKNOWNS as _UNKNOWNS
 
 REDIS = "gcp:redis/instance:Instance"
 REDIS_CLUSTER = "gcp:redis/cluster:Cluster"

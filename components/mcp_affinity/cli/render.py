@@ -21,7 +21,7 @@ from rich.markup import escape
 from rich.tree import Tree
 
 from .runner import Plan, PlannedResource
-from .wire import COMPUTED, SECRET_SIG, UNKNOWNS
+from ..wire import COMPUTED, SECRET_SIG, UNKNOWNS
 
 _MESH = "kubernetes:networking.istio.io/v1"
 _CONTAINER = "spec.template.spec.containers.0"

@@ -35,7 +35,7 @@ from pulumi.runtime.sync_await import _sync_await
 
 from .project import PulumiProject
 
-from .wire import COMPUTED, MASKED, SECRET_SIG, SECRET_VALUE_SIG, UNKNOWN  # noqa: F401 (re-exported)
+from ..wire import COMPUTED, MASKED, SECRET_SIG, SECRET_VALUE_SIG, UNKNOWN  # noqa: F401 (re-exported)
 
 
 @dataclass

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from mcp_affinity.cli.wire import SECRET_SIG
+from mcp_affinity.wire import SECRET_SIG
 from .proxy import Routing
 
 RUN = "gcp:cloudrunv2/service:Service"

@@ -1,4 +1,7 @@
-"""Pulumi's wire-format sentinels, defined once for every part of the command line.
+"""Pulumi's wire-format sentinels and the plan's placeholder for a secret, defined once.
+
+The command line, the policy rules and the settings that must accept a secure value the plan
+cannot read all take them from here.
 
 The engine sends unknown values as the string ``UNKNOWN`` and secrets in an envelope
 ``{SECRET_SIG: SECRET_VALUE_SIG, "value": ...}``; see ``pulumi/sdk/python/lib/pulumi/runtime/rpc.py``.
@@ -19,7 +22,8 @@ SECRET_VALUE_SIG = "1b47061264138c4ac30d75fd1eb44270"
 """The value of ``SECRET_SIG`` that marks a secret envelope."""
 
 MASKED = "[secret]"
-"""What a secret's value becomes in every plan this tool writes."""
+"""What a secret's value becomes in every plan this tool writes, and what a ``secure:`` config value
+reads as under ``mcp-affinity plan`` (which has no key to decrypt it)."""
 
 COMPUTED = "(known after apply)"
 """How an unknown value reads in a plan, as in ``pulumi preview``."""
