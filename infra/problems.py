@@ -14,7 +14,7 @@ from __future__ import annotations
 import typing
 from typing import Any, Callable, Optional
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, BeforeValidator, TypeAdapter, ValidationError
 
 from mcp_affinity import ConfigError
 from mcp_affinity.errors import describe_errors, unwrap_annotation
@@ -32,10 +32,30 @@ class Problems:
                  raw: Optional[dict] = None):
         self.stack, self.namespace, self.secret_keys = stack, namespace, secret_keys
         self.items: list[tuple[str, str]] = []
+        self.refused: set[str] = set()
+        self.refused_tops: set[str] = set()
+        self._schema: Any = None
         self._secrets = sorted({t for k in secret_keys for t in _texts((raw or {}).get(k))}, key=len, reverse=True)
 
     def add(self, key: str, message: str) -> None:
-        self.items.append((f"{self.namespace}:{key}", message))
+        self._append(f"{self.namespace}:{key}", message)
+
+    def _append(self, key: str, message: str) -> None:
+        # A key refused while reading the file is not reported again by a rule that ran on its default.
+        if key not in self.refused:
+            self.items.append((key, message))
+
+    def refuse(self, loc: tuple, message: Optional[str], error: Optional[dict] = None) -> None:
+        """Record a value refused while reading the file (``error``: pydantic's, or ``message``)."""
+        parts = [str(p) for p in loc]
+        error = error or {"type": "rule", "loc": (), "msg": message}
+        top = parts[0] if parts else ""
+        for key, text in describe_errors([dict(error, loc=tuple(loc))], self._schema, f"{self.namespace}:",
+                                         show_input=top not in self.secret_keys):
+            self.items.append((key, text))
+            self.refused.add(key)
+        if len(parts) >= 1:
+            self.refused_tops.add(top)
 
     def add_errors(self, key: str, model: Any, errors: list[dict],
                    remap: Optional[Callable[[list[str]], str]] = None) -> None:
@@ -46,7 +66,8 @@ class Problems:
             relative = dict(error, loc=()) if remap else error
             top = (where or str(error["loc"][0])).split(".")[0]
             prefix = f"{self.namespace}:{where}"
-            self.items += describe_errors([relative], model, prefix, show_input=top not in self.secret_keys)
+            for full, message in describe_errors([relative], model, prefix, show_input=top not in self.secret_keys):
+                self._append(full, message)
 
     def build(self, key: str, model: type[BaseModel], values: dict,
               remap: Optional[Callable[[list[str]], str]] = None) -> Any:
@@ -85,45 +106,69 @@ def _texts(value: Any) -> list[str]:
     return []
 
 
-def validate_fields(model: type[BaseModel], raw: dict, problems: Problems) -> Any:
-    """``model`` built from ``raw`` one top-level key at a time (each entry of a map of objects on
-    its own); a refused key or entry is recorded and left out (None for a required key), so the
-    rest is still validated and checked in the same pass."""
+def validate_fields(model: type[BaseModel], raw: dict, problems: Problems, path: tuple = ()) -> Any:
+    """``model`` built from ``raw`` one field at a time, objects and each entry of a map of objects
+    on their own: a refused value is recorded and left out (its default applies, or the object
+    stays partial), so the rest is still validated and checked in the same pass. The component's
+    rules then run on what is left; a later fault at a key already refused is not repeated."""
     values: dict[str, Any] = {}
+    if not path:
+        problems._schema = model
     by_alias = {field.alias or name: name for name, field in model.model_fields.items()}
     for key in sorted(set(raw) - set(by_alias)):
-        problems.add(key, "unknown key; allowed keys here: " + ", ".join(sorted(by_alias)))
+        problems.refuse(path + (key,), f"unknown key; allowed keys here: {', '.join(sorted(by_alias))}")
     for alias, name in by_alias.items():
         field = model.model_fields[name]
         if alias not in raw:
-            if field.is_required():
-                problems.add(alias, "required, but missing")
-                values[name] = None
+            if field.is_required() and not path:
+                problems.refuse((alias,), "required, but missing")
             continue
-        values[name] = _field(model, alias, field, raw[alias], problems)
-    return model.model_construct(**{k: v for k, v in values.items() if v is not None or model.model_fields[k].is_required()})
+        value = _field(model, path + (alias,), field, raw[alias], problems)
+        if value is not None or raw[alias] is None:
+            values[name] = value
+    if not path:
+        values.update({n: None for n, f in model.model_fields.items() if f.is_required() and n not in values})
+    return model.model_construct(_fields_set=set(values), **values)
 
 
-def _field(model: type[BaseModel], alias: str, field: Any, value: Any, problems: Problems) -> Any:
+def _model(annotation: Any) -> Optional[type[BaseModel]]:
+    inner = unwrap_annotation(annotation)
+    return inner if isinstance(inner, type) and issubclass(inner, BaseModel) else None
+
+
+def _field(model: type[BaseModel], loc: tuple, field: Any, value: Any, problems: Problems) -> Any:
     inner = unwrap_annotation(field.annotation)
-    entry = typing.get_args(inner)[1] if typing.get_origin(inner) is dict else None
-    if entry is not None and isinstance(unwrap_annotation(entry), type) and issubclass(unwrap_annotation(entry), BaseModel) \
-            and isinstance(value, dict):
-        key_type = typing.get_args(inner)[0]
+    entry = _model(typing.get_args(inner)[1]) if typing.get_origin(inner) is dict else None
+    if entry is not None and isinstance(value, dict) and not field.metadata:
         result = {}
         for name, item in value.items():
-            good_key = _check(model, alias, key_type, name, problems, (name, "[key]"))
-            good_value = _check(model, alias, entry, item, problems, (name,))
+            good_key = _check(model, typing.get_args(inner)[0], name, problems, loc + (name, "[key]"))
+            good_value = validate_fields(entry, item, problems, loc + (name,)) if isinstance(item, dict) else \
+                _check(model, entry, item, problems, loc + (name,))
             if good_key is not None and good_value is not None:
                 result[good_key] = good_value
         return result
     annotation = typing.Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
-    return _check(model, alias, annotation, value, problems, ())
+    sub = _model(field.annotation)
+    if sub is not None and isinstance(value, dict) and value:
+        value = _check(model, annotation, value, problems, loc, before_only=True)
+        return None if value is None else validate_fields(sub, value, problems, loc)
+    return _check(model, annotation, value, problems, loc)
 
 
-def _check(model: type[BaseModel], alias: str, annotation: Any, value: Any, problems: Problems, loc: tuple) -> Any:
+def _check(model: type[BaseModel], annotation: Any, value: Any, problems: Problems, loc: tuple,
+           before_only: bool = False) -> Any:
+    """``value`` validated as ``annotation``; None (and the faults recorded under ``loc``) if refused.
+    ``before_only``: an object checked field by field later; only its before-validators run here."""
+    if before_only:
+        inner = typing.get_args(annotation)[1:] if typing.get_origin(annotation) is typing.Annotated else ()
+        for meta in inner:
+            value = meta.func(value) if isinstance(meta, BeforeValidator) else value
+        return value
     try:
         return TypeAdapter(annotation).validate_python(value)
     except ValidationError as error:
-        problems.add_errors("", model, [dict(e, loc=(alias, *loc, *e["loc"])) for e in error.errors()])
+        for e in error.errors():
+            full = (*loc, *e["loc"])
+            problems.refuse(full, None, e)
         return None

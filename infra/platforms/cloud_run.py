@@ -25,7 +25,8 @@ def settings(config, common: dict, problems, network: Optional[NetworkArgs]) -> 
     """Each service's (settings or None, route values), validated under ``services.<name>``; the
     route's own rules run in the load balancer, which reports them under the same key."""
     if not config.services:
-        problems.add("services", "platforms includes cloud-run: define at least one service")
+        if "services" not in problems.refused_tops:
+            problems.add("services", "platforms includes cloud-run: define at least one service")
         return None
     result = {}
     for name, service in sorted(config.services.items()):

@@ -50,7 +50,7 @@ def settings(config, common: dict, problems, network: Optional[NetworkArgs]) -> 
     """The cluster, mesh, gateway backend, autoneg and mesh services' settings (None where refused)."""
     if config.gke is None or not config.mesh_services:
         for key in ("gke", "meshServices"):
-            if key not in keys_set(config):
+            if key not in keys_set(config) and key not in problems.refused_tops:
                 problems.add(key, "platforms includes gke: set gke and at least one entry of meshServices")
         if config.gke is None:
             return None
@@ -74,7 +74,8 @@ def settings(config, common: dict, problems, network: Optional[NetworkArgs]) -> 
         for key, message in (method_target_faults(name, service, set(services)) if service else []):
             problems.add(f"meshServices.{name}.{key}", message)
     return {"cluster": cluster, "mesh": mesh, "gateway": gateway, "autoneg": autoneg, "services": services,
-            "hosts": {name: service.hosts for name, service in sorted(config.mesh_services.items())}}
+            "hosts": {name: service.model_dump(by_alias=True, exclude_unset=True).get("hosts", [])
+                      for name, service in sorted(config.mesh_services.items())}}
 
 
 def _check_network(cluster: GkeClusterArgs, network: NetworkArgs, problems) -> None:
