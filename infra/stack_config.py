@@ -160,6 +160,9 @@ def _settings(config: StackConfig, project: Optional[str], problems: Problems) -
             if config.platforms is not None and name not in config.platforms:
                 problems.add(key, f"set, but platforms does not include {name}: add {name} to platforms")
     store = _store(config, common, network, platforms, problems)
+    if store is None and network is not None and "private_services_access" not in config.network.model_fields_set:
+        # Nothing connects through private services access: do not reserve a range nor peer for it.
+        network = network.model_copy(update={"private_services_access": False})
     load_balancer = _load_balancer(config, common, platforms, problems)
     settings = StackSettings(config, network, store, load_balancer, platforms, problems.secret_keys)
     if config.environment == "prod":
@@ -231,28 +234,6 @@ def _check_prod(settings: StackSettings, problems: Problems) -> None:
         problems.add("network", "prod needs subnets in two regions or more")
     if settings.session_store is not None and settings.session_store.tier != "STANDARD_HA":
         problems.add("sessionStore.tier", "prod needs STANDARD_HA (no in-place change between tiers later)")
-
-
-BASE_APIS = ("compute", "iam", "cloudresourcemanager", "run", "secretmanager")
-STORE_APIS = ("redis", "servicenetworking")
-GKE_APIS = ("container", "cloudkms", "artifactregistry")
-MESH_APIS = ("gkehub", "mesh")
-
-
-def required_apis(settings: StackSettings) -> list[str]:
-    """The Google Cloud APIs this stack's resources need (``SERVICE.googleapis.com``), sorted:
-    enable them once per project before the first ``pulumi up``."""
-    apis = set(BASE_APIS)
-    if settings.session_store is not None or settings.network.private_services_access:
-        apis.update(STORE_APIS)
-    gke = settings.platforms.get("gke")
-    if gke:
-        apis.update(GKE_APIS)
-        if gke["mesh"].kind == "cloud-service-mesh":
-            apis.update(MESH_APIS)
-        if gke["cluster"].binary_authorization:
-            apis.add("binaryauthorization")
-    return sorted(f"{api}.googleapis.com" for api in apis)
 
 
 def _check_names(settings: StackSettings, problems: Problems) -> None:

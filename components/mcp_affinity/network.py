@@ -67,7 +67,8 @@ class NetworkArgs(Settings):
       and these subnets (region -> ``projects/P/regions/REGION/subnetworks/NAME``, in that region)
       instead of creating one.
     - ``private_services_access``: reserve a range and peer it with service networking, as the
-      session store needs; turn off when the VPC already has it.
+      session store needs; turn off when the VPC already has it. A stack file that leaves it unset
+      gets it only when a service uses the store.
     - ``private_services_prefix_length``: size of that range (8 to 24; 20 is 4,096 addresses).
     - ``cloud_nat``: a Cloud Router and Cloud NAT in every subnet's region, for private GKE nodes
       that pull images from outside Google (Istio's come from docker.io).
