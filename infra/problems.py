@@ -106,6 +106,10 @@ def _texts(value: Any) -> list[str]:
     return []
 
 
+REFUSED = object()
+"""What a refused value becomes while the file is read field by field."""
+
+
 def validate_fields(model: type[BaseModel], raw: dict, problems: Problems, path: tuple = ()) -> Any:
     """``model`` built from ``raw`` one field at a time, objects and each entry of a map of objects
     on their own: a refused value is recorded and left out (its default applies, or the object
@@ -124,11 +128,11 @@ def validate_fields(model: type[BaseModel], raw: dict, problems: Problems, path:
                 problems.refuse((alias,), "required, but missing")
             continue
         value = _field(model, path + (alias,), field, raw[alias], problems)
-        if value is not None or raw[alias] is None:
+        if value is not REFUSED:
             values[name] = value
     if not path:
         values.update({n: None for n, f in model.model_fields.items() if f.is_required() and n not in values})
-    return model.model_construct(_fields_set=set(values), **values)
+    return model.model_construct(_fields_set={n for n, v in values.items() if v is not None}, **values)
 
 
 def _model(annotation: Any) -> Optional[type[BaseModel]]:
@@ -145,20 +149,20 @@ def _field(model: type[BaseModel], loc: tuple, field: Any, value: Any, problems:
             good_key = _check(model, typing.get_args(inner)[0], name, problems, loc + (name, "[key]"))
             good_value = validate_fields(entry, item, problems, loc + (name,)) if isinstance(item, dict) else \
                 _check(model, entry, item, problems, loc + (name,))
-            if good_key is not None and good_value is not None:
+            if good_key is not REFUSED and good_value is not REFUSED:
                 result[good_key] = good_value
         return result
     annotation = typing.Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
     sub = _model(field.annotation)
     if sub is not None and isinstance(value, dict) and value:
         value = _check(model, annotation, value, problems, loc, before_only=True)
-        return None if value is None else validate_fields(sub, value, problems, loc)
+        return value if value is None else validate_fields(sub, value, problems, loc)
     return _check(model, annotation, value, problems, loc)
 
 
 def _check(model: type[BaseModel], annotation: Any, value: Any, problems: Problems, loc: tuple,
            before_only: bool = False) -> Any:
-    """``value`` validated as ``annotation``; None (and the faults recorded under ``loc``) if refused.
+    """``value`` validated as ``annotation``; :data:`REFUSED` (and the faults recorded under ``loc``) if refused.
     ``before_only``: an object checked field by field later; only its before-validators run here."""
     if before_only:
         inner = typing.get_args(annotation)[1:] if typing.get_origin(annotation) is typing.Annotated else ()
@@ -171,4 +175,4 @@ def _check(model: type[BaseModel], annotation: Any, value: Any, problems: Proble
         for e in error.errors():
             full = (*loc, *e["loc"])
             problems.refuse(full, None, e)
-        return None
+        return REFUSED

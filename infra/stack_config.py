@@ -23,6 +23,7 @@ from pydantic import AfterValidator, BeforeValidator, Field
 
 from mcp_affinity import GlobalHttpsLoadBalancerArgs, NetworkArgs, SessionStoreArgs
 from mcp_affinity.config import namespace_values, secret_top_keys
+from mcp_affinity.pulumi_shim import config_values
 from mcp_affinity.settings import Bool, Labels, Model, Name, Prefix, config_model
 from platforms import PLATFORMS
 from problems import Problems, validate_fields
@@ -125,9 +126,7 @@ def load(stack: Optional[str] = None) -> StackSettings:
 
 def _check_namespaces(problems: Problems) -> None:
     """A key under an unknown namespace (``mcp-afinity:prefix``) is reported, never ignored."""
-    from pulumi.runtime import config as runtime_config
-
-    keys = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    keys = config_values()
     for key in sorted(keys):
         namespace = key.partition(":")[0]
         if namespace not in KNOWN_NAMESPACES:

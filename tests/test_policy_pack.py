@@ -17,7 +17,7 @@ from pulumi_policy.deserialize import deserialize_properties  # noqa: E402
 from pulumi_policy.proxy import unknown_checking_proxy  # noqa: E402
 
 from conftest import plan_document  # noqa: E402
-from mcp_affinity.cli.policies import RULES, UNKNOWN  # noqa: E402
+from mcp_affinity.policies import RULES, UNKNOWN  # noqa: E402
 
 ROOT = Path(__file__).parents[1]
 PACK = ROOT / "policy"

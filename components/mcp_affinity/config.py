@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pulumi.runtime import config as runtime_config
+from .pulumi_shim import config_values, secret_config_keys
 
 
 def namespace_values(namespace: str, text_keys: frozenset[str] = frozenset()) -> dict[str, Any]:
@@ -20,7 +20,7 @@ def namespace_values(namespace: str, text_keys: frozenset[str] = frozenset()) ->
     does, except under ``text_keys``: keys whose type is text stay the text written (as
     ``pulumi.Config.get`` returns it), so ``prefix: "null"`` is the text ``null``, not None.
     """
-    raw = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    raw = config_values()
     values: dict[str, Any] = {}
     for full_key, value in raw.items():
         ns, _, key = full_key.partition(":")
@@ -46,5 +46,5 @@ def secret_top_keys(namespace: str) -> frozenset[str]:
     value that may hold a secret under such a key as one.
     """
     prefix = namespace + ":"
-    keys = set(runtime_config.get_config_secret_keys_env()) | set(runtime_config._SECRET_KEYS.get())
+    keys = secret_config_keys()
     return frozenset(k[len(prefix):] for k in keys if k.startswith(prefix))

@@ -5,7 +5,7 @@ from the response and sends the session's later requests there, for every client
 that pod minted from the response (``stick store-response res.hdr(...)``) and routes every later
 request carrying that id to the same pod (``stick on req.hdr(...)``). Measured with two replicas
 of an official ``mcp`` 2.3 server behind HAProxy: 0 of 48 calls failed, against 26 with round
-robin and whole sessions lost with a header hash (../shared/PLATFORM-FACTS.md). Envoy cannot learn
+robin and whole sessions lost with a header hash (the conformance run, ``tests/e2e/conformance-table.md``). Envoy cannot learn
 a pin from a response header the server chose, so the mesh alone cannot do this.
 
 The proxy runs as a StatefulSet so each replica has a stable name; the replicas share the stick

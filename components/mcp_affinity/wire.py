@@ -1,4 +1,5 @@
-"""Pulumi's wire-format sentinels and the plan's placeholder for a secret, defined once.
+"""Pulumi's wire-format sentinels, the plan's placeholder for a secret and the resource type
+tokens more than one module names, defined once.
 
 The command line, the policy rules and the settings that must accept a secure value the plan
 cannot read all take them from here.
@@ -27,3 +28,15 @@ reads as under ``mcp-affinity plan`` (which has no key to decrypt it)."""
 
 COMPUTED = "(known after apply)"
 """How an unknown value reads in a plan, as in ``pulumi preview``."""
+
+
+# Resource type tokens (pulumi-gcp, pulumi-kubernetes) that the policy rules, the plan's picture and
+# the command line name.
+REDIS = "gcp:redis/instance:Instance"
+CLOUD_RUN = "gcp:cloudrunv2/service:Service"
+NEG = "gcp:compute/regionNetworkEndpointGroup:RegionNetworkEndpointGroup"
+BACKEND = "gcp:compute/backendService:BackendService"
+FORWARDING_RULE = "gcp:compute/globalForwardingRule:GlobalForwardingRule"
+URL_MAP = "gcp:compute/uRLMap:URLMap"
+K8S_SERVICE = "kubernetes:core/v1:Service"
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"

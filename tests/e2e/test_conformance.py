@@ -1,6 +1,6 @@
-"""The measured facts of issue 10, asserted from one conformance run (see conftest.py).
+"""The measured facts of ``tests/e2e/conformance-table.md``, asserted from one conformance run (see conftest.py).
 
-Facts: ``../shared/PLATFORM-FACTS.md`` "Keeping legacy sessions on one replica: what works".
+Facts: README, "Which mode for my server?", and the table it embeds.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from . import policies
+from .. import policies
 from ..errors import ConfigError
 from . import diff as plan_diff
 from . import mermaid, render
@@ -139,7 +139,7 @@ def _guarded(work: Callable[[], Any]) -> Any:
         _fail(str(error).splitlines()[0] if str(error) else type(error).__name__)
     except RecursionError:
         _fail("input nested too deeply to be a plan")
-    except Exception as error:  # never a traceback on any input (issue 9)
+    except Exception as error:  # never a traceback, whatever the input
         _fail(f"cannot process input: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
 
 

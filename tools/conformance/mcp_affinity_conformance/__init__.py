@@ -4,7 +4,7 @@ Real parts on loopback only: official ``mcp`` 2.3 servers (legacy in-memory sess
 stateless, 2026-07-28) and a litestar-mcp 0.16 app with a Redis-backed broker, several replicas
 each as processes; Debian's ``redis-server`` and ``haproxy`` 2.6 started here with generated
 configs; the official client driving concurrent sessions. Needs the ``conformance`` extra and
-``apt-get install -y redis-server haproxy``. See issue 10 and ``../shared/PLATFORM-FACTS.md``.
+``apt-get install -y redis-server haproxy``. The measured table: ``tests/e2e/conformance-table.md``.
 
     from mcp_affinity_conformance import Routing, run_matrix, to_markdown
     print(to_markdown(run_matrix(routings=[Routing("learned")])))

@@ -38,8 +38,7 @@ class Routing:
       ``stick on req.hdr(...)``); proxy replicas share the table through ``peers``.
     - ``single``: one replica only (a service capped at one instance).
 
-    Source of the behaviour each kind is measured against: ``../shared/PLATFORM-FACTS.md``,
-    "Keeping legacy sessions on one replica".
+    The behaviour each kind is measured against: the repository's ``tests/e2e/conformance-table.md``.
     """
 
     kind: RoutingKind

@@ -39,7 +39,7 @@ SERVER_MODES: tuple[ServerMode, ...] = (
     ServerMode("sdk-2026", "mcp 2.3, 2026-07-28 (client default)", "sdk-in-memory", "auto", False, False, True),
     ServerMode("litestar-2026", "litestar-mcp 0.16, 2026-07-28, Redis broker", "litestar", "auto", False, False, True),
 )
-"""Sources: ``../shared/PLATFORM-FACTS.md`` "MCP streamable HTTP"; ``mcp/server/streamable_http_manager.py``
+"""Sources: https://modelcontextprotocol.io/specification/2025-11-25/basic/transports; ``mcp/server/streamable_http_manager.py``
 (sessions in ``_server_instances``, a per-process dict); ``litestar_mcp/core/sse.py`` (broker fan-out)."""
 
 
