@@ -52,37 +52,40 @@ def _unique(value: list[str]) -> list[str]:
 
 
 class StackConfig(Model):
-    """All ``mcp-affinity:*`` keys of a stack file.
+    """All ``mcp-affinity:*`` keys of a stack file."""
 
-    - ``environment``: ``dev``, ``staging`` or ``prod``; prod requires deletion protection, two
-      regions or more and a ``STANDARD_HA`` store.
-    - ``prefix``: the first part of every physical name (1 to 20 characters); names are
-      ``{prefix}-{component}-...``.
-    - ``labels``: extra labels on every resource (``app`` and ``environment`` are set by the stack
-      and may not be given here).
-    - ``deletion_protection``: protect stateful resources (platform flags and Pulumi ``protect``).
-    - ``network``: the VPC (``Network``).
-    - ``session_store``: Memorystore for Redis; created when a service needs it (session store or
-      notification broker), with these settings.
-    - ``load_balancer``: the global external Application Load Balancer; its routes come from the services.
-    - ``platforms``: where MCP services run (``cloud-run``, ``gke``); each platform adds its keys.
-    - ``services``: Cloud Run MCP services by name (``CloudRunMcpService`` settings plus their route).
-    - ``gke``: the GKE cluster (``GkeCluster`` settings) with its mesh, gateway and autoneg.
-    - ``mesh_services``: MCP services on GKE by name (``McpMeshService`` settings).
-    """
-
-    environment: Literal["dev", "staging", "prod"]
-    prefix: Prefix
-    labels: Labels = Field(default_factory=dict)
-    deletion_protection: Bool = False
-    network: NetworkConfig  # type: ignore[valid-type]
-    session_store: Annotated[Optional[SessionStoreConfig], BeforeValidator(_empty_is_absent)] = None  # type: ignore[valid-type]
-    load_balancer: LoadBalancerConfig  # type: ignore[valid-type]
-    platforms: Annotated[list[Literal[tuple(PLATFORMS)]], AfterValidator(_unique)] = Field(  # type: ignore[valid-type]
-        default=["cloud-run"], min_length=1)
-    services: dict[Name, ServiceConfig] = Field(default_factory=dict)  # type: ignore[valid-type]
-    gke: Annotated[Optional[GkeConfig], BeforeValidator(_empty_is_absent)] = None  # type: ignore[valid-type]
-    mesh_services: dict[Name, MeshServiceConfig] = Field(default_factory=dict)  # type: ignore[valid-type]
+    environment: Literal["dev", "staging", "prod"] = Field(
+        description="`dev`, `staging` or `prod`; prod requires deletion protection, two regions or more and a "
+                    "`STANDARD_HA` store.")
+    prefix: Prefix = Field(
+        description="the first part of every physical name (1 to 20 characters); names are "
+                    "`{prefix}-{component}-...`.")
+    labels: Labels = Field(
+        default_factory=dict,
+        description="extra labels on every resource (`app` and `environment` are set by the stack and may not be "
+                    "given here).")
+    deletion_protection: Bool = Field(
+        default=False,
+        description="protect stateful resources (platform flags and Pulumi `protect`).")
+    network: NetworkConfig = Field(description="the VPC (`Network`).")  # type: ignore[valid-type]
+    session_store: Annotated[Optional[SessionStoreConfig], BeforeValidator(_empty_is_absent)] = Field(
+        default=None,
+        description="Memorystore for Redis; created when a service needs it (session store or notification broker), "
+                    "with these settings.")  # type: ignore[valid-type]
+    load_balancer: LoadBalancerConfig = Field(
+        description="the global external Application Load Balancer; its routes come from the services.")  # type: ignore[valid-type]
+    platforms: Annotated[list[Literal[tuple(PLATFORMS)]], AfterValidator(_unique)] = Field(
+        default=["cloud-run"], min_length=1,
+        description="where MCP services run (`cloud-run`, `gke`); each platform adds its keys.")
+    services: dict[Name, ServiceConfig] = Field(
+        default_factory=dict,
+        description="Cloud Run MCP services by name (`CloudRunMcpService` settings plus their route).")  # type: ignore[valid-type]
+    gke: Annotated[Optional[GkeConfig], BeforeValidator(_empty_is_absent)] = Field(
+        default=None,
+        description="the GKE cluster (`GkeCluster` settings) with its mesh, gateway and autoneg.")  # type: ignore[valid-type]
+    mesh_services: dict[Name, MeshServiceConfig] = Field(
+        default_factory=dict,
+        description="MCP services on GKE by name (`McpMeshService` settings).")  # type: ignore[valid-type]
 
 
 RESERVED_LABELS = ("app", "environment")

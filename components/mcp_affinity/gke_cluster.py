@@ -67,19 +67,16 @@ AuthorizedCidr = Annotated[str, Strict(), AfterValidator(_authorized_cidr)]
 
 
 class NodePoolArgs(Model):
-    """The autoscaling node pool.
+    """The autoscaling node pool."""
 
-    - ``machine_type``: Compute Engine machine type of the nodes.
-    - ``min_nodes`` / ``max_nodes``: total node bounds across the zones.
-    - ``disk_size_gb``: boot disk per node, GiB.
-    - ``spot``: Spot VMs (cheaper, may be reclaimed).
-    """
-
-    machine_type: Annotated[str, Strict(), AfterValidator(_check_machine_type)] = "e2-standard-4"
-    min_nodes: Int = Field(default=1, ge=0, le=1000)
-    max_nodes: Int = Field(default=6, ge=1, le=1000)
-    disk_size_gb: Int = Field(default=100, ge=10, le=65536)
-    spot: Bool = False
+    machine_type: Annotated[str, Strict(), AfterValidator(_check_machine_type)] = Field(
+        default="e2-standard-4",
+        description="Compute Engine machine type of the nodes (`FAMILY-TYPE-VCPUS`, `e2-micro`, `e2-small`, "
+                    "`e2-medium` or `FAMILY-custom-VCPUS-MIB`).")
+    min_nodes: Int = Field(default=1, ge=0, le=1000, description="fewest nodes, in total across the zones.")
+    max_nodes: Int = Field(default=6, ge=1, le=1000, description="most nodes, in total across the zones.")
+    disk_size_gb: Int = Field(default=100, ge=10, le=65536, description="boot disk per node, GiB.")
+    spot: Bool = Field(default=False, description="Spot VMs (cheaper, may be reclaimed).")
 
     @model_validator(mode="after")
     def _bounds(self) -> "NodePoolArgs":
@@ -91,35 +88,40 @@ class NodePoolArgs(Model):
 
 
 class GkeClusterArgs(Settings):
-    """Settings of :class:`GkeCluster`.
+    """Settings of :class:`GkeCluster`."""
 
-    - ``region`` / ``zones``: a regional cluster and the zones of its nodes; the network needs a
-      subnet in ``region``.
-    - ``pods_range`` / ``services_range``: names of that subnet's secondary ranges for pods and services.
-    - ``node_pool``: the autoscaling node pool.
-    - ``master_cidr``: a /28 for the control plane's private endpoint (must not overlap the subnets).
-    - ``master_authorized_networks``: name -> CIDR allowed to reach the public endpoint; empty
-      means no address outside Google Cloud may reach it.
-    - ``private_endpoint``: turn the public endpoint off; ``pulumi up`` must then run inside the VPC.
-    - ``release_channel``: ``RAPID``, ``REGULAR`` or ``STABLE``.
-    - ``secrets_encryption``: encrypt Kubernetes Secrets with a Cloud KMS key the component creates.
-    - ``binary_authorization``: enforce the project's Binary Authorization policy.
-    - ``image_repositories``: Artifact Registry repositories (``LOCATION/REPOSITORY``) the nodes
-      may pull from; the node account gets ``roles/artifactregistry.reader`` on these only.
-    """
-
-    region: Region
-    zones: list[str] = Field(min_length=1, max_length=10)
-    pods_range: RangeName = "pods"
-    services_range: RangeName = "services"
-    master_cidr: IPv4Cidr = "172.16.0.0/28"
-    master_authorized_networks: dict[Name, AuthorizedCidr] = Field(default_factory=dict)
-    private_endpoint: Bool = False
-    release_channel: Literal["RAPID", "REGULAR", "STABLE"] = "REGULAR"
-    node_pool: NodePoolArgs = Field(default_factory=NodePoolArgs)
-    secrets_encryption: Bool = True
-    binary_authorization: Bool = False
-    image_repositories: list[str] = Field(default_factory=list)
+    region: Region = Field(description="the region of this regional cluster; the network needs a subnet there.")
+    zones: list[str] = Field(
+        min_length=1, max_length=10,
+        description="the zones of the nodes, in `region` (e.g. `europe-west1-b`).")
+    pods_range: RangeName = Field(default="pods", description="the name of the subnet's secondary range for pods.")
+    services_range: RangeName = Field(
+        default="services",
+        description="the name of the subnet's secondary range for Services.")
+    master_cidr: IPv4Cidr = Field(
+        default="172.16.0.0/28",
+        description="a /28 for the control plane's private endpoint (must not overlap the subnets).")
+    master_authorized_networks: dict[Name, AuthorizedCidr] = Field(
+        default_factory=dict,
+        description="name -> CIDR allowed to reach the public endpoint (may be a secure value); empty means no "
+                    "address outside Google Cloud may reach it; 0.0.0.0/0 is refused with `privateEndpoint`.")
+    private_endpoint: Bool = Field(
+        default=False,
+        description="turn the public endpoint off; `pulumi up` must then run inside the VPC.")
+    release_channel: Literal["RAPID", "REGULAR", "STABLE"] = Field(
+        default="REGULAR",
+        description="the GKE release channel.")
+    node_pool: NodePoolArgs = Field(default_factory=NodePoolArgs, description="the autoscaling node pool.")
+    secrets_encryption: Bool = Field(
+        default=True,
+        description="encrypt Kubernetes Secrets with a Cloud KMS key the component creates.")
+    binary_authorization: Bool = Field(
+        default=False,
+        description="enforce the project's Binary Authorization policy.")
+    image_repositories: list[str] = Field(
+        default_factory=list,
+        description="Artifact Registry repositories (`LOCATION/REPOSITORY`) the nodes may pull from; the node "
+                    "account gets `roles/artifactregistry.reader` on these only.")
 
     @model_validator(mode="after")
     def _rules(self) -> "GkeClusterArgs":

@@ -60,15 +60,13 @@ McpMethod = Annotated[str, Strict(), AfterValidator(_check_method)]
 class MethodRouteArgs(Model):
     """Requests of one MCP method sent to another service's backend, matched on the ``Mcp-Method``
     / ``Mcp-Name`` headers of MCP 2026-07-28 (legacy requests carry neither and stay where they are).
-
-    - ``method``: the MCP method, e.g. ``tools/call``.
-    - ``name``: the tool, prompt or resource name (``Mcp-Name``); unset matches every name.
-    - ``service``: the service that gets these requests.
     """
 
-    method: McpMethod
-    name: Optional[str] = Field(default=None, min_length=1, max_length=256, pattern=r"^[A-Za-z0-9_./-]+$")
-    service: Name
+    method: McpMethod = Field(description="the MCP method, e.g. `tools/call`.")
+    name: Optional[str] = Field(
+        default=None, min_length=1, max_length=256, pattern=r"^[A-Za-z0-9_./-]+$",
+        description="the tool, prompt or resource name (`Mcp-Name`); unset matches every name.")
+    service: Name = Field(description="the service that gets these requests.")
 
 
 def check_hosts_once(hosts: list[str], faults: Faults, location: tuple = ("hosts",)) -> None:
@@ -92,16 +90,15 @@ def check_method_matches(method_routes: Mapping[str, MethodRouteArgs], faults: F
 
 
 class RouteArgs(Model):
-    """Where one backend serves. A route with neither hosts nor paths is the default route.
+    """Where one backend serves. A route with neither hosts nor paths is the default route."""
 
-    - ``hosts``: host names routed here (each on a certificate).
-    - ``path_prefixes``: path prefixes of any host routed here.
-    - ``method_routes``: key -> MCP method sent to another service (needs hosts, no path prefixes).
-    """
-
-    hosts: list[Domain] = Field(default_factory=list)
-    path_prefixes: list[PathPrefix] = Field(default_factory=list)
-    method_routes: dict[Name, MethodRouteArgs] = Field(default_factory=dict)
+    hosts: list[Domain] = Field(default_factory=list, description="host names routed here (each on a certificate).")
+    path_prefixes: list[PathPrefix] = Field(
+        default_factory=list,
+        description="path prefixes of any host routed here.")
+    method_routes: dict[Name, MethodRouteArgs] = Field(
+        default_factory=dict,
+        description="key -> MCP method sent to another service (needs hosts, no path prefixes).")
 
     @model_validator(mode="after")
     def _rules(self) -> "RouteArgs":
@@ -124,23 +121,25 @@ MAX_CERTIFICATES = 15
 class GlobalHttpsLoadBalancerArgs(Settings):
     """Settings of :class:`GlobalHttpsLoadBalancer`.
 
-    - ``certificates``: stable key -> 1 to 100 domains of one Google-managed certificate; at most 15
-      certificates (one HTTPS proxy holds 15).
-    - ``routes``: stable key -> :class:`RouteArgs`; the context ``backends`` maps the same keys
-      to backend service ids. Every host must be on a certificate; no host or path twice.
-    - ``default_route``: the route for unmatched requests (default: the only route without hosts
-      and paths). Every other route must have hosts, paths or be a method-route target.
-    - ``http_redirect``: serve port 80 with a 301 redirect to HTTPS.
-    - ``min_tls_version``: ``TLS_1_2`` (default) or ``TLS_1_3``.
-
     Rule violations are raised together, each under its field (``routes.<key>.hosts.<i>``, ...).
     """
 
-    certificates: dict[Name, list[Domain]] = Field(min_length=1, max_length=MAX_CERTIFICATES)
-    routes: dict[Name, RouteArgs] = Field(min_length=1)
-    default_route: Optional[Name] = None
-    http_redirect: Bool = True
-    min_tls_version: Literal["TLS_1_2", "TLS_1_3"] = "TLS_1_2"
+    certificates: dict[Name, list[Domain]] = Field(
+        min_length=1, max_length=MAX_CERTIFICATES,
+        description="stable key -> 1 to 100 domains of one Google-managed certificate; at most 15 certificates (one "
+                    "HTTPS proxy holds 15).")
+    routes: dict[Name, RouteArgs] = Field(
+        min_length=1,
+        description="stable key -> `RouteArgs`; the context `backends` maps the same keys to backend service ids. "
+                    "Every host must be on a certificate; no host or path twice.")
+    default_route: Optional[Name] = Field(
+        default=None,
+        description="the route for unmatched requests (default: the only route without hosts and paths). Every other"
+                    " route must have hosts, paths or be a method-route target.")
+    http_redirect: Bool = Field(default=True, description="serve port 80 with a 301 redirect to HTTPS.")
+    min_tls_version: Literal["TLS_1_2", "TLS_1_3"] = Field(
+        default="TLS_1_2",
+        description="the lowest TLS version the HTTPS proxy accepts.")
 
     @model_validator(mode="after")
     def _rules(self) -> "GlobalHttpsLoadBalancerArgs":

@@ -59,31 +59,37 @@ MeshKind = Annotated[Literal["istio", "cloud-service-mesh"], BeforeValidator(_re
 
 
 class MeshArgs(Settings):
-    """Settings of :class:`Mesh`.
+    """Settings of :class:`Mesh`."""
 
-    - ``kind``: ``istio`` (Helm charts) or ``cloud-service-mesh`` (fleet API, managed control
-      plane); ``linkerd`` and ``gke-gateway`` are refused with the reason.
-    - ``version``: the Istio charts' version (default: the pinned, checked one).
-    - ``data_plane``: ``sidecar`` or ``ambient``.
-    - ``waypoint``: a waypoint proxy per namespace; ambient needs it, because only a waypoint
-      applies layer-7 routing such as header hashing.
-    - ``gateway_replicas``: minimum ingress gateway pods (the chart's HPA).
-    - ``drain_seconds``: how long a stopping gateway pod keeps serving open streams (5 to 3600 s):
-      its grace period and its proxy's ``terminationDrainDuration``.
-    - ``fleet_feature``: with ``cloud-service-mesh``, create the project's ``servicemesh`` fleet
-      feature (one per project: a second mesh in the same project sets this false).
-    - ``persistent_session_filter``: turn on istiod's ``PILOT_ENABLE_PERSISTENT_SESSION_FILTER``
-      (experimental) so Services labelled ``istio.io/persistent-session`` pin clients by cookie.
-    """
-
-    kind: MeshKind = "istio"
-    version: str = Field(default=ISTIO_VERSION, pattern=r"^1\.\d+\.\d+$")
-    data_plane: Literal["sidecar", "ambient"] = "sidecar"
-    waypoint: Bool = False
-    gateway_replicas: Int = Field(default=2, ge=1, le=100)
-    drain_seconds: Int = Field(default=3600, ge=5, le=3600)
-    persistent_session_filter: Bool = False
-    fleet_feature: Bool = True
+    kind: MeshKind = Field(
+        default="istio",
+        description="`istio` (Helm charts) or `cloud-service-mesh` (fleet API, managed control plane); `linkerd` and"
+                    " `gke-gateway` are refused with the reason.")
+    version: str = Field(
+        default=ISTIO_VERSION, pattern=r"^1\.\d+\.\d+$",
+        description="the Istio charts' version (default: the pinned, checked one).")
+    data_plane: Literal["sidecar", "ambient"] = Field(
+        default="sidecar",
+        description="sidecar proxies, or ambient mode (with `waypoint`).")
+    waypoint: Bool = Field(
+        default=False,
+        description="a waypoint proxy per namespace; ambient needs it, because only a waypoint applies layer-7 "
+                    "routing such as header hashing.")
+    gateway_replicas: Int = Field(
+        default=2, ge=1, le=100,
+        description="minimum ingress gateway pods (the chart's HPA).")
+    drain_seconds: Int = Field(
+        default=3600, ge=5, le=3600,
+        description="how long a stopping gateway pod keeps serving open streams (5 to 3600 s): its grace period and "
+                    "its proxy's `terminationDrainDuration`.")
+    persistent_session_filter: Bool = Field(
+        default=False,
+        description="turn on istiod's `PILOT_ENABLE_PERSISTENT_SESSION_FILTER` (experimental) so Services labelled "
+                    "`istio.io/persistent-session` pin clients by cookie.")
+    fleet_feature: Bool = Field(
+        default=True,
+        description="with `cloud-service-mesh`, create the project's `servicemesh` fleet feature (one per project: a"
+                    " second mesh in the same project sets this false).")
 
     @model_validator(mode="after")
     def _data_plane(self) -> "MeshArgs":

@@ -50,48 +50,55 @@ ISTIO_PORTS = frozenset({15000, 15001, 15004, 15006, 15008, 15020, 15021, 15053,
 
 
 class McpMeshServiceArgs(Settings):
-    """Settings of :class:`McpMeshService`.
+    """Settings of :class:`McpMeshService`."""
 
-    - ``image``: container image.
-    - ``port``: the container's port.
-    - ``cpu`` / ``memory``: requests per pod (Kubernetes quantities; memory is also the limit).
-    - ``health_path``: HTTP path of the startup, readiness and liveness probes.
-    - ``env``: extra environment variables.
-    - ``session_mode``: what the server does with sessions (see "Which mode for my server?").
-    - ``session_header``: the session header, passed as ``MCP_SESSION_HEADER`` and hashed for ``shared-sessions``.
-    - ``pinning``: for ``in-memory-sessions``: ``learned`` (a proxy learns each session's pod from
-      the response; every client) or ``cookie`` (Istio persistent sessions; clients that keep cookies).
-    - ``pinning_replicas``: proxy replicas for ``learned`` (1 to 9; they share the pins).
-    - ``cookie_name``: the persistent-session cookie.
-    - ``acknowledge``: ``cookie-clients-only`` accepts that ``pinning: cookie`` keeps sessions only
-      for clients that keep cookies (measured: clients without a cookie jar lose them).
-    - ``notification_broker``: a ``stateless`` server fans notifications out through Redis.
-    - ``hosts``: host names the gateway routes to this service.
-    - ``method_routes``: key -> :class:`~mcp_affinity.load_balancer.MethodRouteArgs`: MCP methods
-      sent to another mesh service (``service`` names it).
-    - ``min_replicas`` / ``max_replicas``: HorizontalPodAutoscaler bounds (CPU target 70 %).
-    - ``drain_seconds``: graceful termination: the pod and its sidecar keep serving open streams
-      this long (30 to 3600 s, default 3600, as long as a Cloud Run request may last).
-    """
-
-    image: str = Field(min_length=1, max_length=1024, pattern=r"^[^\s]+$")
-    session_mode: SessionMode
-    pinning: Optional[Literal["learned", "cookie"]] = None
-    pinning_replicas: Int = Field(default=2, ge=1, le=9)
-    cookie_name: str = Field(default=affinity.DEFAULT_COOKIE, pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    acknowledge: list[Literal["cookie-clients-only"]] = Field(default_factory=list)
-    notification_broker: Bool = False
-    session_header: HeaderName = affinity.DEFAULT_SESSION_HEADER
-    hosts: list[Domain] = Field(min_length=1)
-    method_routes: dict[Name, MethodRouteArgs] = Field(default_factory=dict)
-    port: Port = 8080
-    cpu: Quantity = "500m"
-    memory: Memory = "512Mi"
-    min_replicas: Int = Field(default=2, ge=1, le=1000)
-    max_replicas: Int = Field(default=10, ge=1, le=1000)
-    drain_seconds: Int = Field(default=3600, ge=30, le=3600)
-    health_path: UrlPath = "/healthz"
-    env: Env = Field(default_factory=dict)
+    image: str = Field(min_length=1, max_length=1024, pattern=r"^[^\s]+$", description="the container image.")
+    session_mode: SessionMode = Field(
+        description="what the server does with sessions (see \"Which mode for my server?\").")
+    pinning: Optional[Literal["learned", "cookie"]] = Field(
+        default=None,
+        description="for `in-memory-sessions`: `learned` (a proxy learns each session's pod from the response; every"
+                    " client) or `cookie` (Istio persistent sessions; clients that keep cookies).")
+    pinning_replicas: Int = Field(
+        default=2, ge=1, le=9,
+        description="proxy replicas for `pinning: learned` (1 to 9; they share the pins); refused with another "
+                    "pinning.")
+    cookie_name: str = Field(
+        default=affinity.DEFAULT_COOKIE, pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="the persistent-session cookie of `pinning: cookie`; refused with another pinning.")
+    acknowledge: list[Literal["cookie-clients-only"]] = Field(
+        default_factory=list,
+        description="`cookie-clients-only` accepts that `pinning: cookie` keeps sessions only for clients that keep "
+                    "cookies (measured: clients without a cookie jar lose them).")
+    notification_broker: Bool = Field(
+        default=False,
+        description="a `stateless` server fans notifications out through Redis.")
+    session_header: HeaderName = Field(
+        default=affinity.DEFAULT_SESSION_HEADER,
+        description="the session header, passed as `MCP_SESSION_HEADER` and hashed for `shared-sessions`.")
+    hosts: list[Domain] = Field(
+        min_length=1,
+        description="host names the gateway routes to this service (each on a certificate, none twice).")
+    method_routes: dict[Name, MethodRouteArgs] = Field(
+        default_factory=dict,
+        description="key -> `MethodRouteArgs`: MCP methods sent to another mesh service (`service` names it).")
+    port: Port = Field(default=8080, description="the container's port.")
+    cpu: Quantity = Field(default="500m", description="CPU request per pod (a Kubernetes quantity such as `500m`).")
+    memory: Memory = Field(default="512Mi", description="memory request and limit per pod, in Mi or Gi.")
+    min_replicas: Int = Field(
+        default=2, ge=1, le=1000,
+        description="fewest pods (HorizontalPodAutoscaler, CPU target 70 %).")
+    max_replicas: Int = Field(
+        default=10, ge=1, le=1000,
+        description="most pods (HorizontalPodAutoscaler, CPU target 70 %).")
+    drain_seconds: Int = Field(
+        default=3600, ge=30, le=3600,
+        description="graceful termination: the pod and its sidecar keep serving open streams this long (30 to 3600 "
+                    "s, default 3600, as long as a Cloud Run request may last).")
+    health_path: UrlPath = Field(
+        default="/healthz",
+        description="HTTP path of the startup, readiness and liveness probes.")
+    env: Env = Field(default_factory=dict, description="extra environment variables.")
 
     @model_validator(mode="after")
     def _rules(self) -> "McpMeshServiceArgs":

@@ -49,37 +49,40 @@ _SUBNET_ID = re.compile(r"projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/regions/([a-z0-9
 
 
 class SubnetArgs(Model):
-    """One regional subnet.
+    """One regional subnet."""
 
-    - ``ip_cidr_range``: the subnet's primary IPv4 range (Direct VPC egress, GKE nodes).
-    - ``secondary_ranges``: name -> IPv4 range; GKE needs ``pods`` and ``services``.
-    """
-
-    ip_cidr_range: SubnetRange
-    secondary_ranges: dict[RangeName, SubnetRange] = Field(default_factory=dict)
+    ip_cidr_range: SubnetRange = Field(description="the subnet's primary IPv4 range (Direct VPC egress, GKE nodes).")
+    secondary_ranges: dict[RangeName, SubnetRange] = Field(
+        default_factory=dict,
+        description="name -> IPv4 range; GKE needs `pods` and `services`.")
 
 
 class NetworkArgs(Settings):
-    """Settings of :class:`Network`.
+    """Settings of :class:`Network`."""
 
-    - ``subnets``: region -> :class:`SubnetArgs`, for a new VPC. No two ranges may overlap.
-    - ``existing_network`` / ``existing_subnets``: use this VPC (``projects/P/global/networks/N``)
-      and these subnets (region -> ``projects/P/regions/REGION/subnetworks/NAME``, in that region)
-      instead of creating one.
-    - ``private_services_access``: reserve a range and peer it with service networking, as the
-      session store needs; turn off when the VPC already has it. A stack file that leaves it unset
-      gets it only when a service uses the store.
-    - ``private_services_prefix_length``: size of that range (8 to 24; 20 is 4,096 addresses).
-    - ``cloud_nat``: a Cloud Router and Cloud NAT in every subnet's region, for private GKE nodes
-      that pull images from outside Google (Istio's come from docker.io).
-    """
-
-    subnets: dict[Region, SubnetArgs] = Field(default_factory=dict)
-    existing_network: Optional[str] = Field(default=None, pattern=r"^projects/[a-z][a-z0-9-]+/global/networks/[a-z]([a-z0-9-]*[a-z0-9])?$")
-    existing_subnets: dict[Region, str] = Field(default_factory=dict)
-    private_services_access: Bool = True
-    private_services_prefix_length: Int = Field(default=20, ge=8, le=24)
-    cloud_nat: Bool = False
+    subnets: dict[Region, SubnetArgs] = Field(
+        default_factory=dict,
+        description="region -> `SubnetArgs`, for a new VPC. No two ranges may overlap.")
+    existing_network: Optional[str] = Field(
+        default=None, pattern=r"^projects/[a-z][a-z0-9-]+/global/networks/[a-z]([a-z0-9-]*[a-z0-9])?$",
+        description="use this VPC (`projects/P/global/networks/N`) instead of creating one; give `existingSubnets` "
+                    "with it.")
+    existing_subnets: dict[Region, str] = Field(
+        default_factory=dict,
+        description="with `existingNetwork`: region -> subnet id (`projects/P/regions/REGION/subnetworks/NAME`, in "
+                    "that region).")
+    private_services_access: Bool = Field(
+        default=True,
+        description="reserve a range and peer it with service networking, as the session store needs; turn off when "
+                    "the VPC already has it. A stack file that leaves it unset gets it only when a service uses the "
+                    "store.")
+    private_services_prefix_length: Int = Field(
+        default=20, ge=8, le=24,
+        description="size of the private services access range (8 to 24; 20 is 4,096 addresses).")
+    cloud_nat: Bool = Field(
+        default=False,
+        description="a Cloud Router and Cloud NAT in every subnet's region, for private GKE nodes that pull images "
+                    "from outside Google (Istio's come from docker.io).")
 
     @model_validator(mode="after")
     def _shape(self) -> "NetworkArgs":

@@ -132,20 +132,21 @@ Port = Annotated[int, Strict(), Field(ge=1, le=65535)]
 
 
 class Settings(Model):
-    """Settings every component shares.
+    """Settings every component shares."""
 
-    - ``prefix``: the first part of every physical name (1 to 20 characters, RFC 1035); physical
-      names are ``{prefix}-{component name}-...``, so two components of one kind live side by side.
-    - ``project``: the Google Cloud project id; None uses the provider's ``gcp:project``.
-    - ``labels``: added to every resource that takes labels (Google's label rules).
-    - ``deletion_protection``: the platform's deletion protection where a resource has one, and
-      Pulumi ``protect`` on stateful resources.
-    """
-
-    prefix: Prefix
-    project: Optional[ProjectId] = None
-    labels: Labels = Field(default_factory=dict)
-    deletion_protection: Bool = False
+    prefix: Prefix = Field(
+        description="the first part of every physical name (1 to 20 characters, RFC 1035); physical names are "
+                    "`{prefix}-{component name}-...`, so two components of one kind live side by side.")
+    project: Optional[ProjectId] = Field(
+        default=None,
+        description="the Google Cloud project id; None uses the provider's `gcp:project`.")
+    labels: Labels = Field(
+        default_factory=dict,
+        description="added to every resource that takes labels (Google's label rules).")
+    deletion_protection: Bool = Field(
+        default=False,
+        description="the platform's deletion protection where a resource has one, and Pulumi `protect` on stateful "
+                    "resources.")
 
 
 StrInput = Any
@@ -153,11 +154,10 @@ StrInput = Any
 
 
 def config_model(args: type[BaseModel], *, exclude: frozenset[str] = COMMON_FIELDS,
-                 extra: Optional[dict[str, Any]] = None, name: Optional[str] = None,
-                 doc: str = "") -> type[Model]:
+                 extra: Optional[dict[str, Any]] = None, name: Optional[str] = None) -> type[Model]:
     """A stack-file model derived from a component's settings: the same fields, types, defaults and
     camelCase keys, minus ``exclude`` (the common fields a stack sets once), plus ``extra`` fields
-    (``name -> (annotation, FieldInfo or default)``), documented by ``doc`` (bullets as in settings docstrings).
+    (``name -> (annotation, FieldInfo)``); each field keeps its ``description``, which the docs show.
 
     Field rules travel with the fields; rules across fields run when the stack program builds the
     component's settings from the derived model (:meth:`Model.model_dump` by alias, plus common values).
@@ -167,6 +167,6 @@ def config_model(args: type[BaseModel], *, exclude: frozenset[str] = COMMON_FIEL
     fields: dict[str, Any] = {n: (f.annotation, f) for n, f in args.model_fields.items() if n not in exclude}
     fields.update(extra or {})
     model = create_model(name or args.__name__.removesuffix("Args") + "Config", __base__=Model, **fields)
-    model.__doc__ = (args.__doc__ or "") + "\n" + doc
+    model.__doc__ = args.__doc__
     model.settings_class = args  # type: ignore[attr-defined]
     return model

@@ -11,7 +11,7 @@ from .context import SharedContext
 
 KEYS = ("services",)
 ServiceConfig = config_model(CloudRunMcpServiceArgs, name="ServiceConfig", extra={
-    name: (field.annotation, field) for name, field in RouteArgs.model_fields.items()}, doc=RouteArgs.__doc__)
+    name: (field.annotation, field) for name, field in RouteArgs.model_fields.items()})
 """``services.<name>``: the service's settings plus its load-balancer route (hosts, pathPrefixes, methodRoutes)."""
 
 ROUTE_KEYS = frozenset(f.alias for f in RouteArgs.model_fields.values())

@@ -28,14 +28,12 @@ MeshConfig = config_model(MeshArgs, exclude=COMMON_FIELDS | {"persistent_session
 GatewayConfig = config_model(MeshGatewayBackendArgs, exclude=COMMON_FIELDS | {"drain_seconds"})
 AutonegConfig = config_model(AutonegControllerArgs)
 GkeConfig = config_model(GkeClusterArgs, name="GkeConfig", extra={
-    "mesh": (MeshConfig, Field(default_factory=MeshConfig)),
-    "gateway": (GatewayConfig, Field(default_factory=GatewayConfig)),
-    "autoneg": (AutonegConfig, Field(default_factory=AutonegConfig)),
-}, doc="""
-    - ``mesh``: the service mesh and its ingress gateway.
-    - ``gateway``: the load balancer's backend service in front of the gateway.
-    - ``autoneg``: the gke-autoneg-controller that attaches the gateway's NEGs to that backend service.
-""")
+    "mesh": (MeshConfig, Field(default_factory=MeshConfig, description="the service mesh and its ingress gateway.")),
+    "gateway": (GatewayConfig, Field(default_factory=GatewayConfig,
+                                     description="the load balancer's backend service in front of the gateway.")),
+    "autoneg": (AutonegConfig, Field(default_factory=AutonegConfig, description=(
+        "the gke-autoneg-controller that attaches the gateway's NEGs to that backend service."))),
+})
 """``gke``: the cluster's settings plus ``mesh``, ``gateway`` (its backend service) and ``autoneg``."""
 MeshServiceConfig = config_model(McpMeshServiceArgs, name="MeshServiceConfig")
 
