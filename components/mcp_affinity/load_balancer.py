@@ -161,8 +161,9 @@ class GlobalHttpsLoadBalancerArgs(Settings):
                     faults.add(("routes", key, "pathPrefixes", index), f"{path} is also on route {seen_paths[path]}")
             for method_key, method in route.method_routes.items():
                 if method.service not in self.routes or method.service == key:
+                    others = ", ".join(sorted(set(self.routes) - {key})) or "none"
                     faults.add(("routes", key, "methodRoutes", method_key, "service"),
-                               f"{method.service!r} is not another route")
+                               f"{method.service!r} is not another route; other routes: {others}")
         self._check_default(faults)
         faults.raise_if_any()
         return self
