@@ -190,3 +190,8 @@ def test_anchors_and_merge_keys_plan(tmp_path):
 def test_a_secure_authorized_network_plans(tmp_path):
     result = plan_file(tmp_path, _staging_text(**{"ci: 203.0.113.0/24": "ci:\n        secure: AAABAKMtZXhhbXBsZQ=="}))
     assert result.exit_code == 0, result.output
+
+
+def test_mesh_services_are_checked_even_without_gke():
+    config = {**{k: v for k, v in with_notes(minReplicas=9, maxReplicas=3).items() if k != NS + "gke"}}
+    assert {NS + "gke", NS + "meshServices.notes.minReplicas"} <= keys(config)

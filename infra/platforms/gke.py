@@ -46,18 +46,17 @@ def keys_set(config) -> list[str]:
 
 def settings(config, common: dict, problems, network: Optional[NetworkArgs]) -> Optional[dict[str, Any]]:
     """The cluster, mesh, gateway backend, autoneg and mesh services' settings (None where refused)."""
-    if config.gke is None or not config.mesh_services:
-        for key in ("gke", "meshServices"):
-            if key not in keys_set(config) and key not in problems.refused_tops:
-                problems.add(key, "platforms includes gke: set gke and at least one entry of meshServices")
-        if config.gke is None:
-            return None
-    gke = config.gke.model_dump(by_alias=True, exclude_unset=True)
-    parts = {part: gke.pop(part, {}) for part in _PARTS}
-    cluster = problems.build("gke", GkeClusterArgs, {**gke, **common})
+    for key in KEYS:
+        if key not in keys_set(config) and key not in problems.refused_tops:
+            problems.add(key, "platforms includes gke: set gke and at least one entry of meshServices")
     services = {name: problems.build(f"meshServices.{name}", McpMeshServiceArgs,
                                      {**service.model_dump(by_alias=True, exclude_unset=True), **common})
                 for name, service in sorted(config.mesh_services.items())}
+    if config.gke is None:
+        return None
+    gke = config.gke.model_dump(by_alias=True, exclude_unset=True)
+    parts = {part: gke.pop(part, {}) for part in _PARTS}
+    cluster = problems.build("gke", GkeClusterArgs, {**gke, **common})
     cookie = any(s is not None and s.pinning == "cookie" for s in services.values())
     mesh = problems.build("gke.mesh", MeshArgs, {**parts["mesh"], **common, "persistentSessionFilter": cookie})
     drain = mesh.drain_seconds if mesh is not None else 3600
