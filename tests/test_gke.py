@@ -85,7 +85,7 @@ def test_binary_authorization_and_private_endpoint_are_options(record):
     ({"master_cidr": "172.16.0.0/24"}, "must be a /28"),
     ({"master_authorized_networks": {"ci": "0.0.0.0/33"}}, "not an IPv4 CIDR"),
     ({"project": None}, "project is needed"),
-    ({"node_pool": {"min_nodes": 5, "max_nodes": 2}}, "minNodes is larger"),
+    ({"node_pool": {"min_nodes": 5, "max_nodes": 2}}, "is larger than maxNodes"),
     ({"image_repositories": ["europe-docker.pkg.dev/p/mcp"]}, "LOCATION/REPOSITORY"),
 ])
 def test_bad_cluster_settings_are_refused(overrides, message):

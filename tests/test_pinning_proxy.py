@@ -46,7 +46,7 @@ def test_one_replica_hands_nothing_over_and_two_hand_over_to_each_other():
 @pytest.mark.parametrize("setting", [{"session_idle_seconds": 600}, {"pinning_replicas": 3},
                                      {"pinning_max_sessions": 5000}, {"stream_timeout_seconds": 60}])
 def test_proxy_settings_without_learned_pinning_are_refused(setting):
-    with pytest.raises(ValueError, match="only apply to pinning: learned"):
+    with pytest.raises(ValueError, match="goes with pinning: learned"):
         McpMeshServiceArgs(prefix="mcp", project="p-1234", image="ghcr.io/x/y:1", session_mode="stateless", hosts=["mcp.example.com"], **setting)
     McpMeshServiceArgs(prefix="mcp", project="p-1234", image="ghcr.io/x/y:1", session_mode="in-memory-sessions", pinning="learned",
                        hosts=["mcp.example.com"], **setting)

@@ -15,7 +15,6 @@ with the ``cli`` extra.
 from .affinity import DEFAULT_SESSION_HEADER, SessionMode, StoreRole
 from .autoneg import AutonegController, AutonegControllerArgs
 from .cloud_run_service import CloudRunMcpService, CloudRunMcpServiceArgs
-from .config import load_stack_config
 from .errors import ConfigError
 from .gateway_backend import MeshGatewayBackend, MeshGatewayBackendArgs
 from .gke_cluster import GkeCluster, GkeClusterArgs, NodePoolArgs
@@ -59,5 +58,4 @@ __all__ = [
     "Settings",
     "StoreRole",
     "SubnetArgs",
-    "load_stack_config",
 ]

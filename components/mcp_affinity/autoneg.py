@@ -50,7 +50,7 @@ import pulumi_kubernetes as k8s
 from pydantic import Field, Strict, model_validator
 
 from .naming import KUBERNETES, SERVICE_ACCOUNT, NameRule, PhysicalName, physical_name
-from .settings import Bool, Int, Settings
+from .settings import Bool, Faults, Int, Settings
 
 AUTONEG_VERSION = "v2.0.1"
 """The pinned release: the newest tag of GoogleCloudPlatform/gke-autoneg-controller (2026-04-13).
@@ -133,51 +133,59 @@ _IMAGE = r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*
 class AutonegControllerArgs(Settings):
     """Settings of :class:`AutonegController`.
 
-    - ``version``: the controller release, ``v2.0.x``. The RBAC, flags, IAM and annotation format
-      here were read at :data:`AUTONEG_VERSION`; another minor version must be checked against its
-      own ``deploy/autoneg.yaml`` and ``controllers/`` first, so it is refused.
-    - ``image``: a full image reference (``host/path:tag`` or ``...@sha256:...``) to pull instead of
-      the release image, e.g. an Artifact Registry mirror for nodes without internet egress.
-      None uses ``ghcr.io/.../gke-autoneg-controller:{version}``.
-    - ``namespace``: where the controller runs (``autoneg-system``, as the release manifest).
-    - ``replicas``: controller pods; with leader election on, one is active at a time and the
-      others wait (``--leader-elect``, ``main.go``); with 2, a standby takes over a lost pod's
-      lease after at most 30 s (``--leader-elect-lease-duration``) instead of after a reschedule.
-    - ``regional``: also grant the regional backend-service permissions (annotation ``region``);
-      the global external Application Load Balancer needs only the global ones.
-    - ``watch_namespaces``: reconcile only Services in these namespaces (``--namespaces``,
-      ``main.go``); empty means all. Anyone who may annotate a watched Service may attach its NEGs
-      to any backend service in the project (README.md, "Security considerations"): restrict this
-      to the gateway's namespace.
-    - ``metrics``: serve Prometheus metrics on :data:`METRICS_PORT` over HTTPS with Kubernetes
-      authentication and authorization (``main.go``: ``SecureServing``,
-      ``filters.WithAuthenticationAndAuthorization``), which needs the ``tokenreviews`` /
-      ``subjectaccessreviews`` ClusterRole; False turns the endpoint off
-      (``--metrics-bind-address=0``) and drops that role.
-    - ``cpu_millicores``, ``memory_request_mib``, ``memory_limit_mib``: the container's resources
-      (the release manifest: 100m CPU, 20 MiB request, 30 MiB limit).
-
     ``deletion_protection`` and ``labels`` have nothing to act on here (no stateful resource, and
     neither a service account nor a custom role takes labels).
     """
 
-    version: Annotated[str, Strict(), Field(pattern=r"^v2\.0\.\d+$")] = AUTONEG_VERSION
-    image: Optional[Annotated[str, Strict(), Field(pattern=_IMAGE, max_length=512)]] = None
-    namespace: K8sName = "autoneg-system"
-    replicas: Int = Field(default=1, ge=1, le=5)
-    regional: Bool = False
-    watch_namespaces: list[K8sName] = Field(default_factory=list)
-    metrics: Bool = True
-    cpu_millicores: Int = Field(default=100, ge=10, le=4000)
-    memory_request_mib: Int = Field(default=20, ge=16, le=4096)
-    memory_limit_mib: Int = Field(default=30, ge=16, le=4096)
+    version: Annotated[str, Strict(), Field(pattern=r"^v2\.0\.\d+$")] = Field(
+        default=AUTONEG_VERSION,
+        description="the controller release, `v2.0.x`; another minor version is refused until its manifest and "
+                    "controllers are checked.")
+    image: Optional[Annotated[str, Strict(), Field(pattern=_IMAGE, max_length=512)]] = Field(
+        default=None,
+        description="a full image reference (`host/path:tag` or `...@sha256:...`) to pull instead of the release "
+                    "image, e.g. an Artifact Registry mirror for nodes without internet egress. None uses "
+                    "`ghcr.io/.../gke-autoneg-controller:{version}`.")
+    namespace: K8sName = Field(
+        default="autoneg-system",
+        description="where the controller runs (`autoneg-system`, as the release manifest).")
+    replicas: Int = Field(
+        default=1, ge=1, le=5,
+        description="controller pods; with leader election on, one is active at a time and the others wait "
+                    "(`--leader-elect`, `main.go`); with 2, a standby takes over a lost pod's lease after at most 30"
+                    " s (`--leader-elect-lease-duration`) instead of after a reschedule.")
+    regional: Bool = Field(
+        default=False,
+        description="also grant the regional backend-service permissions (annotation `region`); the global external "
+                    "Application Load Balancer needs only the global ones.")
+    watch_namespaces: list[K8sName] = Field(
+        default_factory=list,
+        description="reconcile only Services in these namespaces (`--namespaces`); empty means all. Anyone who may "
+                    "annotate a watched Service may attach its NEGs to any backend service in the project: restrict "
+                    "this to the gateway's namespace, which it must include.")
+    metrics: Bool = Field(
+        default=True,
+        description="serve Prometheus metrics over HTTPS with Kubernetes authentication and authorization; false "
+                    "turns the endpoint off and drops the role it needs.")
+    cpu_millicores: Int = Field(
+        default=100, ge=10, le=4000,
+        description="the container's CPU request, millicores (the release manifest: 100).")
+    memory_request_mib: Int = Field(
+        default=20, ge=16, le=4096,
+        description="the container's memory request, MiB (the release manifest: 20).")
+    memory_limit_mib: Int = Field(
+        default=30, ge=16, le=4096,
+        description="the container's memory limit, MiB (the release manifest: 30).")
 
     @model_validator(mode="after")
     def _rules(self) -> "AutonegControllerArgs":
+        faults = Faults("AutonegControllerArgs")
         if self.memory_request_mib > self.memory_limit_mib:
-            raise ValueError("memoryRequestMib is larger than memoryLimitMib")
-        if len(set(self.watch_namespaces)) != len(self.watch_namespaces):
-            raise ValueError("watchNamespaces lists a namespace twice")
+            faults.add("memoryRequestMib", f"{self.memory_request_mib} is larger than memoryLimitMib {self.memory_limit_mib}")
+        for index, namespace in enumerate(self.watch_namespaces):
+            if namespace in self.watch_namespaces[:index]:
+                faults.add(("watchNamespaces", index), f"{namespace} is listed twice")
+        faults.raise_if_any()
         return self
 
     @property

@@ -28,10 +28,15 @@ from .limits import CpuCount, Env, Memory, check_cloud_run_resources
 from .naming import CLOUD_RUN_SERVICE, RFC1035, SERVICE_ACCOUNT, PhysicalName, physical_name
 from .network import NetworkRef
 from .session_store import SessionStoreRef
-from .settings import Bool, Int, Port, Region, Settings, UrlPath
+from .settings import Bool, Faults, Int, Port, Region, Settings, UrlPath
 
 # What CI changes when it deploys a new image itself (gcloud run deploy and friends).
 CI_OWNED_PATHS = ["template.containers[0].image", "template.revision", "template.annotations", "client", "clientVersion"]
+
+SecurityPolicyId = Annotated[str, Strict(), Field(
+    pattern=r"^(projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/global/securityPolicies/)?[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")]
+"""A Cloud Armor security policy: ``projects/P/global/securityPolicies/NAME`` or its name (RFC 1035)
+(https://cloud.google.com/compute/docs/reference/rest/v1/securityPolicies)."""
 
 Acknowledgement = Literal["cookie-clients-only", "lb-hash-unsupported"]
 """What a user may acknowledge: in-memory sessions pinned only for clients that keep cookies;
@@ -39,88 +44,103 @@ a load-balancer hash that Google documents as unsupported on serverless NEGs."""
 
 
 class CloudRunMcpServiceArgs(Settings):
-    """Settings of :class:`CloudRunMcpService`.
+    """Settings of :class:`CloudRunMcpService`."""
 
-    - ``image``: container image.
-    - ``image_managed_by_ci``: Pulumi sets the image once and then ignores image and revision
-      drift, so CI can deploy new images.
-    - ``session_mode``: what the server does with sessions (see "Which mode for my server?").
-      ``in-memory-sessions`` is pinned only by Cloud Run's session-affinity cookie: more than one
-      instance (``max_instances`` > 1 or several regions) needs ``acknowledge: [cookie-clients-only]``.
-    - ``notification_broker``: a ``stateless`` server fans ``subscriptions/listen`` notifications out
-      through the Redis store (``MCP_NOTIFICATION_BROKER_URL``).
-    - ``session_header``: the session header (default ``Mcp-Session-Id``), passed as ``MCP_SESSION_HEADER``.
-    - ``load_balancer_hash``: hash the header at the backend service (``shared-sessions`` only); Google
-      documents it as unsupported on serverless NEGs, so it needs ``acknowledge: [lb-hash-unsupported]``.
-    - ``acknowledge``: what you accept knowingly: ``cookie-clients-only`` (in-memory sessions on more
-      than one instance survive only for clients that keep cookies), ``lb-hash-unsupported``.
-    - ``regions``: where it runs; unset runs it in every region of the network.
-    - ``port``: the container's port (Cloud Run sends requests there).
-    - ``timeout_seconds``: request timeout, 1 to 3600 s (default 3600, for streams).
-    - ``concurrency``: requests per instance, 1 to 1000 (https://cloud.google.com/run/docs/about-concurrency).
-    - ``min_instances`` / ``max_instances``: per region.
-    - ``cpu``: vCPUs per instance: 1, 2, 4, 6, 8, or 0.08 to under 1 with concurrency 1.
-    - ``memory``: per instance, in Mi or Gi, within Cloud Run's range for the CPU.
-    - ``startup_probe_path``: HTTP path for the startup probe; None probes the TCP port.
-    - ``env``: extra environment variables (not Cloud Run's reserved names nor this package's ``MCP_*``).
-    - ``public_invoker``: let the load balancer's unauthenticated requests in (Cloud Run IAM
-      invoker check off); ingress still admits only the load balancer and the VPC.
-    - ``log_sample_rate``: share of requests the backend service logs (0.0 to 1.0).
-    - ``security_policy``: a Cloud Armor policy id for the backend service, or unset.
-    """
-
-    image: str = Field(min_length=1, max_length=1024, pattern=r"^[^\s]+$")
-    session_mode: SessionMode
-    notification_broker: Bool = False
-    session_header: HeaderName = affinity.DEFAULT_SESSION_HEADER
-    load_balancer_hash: Bool = False
-    acknowledge: list[Acknowledgement] = Field(default_factory=list)
-    regions: Optional[list[Region]] = Field(default=None, min_length=1)
-    port: Port = 8080
-    timeout_seconds: Int = Field(default=3600, ge=1, le=3600)
-    concurrency: Int = Field(default=80, ge=1, le=1000)
-    min_instances: Int = Field(default=0, ge=0, le=1000)
-    max_instances: Int = Field(default=10, ge=1, le=1000)
-    cpu: CpuCount = "1"
-    memory: Memory = "512Mi"
-    startup_probe_path: Optional[UrlPath] = None
-    env: Env = Field(default_factory=dict)
-    image_managed_by_ci: Bool = False
-    public_invoker: Bool = True
-    log_sample_rate: Annotated[float, Strict()] = Field(default=1.0, ge=0.0, le=1.0)
-    security_policy: Optional[str] = None
+    image: str = Field(min_length=1, max_length=1024, pattern=r"^[^\s]+$", description="the container image.")
+    session_mode: SessionMode = Field(
+        description="what the server does with sessions (see \"Which mode for my server?\"). `in-memory-sessions` is "
+                    "pinned only by Cloud Run's session-affinity cookie: more than one instance (`maxInstances` > 1"
+                    " or several regions) needs `acknowledge: [cookie-clients-only]`.")
+    notification_broker: Bool = Field(
+        default=False,
+        description="a `stateless` server fans `subscriptions/listen` notifications out through the Redis store "
+                    "(`MCP_NOTIFICATION_BROKER_URL`).")
+    session_header: HeaderName = Field(
+        default=affinity.DEFAULT_SESSION_HEADER,
+        description="the session header (default `Mcp-Session-Id`), passed as `MCP_SESSION_HEADER`.")
+    load_balancer_hash: Bool = Field(
+        default=False,
+        description="hash the header at the backend service (`shared-sessions` only); Google documents it as "
+                    "unsupported on serverless NEGs, so it needs `acknowledge: [lb-hash-unsupported]`.")
+    acknowledge: list[Acknowledgement] = Field(
+        default_factory=list,
+        description="what you accept knowingly: `cookie-clients-only` (in-memory sessions on more than one instance "
+                    "survive only for clients that keep cookies), `lb-hash-unsupported`.")
+    regions: Optional[list[Region]] = Field(
+        default=None, min_length=1,
+        description="where it runs; unset runs it in every region of the network.")
+    port: Port = Field(default=8080, description="the container's port (Cloud Run sends requests there).")
+    timeout_seconds: Int = Field(
+        default=3600, ge=1, le=3600,
+        description="request timeout, 1 to 3600 s (default 3600, for streams).")
+    concurrency: Int = Field(
+        default=80, ge=1, le=1000,
+        description="requests per instance, 1 to 1000 (https://cloud.google.com/run/docs/about-concurrency).")
+    min_instances: Int = Field(default=0, ge=0, le=1000, description="instances kept warm, per region (0 to 1000).")
+    max_instances: Int = Field(
+        default=10, ge=1, le=1000,
+        description="most instances per region (1 to 1000); Cloud Run may exceed it briefly.")
+    cpu: CpuCount = Field(
+        default="1",
+        description="vCPUs per instance: 1, 2, 4, 6, 8, or 0.08 to under 1 with concurrency 1.")
+    memory: Memory = Field(
+        default="512Mi",
+        description="per instance, in Mi or Gi, within Cloud Run's range for the CPU.")
+    startup_probe_path: Optional[UrlPath] = Field(
+        default=None,
+        description="HTTP path for the startup probe; None probes the TCP port.")
+    env: Env = Field(
+        default_factory=dict,
+        description="extra environment variables (not Cloud Run's reserved names nor this package's `MCP_*`).")
+    image_managed_by_ci: Bool = Field(
+        default=False,
+        description="Pulumi sets the image once and then ignores image and revision drift, so CI can deploy new "
+                    "images.")
+    public_invoker: Bool = Field(
+        default=True,
+        description="let the load balancer's unauthenticated requests in (Cloud Run IAM invoker check off); ingress "
+                    "still admits only the load balancer and the VPC.")
+    log_sample_rate: Annotated[float, Strict()] = Field(
+        default=1.0, ge=0.0, le=1.0,
+        description="share of requests the backend service logs (0.0 to 1.0).")
+    security_policy: Optional[SecurityPolicyId] = Field(
+        default=None,
+        description="a Cloud Armor security policy for the backend service "
+                    "(`projects/P/global/securityPolicies/NAME` or its name), or unset.")
 
     @model_validator(mode="after")
     def _rules(self) -> "CloudRunMcpServiceArgs":
+        faults = Faults("CloudRunMcpServiceArgs")
         if self.min_instances > self.max_instances:
-            raise ValueError("minInstances is larger than maxInstances")
+            faults.add("minInstances", f"{self.min_instances} is larger than maxInstances {self.max_instances}")
         if self.regions is not None and len(set(self.regions)) != len(self.regions):
-            raise ValueError("regions lists a region twice")
-        check_cloud_run_resources(self.cpu, self.memory, self.concurrency)
-        affinity.store_role(self.session_mode, self.notification_broker)
-        self._check_pinning()
+            faults.add("regions", "regions lists a region twice")
+        faults.check("cpu", lambda: check_cloud_run_resources(self.cpu, self.memory, self.concurrency))
+        faults.check("notificationBroker", lambda: affinity.store_role(self.session_mode, self.notification_broker))
+        self._check_pinning(faults)
+        faults.raise_if_any()
         return self
 
-    def _check_pinning(self) -> None:
+    def _check_pinning(self, faults: Faults) -> None:
         ack = set(self.acknowledge)
         if self.load_balancer_hash:
             if self.session_mode is SessionMode.IN_MEMORY_SESSIONS:
-                raise ValueError(f"loadBalancerHash cannot keep in-memory sessions: {affinity.HASHING_LOSES_SESSIONS}")
-            if self.session_mode is SessionMode.STATELESS:
-                raise ValueError("loadBalancerHash: a stateless server has no session to hash")
-            if "lb-hash-unsupported" not in ack:
-                raise ValueError(
-                    "loadBalancerHash on Cloud Run: Google documents load-balancer session affinity as not "
-                    f"supported on serverless NEGs ({sources.CLOUD_RUN_SESSION_AFFINITY}) and consistent hashing "
-                    f"only for INTERNAL_MANAGED / INTERNAL_SELF_MANAGED backend services ({sources.BACKEND_SERVICE_API}); "
-                    "to set it anyway add acknowledge: [lb-hash-unsupported]")
+                faults.add("loadBalancerHash", f"loadBalancerHash cannot keep in-memory sessions: {affinity.HASHING_LOSES_SESSIONS}")
+            elif self.session_mode is SessionMode.STATELESS:
+                faults.add("loadBalancerHash", "loadBalancerHash: a stateless server has no session to hash")
+            elif "lb-hash-unsupported" not in ack:
+                faults.add("loadBalancerHash",
+                           "loadBalancerHash on Cloud Run: Google documents load-balancer session affinity as not "
+                           f"supported on serverless NEGs ({sources.CLOUD_RUN_SESSION_AFFINITY}) and consistent hashing "
+                           f"only for INTERNAL_MANAGED / INTERNAL_SELF_MANAGED backend services ({sources.BACKEND_SERVICE_API}); "
+                           "to set it anyway add acknowledge: [lb-hash-unsupported]")
         several = self.max_instances > 1 or self.regions is None or len(self.regions) > 1
         if self.session_mode is SessionMode.IN_MEMORY_SESSIONS and several and "cookie-clients-only" not in ack:
-            raise ValueError(
-                "in-memory sessions on Cloud Run are pinned only by Cloud Run's session-affinity cookie, which "
-                "works only for clients that keep cookies (the official Python SDK does, mcp-remote since "
-                f"August 2026, many clients do not; {sources.CLOUD_RUN_SESSION_AFFINITY}). Run one instance "
-                "(maxInstances: 1 and one region in regions), or add acknowledge: [cookie-clients-only]")
+            faults.add("sessionMode",
+                       "in-memory sessions on Cloud Run are pinned only by Cloud Run's session-affinity cookie, which "
+                       "works only for clients that keep cookies (the official Python SDK does, mcp-remote since "
+                       f"August 2026, many clients do not; {sources.CLOUD_RUN_SESSION_AFFINITY}). Run one instance "
+                       "(maxInstances: 1 and one region in regions), or add acknowledge: [cookie-clients-only]")
 
     @property
     def store_role(self) -> StoreRole:

@@ -37,16 +37,17 @@ STATUS_PORT = 15021
 
 
 class MeshGatewayBackendArgs(Settings):
-    """Settings of :class:`MeshGatewayBackend`.
+    """Settings of :class:`MeshGatewayBackend`."""
 
-    - ``timeout_seconds``: the backend's response timeout: the longest a stream lives (1 to 3600 s).
-    - ``drain_seconds``: connection draining when a gateway endpoint goes away (0 to 3600 s).
-    - ``max_rate_per_endpoint``: requests per second per gateway pod before the load balancer spills over.
-    """
-
-    timeout_seconds: Int = Field(default=3600, ge=1, le=3600)
-    drain_seconds: Int = Field(default=3600, ge=0, le=3600)
-    max_rate_per_endpoint: Int = Field(default=1000, ge=1)
+    timeout_seconds: Int = Field(
+        default=3600, ge=1, le=3600,
+        description="the backend's response timeout: the longest a stream lives (1 to 3600 s).")
+    drain_seconds: Int = Field(
+        default=3600, ge=0, le=3600,
+        description="connection draining when a gateway endpoint goes away (0 to 3600 s).")
+    max_rate_per_endpoint: Int = Field(
+        default=1000, ge=1,
+        description="requests per second per gateway pod before the load balancer spills over.")
 
     def names(self, name: str) -> dict[str, PhysicalName]:
         """Physical names: firewall rule, health check, backend service and the gateway's NEGs."""

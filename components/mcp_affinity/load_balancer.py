@@ -29,7 +29,7 @@ from pydantic import AfterValidator, Field, Strict, model_validator
 
 from .affinity import METHOD_HEADER, NAME_HEADER
 from .naming import RFC1035, PhysicalName, physical_name
-from .settings import Bool, Model, Name, Settings, StrInput
+from .settings import Bool, Faults, Model, Name, Settings, StrInput
 
 _DOMAIN = re.compile(r"([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
 
@@ -60,91 +60,126 @@ McpMethod = Annotated[str, Strict(), AfterValidator(_check_method)]
 class MethodRouteArgs(Model):
     """Requests of one MCP method sent to another service's backend, matched on the ``Mcp-Method``
     / ``Mcp-Name`` headers of MCP 2026-07-28 (legacy requests carry neither and stay where they are).
-
-    - ``method``: the MCP method, e.g. ``tools/call``.
-    - ``name``: the tool, prompt or resource name (``Mcp-Name``); unset matches every name.
-    - ``service``: the service that gets these requests.
     """
 
-    method: McpMethod
-    name: Optional[str] = Field(default=None, min_length=1, max_length=256, pattern=r"^[A-Za-z0-9_./-]+$")
-    service: Name
+    method: McpMethod = Field(description="the MCP method, e.g. `tools/call`.")
+    name: Optional[str] = Field(
+        default=None, min_length=1, max_length=256, pattern=r"^[A-Za-z0-9_./-]+$",
+        description="the tool, prompt or resource name (`Mcp-Name`); unset matches every name.")
+    service: Name = Field(description="the service that gets these requests.")
+
+
+def check_hosts_once(hosts: list[str], faults: Faults, location: tuple = ("hosts",)) -> None:
+    """Record a fault under ``location + (index,)`` for each host listed a second time."""
+    for index, host in enumerate(hosts):
+        if host in hosts[:index]:
+            faults.add((*location, index), f"{host} is listed twice")
+
+
+def check_method_matches(method_routes: Mapping[str, MethodRouteArgs], faults: Faults,
+                         location: tuple = ("methodRoutes",)) -> None:
+    """Record a fault for each method route whose match (method and name) an earlier key already
+    routes to another service: a request cannot go to two services."""
+    seen: dict[tuple, tuple[str, str]] = {}
+    for key, route in sorted(method_routes.items()):
+        match = (route.method, route.name)
+        if match in seen and seen[match][1] != route.service:
+            faults.add((*location, key), f"matches the same requests as methodRoutes.{seen[match][0]} "
+                       f"({route.method}{' ' + route.name if route.name else ''}) but sends them to another service")
+        seen.setdefault(match, (key, route.service))
 
 
 class RouteArgs(Model):
-    """Where one backend serves. A route with neither hosts nor paths is the default route.
+    """Where one backend serves. A route with neither hosts nor paths is the default route."""
 
-    - ``hosts``: host names routed here (each on a certificate).
-    - ``path_prefixes``: path prefixes of any host routed here.
-    - ``method_routes``: key -> MCP method sent to another service (needs hosts, no path prefixes).
-    """
-
-    hosts: list[Domain] = Field(default_factory=list)
-    path_prefixes: list[PathPrefix] = Field(default_factory=list)
-    method_routes: dict[Name, MethodRouteArgs] = Field(default_factory=dict)
+    hosts: list[Domain] = Field(default_factory=list, description="host names routed here (each on a certificate).")
+    path_prefixes: list[PathPrefix] = Field(
+        default_factory=list,
+        description="path prefixes of any host routed here.")
+    method_routes: dict[Name, MethodRouteArgs] = Field(
+        default_factory=dict,
+        description="key -> MCP method sent to another service (needs hosts, no path prefixes).")
 
     @model_validator(mode="after")
-    def _method_routes_need_hosts(self) -> "RouteArgs":
+    def _rules(self) -> "RouteArgs":
+        faults = Faults("RouteArgs")
         if self.method_routes and (not self.hosts or self.path_prefixes):
-            raise ValueError("methodRoutes need hosts and no pathPrefixes on the same route")
+            faults.add("methodRoutes", "methodRoutes need hosts and no pathPrefixes on the same route")
+        check_hosts_once(self.hosts, faults)
+        for index, path in enumerate(self.path_prefixes):
+            if path in self.path_prefixes[:index]:
+                faults.add(("pathPrefixes", index), f"{path} is listed twice")
+        check_method_matches(self.method_routes, faults)
+        faults.raise_if_any()
         return self
+
+
+MAX_CERTIFICATES = 15
+"""SSL certificates per target HTTPS proxy (https://cloud.google.com/load-balancing/docs/quotas#ssl_certificates)."""
 
 
 class GlobalHttpsLoadBalancerArgs(Settings):
     """Settings of :class:`GlobalHttpsLoadBalancer`.
 
-    - ``certificates``: stable key -> 1 to 100 domains of one Google-managed certificate.
-    - ``routes``: stable key -> :class:`RouteArgs`; the context ``backends`` maps the same keys
-      to backend service ids. Every host must be on a certificate; no host or path twice.
-    - ``default_route``: the route for unmatched requests (default: the only route without hosts
-      and paths). Every other route must have hosts, paths or be a method-route target.
-    - ``http_redirect``: serve port 80 with a 301 redirect to HTTPS.
-    - ``min_tls_version``: ``TLS_1_2`` (default) or ``TLS_1_3``.
+    Rule violations are raised together, each under its field (``routes.<key>.hosts.<i>``, ...).
     """
 
-    certificates: dict[Name, list[Domain]] = Field(min_length=1)
-    routes: dict[Name, RouteArgs] = Field(min_length=1)
-    default_route: Optional[Name] = None
-    http_redirect: Bool = True
-    min_tls_version: Literal["TLS_1_2", "TLS_1_3"] = "TLS_1_2"
+    certificates: dict[Name, list[Domain]] = Field(
+        min_length=1, max_length=MAX_CERTIFICATES,
+        description="stable key -> 1 to 100 domains of one Google-managed certificate; at most 15 certificates (one "
+                    "HTTPS proxy holds 15).")
+    routes: dict[Name, RouteArgs] = Field(
+        min_length=1,
+        description="stable key -> `RouteArgs`; the context `backends` maps the same keys to backend service ids. "
+                    "Every host must be on a certificate; no host or path twice.")
+    default_route: Optional[Name] = Field(
+        default=None,
+        description="the route for unmatched requests (default: the only route without hosts and paths). Every other"
+                    " route must have hosts, paths or be a method-route target.")
+    http_redirect: Bool = Field(default=True, description="serve port 80 with a 301 redirect to HTTPS.")
+    min_tls_version: Literal["TLS_1_2", "TLS_1_3"] = Field(
+        default="TLS_1_2",
+        description="the lowest TLS version the HTTPS proxy accepts.")
 
     @model_validator(mode="after")
     def _rules(self) -> "GlobalHttpsLoadBalancerArgs":
+        faults = Faults("GlobalHttpsLoadBalancerArgs")
         for key, domains in self.certificates.items():
             if not 1 <= len(domains) <= 100 or len(set(domains)) != len(domains):
-                raise ValueError(f"certificates.{key}: 1 to 100 distinct domains")
+                faults.add(("certificates", key), "1 to 100 distinct domains")
         covered = {d for domains in self.certificates.values() for d in domains}
         seen_hosts: dict[str, str] = {}
         seen_paths: dict[str, str] = {}
         for key, route in self.routes.items():
-            for host in route.hosts:
-                if host in seen_hosts:
-                    raise ValueError(f"host {host} is on routes {seen_hosts[host]} and {key}")
+            for index, host in enumerate(route.hosts):
                 if host not in covered:
-                    raise ValueError(f"host {host} of route {key} is on no certificate; add it to certificates")
-                seen_hosts[host] = key
-            for path in route.path_prefixes if not route.hosts else []:
-                if path in seen_paths:
-                    raise ValueError(f"path prefix {path} is on routes {seen_paths[path]} and {key}")
-                seen_paths[path] = key
+                    faults.add(("routes", key, "hosts", index), f"{host} is on no certificate; add it to certificates")
+                if seen_hosts.setdefault(host, key) != key:
+                    faults.add(("routes", key, "hosts", index), f"{host} is also on route {seen_hosts[host]}")
+            for index, path in enumerate(route.path_prefixes if not route.hosts else []):
+                if seen_paths.setdefault(path, key) != key:
+                    faults.add(("routes", key, "pathPrefixes", index), f"{path} is also on route {seen_paths[path]}")
             for method_key, method in route.method_routes.items():
                 if method.service not in self.routes or method.service == key:
-                    raise ValueError(f"routes.{key}.methodRoutes.{method_key}.service: {method.service!r} is not another route")
-        self._check_default()
+                    others = ", ".join(sorted(set(self.routes) - {key})) or "none"
+                    faults.add(("routes", key, "methodRoutes", method_key, "service"),
+                               f"{method.service!r} is not another route; other routes: {others}")
+        self._check_default(faults)
+        faults.raise_if_any()
         return self
 
-    def _check_default(self) -> None:
+    def _check_default(self, faults: Faults) -> None:
         targets = {m.service for r in self.routes.values() for m in r.method_routes.values()}
         bare = sorted(k for k, r in self.routes.items() if not r.hosts and not r.path_prefixes and k not in targets)
         if self.default_route is not None:
             if self.default_route not in self.routes:
-                raise ValueError(f"defaultRoute {self.default_route!r} is not a route; routes: {', '.join(sorted(self.routes))}")
-            bare = [k for k in bare if k != self.default_route]
-            if bare:
-                raise ValueError(f"routes {', '.join(bare)} have no hosts or paths and are not the default route: "
-                                 "nothing would reach them")
+                faults.add("defaultRoute", f"{self.default_route!r} is not a route; routes: {', '.join(sorted(self.routes))}")
+            for key in bare:
+                if key != self.default_route:
+                    faults.add(("routes", key), "no hosts or paths and not the default route: nothing would reach it")
         elif len(bare) > 1:
-            raise ValueError(f"routes {', '.join(bare)} have no hosts or paths: only one can be the default route")
+            for key in bare:
+                faults.add(("routes", key), f"routes {', '.join(bare)} have no hosts or paths: only one can be the default route")
 
     def default_key(self) -> str:
         """The route that receives requests no host or path rule matches."""

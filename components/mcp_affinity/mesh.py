@@ -21,16 +21,16 @@ set per pod with the ``proxy.istio.io/config`` annotation; the gateway chart lab
 from __future__ import annotations
 
 import json
-from typing import Literal, Mapping, Optional, Sequence
+from typing import Annotated, Literal, Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
 from .gke_cluster import GkeCluster
 from .naming import RFC1035, PhysicalName, physical_name
-from .settings import Bool, Int, Settings
+from .settings import Bool, Faults, Int, Settings
 
 ISTIO_VERSION = "1.30.3"
 """The Istio release whose charts are installed: the latest patch of the newest supported minor
@@ -48,52 +48,61 @@ REFUSED_MESHES = {
 }
 
 
+def _refuse_mesh(value: object) -> object:
+    if isinstance(value, str) and value in REFUSED_MESHES:
+        raise ValueError(f"mesh '{value}' is refused: {REFUSED_MESHES[value]}")
+    return value
+
+
+MeshKind = Annotated[Literal["istio", "cloud-service-mesh"], BeforeValidator(_refuse_mesh)]
+"""A mesh that can hash on a request header; the meshes of :data:`REFUSED_MESHES` are refused with the reason."""
+
+
 class MeshArgs(Settings):
-    """Settings of :class:`Mesh`.
+    """Settings of :class:`Mesh`."""
 
-    - ``kind``: ``istio`` (Helm charts) or ``cloud-service-mesh`` (fleet API, managed control
-      plane); ``linkerd`` and ``gke-gateway`` are refused with the reason.
-    - ``version``: the Istio charts' version (default: the pinned, checked one).
-    - ``data_plane``: ``sidecar`` or ``ambient``.
-    - ``waypoint``: a waypoint proxy per namespace; ambient needs it, because only a waypoint
-      applies layer-7 routing such as header hashing.
-    - ``gateway_replicas``: minimum ingress gateway pods (the chart's HPA).
-    - ``drain_seconds``: how long a stopping gateway pod keeps serving open streams (5 to 3600 s):
-      its grace period and its proxy's ``terminationDrainDuration``.
-    - ``fleet_feature``: with ``cloud-service-mesh``, create the project's ``servicemesh`` fleet
-      feature (one per project: a second mesh in the same project sets this false).
-    - ``persistent_session_filter``: turn on istiod's ``PILOT_ENABLE_PERSISTENT_SESSION_FILTER``
-      (experimental) so Services labelled ``istio.io/persistent-session`` pin clients by cookie.
-    """
-
-    kind: str = "istio"
-    version: str = Field(default=ISTIO_VERSION, pattern=r"^1\.\d+\.\d+$")
-    data_plane: Literal["sidecar", "ambient"] = "sidecar"
-    waypoint: Bool = False
-    gateway_replicas: Int = Field(default=2, ge=1, le=100)
-    drain_seconds: Int = Field(default=3600, ge=5, le=3600)
-    persistent_session_filter: Bool = False
-    fleet_feature: Bool = True
-
-    @field_validator("kind")
-    @classmethod
-    def _kind(cls, value: str) -> str:
-        if value in REFUSED_MESHES:
-            raise ValueError(f"mesh '{value}' is refused: {REFUSED_MESHES[value]}")
-        if value not in ("istio", "cloud-service-mesh"):
-            raise ValueError(f"unknown mesh {value!r}; allowed: istio, cloud-service-mesh")
-        return value
+    kind: MeshKind = Field(
+        default="istio",
+        description="`istio` (Helm charts) or `cloud-service-mesh` (fleet API, managed control plane); `linkerd` and"
+                    " `gke-gateway` are refused with the reason.")
+    version: str = Field(
+        default=ISTIO_VERSION, pattern=r"^1\.\d+\.\d+$",
+        description="the Istio charts' version (default: the pinned, checked one).")
+    data_plane: Literal["sidecar", "ambient"] = Field(
+        default="sidecar",
+        description="sidecar proxies, or ambient mode (with `waypoint`).")
+    waypoint: Bool = Field(
+        default=False,
+        description="a waypoint proxy per namespace; ambient needs it, because only a waypoint applies layer-7 "
+                    "routing such as header hashing.")
+    gateway_replicas: Int = Field(
+        default=2, ge=1, le=100,
+        description="minimum ingress gateway pods (the chart's HPA).")
+    drain_seconds: Int = Field(
+        default=3600, ge=5, le=3600,
+        description="how long a stopping gateway pod keeps serving open streams (5 to 3600 s): its grace period and "
+                    "its proxy's `terminationDrainDuration`.")
+    persistent_session_filter: Bool = Field(
+        default=False,
+        description="turn on istiod's `PILOT_ENABLE_PERSISTENT_SESSION_FILTER` (experimental) so Services labelled "
+                    "`istio.io/persistent-session` pin clients by cookie.")
+    fleet_feature: Bool = Field(
+        default=True,
+        description="with `cloud-service-mesh`, create the project's `servicemesh` fleet feature (one per project: a"
+                    " second mesh in the same project sets this false).")
 
     @model_validator(mode="after")
     def _data_plane(self) -> "MeshArgs":
+        faults = Faults("MeshArgs")
         if self.data_plane == "ambient" and not self.waypoint:
-            raise ValueError(
-                "dataPlane 'ambient' without a waypoint cannot hash on a header: ztunnel is L4 only "
-                "(https://ambientmesh.io/docs/traffic/); set waypoint: true or use dataPlane 'sidecar'")
+            faults.add("waypoint",
+                       "dataPlane 'ambient' without a waypoint cannot hash on a header: ztunnel is L4 only "
+                       "(https://ambientmesh.io/docs/traffic/); set waypoint: true or use dataPlane 'sidecar'")
         if self.data_plane == "ambient" and self.kind != "istio":
-            raise ValueError("dataPlane 'ambient' is offered with kind 'istio' only")
+            faults.add("dataPlane", "dataPlane 'ambient' is offered with kind 'istio' only")
         if self.persistent_session_filter and self.kind != "istio":
-            raise ValueError("persistentSessionFilter needs kind 'istio' (an istiod setting)")
+            faults.add("persistentSessionFilter", "persistentSessionFilter needs kind 'istio' (an istiod setting)")
+        faults.raise_if_any()
         return self
 
     def names(self, name: str) -> dict[str, PhysicalName]:

@@ -31,19 +31,23 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 from pydantic import Field, model_validator
+from pydantic.alias_generators import to_camel
 
 from . import affinity
 from .affinity import METHOD_HEADER, NAME_HEADER, HeaderName, SessionMode, StoreRole
 from .gke_cluster import GkeCluster
 from .limits import Env, Memory, Quantity
-from .load_balancer import Domain, MethodRouteArgs
+from .load_balancer import Domain, MethodRouteArgs, check_hosts_once, check_method_matches
 from .mesh import Mesh
 from .naming import SERVICE_ACCOUNT, PhysicalName, physical_name
 from . import pinning_proxy
 from .session_store import SessionStoreRef
-from .settings import Bool, Int, Name, Port, Settings, UrlPath
+from .settings import Bool, Faults, Int, Name, Port, Settings, UrlPath
 
 SECRET_NAME = "mcp-redis"
+
+ISTIO_PORTS = frozenset({15000, 15001, 15004, 15006, 15008, 15020, 15021, 15053, 15090})
+"""Ports the Istio sidecar uses in the pod (https://istio.io/latest/docs/ops/deployment/application-requirements/#ports-used-by-istio)."""
 
 
 LEARNED_ONLY = frozenset({"pinning_replicas", "session_idle_seconds", "stream_timeout_seconds",
@@ -52,81 +56,104 @@ LEARNED_ONLY = frozenset({"pinning_replicas", "session_idle_seconds", "stream_ti
 
 
 class McpMeshServiceArgs(Settings):
-    """Settings of :class:`McpMeshService`.
+    """Settings of :class:`McpMeshService`."""
 
-    - ``image``: container image.
-    - ``port``: the container's port.
-    - ``cpu`` / ``memory``: requests per pod (Kubernetes quantities; memory is also the limit).
-    - ``health_path``: HTTP path of the startup, readiness and liveness probes.
-    - ``env``: extra environment variables.
-    - ``session_mode``: what the server does with sessions (see "Which mode for my server?").
-    - ``session_header``: the session header, passed as ``MCP_SESSION_HEADER`` and hashed for ``shared-sessions``.
-    - ``pinning``: for ``in-memory-sessions``: ``learned`` (a proxy learns each session's pod from
-      the response; every client) or ``cookie`` (Istio persistent sessions; clients that keep cookies).
-    - ``pinning_replicas``: proxy replicas for ``learned`` (1 to 9; they share the pins).
-    - ``cookie_name``: the persistent-session cookie.
-    - ``acknowledge``: ``cookie-clients-only`` accepts that ``pinning: cookie`` keeps sessions only
-      for clients that keep cookies (measured: clients without a cookie jar lose them).
-    - ``notification_broker``: a ``stateless`` server fans notifications out through Redis.
-    - ``hosts``: host names the gateway routes to this service.
-    - ``method_routes``: key -> :class:`~mcp_affinity.load_balancer.MethodRouteArgs`: MCP methods
-      sent to another mesh service (``service`` names it).
-    - ``min_replicas`` / ``max_replicas``: HorizontalPodAutoscaler bounds (CPU target 70 %).
-    - ``drain_seconds``: graceful termination: the pod and its sidecar keep serving open streams
-      this long (30 to 3600 s, default 3600, as long as a Cloud Run request may last).
-    - ``session_idle_seconds``: ``learned``: a pin expires after the session was idle this long;
-      match the server's idle-session timeout (1800 s in FastMCP and the SDKs).
-    - ``stream_timeout_seconds``: ``learned``: the longest a request or stream may stay silent
-      through the proxy.
-    - ``pinning_max_sessions`` / ``pinning_max_connections``: ``learned``: pins and concurrent
-      connections per proxy replica; the proxy's memory limit and file-descriptor limit are
-      derived from them (:class:`~mcp_affinity.pinning_proxy.ProxySizing`).
-    """
-
-    image: str = Field(min_length=1, max_length=1024, pattern=r"^[^\s]+$")
-    session_mode: SessionMode
-    pinning: Optional[Literal["learned", "cookie"]] = None
-    pinning_replicas: Int = Field(default=2, ge=1, le=9)
-    cookie_name: str = Field(default=affinity.DEFAULT_COOKIE, pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    acknowledge: list[Literal["cookie-clients-only"]] = Field(default_factory=list)
-    notification_broker: Bool = False
-    session_header: HeaderName = affinity.DEFAULT_SESSION_HEADER
-    hosts: list[Domain] = Field(min_length=1)
-    method_routes: dict[Name, MethodRouteArgs] = Field(default_factory=dict)
-    port: Port = 8080
-    cpu: Quantity = "500m"
-    memory: Memory = "512Mi"
-    min_replicas: Int = Field(default=2, ge=1, le=1000)
-    max_replicas: Int = Field(default=10, ge=1, le=1000)
-    drain_seconds: Int = Field(default=3600, ge=30, le=3600)
-    session_idle_seconds: Int = Field(default=1800, ge=60, le=86400)
-    stream_timeout_seconds: Int = Field(default=3600, ge=30, le=86400)
-    pinning_max_sessions: Int = Field(default=100_000, ge=1000, le=10_000_000)
-    pinning_max_connections: Int = Field(default=2000, ge=100, le=100_000)
-    health_path: UrlPath = "/healthz"
-    env: Env = Field(default_factory=dict)
+    image: str = Field(min_length=1, max_length=1024, pattern=r"^[^\s]+$", description="the container image.")
+    session_mode: SessionMode = Field(
+        description="what the server does with sessions (see \"Which mode for my server?\").")
+    pinning: Optional[Literal["learned", "cookie"]] = Field(
+        default=None,
+        description="for `in-memory-sessions`: `learned` (a proxy learns each session's pod from the response; every"
+                    " client) or `cookie` (Istio persistent sessions; clients that keep cookies).")
+    pinning_replicas: Int = Field(
+        default=2, ge=1, le=9,
+        description="proxy replicas for `pinning: learned` (1 to 9; they share the pins); refused with another "
+                    "pinning.")
+    cookie_name: str = Field(
+        default=affinity.DEFAULT_COOKIE, pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="the persistent-session cookie of `pinning: cookie`; refused with another pinning.")
+    acknowledge: list[Literal["cookie-clients-only"]] = Field(
+        default_factory=list,
+        description="`cookie-clients-only` accepts that `pinning: cookie` keeps sessions only for clients that keep "
+                    "cookies (measured: clients without a cookie jar lose them).")
+    notification_broker: Bool = Field(
+        default=False,
+        description="a `stateless` server fans notifications out through Redis.")
+    session_header: HeaderName = Field(
+        default=affinity.DEFAULT_SESSION_HEADER,
+        description="the session header, passed as `MCP_SESSION_HEADER` and hashed for `shared-sessions`.")
+    hosts: list[Domain] = Field(
+        min_length=1,
+        description="host names the gateway routes to this service (each on a certificate, none twice).")
+    method_routes: dict[Name, MethodRouteArgs] = Field(
+        default_factory=dict,
+        description="key -> `MethodRouteArgs`: MCP methods sent to another mesh service (`service` names it).")
+    port: Port = Field(default=8080, description="the container's port.")
+    cpu: Quantity = Field(default="500m", description="CPU request per pod (a Kubernetes quantity such as `500m`).")
+    memory: Memory = Field(default="512Mi", description="memory request and limit per pod, in Mi or Gi.")
+    min_replicas: Int = Field(
+        default=2, ge=1, le=1000,
+        description="fewest pods (HorizontalPodAutoscaler, CPU target 70 %).")
+    max_replicas: Int = Field(
+        default=10, ge=1, le=1000,
+        description="most pods (HorizontalPodAutoscaler, CPU target 70 %).")
+    drain_seconds: Int = Field(
+        default=3600, ge=30, le=3600,
+        description="graceful termination: the pod and its sidecar keep serving open streams this long (30 to 3600 "
+                    "s, default 3600, as long as a Cloud Run request may last).")
+    health_path: UrlPath = Field(
+        default="/healthz",
+        description="HTTP path of the startup, readiness and liveness probes.")
+    env: Env = Field(default_factory=dict, description="extra environment variables.")
+    session_idle_seconds: Int = Field(
+        default=1800, ge=60, le=86400,
+        description="`pinning: learned`: a pin expires after its session was idle this long; match the server's "
+                    "idle-session timeout (1800 s in FastMCP and the SDKs).")
+    stream_timeout_seconds: Int = Field(
+        default=3600, ge=30, le=86400,
+        description="`pinning: learned`: the longest a request or stream may stay silent through the proxy.")
+    pinning_max_sessions: Int = Field(
+        default=100_000, ge=1000, le=10_000_000,
+        description="`pinning: learned`: pins each proxy replica holds; with `pinningMaxConnections` it sets the "
+                    "proxy's memory (32 MiB + 256 B per pin + 33 KiB per connection).")
+    pinning_max_connections: Int = Field(
+        default=2000, ge=100, le=100_000,
+        description="`pinning: learned`: concurrent connections per proxy replica (`maxconn`; the file-descriptor "
+                    "limit is derived from it).")
 
     @model_validator(mode="after")
     def _rules(self) -> "McpMeshServiceArgs":
+        faults = Faults("McpMeshServiceArgs")
         if self.min_replicas > self.max_replicas:
-            raise ValueError("minReplicas is larger than maxReplicas")
-        if self.port in (15000, 15001, 15004, 15006, 15008, 15020, 15021, 15053, 15090):
-            raise ValueError(f"port {self.port} is used by the Istio sidecar")
-        affinity.store_role(self.session_mode, self.notification_broker)
-        if self.session_mode is SessionMode.IN_MEMORY_SESSIONS and self.pinning is None:
-            raise ValueError(
-                "in-memory sessions must reach the pod that created them: set pinning: learned (every "
-                "client) or cookie (clients that keep cookies). Hashing the header does not do it: "
-                f"{affinity.HASHING_LOSES_SESSIONS}")
-        if self.pinning == "cookie" and "cookie-clients-only" not in self.acknowledge:
-            raise ValueError("pinning: cookie keeps sessions only for clients that keep cookies (the official Python "
-                             "SDK does, mcp-remote since August 2026, many clients do not): use pinning: learned, "
-                             "or add acknowledge: [cookie-clients-only]")
-        if self.pinning is not None and self.session_mode is not SessionMode.IN_MEMORY_SESSIONS:
-            raise ValueError("pinning goes with sessionMode in-memory-sessions; other modes need none")
-        if self.pinning != "learned" and (stray := sorted(LEARNED_ONLY & self.model_fields_set)):
-            raise ValueError(f"{', '.join(stray)} only apply to pinning: learned (the pinning proxy); remove them")
+            faults.add("minReplicas", f"{self.min_replicas} is larger than maxReplicas {self.max_replicas}")
+        if self.port in ISTIO_PORTS:
+            faults.add("port", f"port {self.port} is used by the Istio sidecar")
+        faults.check("notificationBroker", lambda: affinity.store_role(self.session_mode, self.notification_broker))
+        self._check_pinning(faults)
+        check_hosts_once(self.hosts, faults)
+        check_method_matches(self.method_routes, faults)
+        faults.raise_if_any()
         return self
+
+    def _check_pinning(self, faults: Faults) -> None:
+        if self.session_mode is SessionMode.IN_MEMORY_SESSIONS and self.pinning is None:
+            faults.add("pinning",
+                       "in-memory sessions must reach the pod that created them: set pinning: learned (every "
+                       "client) or cookie (clients that keep cookies). Hashing the header does not do it: "
+                       f"{affinity.HASHING_LOSES_SESSIONS}")
+        if self.pinning == "cookie" and "cookie-clients-only" not in self.acknowledge:
+            faults.add("acknowledge",
+                       "pinning: cookie keeps sessions only for clients that keep cookies (the official Python "
+                       "SDK does, mcp-remote since August 2026, many clients do not): use pinning: learned, "
+                       "or add acknowledge: [cookie-clients-only]")
+        if self.pinning is not None and self.session_mode is not SessionMode.IN_MEMORY_SESSIONS:
+            faults.add("pinning", "pinning goes with sessionMode in-memory-sessions; other modes need none")
+        if self.pinning != "learned":
+            for field in sorted(LEARNED_ONLY & self.model_fields_set):
+                key = to_camel(field)
+                faults.add(key, f"{key} goes with pinning: learned (the pinning proxy); remove it")
+        if "cookie_name" in self.model_fields_set and self.pinning != "cookie":
+            faults.add("cookieName", "cookieName goes with pinning: cookie; remove it")
 
     @property
     def store_role(self) -> StoreRole:
@@ -135,6 +162,15 @@ class McpMeshServiceArgs(Settings):
     def names(self, name: str) -> dict[str, PhysicalName]:
         """Physical names: the Google service account (Kubernetes names live in namespace ``mcp-NAME``)."""
         return {"account": physical_name(SERVICE_ACCOUNT, "gcp:serviceaccount/account:Account", self.prefix, name, "gke")}
+
+
+def method_target_faults(name: str, args: McpMeshServiceArgs, services: AbstractSet[str]) -> list[tuple[str, str]]:
+    """``(key under the service, message)`` for each method route of service ``name`` whose target is
+    not another of ``services`` (the mesh services of the same mesh)."""
+    return [(f"methodRoutes.{key}.service", f"{route.service!r} is not another mesh service; mesh services: "
+             f"{', '.join(sorted(services - {name})) or 'none'}")
+            for key, route in sorted(args.method_routes.items())
+            if route.service not in services or route.service == name]
 
 
 class McpMeshService(pulumi.ComponentResource):
@@ -155,9 +191,8 @@ class McpMeshService(pulumi.ComponentResource):
                  opts: Optional[pulumi.ResourceOptions] = None):
         if args.store_role is not StoreRole.NONE and session_store is None:
             raise ValueError(f"session mode {args.session_mode.value} needs a session_store")
-        missing = {m.service for m in args.method_routes.values()} - set(route_hosts or {})
-        if missing:
-            raise ValueError(f"method routes name unknown mesh services {sorted(missing)}")
+        for key, message in method_target_faults(name, args, set(route_hosts or {})):
+            raise ValueError(f"{key}: {message}")
         if args.pinning == "cookie" and not mesh.persistent_session_filter:
             raise ValueError("pinning: cookie needs the mesh's persistentSessionFilter")
         names = args.names(name)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Optional
-
+from typing import Any, Callable, Iterator, Optional
 
 from mcp_affinity import CloudRunMcpService, CloudRunMcpServiceArgs, NetworkArgs, RouteArgs, StoreRole
 from mcp_affinity.settings import config_model
@@ -12,51 +11,53 @@ from .context import SharedContext
 
 KEYS = ("services",)
 ServiceConfig = config_model(CloudRunMcpServiceArgs, name="ServiceConfig", extra={
-    name: (field.annotation, field) for name, field in RouteArgs.model_fields.items()}, doc=RouteArgs.__doc__)
+    name: (field.annotation, field) for name, field in RouteArgs.model_fields.items()})
 """``services.<name>``: the service's settings plus its load-balancer route (hosts, pathPrefixes, methodRoutes)."""
 
-ROUTE_FIELDS = set(RouteArgs.model_fields)
+ROUTE_KEYS = frozenset(f.alias for f in RouteArgs.model_fields.values())
 
 
-def keys_set(config) -> bool:
-    return bool(config.services)
+def keys_set(config) -> list[str]:
+    return ["services"] if config.services else []
 
 
 def settings(config, common: dict, problems, network: Optional[NetworkArgs]) -> Optional[dict[str, tuple]]:
-    """Each service's (settings, route), validated under ``services.<name>``."""
+    """Each service's (settings or None, route values), validated under ``services.<name>``; the
+    route's own rules run in the load balancer, which reports them under the same key."""
     if not config.services:
-        problems.add("services", "platforms includes cloud-run: define at least one service")
+        if "services" not in problems.refused_tops:
+            problems.add("services", "platforms includes cloud-run: define at least one service")
         return None
     result = {}
     for name, service in sorted(config.services.items()):
         key = f"services.{name}"
         values = service.model_dump(by_alias=True, exclude_unset=True)
-        route_values = {k: v for k, v in values.items() if k in {RouteArgs.model_fields[f].alias for f in ROUTE_FIELDS}}
-        args = problems.build(key, CloudRunMcpServiceArgs, {**{k: v for k, v in values.items() if k not in route_values}, **common})
-        route = problems.build(key, RouteArgs, route_values)
-        if args is None or route is None:
-            continue
-        if network is not None:
+        route = {k: v for k, v in values.items() if k in ROUTE_KEYS}
+        args = problems.build(key, CloudRunMcpServiceArgs, {**{k: v for k, v in values.items() if k not in route}, **common})
+        if args is not None and network is not None:
             extra = set(args.regions or []) - set(network.regions)
             if extra:
                 problems.add(f"{key}.regions", f"{sorted(extra)} have no subnet; network regions: {', '.join(network.regions)}")
-        if config.environment == "prod" and args.regions is not None and len(args.regions) < 2:
+        if config.environment == "prod" and args is not None and args.regions is not None and len(args.regions) < 2:
             problems.add(f"{key}.regions", "prod runs each service in two regions or more")
         result[name] = (args, route)
     return result
 
 
 def needs_store(services: dict[str, tuple]) -> bool:
-    return any(args.store_role is not StoreRole.NONE for args, _ in services.values())
+    return any(args is not None and args.store_role is not StoreRole.NONE for args, _ in services.values())
 
 
-def routes(services: dict[str, tuple]) -> dict[str, RouteArgs]:
-    return {name: route for name, (_, route) in services.items()}
+def routes(services: dict[str, tuple]) -> dict[str, tuple[dict, Callable[[list[str]], str]]]:
+    """Route key -> (route values, function from a fault's location in the route to its config key)."""
+    return {name: (route, lambda loc, name=name: ".".join([f"services.{name}", *loc]))
+            for name, (_, route) in services.items()}
 
 
 def named_components(services: dict[str, tuple], network: NetworkArgs) -> Iterator[tuple[str, Any]]:
     for name, (args, _) in services.items():
-        yield f"services.{name}", lambda args=args, name=name: args.names(name, args.regions or network.regions)
+        if args is not None:
+            yield f"services.{name}", lambda args=args, name=name: args.names(name, args.regions or network.regions)
 
 
 def build(services: dict[str, tuple], context: SharedContext) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -32,7 +32,7 @@ from typing import Any, Iterator, Optional
 
 from . import replacements
 from .render import key_settings, show
-from .wire import MASKED, SECRET_SIG, UNKNOWNS
+from ..wire import MASKED, SECRET_SIG, UNKNOWNS
 
 UNSET = "(unset)"
 # The plain side of a value that became, or stopped being, secret: it may be the secret itself.

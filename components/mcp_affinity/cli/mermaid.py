@@ -16,15 +16,11 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable, Optional
 
-from .policies import HEADER_ENV, pod_env
+from ..policies import HEADER_ENV, pod_env
+from ..wire import BACKEND, CLOUD_RUN, FORWARDING_RULE, NEG, REDIS
 from .render import lookup, show
 
 LB_COMPONENT = ":GlobalHttpsLoadBalancer"
-FORWARDING_RULE = "gcp:compute/globalForwardingRule:GlobalForwardingRule"
-BACKEND = "gcp:compute/backendService:BackendService"
-NEG = "gcp:compute/regionNetworkEndpointGroup:RegionNetworkEndpointGroup"
-CLOUD_RUN = "gcp:cloudrunv2/service:Service"
-REDIS = "gcp:redis/instance:Instance"
 AFFINITY_PATHS = ("sessionAffinity", "localityLbPolicy", "consistentHash.httpHeaderName")
 ZONAL_NEG = re.compile(r"zones/([^/]+)/networkEndpointGroups/([^/]+)$")
 # Mermaid entity codes, so a label never holds a raw character that ends or re-opens a shape.

@@ -21,7 +21,7 @@ from rich.markup import escape
 from rich.tree import Tree
 
 from .runner import Plan, PlannedResource
-from .wire import COMPUTED, SECRET_SIG, UNKNOWNS
+from ..wire import COMPUTED, SECRET_SIG, UNKNOWNS
 
 _MESH = "kubernetes:networking.istio.io/v1"
 _CONTAINER = "spec.template.spec.containers.0"
@@ -47,10 +47,6 @@ HIGHLIGHTS: dict[str, list[str]] = {
         "tier", "memorySizeGb", "authEnabled", "transitEncryptionMode", "connectMode", "readReplicasMode",
         "replicaCount", "redisVersion", "persistenceConfig.persistenceMode", "deletionProtection",
     ],
-    "gcp:redis/cluster:Cluster": ["authorizationMode", "transitEncryptionMode", "shardCount",
-                                  "deletionProtectionEnabled"],
-    "gcp:memorystore/instance:Instance": ["authorizationMode", "transitEncryptionMode", "mode", "shardCount",
-                                          "deletionProtectionEnabled"],
     "gcp:container/cluster:Cluster": [
         "location", "nodeLocations", "releaseChannel.channel", "privateClusterConfig.enablePrivateNodes",
         "privateClusterConfig.masterIpv4CidrBlock", "workloadIdentityConfig.workloadPool", "datapathProvider",
@@ -121,10 +117,6 @@ def key_settings(type_: str, inputs: dict[str, Any]) -> list[str]:
              if (value := lookup(inputs, path)) is not None]
     name = inputs.get("name") if isinstance(inputs, dict) else None
     return ([f"name={name}"] if isinstance(name, str) else []) + parts
-
-
-def settings_line(resource: PlannedResource) -> str:
-    return "  ".join(key_settings(resource.type, resource.inputs))
 
 
 def _label(path: str) -> str:

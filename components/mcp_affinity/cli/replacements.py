@@ -61,15 +61,6 @@ _GCP: dict[str, tuple[str, tuple[str, ...]]] = {
         "redis/resource_redis_instance",
         ("region", "tier", "authorizedNetwork", "connectMode", "transitEncryptionMode", "reservedIpRange",
          "locationId", "alternativeLocationId", "customerManagedKey")),
-    "gcp:redis/cluster:Cluster": (
-        "redis/resource_redis_cluster",
-        ("region", "authorizationMode", "transitEncryptionMode", "zoneDistributionConfig", "gcsSource",
-         "managedBackupSource")),
-    "gcp:memorystore/instance:Instance": (
-        "memorystore/resource_memorystore_instance",
-        ("instanceId", "location", "authorizationMode", "transitEncryptionMode", "mode", "kmsKey",
-         "zoneDistributionConfig", "desiredPscAutoConnections", "desiredAutoCreatedEndpoints", "serverCaMode",
-         "serverCaPool", "gcsSource", "managedBackupSource")),
     "gcp:container/cluster:Cluster": (
         "container/resource_container_cluster",
         ("location", "network", "subnetwork", "networkingMode", "datapathProvider", "ipAllocationPolicy",
@@ -112,8 +103,6 @@ _K8S: dict[str, tuple[str, ...]] = {
 
 STATEFUL: dict[str, str] = {
     "gcp:redis/instance:Instance": "the session store: every session and stream in it is lost",
-    "gcp:redis/cluster:Cluster": "the session store: every session and stream in it is lost",
-    "gcp:memorystore/instance:Instance": "the session store: every session and stream in it is lost",
     "gcp:container/cluster:Cluster": "the GKE cluster: every workload on it is recreated",
     "gcp:container/nodePool:NodePool": "the node pool: every pod on it is evicted",
     "gcp:secretmanager/secret:Secret": "the secret: all its versions are destroyed",

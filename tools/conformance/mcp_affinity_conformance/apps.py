@@ -5,7 +5,7 @@ Every app answers two tools: ``whoami`` (returns the replica's name) and ``notif
 every HTTP response carries an ``X-Replica`` header naming the replica that served it, so the
 driver can tell where a session or stream landed.
 
-Modes (see ``../shared/PLATFORM-FACTS.md``, "MCP streamable HTTP"):
+Modes (https://modelcontextprotocol.io/specification/2025-11-25/basic/transports):
 
 - ``sdk-in-memory``: ``MCPServer(...).streamable_http_app()``, the official SDK's default:
   legacy sessions held in the replica's memory (``mcp/server/streamable_http_manager.py``);

@@ -21,8 +21,8 @@ from mcp.client.streamable_http import streamable_http_client
 from .proxy import PROXY_HEADER
 
 CLIENT_KINDS = ("keeps cookies", "no cookie jar")
-"""Client kinds, in table order (``../shared/PLATFORM-FACTS.md``: the official SDK keeps cookies
-within a session; clients without a cookie jar lose them)."""
+"""Client kinds, in table order (the official SDK's HTTP client keeps cookies within a session,
+``mcp/client/streamable_http.py``; clients without a cookie jar lose them)."""
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from mcp_affinity.cli.wire import SECRET_SIG
+from mcp_affinity.wire import SECRET_SIG
 from .proxy import ROUTING_KINDS, Routing
 
 RUN = "gcp:cloudrunv2/service:Service"

@@ -1,0 +1,61 @@
+"""The Google Cloud APIs a stack needs, each with what needs it: the stack output ``requiredApis``
+and the README's list come from here.
+
+An API is needed when the stack creates a resource of its service (``RESOURCE_APIS``, checked
+against every planned stack by ``tests/test_apis.py``) or turns on a feature served by it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+API_USES = {
+    "compute": "always: VPC, subnets, load balancer, certificates, NEGs, backend services, firewall rules",
+    "iam": "always: the services' and nodes' service accounts",
+    "run": "with Cloud Run services (platform `cloud-run`)",
+    "redis": "with a session store (a service in `shared-sessions` mode or with `notificationBroker`)",
+    "secretmanager": "with a session store: the secret holding its URL",
+    "servicenetworking": "with a session store, or `network.privateServicesAccess: true`: the peering a store connects through",
+    "container": "with GKE (platform `gke`)",
+    "cloudresourcemanager": "with GKE: the project-level roles of the node and autoneg accounts",
+    "cloudkms": "with GKE and `gke.secretsEncryption` (the default)",
+    "artifactregistry": "with GKE and `gke.imageRepositories`: the nodes' pull permission",
+    "gkehub": "with `gke.mesh.kind: cloud-service-mesh`: the fleet membership",
+    "mesh": "with `gke.mesh.kind: cloud-service-mesh`: the managed control plane",
+    "binaryauthorization": "with `gke.binaryAuthorization`",
+}
+"""API (``SERVICE`` of ``SERVICE.googleapis.com``) -> when a stack needs it."""
+
+RESOURCE_APIS = {
+    "gcp:compute": "compute", "gcp:serviceaccount": "iam", "gcp:cloudrunv2": "run", "gcp:redis": "redis",
+    "gcp:secretmanager": "secretmanager", "gcp:servicenetworking": "servicenetworking", "gcp:container": "container",
+    "gcp:projects": "cloudresourcemanager", "gcp:kms": "cloudkms", "gcp:artifactregistry": "artifactregistry",
+    "gcp:gkehub": "gkehub",
+}
+"""Pulumi type module -> the API that serves its resources."""
+
+
+def required_apis(settings: Any) -> list[str]:
+    """``SERVICE.googleapis.com`` for every API the stack's resources and features need, sorted:
+    enable them once per project before the first ``pulumi up``."""
+    apis = {"compute", "iam"}
+    if "cloud-run" in settings.platforms:
+        apis.add("run")
+    if settings.session_store is not None:
+        apis.update({"redis", "secretmanager"})
+    if settings.network.private_services_access:
+        apis.add("servicenetworking")
+    gke = settings.platforms.get("gke")
+    if gke:
+        cluster = gke["cluster"]
+        apis.update({"container", "cloudresourcemanager"})
+        apis.update({"cloudkms"} if cluster.secrets_encryption else set())
+        apis.update({"artifactregistry"} if cluster.image_repositories else set())
+        apis.update({"binaryauthorization"} if cluster.binary_authorization else set())
+        apis.update({"gkehub", "mesh"} if gke["mesh"].kind == "cloud-service-mesh" else set())
+    return sorted(f"{api}.googleapis.com" for api in apis)
+
+
+def markdown_list() -> str:
+    """The README's list of APIs: one line per API with what needs it."""
+    return "\n".join(f"- `{api}.googleapis.com`: {use}" for api, use in API_USES.items())
