@@ -153,12 +153,12 @@ def test_ambient_with_a_waypoint_installs_ztunnel_and_cloud_service_mesh_uses_th
 def test_shared_sessions_hash_the_header_and_the_route_has_no_timeout(record):
     plan = record(lambda: mesh_service(service_args(session_header="X-Session")))
     rule = spec(plan, DR, "notes-policy")
-    assert rule == {"host": "notes.mcp-notes.svc.cluster.local",
+    assert rule == {"host": "notes.mcp-t-notes.svc.cluster.local",
                     "trafficPolicy": {"loadBalancer": {"consistentHash": {"httpHeaderName": "X-Session"}}}}
     route = spec(plan, VS, "notes-route")
-    assert route["gateways"] == ["istio-ingress/mcp-gateway"]
+    assert route["gateways"] == ["mcp-t-gke-mesh-gateway/mcp-t-gke-mesh-gateway"]
     assert route["http"] == [{"name": "default", "route": [{"destination": {
-        "host": "notes.mcp-notes.svc.cluster.local", "port": {"number": 80}}}]}]
+        "host": "notes.mcp-t-notes.svc.cluster.local", "port": {"number": 80}}}]}]
     assert validate_object(plan.get(VS, "notes-route").manifest()) == []
 
 
@@ -192,7 +192,7 @@ def test_learned_pinning_puts_a_peered_haproxy_that_learns_the_session_in_front_
     assert "srvkey addr peers pinning" in config
     assert [line.split()[1] for line in config.splitlines() if line.strip().startswith("peer ")] == [
         "notes-pinning-0", "notes-pinning-1", "notes-pinning-2"]
-    assert "server-template mcp 1-10 notes-pods.mcp-notes.svc.cluster.local:8080" in config
+    assert "server-template mcp 1-10 notes-pods.mcp-t-notes.svc.cluster.local:8080" in config
     front = plan.get("kubernetes:core/v1:Service", "notes").inputs["spec"]
     assert front["selector"] == {"app": "notes-pinning"} and front["ports"][0]["targetPort"] == 8080
     pods = plan.get("kubernetes:core/v1:Service", "notes-pods").inputs["spec"]
@@ -200,9 +200,9 @@ def test_learned_pinning_puts_a_peered_haproxy_that_learns_the_session_in_front_
     stateful = plan.get("kubernetes:apps/v1:StatefulSet", "notes-pinning").inputs["spec"]
     assert stateful["replicas"] == 3 and stateful["serviceName"] == "notes-pinning-peers"
     to_pods = spec(plan, "kubernetes:security.istio.io/v1:AuthorizationPolicy", "notes-from-proxy")
-    assert to_pods["rules"][0]["from"] == [{"source": {"principals": ["cluster.local/ns/mcp-notes/sa/notes-pinning"]}}]
+    assert to_pods["rules"][0]["from"] == [{"source": {"principals": ["cluster.local/ns/mcp-t-notes/sa/notes-pinning"]}}]
     to_proxy = spec(plan, "kubernetes:security.istio.io/v1:AuthorizationPolicy", "notes-pinning-from-gateway")
-    assert to_proxy["rules"][0]["from"] == [{"source": {"principals": ["cluster.local/ns/istio-ingress/sa/mcp-gateway"]}}]
+    assert to_proxy["rules"][0]["from"] == [{"source": {"principals": ["cluster.local/ns/mcp-t-gke-mesh-gateway/sa/mcp-t-gke-mesh-gateway"]}}]
     for resource in plan.resources:
         if resource.type.startswith("kubernetes:") and "apiVersion" in resource.inputs:
             manifest = resource.manifest()
@@ -213,11 +213,11 @@ def test_learned_pinning_puts_a_peered_haproxy_that_learns_the_session_in_front_
 def test_method_routes_send_mcp_methods_to_another_mesh_service(record):
     args = service_args(session_mode="stateless", method_routes={
         "render": {"method": "tools/call", "name": "render_video", "service": "heavy"}})
-    plan = record(lambda: mesh_service(args, route_hosts={"heavy": service_host("heavy")}))
+    plan = record(lambda: mesh_service(args, route_hosts={"heavy": service_host("mcp-t", "heavy")}))
     first, default = spec(plan, VS, "notes-route")["http"]
     assert first == {"name": "render", "match": [{"headers": {"mcp-method": {"exact": "tools/call"},
                                                               "mcp-name": {"exact": "render_video"}}}],
-                     "route": [{"destination": {"host": "heavy.mcp-heavy.svc.cluster.local", "port": {"number": 80}}}]}
+                     "route": [{"destination": {"host": "heavy.mcp-t-heavy.svc.cluster.local", "port": {"number": 80}}}]}
     assert default["name"] == "default"
     assert validate_object(plan.get(VS, "notes-route").manifest()) == []
 
@@ -227,11 +227,11 @@ def test_only_the_gateway_may_call_a_mesh_service(record):
     assert spec(plan, "kubernetes:security.istio.io/v1:PeerAuthentication", "notes-mtls")["mtls"] == {"mode": "STRICT"}
     policy = spec(plan, "kubernetes:security.istio.io/v1:AuthorizationPolicy", "notes-from-gateway")
     assert policy["action"] == "ALLOW"
-    assert policy["rules"] == [{"from": [{"source": {"principals": ["cluster.local/ns/istio-ingress/sa/mcp-gateway"]}}],
+    assert policy["rules"] == [{"from": [{"source": {"principals": ["cluster.local/ns/mcp-t-gke-mesh-gateway/sa/mcp-t-gke-mesh-gateway"]}}],
                                 "to": [{"operation": {"ports": ["8080"]}}]}]
     network_policy = spec(plan, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "notes-from-gateway")
     assert network_policy["ingress"][0]["from"] == [{"namespaceSelector": {"matchLabels": {
-        "kubernetes.io/metadata.name": "istio-ingress"}}}]
+        "kubernetes.io/metadata.name": "mcp-t-gke-mesh-gateway"}}}]
     for kind, name in [("security.istio.io/v1:PeerAuthentication", "notes-mtls"),
                        ("security.istio.io/v1:AuthorizationPolicy", "notes-from-gateway")]:
         assert validate_object(plan.get(f"kubernetes:{kind}", name).manifest()) == []
@@ -240,7 +240,7 @@ def test_only_the_gateway_may_call_a_mesh_service(record):
 def test_workload_identity_names_the_pool_from_the_cluster_and_grants_nothing_unused(record):
     plan = record(mesh_service)
     binding = plan.get("gcp:serviceaccount/iAMMember:IAMMember", "notes-workload-identity")
-    assert binding.inputs["member"] == "serviceAccount:my-proj.svc.id.goog[mcp-notes/notes]"
+    assert binding.inputs["member"] == "serviceAccount:my-proj.svc.id.goog[mcp-t-notes/notes]"
     assert plan.get(CLUSTER, "gke").urn in binding.dependencies
     assert plan.by_type("gcp:secretmanager/secretIamMember:SecretIamMember") == []
 

@@ -16,7 +16,8 @@ names it waits for the cluster (https://cloud.google.com/kubernetes-engine/docs/
 from __future__ import annotations
 
 import re
-from typing import Literal, Optional
+from dataclasses import dataclass
+from typing import Literal, Optional, Sequence
 
 import pulumi
 import pulumi_gcp as gcp
@@ -25,7 +26,7 @@ from pydantic import Field, model_validator
 
 from .naming import GKE_CLUSTER, RFC1035, SERVICE_ACCOUNT, PhysicalName, physical_name
 from .network import NetworkRef, RangeName, check_no_overlap
-from .settings import Bool, Int, IPv4Cidr, Model, Name, Region, Settings
+from .settings import Bool, Int, IPv4Cidr, Model, Name, Region, Settings, StrInput
 
 # Least privilege for nodes: https://cloud.google.com/kubernetes-engine/docs/how-to/hardening-your-cluster#use_least_privilege_sa
 NODE_ROLES = ["roles/logging.logWriter", "roles/monitoring.metricWriter", "roles/monitoring.viewer",
@@ -119,15 +120,54 @@ class GkeClusterArgs(Settings):
         check_no_overlap([("masterCidr", self.master_cidr), *subnet_ranges])
 
 
+@dataclass(frozen=True)
+class ClusterRef:
+    """What components running in a cluster take from it.
+
+    - ``cluster_id``: ``projects/P/locations/L/clusters/C`` (Cloud Service Mesh's fleet membership).
+    - ``workload_pool``: Workload Identity's pool ``PROJECT.svc.id.goog``, taken from the cluster's
+      output so that a binding naming it waits for the cluster
+      (https://cloud.google.com/kubernetes-engine/docs/how-to/workload-identity).
+    - ``node_tag``: the network tag on every node (firewall rules target the nodes with it).
+    - ``kubernetes_provider``: the cluster's ``pulumi_kubernetes.Provider``; None for a cluster of
+      another stack, whose provider the caller then passes in ``opts.providers``.
+    - ``ready``: what Kubernetes objects wait for: the node pool (it starts with no nodes).
+
+    Built by :meth:`GkeCluster.ref`, or by hand for a cluster created elsewhere.
+    """
+
+    cluster_id: StrInput
+    workload_pool: StrInput
+    node_tag: StrInput
+    kubernetes_provider: Optional[pulumi.ProviderResource] = None
+    ready: Sequence[pulumi.Resource] = ()
+
+
+def kubernetes_options(opts: Optional[pulumi.ResourceOptions], cluster: ClusterRef) -> pulumi.ResourceOptions:
+    """A component's options with a Kubernetes provider in ``providers``, which Pulumi passes on to
+    every child created with ``parent=self`` (https://www.pulumi.com/docs/iac/concepts/options/providers/).
+
+    A provider the caller gave (``opts.provider`` or ``opts.providers``) is kept; otherwise the
+    cluster's. Raises ``ValueError`` when there is neither.
+    """
+    opts = opts or pulumi.ResourceOptions()
+    given = opts.providers.values() if isinstance(opts.providers, dict) else list(opts.providers or [])
+    if any(p.package == "kubernetes" for p in [*given, *([opts.provider] if opts.provider else [])]):
+        return opts
+    if cluster.kubernetes_provider is None:
+        raise ValueError("no Kubernetes provider: the cluster reference has none; pass one in opts.providers")
+    return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(providers=[cluster.kubernetes_provider]))
+
+
 class GkeCluster(pulumi.ComponentResource):
     """A private, Workload-Identity-enabled regional GKE cluster and a Kubernetes provider for it.
 
     Context: ``network`` (the subnet of ``args.region`` carries nodes, pods and services).
 
     Outputs: ``cluster_name``, ``cluster_id`` (``projects/P/locations/L/clusters/C``), ``endpoint``,
-    ``workload_pool`` (from the cluster, so bindings wait for it), ``kubernetes_provider`` (pass it
-    through ``opts`` or hand the cluster itself to :class:`Mesh` and :class:`McpMeshService`),
-    ``node_pool`` (what workloads must wait for: the pool starts with no nodes).
+    ``workload_pool`` (from the cluster, so bindings wait for it), ``node_tag``,
+    ``kubernetes_provider`` and ``node_pool`` (what workloads must wait for: the pool starts with no
+    nodes); :meth:`ref` bundles them for the components that run in the cluster.
 
     Raises ``ValueError`` when the network has no subnet in ``args.region``.
     """
@@ -136,6 +176,7 @@ class GkeCluster(pulumi.ComponentResource):
     cluster_id: pulumi.Output[str]
     endpoint: pulumi.Output[str]
     workload_pool: pulumi.Output[str]
+    node_tag: pulumi.Output[str]
     kubernetes_provider: k8s.Provider
     node_pool: gcp.container.NodePool
 
@@ -185,11 +226,17 @@ class GkeCluster(pulumi.ComponentResource):
         self.cluster_id = cluster.id
         self.endpoint = cluster.endpoint
         self.workload_pool = cluster.workload_identity_config.apply(lambda c: c.workload_pool if c else None)
+        self.node_tag = pulumi.Output.from_input(names["cluster"].value)
         self.kubernetes_provider = k8s.Provider(name, kubeconfig=_kubeconfig(cluster), enable_server_side_apply=True,
                                                 opts=pulumi.ResourceOptions(parent=self))
         self.register_outputs({"cluster_name": self.cluster_name, "cluster_id": self.cluster_id,
                                "endpoint": self.endpoint, "workload_pool": self.workload_pool,
-                               "kubernetes_provider": self.kubernetes_provider})
+                               "node_tag": self.node_tag, "kubernetes_provider": self.kubernetes_provider})
+
+    def ref(self) -> ClusterRef:
+        """This cluster as the components that run in it take it."""
+        return ClusterRef(self.cluster_id, self.workload_pool, self._names["cluster"].value,
+                          self.kubernetes_provider, (self.node_pool,))
 
     def _node_account(self, name: str) -> gcp.serviceaccount.Account:
         args, child = self._args, pulumi.ResourceOptions(parent=self)
@@ -240,15 +287,11 @@ class GkeCluster(pulumi.ComponentResource):
                 "workload_metadata_config": {"mode": "GKE_METADATA"},
                 "shielded_instance_config": {"enable_secure_boot": True, "enable_integrity_monitoring": True},
                 "labels": args.labels,
-                "tags": [self._names["cluster"].value],
+                "tags": [self._names["cluster"].value],  # the node tag (ClusterRef.node_tag)
             },
             opts=pulumi.ResourceOptions(parent=self),
         )
 
-    @property
-    def node_tag(self) -> str:
-        """The network tag on every node: firewall rules target the cluster's nodes with it."""
-        return self._names["cluster"].value
 
 
 def _kubeconfig(cluster: gcp.container.Cluster) -> pulumi.Output[str]:
