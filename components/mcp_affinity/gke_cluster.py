@@ -165,9 +165,9 @@ class GkeCluster(pulumi.ComponentResource):
     Context: ``network`` (the subnet of ``args.region`` carries nodes, pods and services).
 
     Outputs: ``cluster_name``, ``cluster_id`` (``projects/P/locations/L/clusters/C``), ``endpoint``,
-    ``workload_pool`` (from the cluster, so bindings wait for it), ``node_tag``,
-    ``kubernetes_provider`` and ``node_pool`` (what workloads must wait for: the pool starts with no
-    nodes); :meth:`ref` bundles them for the components that run in the cluster.
+    ``workload_pool`` (from the cluster, so bindings wait for it), ``node_tag`` and
+    ``kubernetes_provider``; :meth:`ref` bundles them, with the node pool workloads must wait for
+    (it starts with no nodes), for the components that run in the cluster.
 
     Raises ``ValueError`` when the network has no subnet in ``args.region``.
     """
@@ -178,7 +178,6 @@ class GkeCluster(pulumi.ComponentResource):
     workload_pool: pulumi.Output[str]
     node_tag: pulumi.Output[str]
     kubernetes_provider: k8s.Provider
-    node_pool: gcp.container.NodePool
 
     def __init__(self, name: str, args: GkeClusterArgs, *, network: NetworkRef,
                  opts: Optional[pulumi.ResourceOptions] = None):
@@ -221,7 +220,7 @@ class GkeCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, protect=args.deletion_protection,
                                         depends_on=[key] if key else []),
         )
-        self.node_pool = self._pool(name, cluster, nodes)
+        self._node_pool = self._pool(name, cluster, nodes)
         self.cluster_name = cluster.name
         self.cluster_id = cluster.id
         self.endpoint = cluster.endpoint
@@ -236,7 +235,7 @@ class GkeCluster(pulumi.ComponentResource):
     def ref(self) -> ClusterRef:
         """This cluster as the components that run in it take it."""
         return ClusterRef(self.cluster_id, self.workload_pool, self._names["cluster"].value,
-                          self.kubernetes_provider, (self.node_pool,))
+                          self.kubernetes_provider, (self._node_pool,))
 
     def _node_account(self, name: str) -> gcp.serviceaccount.Account:
         args, child = self._args, pulumi.ResourceOptions(parent=self)
