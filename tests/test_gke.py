@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import json
 
+import pulumi
+import pulumi_kubernetes as k8s
 import pytest
 from pydantic import ValidationError
 
 from conftest import plan_stack
 from helpers import NETWORK, STORE, cluster_args, gke, mesh_args
-from mcp_affinity import ISTIO_VERSION, GkeCluster, McpMeshService, McpMeshServiceArgs
+from mcp_affinity import (
+    ISTIO_VERSION, ClusterRef, GkeCluster, McpGkePlatform, McpGkePlatformArgs, McpMeshService, McpMeshServiceArgs,
+    Mesh, MeshGatewayBackendRef,
+)
 from mcp_affinity.mesh_service import service_host
 from schemas.istio_check import validate_object
 from schemas.validate import validate_kubernetes
@@ -305,3 +310,49 @@ def test_everything_waits_for_what_it_needs(gke_plan):
     assert gke_plan.get("gcp:compute/backendService:BackendService", "gateway").urn in gateway.dependencies
     assert any(r.urn in gateway.dependencies for r in gke_plan.by_type("kubernetes:apps/v1:Deployment")
                if "autoneg" in r.name)
+
+
+# --- the contract: references and providers -------------------------------------------------------
+
+def test_a_kubernetes_provider_in_opts_providers_reaches_every_kubernetes_object_of_the_platform(record):
+    def program():
+        own = k8s.Provider("own", kubeconfig="{}")
+        platform = McpGkePlatform("gke", McpGkePlatformArgs(prefix="mcp-t", project="my-proj", cluster={
+            "region": "europe-west1", "zones": ["europe-west1-b"]}), network=NETWORK,
+            opts=pulumi.ResourceOptions(providers=[own])).ref()
+        McpMeshService("notes", service_args(), cluster=platform.cluster, mesh=platform.mesh, session_store=STORE,
+                       opts=pulumi.ResourceOptions(providers=[own]))
+
+    plan = record(program)
+    own = plan.get("pulumi:providers:kubernetes", "own").urn
+    objects = [r for r in plan.resources if r.type.startswith("kubernetes:")]
+    assert len(objects) > 20 and {r.provider for r in objects} == {own}
+
+
+def test_without_a_provider_in_opts_each_object_uses_the_clusters(record):
+    plan = record(lambda: mesh_service())
+    cluster = plan.get("pulumi:providers:kubernetes", "gke").urn
+    assert {r.provider for r in plan.resources if r.type.startswith("kubernetes:")} == {cluster}
+
+
+def test_a_gateway_backend_without_the_autoneg_controller_is_refused():
+    cluster = ClusterRef("c", "my-proj.svc.id.goog", "tag")
+    gateway = MeshGatewayBackendRef("bs", {"cloud.google.com/neg": "{}"})
+    with pytest.raises(ValueError, match="needs the autoneg controller"):
+        Mesh("mesh", mesh_args(), cluster=cluster, gateway_backend=gateway)
+
+
+def test_platform_settings_run_each_parts_rules():
+    with pytest.raises(ValidationError, match="not a zone of region"):
+        McpGkePlatformArgs(prefix="mcp-t", project="my-proj", cluster={"region": "europe-west1",
+                                                                       "zones": ["us-central1-b"]})
+    with pytest.raises(ValidationError, match="Linkerd"):
+        McpGkePlatformArgs(prefix="mcp-t", project="my-proj", mesh={"kind": "linkerd"},
+                           cluster={"region": "europe-west1", "zones": ["europe-west1-b"]})
+
+
+def test_platform_ties_the_gateways_draining_to_the_meshs(record):
+    plan = record(lambda: McpGkePlatform("gke", McpGkePlatformArgs(prefix="mcp-t", project="my-proj", cluster={
+        "region": "europe-west1", "zones": ["europe-west1-b"]}, mesh={"drain_seconds": 600}), network=NETWORK))
+    backend = plan.get("gcp:compute/backendService:BackendService", "gke-gateway").inputs
+    assert backend["connectionDrainingTimeoutSec"] == 600 and backend["name"] == "mcp-t-gke-gateway"

@@ -4,7 +4,12 @@ namespace on Kubernetes. Two meshes on two clusters and two autoneg controllers 
 
 from __future__ import annotations
 
+import dataclasses
+import sys
+import typing
 from collections import Counter
+
+import pulumi
 
 from helpers import NETWORK, STORE, cluster_args, mesh_args
 from mcp_affinity import (
@@ -81,3 +86,22 @@ def is_namespaced(name: str, keys) -> bool:
     """True for the name of an object inside a namespace (its namespace carries the prefix)."""
     return any(k[0].startswith("kubernetes:") and k[2] is not None and k[-1] == name
                and not k[0].endswith(":Release") for k in keys)
+
+
+def test_every_component_declares_typed_outputs_registers_them_and_offers_a_ref(record, monkeypatch):
+    registered: dict[type, set[str]] = {}
+    original = pulumi.ComponentResource.register_outputs
+
+    def register_outputs(self, outputs):
+        if type(self).__module__.startswith("mcp_affinity"):
+            registered[type(self)] = set(outputs)
+        return original(self, outputs)
+
+    monkeypatch.setattr(pulumi.ComponentResource, "register_outputs", register_outputs)
+    record(program)
+    assert len(registered) == COMPONENTS
+    for component, keys in registered.items():
+        outputs = {name for name, hint in component.__annotations__.items() if "Output[" in str(hint)}
+        assert outputs and outputs <= keys, (component.__name__, outputs, keys)
+        ref = typing.get_type_hints(component.ref, vars(sys.modules[component.__module__]))["return"]
+        assert dataclasses.is_dataclass(ref) and ref.__dataclass_params__.frozen, component.__name__

@@ -16,15 +16,17 @@ with the ``cli`` extra.
 
 from .affinity import DEFAULT_SESSION_HEADER, SessionMode, StoreRole
 from .autoneg import AutonegController, AutonegControllerArgs, AutonegControllerRef
-from .cloud_run_service import CloudRunMcpService, CloudRunMcpServiceArgs
+from .cloud_run_service import CloudRunMcpService, CloudRunMcpServiceArgs, CloudRunMcpServiceRef
 from .config import load_stack_config
 from .errors import ConfigError
 from .gateway_backend import MeshGatewayBackend, MeshGatewayBackendArgs, MeshGatewayBackendRef
 from .gke_cluster import ClusterRef, GkeCluster, GkeClusterArgs, NodePoolArgs
 from .gke_platform import McpGkePlatform, McpGkePlatformArgs, McpGkePlatformRef
-from .load_balancer import GlobalHttpsLoadBalancer, GlobalHttpsLoadBalancerArgs, MethodRouteArgs, RouteArgs
+from .load_balancer import (
+    GlobalHttpsLoadBalancer, GlobalHttpsLoadBalancerArgs, GlobalHttpsLoadBalancerRef, MethodRouteArgs, RouteArgs,
+)
 from .mesh import ISTIO_VERSION, Mesh, MeshArgs, MeshRef
-from .mesh_service import McpMeshService, McpMeshServiceArgs
+from .mesh_service import McpMeshService, McpMeshServiceArgs, McpMeshServiceRef
 from .network import Network, NetworkArgs, NetworkRef, SubnetArgs
 from .session_store import MaintenanceWindowArgs, SessionStore, SessionStoreArgs, SessionStoreRef
 from .settings import COMMON_FIELDS, Settings
@@ -39,14 +41,17 @@ __all__ = [
     "ClusterRef",
     "CloudRunMcpService",
     "CloudRunMcpServiceArgs",
+    "CloudRunMcpServiceRef",
     "ConfigError",
     "GkeCluster",
     "GkeClusterArgs",
     "GlobalHttpsLoadBalancer",
     "GlobalHttpsLoadBalancerArgs",
+    "GlobalHttpsLoadBalancerRef",
     "MaintenanceWindowArgs",
     "McpMeshService",
     "McpMeshServiceArgs",
+    "McpMeshServiceRef",
     "McpGkePlatform",
     "McpGkePlatformArgs",
     "McpGkePlatformRef",

@@ -147,12 +147,14 @@ def kubernetes_options(opts: Optional[pulumi.ResourceOptions], cluster: ClusterR
     """A component's options with a Kubernetes provider in ``providers``, which Pulumi passes on to
     every child created with ``parent=self`` (https://www.pulumi.com/docs/iac/concepts/options/providers/).
 
-    A provider the caller gave (``opts.provider`` or ``opts.providers``) is kept; otherwise the
-    cluster's. Raises ``ValueError`` when there is neither.
+    A provider the caller gave (``opts.provider``, ``opts.providers``, or the parent's providers,
+    as Pulumi resolves them) is kept; otherwise the cluster's. Raises ``ValueError`` when there is neither.
     """
     opts = opts or pulumi.ResourceOptions()
-    given = opts.providers.values() if isinstance(opts.providers, dict) else list(opts.providers or [])
-    if any(p.package == "kubernetes" for p in [*given, *([opts.provider] if opts.provider else [])]):
+    given = list(opts.providers.values() if isinstance(opts.providers, dict) else opts.providers or [])
+    given += [opts.provider] if opts.provider else []
+    given += [opts.parent.get_provider("kubernetes:index:Provider")] if opts.parent else []
+    if any(p is not None and p.package == "kubernetes" for p in given):
         return opts
     if cluster.kubernetes_provider is None:
         raise ValueError("no Kubernetes provider: the cluster reference has none; pass one in opts.providers")

@@ -25,6 +25,7 @@ to another mesh service with ``VirtualService`` ``http[].match[].headers``.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import AbstractSet, Literal, Mapping, Optional
 
 import pulumi
@@ -42,7 +43,7 @@ from .mesh import MeshRef
 from .naming import KUBERNETES, SERVICE_ACCOUNT, PhysicalName, physical_name
 from . import pinning_proxy
 from .session_store import SessionStoreRef
-from .settings import Bool, Int, Name, Port, Settings, UrlPath
+from .settings import Bool, Int, Name, Port, Settings, StrInput, UrlPath
 
 SECRET_NAME = "mcp-redis"
 
@@ -122,6 +123,16 @@ class McpMeshServiceArgs(Settings):
                 "namespace": physical_name(KUBERNETES, NAMESPACE_TYPE, self.prefix, name)}
 
 
+@dataclass(frozen=True)
+class McpMeshServiceRef:
+    """What others take from a mesh service: ``service_host`` (``NAME.NAMESPACE.svc.cluster.local``,
+    a method route's target), ``namespace`` and ``google_service_account`` (its identity, for grants)."""
+
+    service_host: StrInput
+    namespace: StrInput
+    google_service_account: StrInput
+
+
 class McpMeshService(pulumi.ComponentResource):
     """Namespace, identity, Deployment, Service, HPA, PDB, routing and isolation for one MCP server.
 
@@ -171,6 +182,10 @@ class McpMeshService(pulumi.ComponentResource):
         self._objects(account)
         self.register_outputs({"namespace": self.namespace, "service_host": self.service_host,
                                "google_service_account": self.google_service_account})
+
+    def ref(self) -> McpMeshServiceRef:
+        """This service as method routes and grants take it."""
+        return McpMeshServiceRef(self.service_host, self.namespace, self.google_service_account)
 
     def _mesh_labels(self) -> dict[str, str]:
         if self._mesh.data_plane == "ambient":
