@@ -117,8 +117,16 @@ class McpMeshServiceArgs(Settings):
         return affinity.store_role(self.session_mode, self.notification_broker)
 
     def names(self, name: str) -> dict[str, PhysicalName]:
-        """Physical names: the Google service account and the namespace ``{prefix}-{name}`` (the
-        Kubernetes objects inside it are named after the service)."""
+        """Physical names: the Google service account and the namespace ``{prefix}-{name}``.
+
+        The objects inside the namespace are named after the service (``{name}``, and with learned
+        pinning ``{name}-pinning``, ``{name}-pods``, ``{name}-pinning-peers``): unique in their
+        namespace, checked against Kubernetes' rule here but not returned (they share no scope with
+        another component). Raises ``ValueError`` naming the rule a name breaks.
+        """
+        inside = [name] + ([f"{name}-pinning-peers", f"{name}-pods"] if self.pinning == "learned" else [])
+        for value in inside:
+            physical_name(KUBERNETES, "kubernetes:core/v1:Service", value)
         return {"account": physical_name(SERVICE_ACCOUNT, "gcp:serviceaccount/account:Account", self.prefix, name, "gke"),
                 "namespace": physical_name(KUBERNETES, NAMESPACE_TYPE, self.prefix, name)}
 
