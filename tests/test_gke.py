@@ -356,3 +356,14 @@ def test_platform_ties_the_gateways_draining_to_the_meshs(record):
         "region": "europe-west1", "zones": ["europe-west1-b"]}, mesh={"drain_seconds": 600}), network=NETWORK))
     backend = plan.get("gcp:compute/backendService:BackendService", "gke-gateway").inputs
     assert backend["connectionDrainingTimeoutSec"] == 600 and backend["name"] == "mcp-t-gke-gateway"
+
+
+def test_platform_autoneg_watches_only_the_gateways_namespace_and_refuses_a_list_without_it(record):
+    args = dict(prefix="mcp-t", project="my-proj", cluster={"region": "europe-west1", "zones": ["europe-west1-b"]})
+    plan = record(lambda: McpGkePlatform("gke", McpGkePlatformArgs(**args), network=NETWORK))
+    container = plan.get("kubernetes:apps/v1:Deployment", "gke-autoneg").inputs["spec"]["template"]["spec"]["containers"][0]
+    assert "--namespaces=mcp-t-gke-mesh-gateway" in container["args"]
+    gateway = plan.get("kubernetes:helm.sh/v3:Release", "gke-mesh-gateway").inputs
+    assert gateway["namespace"] == "mcp-t-gke-mesh-gateway"
+    with pytest.raises(ValueError, match="leaves out the gateway's namespace"):
+        McpGkePlatformArgs(**args, autoneg={"watch_namespaces": ["other"]}).parts("gke")

@@ -50,7 +50,11 @@ class McpGkePlatformArgs(Settings):
     - ``mesh``: :class:`~mcp_affinity.MeshArgs` (default: Istio, sidecars).
     - ``gateway``: :class:`~mcp_affinity.MeshGatewayBackendArgs`; its connection draining is the
       mesh's ``drain_seconds``, so a draining gateway and the load balancer let streams end together.
-    - ``autoneg``: :class:`~mcp_affinity.AutonegControllerArgs`.
+    - ``autoneg``: :class:`~mcp_affinity.AutonegControllerArgs`. Its ``watch_namespaces`` defaults
+      to the gateway's namespace, the only one with a Service it must act on (anyone who may
+      annotate a watched Service may attach NEGs to any backend service of the project,
+      gke-autoneg-controller README.md, "Security considerations"); a list without it is refused,
+      as the gateway's NEGs would never be attached.
 
     Each part's own rules run when these settings are made (``pydantic.ValidationError``).
     """
@@ -62,19 +66,30 @@ class McpGkePlatformArgs(Settings):
 
     @model_validator(mode="after")
     def _parts(self) -> "McpGkePlatformArgs":
-        self.parts()
+        self.parts()  # each part's own rules, before any resource exists
         return self
 
-    def parts(self) -> dict[str, Settings]:
-        """Each part's settings, with the common settings: ``cluster``, ``mesh``, ``gateway``, ``autoneg``."""
+    def parts(self, name: Optional[str] = None) -> dict[str, Settings]:
+        """Each part's settings, with the common settings: ``cluster``, ``mesh``, ``gateway``, ``autoneg``.
+
+        With the platform's ``name``, the autoneg controller watches the gateway's namespace by
+        default; raises ``ValueError`` when ``autoneg.watch_namespaces`` leaves it out.
+        """
         common = {n: getattr(self, n) for n in COMMON_FIELDS}
         mesh = MeshArgs(**self.mesh.model_dump(exclude_unset=True), **common)
+        autoneg = self.autoneg.model_dump(exclude_unset=True)
+        if name is not None:
+            gateway_namespace = mesh.names(f"{name}-mesh")["gateway_namespace"].value
+            autoneg.setdefault("watch_namespaces", [gateway_namespace])
+            if gateway_namespace not in autoneg["watch_namespaces"]:
+                raise ValueError(f"autoneg.watch_namespaces leaves out the gateway's namespace "
+                                 f"{gateway_namespace!r}: its NEGs would never be attached")
         return {
             "cluster": GkeClusterArgs(**self.cluster.model_dump(exclude_unset=True), **common),
             "mesh": mesh,
             "gateway": MeshGatewayBackendArgs(**self.gateway.model_dump(exclude_unset=True), **common,
                                               drain_seconds=mesh.drain_seconds),
-            "autoneg": AutonegControllerArgs(**self.autoneg.model_dump(exclude_unset=True), **common),
+            "autoneg": AutonegControllerArgs(**autoneg, **common),
         }
 
 
@@ -100,7 +115,8 @@ class McpGkePlatform(pulumi.ComponentResource):
     Outputs: ``cluster_name``, ``workload_pool``, ``backend_service_id`` and ``gateway``
     (``NAMESPACE/NAME`` of the Istio Gateway); :meth:`ref` bundles what mesh services take.
 
-    Raises ``ValueError`` when the network has no subnet in the cluster's region.
+    Raises ``ValueError`` when the network has no subnet in the cluster's region, or when
+    ``autoneg.watch_namespaces`` leaves out the gateway's namespace.
     """
 
     cluster_name: pulumi.Output[str]
@@ -110,17 +126,18 @@ class McpGkePlatform(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: McpGkePlatformArgs, *, network: NetworkRef,
                  opts: Optional[pulumi.ResourceOptions] = None):
-        parts = args.parts()
+        parts = args.parts(name)
         super().__init__("mcp-affinity:index:McpGkePlatform", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        cluster = GkeCluster(name, parts["cluster"], network=network, opts=child).ref()
+        gke = GkeCluster(name, parts["cluster"], network=network, opts=child)
+        cluster = gke.ref()
         autoneg = AutonegController(f"{name}-autoneg", parts["autoneg"], cluster=cluster, opts=child)
         gateway = MeshGatewayBackend(f"{name}-gateway", parts["gateway"], network=network, cluster=cluster, opts=child)
         mesh = Mesh(f"{name}-mesh", parts["mesh"], cluster=cluster, gateway_backend=gateway.ref(),
                     autoneg=autoneg.ref(), opts=child)
         self._ref = McpGkePlatformRef(cluster, mesh.ref(), gateway.backend_service_id)
-        self.cluster_name = pulumi.Output.from_input(cluster.cluster_id).apply(lambda i: i.rsplit("/", 1)[-1])
-        self.workload_pool = pulumi.Output.from_input(cluster.workload_pool)
+        self.cluster_name = gke.cluster_name
+        self.workload_pool = gke.workload_pool
         self.backend_service_id = gateway.backend_service_id
         self.gateway = mesh.gateway
         self.register_outputs({"cluster_name": self.cluster_name, "workload_pool": self.workload_pool,

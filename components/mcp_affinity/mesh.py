@@ -20,8 +20,10 @@ set per pod with the ``proxy.istio.io/config`` annotation; the gateway chart lab
 Names: the gateway's namespace and release are ``{prefix}-{name}-gateway``. The control plane
 keeps Istio's own names (namespace ``istio-system``, releases ``base``, ``istiod``, ``cni``,
 ``ztunnel``): its CRDs, webhooks and cluster roles exist once per cluster whatever the release is
-called, so one mesh per cluster is the rule, and a renamed ``base`` release could not take over
-the CRDs the installed one owns (Helm refuses resources of another release).
+called, so one mesh per cluster is the rule; and the ``base`` chart installs the CRDs as templates
+of its release (``manifests/charts/base/templates/crds.yaml``), which a renamed release could not
+take over: Helm refuses a resource whose ``meta.helm.sh/release-name`` names another release
+(helm/helm ``pkg/action/validate.go``, "invalid ownership metadata").
 """
 
 from __future__ import annotations
