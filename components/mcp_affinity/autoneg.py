@@ -20,9 +20,10 @@ release's own files (read at the tag; no file of the repository is copied here):
 
 Wiring rules the caller must keep (each is an ordering or ownership fact, not a preference):
 
-- The annotated Service ``depends_on`` :attr:`AutonegController.ready`. The controller puts the
-  finalizer ``controller.autoneg.dev/neg`` on the Service (``controllers/autoneg.go``,
-  ``autonegFinalizer``) and removes it after detaching the NEGs. Pulumi deletes dependents first,
+- The annotated Service ``depends_on`` ``AutonegController.ref().ready`` (:class:`~mcp_affinity.Mesh`
+  takes that reference and does so). The controller puts the finalizer
+  ``controller.autoneg.dev/neg`` on the Service (``controllers/autoneg.go``, ``autonegFinalizer``)
+  and removes it after detaching the NEGs. Pulumi deletes dependents first,
   so on ``destroy`` the Service goes while the controller, its RBAC and its IAM still exist;
   otherwise the Service's deletion waits forever on the finalizer.
 - The Service also depends on the backend service: the controller reads it by name
