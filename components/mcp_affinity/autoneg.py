@@ -144,9 +144,9 @@ class AutonegControllerArgs(Settings):
     - ``image``: a full image reference (``host/path:tag`` or ``...@sha256:...``) to pull instead of
       the release image, e.g. an Artifact Registry mirror for nodes without internet egress.
       None uses ``ghcr.io/.../gke-autoneg-controller:{version}``.
-    - ``namespace``: where the controller runs; unset: ``{prefix}-{name}`` (the release manifest's
-      ``autoneg-system`` is not derived from the prefix). The namespaced objects keep the release
-      manifest's names inside it.
+    - ``namespace``: where the controller runs; unset: ``{prefix}-{name}`` (``{prefix}-autoneg`` in
+      a stack; the release manifest's ``autoneg-system`` is not derived from the prefix). The
+      namespaced objects keep the release manifest's names inside it.
     - ``replicas``: controller pods; with leader election on, one is active at a time and the
       others wait (``--leader-elect``, ``main.go``); with 2, a standby takes over a lost pod's
       lease after at most 30 s (``--leader-elect-lease-duration``) instead of after a reschedule.
