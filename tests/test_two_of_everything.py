@@ -40,9 +40,10 @@ def program() -> None:
         gateway = MeshGatewayBackend(f"gw-{name}", MeshGatewayBackendArgs(**P), network=NETWORK, cluster=cluster)
         mesh = Mesh(f"mesh-{name}", mesh_args(prefix="acme"), cluster=cluster, gateway_backend=gateway.ref(),
                     autoneg=autoneg.ref()).ref()
-        McpMeshService(f"mcp-{name}", McpMeshServiceArgs(**P, image="i:1", session_mode="in-memory-sessions",
-                                                         pinning="learned", hosts=["a.example.com"]),
-                       cluster=cluster, mesh=mesh)
+        for service in ("a", "b"):  # two on one cluster
+            McpMeshService(f"mcp-{name}-{service}", McpMeshServiceArgs(
+                **P, image="i:1", session_mode="in-memory-sessions", pinning="learned", hosts=["a.example.com"]),
+                cluster=cluster, mesh=mesh)
         platform = McpGkePlatform(f"plat-{name}", McpGkePlatformArgs(
             **P, cluster={"region": "europe-west1", "zones": ["europe-west1-b"]},
             mesh={"kind": "cloud-service-mesh", "fleet_feature": name == "one"}), network=NETWORK).ref()
