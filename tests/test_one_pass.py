@@ -109,7 +109,7 @@ ACCEPTED = {
         **BASE[NS + "loadBalancer"]["certificates"], **{f"c{i}": [f"h{i}.example.com"] for i in range(14)}}),
     "a custom machine type": mutate(NS + "gke.nodePool.machineType", "n2-custom-4-8192"),
     "a security policy id": with_tools(securityPolicy="projects/my-mcp-project/global/securityPolicies/edge"),
-    "watchNamespaces with the gateway's": mutate(NS + "gke.autoneg", {"watchNamespaces": ["istio-ingress"]}),
+    "watchNamespaces with the gateway's": mutate(NS + "gke.autoneg", {"watchNamespaces": ["mcp-stg-mesh-gateway"]}),
     "two method routes, one target": with_tools(methodRoutes={"a": {"method": "tools/call", "service": "search"},
                                                               "b": {"method": "tools/call", "service": "search"}}),
 }

@@ -16,7 +16,8 @@ cookies: a server with in-memory sessions runs on one instance unless the user a
 
 from __future__ import annotations
 
-from typing import AbstractSet, Annotated, Literal, Optional
+from dataclasses import dataclass
+from typing import AbstractSet, Annotated, Literal, Mapping, Optional
 
 import pulumi
 import pulumi_gcp as gcp
@@ -28,7 +29,7 @@ from .limits import CpuCount, Env, Memory, check_cloud_run_resources
 from .naming import CLOUD_RUN_SERVICE, RFC1035, SERVICE_ACCOUNT, PhysicalName, physical_name
 from .network import NetworkRef
 from .session_store import SessionStoreRef
-from .settings import Bool, Faults, Int, Port, Region, Settings, UrlPath
+from .settings import Bool, Faults, Int, Port, Region, Settings, StrInput, UrlPath
 
 # What CI changes when it deploys a new image itself (gcloud run deploy and friends).
 CI_OWNED_PATHS = ["template.containers[0].image", "template.revision", "template.annotations", "client", "clientVersion"]
@@ -161,6 +162,17 @@ class CloudRunMcpServiceArgs(Settings):
         return names
 
 
+@dataclass(frozen=True)
+class CloudRunMcpServiceRef:
+    """What others take from a Cloud Run MCP service: ``backend_service_id`` (a load-balancer
+    backend), ``service_account_email`` (its identity, for grants) and ``service_urls`` (region ->
+    run.app URL)."""
+
+    backend_service_id: StrInput
+    service_account_email: StrInput
+    service_urls: Mapping[str, StrInput]
+
+
 class CloudRunMcpService(pulumi.ComponentResource):
     """An MCP server (streamable HTTP) on Cloud Run in each region, behind one backend service.
 
@@ -215,6 +227,10 @@ class CloudRunMcpService(pulumi.ComponentResource):
             "service_account_email": self.service_account_email,
             "backend_service_id": self.backend_service_id,
         })
+
+    def ref(self) -> CloudRunMcpServiceRef:
+        """This service as the load balancer and grants take it."""
+        return CloudRunMcpServiceRef(self.backend_service_id, self.service_account_email, self.service_urls)
 
     def _service(self, name, region, network: NetworkRef, email, grants) -> gcp.cloudrunv2.Service:
         args = self._args

@@ -17,17 +17,18 @@ draining gateway cuts a server-sent-event stream early.
 
 from __future__ import annotations
 
-from typing import Optional
+from dataclasses import dataclass
+from typing import Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_gcp as gcp
 from pydantic import Field
 
 from .autoneg import autoneg_annotation
-from .gke_cluster import GkeCluster
+from .gke_cluster import ClusterRef
 from .naming import RFC1035, PhysicalName, physical_name
 from .network import NetworkRef
-from .settings import Int, Settings
+from .settings import Int, Settings, StrInput
 
 # Google front ends and health checkers (https://cloud.google.com/load-balancing/docs/health-check-concepts#ip-ranges).
 GOOGLE_LB_RANGES = ["35.191.0.0/16", "130.211.0.0/22"]
@@ -59,20 +60,38 @@ class MeshGatewayBackendArgs(Settings):
         }
 
 
+@dataclass(frozen=True)
+class MeshGatewayBackendRef:
+    """What the mesh's gateway takes from its backend service.
+
+    - ``backend_service_id``: ``projects/P/global/backendServices/B``.
+    - ``annotations``: the gateway Service's annotations (GKE's ``cloud.google.com/neg`` and the
+      autoneg controller's ``controller.autoneg.dev/neg`` naming this backend service).
+    - ``ready``: what the gateway Service waits for: the backend service (the autoneg controller
+      reads it by name, https://github.com/GoogleCloudPlatform/gke-autoneg-controller).
+    """
+
+    backend_service_id: StrInput
+    annotations: Mapping[str, StrInput]
+    ready: Sequence[pulumi.Resource] = ()
+
+
 class MeshGatewayBackend(pulumi.ComponentResource):
     """Firewall rule (Google's ranges to the cluster's nodes, serving and status ports only),
     health check and a backend service the autoneg controller fills.
 
-    Context: ``network`` and ``cluster`` (its node tag).
+    Context: ``network`` (:class:`~mcp_affinity.network.NetworkRef`) and ``cluster``
+    (:class:`~mcp_affinity.gke_cluster.ClusterRef`, its node tag).
 
-    Outputs: ``backend_service_id``, ``backend`` (the backend service resource, for dependencies) and
-    ``gateway_annotations`` (the gateway Service's annotations: GKE's ``cloud.google.com/neg`` and
-    the autoneg controller's ``controller.autoneg.dev/neg`` naming this backend service).
+    Outputs: ``backend_service_id`` and ``gateway_annotations`` (the gateway Service's annotations:
+    GKE's ``cloud.google.com/neg`` and the autoneg controller's ``controller.autoneg.dev/neg``
+    naming this backend service); :meth:`ref` bundles them, with the backend service to wait for.
     """
 
     backend_service_id: pulumi.Output[str]
+    gateway_annotations: pulumi.Output[dict[str, str]]
 
-    def __init__(self, name: str, args: MeshGatewayBackendArgs, *, network: NetworkRef, cluster: GkeCluster,
+    def __init__(self, name: str, args: MeshGatewayBackendArgs, *, network: NetworkRef, cluster: ClusterRef,
                  opts: Optional[pulumi.ResourceOptions] = None):
         names = args.names(name)
         super().__init__("mcp-affinity:index:MeshGatewayBackend", name, None, opts)
@@ -99,9 +118,14 @@ class MeshGatewayBackend(pulumi.ComponentResource):
             # The autoneg controller adds the gateway's NEGs as GKE creates them.
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["backends"]),
         )
-        self.backend = backend
+        self._backend = backend
+        self._annotations = autoneg_annotation(names["backend"].value, GATEWAY_PORT,
+                                               max_rate_per_endpoint=args.max_rate_per_endpoint)
         self.backend_service_id = backend.id
-        self.gateway_annotations = autoneg_annotation(names["backend"].value, GATEWAY_PORT,
-                                                      max_rate_per_endpoint=args.max_rate_per_endpoint)
+        self.gateway_annotations = pulumi.Output.from_input(self._annotations)
         self.register_outputs({"backend_service_id": self.backend_service_id,
                                "gateway_annotations": self.gateway_annotations})
+
+    def ref(self) -> MeshGatewayBackendRef:
+        """This backend service as the mesh's gateway takes it."""
+        return MeshGatewayBackendRef(self.backend_service_id, self._annotations, (self._backend,))

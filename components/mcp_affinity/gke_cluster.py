@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated, Literal, Optional
+from dataclasses import dataclass
+from typing import Annotated, Literal, Optional, Sequence
 
 import pulumi
 import pulumi_gcp as gcp
@@ -26,7 +27,7 @@ from pydantic import AfterValidator, Field, Strict, model_validator
 
 from .naming import GKE_CLUSTER, RFC1035, SERVICE_ACCOUNT, PhysicalName, physical_name
 from .network import NetworkRef, RangeName, check_no_overlap
-from .settings import Bool, Faults, Int, IPv4Cidr, Model, Name, Region, Settings, check_cidr
+from .settings import Bool, Faults, Int, IPv4Cidr, Model, Name, Region, Settings, StrInput, check_cidr
 from .wire import MASKED
 
 # Least privilege for nodes: https://cloud.google.com/kubernetes-engine/docs/how-to/hardening-your-cluster#use_least_privilege_sa
@@ -163,15 +164,56 @@ class GkeClusterArgs(Settings):
         check_no_overlap([("masterCidr", self.master_cidr), *subnet_ranges])
 
 
+@dataclass(frozen=True)
+class ClusterRef:
+    """What components running in a cluster take from it.
+
+    - ``cluster_id``: ``projects/P/locations/L/clusters/C`` (Cloud Service Mesh's fleet membership).
+    - ``workload_pool``: Workload Identity's pool ``PROJECT.svc.id.goog``, taken from the cluster's
+      output so that a binding naming it waits for the cluster
+      (https://cloud.google.com/kubernetes-engine/docs/how-to/workload-identity).
+    - ``node_tag``: the network tag on every node (firewall rules target the nodes with it).
+    - ``kubernetes_provider``: the cluster's ``pulumi_kubernetes.Provider``; None for a cluster of
+      another stack, whose provider the caller then passes in ``opts.providers``.
+    - ``ready``: what Kubernetes objects wait for: the node pool (it starts with no nodes).
+
+    Built by :meth:`GkeCluster.ref`, or by hand for a cluster created elsewhere.
+    """
+
+    cluster_id: StrInput
+    workload_pool: StrInput
+    node_tag: StrInput
+    kubernetes_provider: Optional[pulumi.ProviderResource] = None
+    ready: Sequence[pulumi.Resource] = ()
+
+
+def kubernetes_options(opts: Optional[pulumi.ResourceOptions], cluster: ClusterRef) -> pulumi.ResourceOptions:
+    """A component's options with a Kubernetes provider in ``providers``, which Pulumi passes on to
+    every child created with ``parent=self`` (https://www.pulumi.com/docs/iac/concepts/options/providers/).
+
+    A provider the caller gave (``opts.provider``, ``opts.providers``, or the parent's providers,
+    as Pulumi resolves them) is kept; otherwise the cluster's. Raises ``ValueError`` when there is neither.
+    """
+    opts = opts or pulumi.ResourceOptions()
+    given = list(opts.providers.values() if isinstance(opts.providers, dict) else opts.providers or [])
+    given += [opts.provider] if opts.provider else []
+    given += [opts.parent.get_provider("kubernetes:index:Provider")] if opts.parent else []
+    if any(p is not None and p.package == "kubernetes" for p in given):
+        return opts
+    if cluster.kubernetes_provider is None:
+        raise ValueError("no Kubernetes provider: the cluster reference has none; pass one in opts.providers")
+    return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(providers=[cluster.kubernetes_provider]))
+
+
 class GkeCluster(pulumi.ComponentResource):
     """A private, Workload-Identity-enabled regional GKE cluster and a Kubernetes provider for it.
 
     Context: ``network`` (the subnet of ``args.region`` carries nodes, pods and services).
 
     Outputs: ``cluster_name``, ``cluster_id`` (``projects/P/locations/L/clusters/C``), ``endpoint``,
-    ``workload_pool`` (from the cluster, so bindings wait for it), ``kubernetes_provider`` (pass it
-    through ``opts`` or hand the cluster itself to :class:`Mesh` and :class:`McpMeshService`),
-    ``node_pool`` (what workloads must wait for: the pool starts with no nodes).
+    ``workload_pool`` (from the cluster, so bindings wait for it), ``node_tag`` and
+    ``kubernetes_provider``; :meth:`ref` bundles them, with the node pool workloads must wait for
+    (it starts with no nodes), for the components that run in the cluster.
 
     Raises ``ValueError`` when the network has no subnet in ``args.region``.
     """
@@ -180,8 +222,8 @@ class GkeCluster(pulumi.ComponentResource):
     cluster_id: pulumi.Output[str]
     endpoint: pulumi.Output[str]
     workload_pool: pulumi.Output[str]
+    node_tag: pulumi.Output[str]
     kubernetes_provider: k8s.Provider
-    node_pool: gcp.container.NodePool
 
     def __init__(self, name: str, args: GkeClusterArgs, *, network: NetworkRef,
                  opts: Optional[pulumi.ResourceOptions] = None):
@@ -224,16 +266,22 @@ class GkeCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, protect=args.deletion_protection,
                                         depends_on=[key] if key else []),
         )
-        self.node_pool = self._pool(name, cluster, nodes)
+        self._node_pool = self._pool(name, cluster, nodes)
         self.cluster_name = cluster.name
         self.cluster_id = cluster.id
         self.endpoint = cluster.endpoint
         self.workload_pool = cluster.workload_identity_config.apply(lambda c: c.workload_pool if c else None)
+        self.node_tag = pulumi.Output.from_input(names["cluster"].value)
         self.kubernetes_provider = k8s.Provider(name, kubeconfig=_kubeconfig(cluster), enable_server_side_apply=True,
                                                 opts=pulumi.ResourceOptions(parent=self))
         self.register_outputs({"cluster_name": self.cluster_name, "cluster_id": self.cluster_id,
                                "endpoint": self.endpoint, "workload_pool": self.workload_pool,
-                               "kubernetes_provider": self.kubernetes_provider})
+                               "node_tag": self.node_tag, "kubernetes_provider": self.kubernetes_provider})
+
+    def ref(self) -> ClusterRef:
+        """This cluster as the components that run in it take it."""
+        return ClusterRef(self.cluster_id, self.workload_pool, self._names["cluster"].value,
+                          self.kubernetes_provider, (self._node_pool,))
 
     def _node_account(self, name: str) -> gcp.serviceaccount.Account:
         args, child = self._args, pulumi.ResourceOptions(parent=self)
@@ -284,15 +332,11 @@ class GkeCluster(pulumi.ComponentResource):
                 "workload_metadata_config": {"mode": "GKE_METADATA"},
                 "shielded_instance_config": {"enable_secure_boot": True, "enable_integrity_monitoring": True},
                 "labels": args.labels,
-                "tags": [self._names["cluster"].value],
+                "tags": [self._names["cluster"].value],  # the node tag (ClusterRef.node_tag)
             },
             opts=pulumi.ResourceOptions(parent=self),
         )
 
-    @property
-    def node_tag(self) -> str:
-        """The network tag on every node: firewall rules target the cluster's nodes with it."""
-        return self._names["cluster"].value
 
 
 def _kubeconfig(cluster: gcp.container.Cluster) -> pulumi.Output[str]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
 from typing import Annotated, Literal, Mapping, Optional
 
 import pulumi
@@ -209,6 +210,14 @@ class GlobalHttpsLoadBalancerArgs(Settings):
         return names
 
 
+@dataclass(frozen=True)
+class GlobalHttpsLoadBalancerRef:
+    """What others take from the load balancer: ``ip_address`` (for DNS) and ``url_map_id``."""
+
+    ip_address: StrInput
+    url_map_id: StrInput
+
+
 class GlobalHttpsLoadBalancer(pulumi.ComponentResource):
     """A global external Application Load Balancer (``EXTERNAL_MANAGED``) for MCP backends.
 
@@ -256,6 +265,10 @@ class GlobalHttpsLoadBalancer(pulumi.ComponentResource):
         self.certificate_ids = {key: c.id for key, c in certificates.items()}
         self.register_outputs({"ip_address": self.ip_address, "url_map_id": self.url_map_id,
                                "certificate_ids": self.certificate_ids})
+
+    def ref(self) -> GlobalHttpsLoadBalancerRef:
+        """This load balancer as DNS records and monitoring take it."""
+        return GlobalHttpsLoadBalancerRef(self.ip_address, self.url_map_id)
 
     def _routing(self) -> dict:
         """URL map arguments: one path matcher per host-routed backend, one for shared path prefixes."""

@@ -25,6 +25,7 @@ to another mesh service with ``VirtualService`` ``http[].match[].headers``.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import AbstractSet, Literal, Mapping, Optional
 
 import pulumi
@@ -35,14 +36,15 @@ from pydantic.alias_generators import to_camel
 
 from . import affinity
 from .affinity import METHOD_HEADER, NAME_HEADER, HeaderName, SessionMode, StoreRole
-from .gke_cluster import GkeCluster
+from .autoneg import NAMESPACE_TYPE
+from .gke_cluster import ClusterRef, kubernetes_options
 from .limits import Env, Memory, Quantity
 from .load_balancer import Domain, MethodRouteArgs, check_hosts_once, check_method_matches
-from .mesh import Mesh
-from .naming import SERVICE_ACCOUNT, PhysicalName, physical_name
+from .mesh import MeshRef
+from .naming import KUBERNETES, SERVICE_ACCOUNT, PhysicalName, physical_name
 from . import pinning_proxy
 from .session_store import SessionStoreRef
-from .settings import Bool, Faults, Int, Name, Port, Settings, UrlPath
+from .settings import Bool, Faults, Int, Name, Port, Settings, StrInput, UrlPath
 
 SECRET_NAME = "mcp-redis"
 
@@ -160,8 +162,28 @@ class McpMeshServiceArgs(Settings):
         return affinity.store_role(self.session_mode, self.notification_broker)
 
     def names(self, name: str) -> dict[str, PhysicalName]:
-        """Physical names: the Google service account (Kubernetes names live in namespace ``mcp-NAME``)."""
-        return {"account": physical_name(SERVICE_ACCOUNT, "gcp:serviceaccount/account:Account", self.prefix, name, "gke")}
+        """Physical names: the Google service account and the namespace ``{prefix}-{name}``.
+
+        The objects inside the namespace are named after the service (``{name}``, and with learned
+        pinning ``{name}-pinning``, ``{name}-pods``, ``{name}-pinning-peers``): unique in their
+        namespace, checked against Kubernetes' rule here but not returned (they share no scope with
+        another component). Raises ``ValueError`` naming the rule a name breaks.
+        """
+        inside = [name] + ([f"{name}-pinning-peers", f"{name}-pods"] if self.pinning == "learned" else [])
+        for value in inside:
+            physical_name(KUBERNETES, "kubernetes:core/v1:Service", value)
+        return {"account": physical_name(SERVICE_ACCOUNT, "gcp:serviceaccount/account:Account", self.prefix, name, "gke"),
+                "namespace": physical_name(KUBERNETES, NAMESPACE_TYPE, self.prefix, name)}
+
+
+@dataclass(frozen=True)
+class McpMeshServiceRef:
+    """What others take from a mesh service: ``service_host`` (``NAME.NAMESPACE.svc.cluster.local``,
+    a method route's target), ``namespace`` and ``google_service_account`` (its identity, for grants)."""
+
+    service_host: StrInput
+    namespace: StrInput
+    google_service_account: StrInput
 
 
 def method_target_faults(name: str, args: McpMeshServiceArgs, services: AbstractSet[str]) -> list[tuple[str, str]]:
@@ -176,16 +198,25 @@ def method_target_faults(name: str, args: McpMeshServiceArgs, services: Abstract
 class McpMeshService(pulumi.ComponentResource):
     """Namespace, identity, Deployment, Service, HPA, PDB, routing and isolation for one MCP server.
 
-    Context: ``cluster`` (provider, node pool, workload pool), ``mesh`` (gateway, data plane,
-    control plane to wait for), ``session_store`` (needed when the store role is not ``none``),
-    ``route_hosts`` (mesh service name -> its in-cluster host, for ``method_routes``) and
-    ``secret_env`` (names in ``env`` whose values become Pulumi secrets).
+    Context: ``cluster`` (:class:`~mcp_affinity.gke_cluster.ClusterRef`: Kubernetes provider unless
+    ``opts.providers`` names another, node pool, workload pool), ``mesh``
+    (:class:`~mcp_affinity.mesh.MeshRef`: gateway, data plane, control plane to wait for),
+    ``session_store`` (needed when the store role is not ``none``), ``route_hosts`` (mesh service
+    name -> its in-cluster host, for ``method_routes``) and ``secret_env`` (names in ``env`` whose
+    values become Pulumi secrets).
 
-    Outputs: ``namespace``, ``service_host`` (``NAME.NAMESPACE.svc.cluster.local``) and
-    ``google_service_account``.
+    Outputs: ``namespace`` (``{prefix}-{name}``), ``service_host`` (``NAME.NAMESPACE.svc.cluster.local``)
+    and ``google_service_account``.
+
+    Raises ``ValueError`` for a missing store or route host, ``pinning: cookie`` on a mesh without
+    the persistent-session filter, or no Kubernetes provider.
     """
 
-    def __init__(self, name: str, args: McpMeshServiceArgs, *, cluster: GkeCluster, mesh: Mesh,
+    namespace: pulumi.Output[str]
+    service_host: pulumi.Output[str]
+    google_service_account: pulumi.Output[str]
+
+    def __init__(self, name: str, args: McpMeshServiceArgs, *, cluster: ClusterRef, mesh: MeshRef,
                  session_store: Optional[SessionStoreRef] = None,
                  route_hosts: Optional[Mapping[str, str]] = None, secret_env: AbstractSet[str] = frozenset(),
                  opts: Optional[pulumi.ResourceOptions] = None):
@@ -196,29 +227,33 @@ class McpMeshService(pulumi.ComponentResource):
         if args.pinning == "cookie" and not mesh.persistent_session_filter:
             raise ValueError("pinning: cookie needs the mesh's persistentSessionFilter")
         names = args.names(name)
-        super().__init__("mcp-affinity:index:McpMeshService", name, None, opts)
+        super().__init__("mcp-affinity:index:McpMeshService", name, None, kubernetes_options(opts, cluster))
         self._name, self._args, self._mesh = name, args, mesh
         self._store = session_store if args.store_role is not StoreRole.NONE else None
         self._route_hosts, self._secret_env = dict(route_hosts or {}), secret_env
-        self.namespace = service_namespace(name)
-        self.service_host = service_host(name)
+        self._namespace = names["namespace"].value
+        self.namespace = pulumi.Output.from_input(self._namespace)
+        self.service_host = pulumi.Output.from_input(service_host(args.prefix, name))
         account = self._identity(names, cluster)
         self.google_service_account = account.email
-        base = pulumi.ResourceOptions(parent=self, provider=cluster.kubernetes_provider,
-                                      depends_on=[cluster.node_pool, *mesh.ready])
-        namespace = k8s.core.v1.Namespace(name, metadata={"name": self.namespace, "labels": self._mesh_labels()},
+        base = pulumi.ResourceOptions(parent=self, depends_on=[*cluster.ready, *mesh.ready])
+        namespace = k8s.core.v1.Namespace(name, metadata={"name": self._namespace, "labels": self._mesh_labels()},
                                           opts=base)
         self._k8s = pulumi.ResourceOptions.merge(base, pulumi.ResourceOptions(depends_on=[namespace]))
         self._objects(account)
         self.register_outputs({"namespace": self.namespace, "service_host": self.service_host,
                                "google_service_account": self.google_service_account})
 
+    def ref(self) -> McpMeshServiceRef:
+        """This service as method routes and grants take it."""
+        return McpMeshServiceRef(self.service_host, self.namespace, self.google_service_account)
+
     def _mesh_labels(self) -> dict[str, str]:
         if self._mesh.data_plane == "ambient":
             return {"istio.io/dataplane-mode": "ambient", "istio.io/use-waypoint": "waypoint"}
         return {"istio-injection": "enabled"}
 
-    def _identity(self, names, cluster: GkeCluster) -> gcp.serviceaccount.Account:
+    def _identity(self, names, cluster: ClusterRef) -> gcp.serviceaccount.Account:
         """A Google service account bound to the Kubernetes one by Workload Identity; the member
         names the pool from the cluster's output, so the binding waits for the cluster."""
         args, child = self._args, pulumi.ResourceOptions(parent=self)
@@ -226,13 +261,13 @@ class McpMeshService(pulumi.ComponentResource):
                                              display_name=f"GKE MCP service {self._name}", opts=child)
         gcp.serviceaccount.IAMMember(
             f"{self._name}-workload-identity", service_account_id=account.name, role="roles/iam.workloadIdentityUser",
-            member=pulumi.Output.format("serviceAccount:{0}[{1}/{2}]", cluster.workload_pool, self.namespace, self._name),
+            member=pulumi.Output.format("serviceAccount:{0}[{1}/{2}]", cluster.workload_pool, self._namespace, self._name),
             opts=child,
         )
         return account
 
     def _meta(self, name: Optional[str] = None, labels: Optional[dict] = None) -> dict:
-        return {"name": name or self._name, "namespace": self.namespace, "labels": {"app": self._name, **(labels or {})}}
+        return {"name": name or self._name, "namespace": self._namespace, "labels": {"app": self._name, **(labels or {})}}
 
     def _objects(self, account: gcp.serviceaccount.Account) -> None:
         args, name, opts = self._args, self._name, self._k8s
@@ -274,7 +309,7 @@ class McpMeshService(pulumi.ComponentResource):
         pods, peers = f"{self._name}-pods", f"{proxy}-peers"
         sizing = pinning_proxy.ProxySizing(args.pinning_max_sessions, args.pinning_max_connections)
         self.haproxy_config = pinning_proxy.haproxy_config(
-            name=proxy, namespace=self.namespace, pods_service=pods, peers_service=peers,
+            name=proxy, namespace=self._namespace, pods_service=pods, peers_service=peers,
             replicas=args.pinning_replicas, header=args.session_header, port=args.port,
             max_servers=args.max_replicas, stream_timeout_seconds=args.stream_timeout_seconds,
             session_idle_seconds=args.session_idle_seconds, sizing=sizing)
@@ -416,7 +451,7 @@ class McpMeshService(pulumi.ComponentResource):
         gateway = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": self._mesh.gateway_namespace}}}
         if args.pinning == "learned":
             proxy = self.proxy_name
-            proxy_principal = f"cluster.local/ns/{self.namespace}/sa/{proxy}"
+            proxy_principal = f"cluster.local/ns/{self._namespace}/sa/{proxy}"
             self._admit(f"{name}-from-proxy", name, [proxy_principal], [{"podSelector": {"matchLabels": {"app": proxy}}}],
                         args.port)
             self._admit(f"{proxy}-from-gateway", proxy, [self._mesh.gateway_principal], [gateway], pinning_proxy.SERVE_PORT)
@@ -443,11 +478,6 @@ class McpMeshService(pulumi.ComponentResource):
             "ingress": [{"from": peers, "ports": [{"protocol": "TCP", "port": port}]}]}, opts=self._k8s)
 
 
-def service_namespace(name: str) -> str:
-    """The namespace of mesh service ``name``."""
-    return f"mcp-{name}"
-
-
-def service_host(name: str) -> str:
-    """The in-cluster host of mesh service ``name``: ``NAME.mcp-NAME.svc.cluster.local``."""
-    return f"{name}.{service_namespace(name)}.svc.cluster.local"
+def service_host(prefix: str, name: str) -> str:
+    """The in-cluster host of mesh service ``name``: ``NAME.PREFIX-NAME.svc.cluster.local``."""
+    return f"{name}.{prefix}-{name}.svc.cluster.local"

@@ -15,7 +15,6 @@ from mcp_affinity import (
     McpMeshServiceArgs, Mesh, MeshArgs, MeshGatewayBackend, MeshGatewayBackendArgs, NetworkArgs,
     StoreRole,
 )
-from mcp_affinity.mesh import GATEWAY_NAMESPACE
 from mcp_affinity.mesh_service import method_target_faults, service_host
 from mcp_affinity.settings import config_model
 
@@ -64,9 +63,11 @@ def settings(config, common: dict, problems, network: Optional[NetworkArgs]) -> 
     autoneg = problems.build("gke.autoneg", AutonegControllerArgs, {**parts["autoneg"], **common})
     if cluster is not None and network is not None:
         _check_network(cluster, network, problems)
-    if autoneg is not None and autoneg.watch_namespaces and GATEWAY_NAMESPACE not in autoneg.watch_namespaces:
-        problems.add("gke.autoneg.watchNamespaces", f"leaves out the gateway's namespace {GATEWAY_NAMESPACE}: the "
-                     "controller would never attach the gateway's NEGs; add it")
+    if autoneg is not None and mesh is not None and autoneg.watch_namespaces:
+        gateway_namespace = mesh.names("mesh")["gateway_namespace"].value  # the Mesh that build() makes
+        if gateway_namespace not in autoneg.watch_namespaces:
+            problems.add("gke.autoneg.watchNamespaces", f"leaves out the gateway's namespace {gateway_namespace}: "
+                         "the controller would never attach the gateway's NEGs; add it")
     for name, service in services.items():
         for key, message in (method_target_faults(name, service, set(services)) if service else []):
             problems.add(f"meshServices.{name}.{key}", message)
@@ -125,18 +126,17 @@ def named_components(parts: dict[str, Any], network: NetworkArgs) -> Iterator[tu
 
 def build(parts: dict[str, Any], context: SharedContext) -> tuple[dict[str, Any], dict[str, Any]]:
     """Cluster, autoneg, gateway backend, mesh, then services; return (backends, outputs)."""
-    cluster = GkeCluster("gke", parts["cluster"], network=context.network)
-    autoneg = AutonegController("autoneg", parts["autoneg"], workload_pool=cluster.workload_pool,
-                                kubernetes_provider=cluster.kubernetes_provider, depends_on=[cluster.node_pool])
+    gke = GkeCluster("gke", parts["cluster"], network=context.network)
+    cluster = gke.ref()
+    autoneg = AutonegController("autoneg", parts["autoneg"], cluster=cluster)
     gateway = MeshGatewayBackend("gateway", parts["gateway"], network=context.network, cluster=cluster)
-    mesh = Mesh("mesh", parts["mesh"], cluster=cluster, gateway_annotations=gateway.gateway_annotations,
-                gateway_depends_on=[*autoneg.ready, gateway.backend])
-    hosts = {name: service_host(name) for name in parts["services"]}
+    mesh = Mesh("mesh", parts["mesh"], cluster=cluster, gateway_backend=gateway.ref(), autoneg=autoneg.ref()).ref()
+    hosts = {name: service_host(args.prefix, name) for name, args in parts["services"].items()}
     services = {
         name: McpMeshService(name, args, cluster=cluster, mesh=mesh, session_store=context.session_store,
                              route_hosts=hosts, secret_env=context.secret_env("meshServices", args.env))
         for name, args in sorted(parts["services"].items())
     }
-    outputs = {"gkeCluster": cluster.cluster_name,
+    outputs = {"gkeCluster": gke.cluster_name,
                "meshServiceHosts": {name: service.service_host for name, service in services.items()}}
     return {ROUTE: gateway.backend_service_id}, outputs

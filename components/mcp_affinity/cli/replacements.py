@@ -15,6 +15,8 @@ Sources (read November 2026):
   when the range shrinks (``customdiff.ForceNewIfChange("ip_cidr_range", IsShrinkageIpCidr)``).
 - ``K8S``: pulumi/pulumi-kubernetes ``provider/pkg/provider/diff.go`` (``forceNewProperties``):
   ``metadata.name``, ``metadata.namespace`` of every kind, plus per kind.
+- ``HELM``: pulumi/pulumi-kubernetes ``provider/pkg/provider/helm_release.go`` (``Diff``,
+  ``forceNewFields``): a Helm release's ``name`` and ``namespace``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Iterable, Optional
 
 TF = "hashicorp/terraform-provider-google@e03b7622a26c google/services/{}.go (ForceNew)"
 K8S = "pulumi/pulumi-kubernetes provider/pkg/provider/diff.go (forceNewProperties)"
+HELM = "pulumi/pulumi-kubernetes provider/pkg/provider/helm_release.go (Diff, forceNewFields)"
 
 # Type token -> (source file under google/services, create-only paths besides name and project).
 _GCP: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -121,6 +124,8 @@ def create_only(type_: str, inputs: Optional[dict] = None) -> tuple[tuple[str, .
     if type_ in _IAM_PARENTS:
         source, paths = _IAM_MEMBER
         return (*_IAM_PARENTS[type_], *paths), TF.format(source)
+    if type_ == "kubernetes:helm.sh/v3:Release":
+        return ("name", "namespace"), HELM
     if type_.startswith("kubernetes:") and not type_.startswith("kubernetes:helm.sh"):
         kind = (inputs or {}).get("kind") or type_.rsplit(":", 1)[-1]
         return ("metadata.name", "metadata.namespace", *_K8S.get(str(kind), ())), K8S
