@@ -121,3 +121,63 @@ def _mode(env: dict[str, Any]) -> str:
     if mode == "stateless" and "MCP_NOTIFICATION_BROKER_URL" in env:
         return "stateless+broker"
     return mode if mode in SERVERS_FOR_MODE else "stateless"
+
+
+URLMAP = "gcp:compute/uRLMap:URLMap"
+
+
+@dataclass(frozen=True)
+class PlannedShards:
+    """A Cloud Run service with ``pinning: shards`` as its plan says (:mod:`mcp_affinity.cloud_run_shards`).
+
+    - ``rules``: the URL map's route rules of the service's path matcher, in priority order, each
+      (session-header prefix, shard key it routes to); ``header``: the header they match.
+    - ``weights``: the default route's ``weightedBackendServices`` weights, by shard key (the
+      generator lists them in sorted key order; their backend ids are unknown in a preview).
+    - ``proxy_config``: the planned ingress configuration (the plan's ``sessionShards`` output),
+      None when the server prefixes its ids itself; ``keys``: each shard's ``MCP_SHARD_KEY``.
+    """
+
+    service: str
+    header: str
+    rules: tuple[tuple[str, str], ...]
+    weights: dict[str, int]
+    keys: tuple[str, ...]
+    proxy_config: str | None
+
+
+def planned_shards(plan: dict) -> list[PlannedShards]:
+    """Every sharded Cloud Run service of ``plan`` (the JSON of ``mcp-affinity plan --json``).
+
+    Raises ``ValueError`` when the URL map's shard routes and the shard services disagree."""
+    resources = [r for r in plan.get("resources") or [] if isinstance(r, dict)]
+    keys: dict[str, list[str]] = {}
+    for resource in resources:
+        if resource.get("type") == RUN:
+            for container in (resource["inputs"].get("template") or {}).get("containers") or []:
+                env = _env(container, "envs")
+                key = env.get("MCP_SHARD_KEY") or str(env.get("MCP_SESSION_ID_PREFIX") or "").rstrip(".")
+                if key:
+                    keys.setdefault(str(resource.get("parent", "")).rsplit("::", 1)[-1], []).append(key)
+    matchers = {m.get("name"): m for r in resources if r.get("type") == URLMAP
+                for m in r["inputs"].get("pathMatchers") or []}
+    outputs = (plan.get("outputs") or {}).get("sessionShards") or {}
+    return [_shards(service, sorted(found), matchers.get(service) or {}, outputs.get(service) or {})
+            for service, found in sorted(keys.items())]
+
+
+def _shards(service: str, keys: list[str], matcher: dict, output: dict) -> PlannedShards:
+    rules, header = [], None
+    for rule in sorted(matcher.get("routeRules") or [], key=lambda r: r.get("priority", 0)):
+        for match in rule.get("matchRules") or []:
+            for header_match in match.get("headerMatches") or []:
+                prefix = header_match.get("prefixMatch")
+                if prefix and prefix.rstrip(".") in keys:
+                    header = header_match.get("headerName")
+                    rules.append((prefix, prefix.rstrip(".")))
+    weighted = ((matcher.get("defaultRouteAction") or {}).get("weightedBackendServices") or [])
+    if sorted(key for _, key in rules) != keys or len(weighted) != len(keys) or header is None:
+        raise ValueError(f"{service}: the URL map's shard routes ({len(rules)}) and default weights "
+                         f"({len(weighted)}) do not match its {len(keys)} shard services")
+    weights = {key: int(w.get("weight", 0)) for key, w in zip(keys, weighted)}
+    return PlannedShards(service, header, tuple(rules), weights, tuple(keys), output.get("proxyConfig"))
