@@ -44,7 +44,8 @@ def test_a_one_instance_service_neg_and_backend_per_region_and_shard(record):
     assert sorted(services) == [f"tools-{key}" for key in KEYS]
     assert {s["template"]["scaling"]["minInstanceCount"] for s in services.values()} == {1}
     assert {s["template"]["scaling"]["maxInstanceCount"] for s in services.values()} == {1}
-    assert {s["template"]["sessionAffinity"] for s in services.values()} == {False}
+    # Only for the moments Cloud Run runs a second instance (about-instance-autoscaling).
+    assert {s["template"]["sessionAffinity"] for s in services.values()} == {True}
     assert services["tools-us-central1-s1"]["name"] == "mcp-t-tools-s1"
     assert services["tools-us-central1-s1"]["location"] == "us-central1"
     assert sorted(n.inputs["name"] for n in plan.by_type(NEG)) == [f"mcp-t-tools-{key}" for key in KEYS]
@@ -199,3 +200,43 @@ def test_the_rendered_ingress_config_is_valid_haproxy(tmp_path):
     result = subprocess.run([shutil.which("haproxy"), "-c", "-f", str(path)], capture_output=True, text=True, timeout=30,
                             env={"MCP_SHARD_KEY": "europe-west1-s0"})
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_diff_shows_an_added_shard_as_one_route_rule_and_renumbered_priorities():
+    from mcp_affinity.cli.diff import diff_properties
+
+    plan = plan_example("cloud-run-shards").to_json()
+    old = next(r for r in plan["resources"] if r["type"] == URLMAP)["inputs"]
+    new = yaml.safe_load(yaml.safe_dump(old))
+    matcher = next(m for m in new["pathMatchers"] if m["name"] == "typescript")
+    matcher["routeRules"].insert(0, {"priority": 1, "service": "bs-new", "matchRules": [{"prefixMatch": "/", "headerMatches": [
+        {"headerName": "Mcp-Session-Id", "prefixMatch": "europe-west1-s2."}]}]})
+    for priority, rule in enumerate(matcher["routeRules"], start=1):
+        rule["priority"] = priority
+    paths = {c.path for c in diff_properties(old, new)}
+    assert "pathMatchers[typescript].routeRules[Mcp-Session-Id^=europe-west1-s2.]" in paths
+    assert "pathMatchers[typescript].routeRules[Mcp-Session-Id^=europe-west1-s1.].priority" in paths
+    assert not any("europe-west1-s0.].matchRules" in path for path in paths)
+
+
+def test_the_picture_shows_the_shard_routes_backends_and_one_instance_services():
+    from mcp_affinity.cli.mermaid import to_mermaid
+
+    text = to_mermaid(plan_example("cloud-run-shards").to_json())
+    assert ('shards_tools["Shard routes 6<br/>Mcp-Session-Id prefix europe-west1-s0. .. us-central1-s2.<br/>'
+            'to its shard; others weighted 1:1"]') in text
+    assert "lb_lb --> shards_tools" in text and "shards_tools -->|shards| be_tools" in text
+    assert "be_tools --> neg_tools" in text and 'neg_tools["Serverless NEGs 6<br/>europe-west1, us-central1"]' in text
+    assert "6 shards x 1 instance, always on<br/>ids prefixed by ingress HAProxy" in text
+    assert "2 shards x 1 instance, always on<br/>ids prefixed by the server" in text
+
+
+def test_the_plan_text_shows_each_shards_key_proxy_and_single_instance():
+    from mcp_affinity.cli.render import settings_line
+
+    line = settings_line(plan_example("cloud-run-shards").get(RUN, "tools-us-central1-s2"))
+    assert "template.containers.1.envs[MCP_SHARD_KEY].value=us-central1-s2" in line
+    assert f"template.containers.1.image={shards.SHARD_PROXY_IMAGE}" in line
+    assert "template.scaling.minInstanceCount=1  template.scaling.maxInstanceCount=1" in line
+    server = settings_line(plan_example("cloud-run-shards").get(RUN, "typescript-europe-west1-s1"))
+    assert server.endswith("template.containers.0.envs[MCP_SESSION_ID_PREFIX].value=europe-west1-s1.")

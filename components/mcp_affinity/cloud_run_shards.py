@@ -32,9 +32,11 @@ Costs and limits:
   sessions), each with the server's CPU and memory plus the proxy's (:data:`PROXY_CPU`, :data:`PROXY_MEMORY`).
 - Capacity is ``regions x shards x concurrency`` requests at once, with no autoscaling beyond it.
 - Cloud Run may briefly run more instances than the maximum "such as rapid traffic surges or
-  system maintenance" (https://cloud.google.com/run/docs/about-instance-autoscaling). A second
-  instance of a shard carries the same key; a session created there is 404 when a later request
-  reaches the other instance, and the client re-initializes. No session of another shard is touched.
+  system maintenance" (https://cloud.google.com/run/docs/about-instance-autoscaling). While a
+  shard runs two instances, both carry its key and Cloud Run spreads the shard's requests over
+  them: a request that lands on the instance not holding its session gets 404 and the client
+  re-initializes, unless it keeps Cloud Run's session-affinity cookie (set on every shard for this
+  window). No session of another shard is touched.
 - A deploy (a new revision) replaces each shard's instance and ends its sessions, as for any
   in-memory server; Pulumi updates the shards' services in parallel.
 - Several regions: the region is part of the key, so a session stays in the region that created
@@ -166,9 +168,9 @@ def check_settings(args) -> None:
 def shard_template(args, key: str, server: dict, config_secret=None, config_version=None) -> dict:
     """Cloud Run ``template`` entries of shard ``key``: one instance, the server container (named,
     with ``MCP_SESSION_ID_PREFIX`` or behind the ingress container) and the config volume."""
-    template = {"scaling": {"min_instance_count": 1, "max_instance_count": 1},
-                # One instance: Cloud Run's session-affinity cookie would have nothing to choose.
-                "session_affinity": False}
+    # Cloud Run's session affinity stays on (as for every in-memory service): when Cloud Run
+    # briefly runs a second instance, the cookie keeps cookie clients on the one holding their session.
+    template = {"scaling": {"min_instance_count": 1, "max_instance_count": 1}}
     server = {**server, "name": SERVER_CONTAINER}
     if args.shard_prefix_by == "server":
         server["envs"] = [*server["envs"], {"name": ID_PREFIX_ENV, "value": f"{key}{SEPARATOR}"}]

@@ -38,6 +38,9 @@ HIGHLIGHTS: dict[str, list[str]] = {
         "template.containers.0.envs.name=MCP_SESSION_HEADER.value", "template.maxInstanceRequestConcurrency",
         "template.scaling.minInstanceCount", "template.scaling.maxInstanceCount", "template.vpcAccess.egress",
         "template.containers.0.image", "deletionProtection",
+        # Session shards: the shard's key (ingress container or server), the ingress image and config volume.
+        "template.containers.1.envs.name=MCP_SHARD_KEY.value", "template.containers.0.envs.name=MCP_SESSION_ID_PREFIX.value",
+        "template.containers.1.image", "template.volumes",
     ],
     "gcp:compute/regionNetworkEndpointGroup:RegionNetworkEndpointGroup": [
         "networkEndpointType", "region", "cloudRun.service", "cloudRun.urlMask"],
