@@ -3,6 +3,7 @@ its configuration, the URL map's header routes and weighted default, and the lim
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -207,7 +208,7 @@ def test_a_diff_shows_an_added_shard_as_one_route_rule_and_renumbered_priorities
 
     plan = plan_example("cloud-run-shards").to_json()
     old = next(r for r in plan["resources"] if r["type"] == URLMAP)["inputs"]
-    new = yaml.safe_load(yaml.safe_dump(old))
+    new = json.loads(json.dumps(old))
     matcher = next(m for m in new["pathMatchers"] if m["name"] == "typescript")
     matcher["routeRules"].insert(0, {"priority": 1, "service": "bs-new", "matchRules": [{"prefixMatch": "/", "headerMatches": [
         {"headerName": "Mcp-Session-Id", "prefixMatch": "europe-west1-s2."}]}]})
@@ -240,3 +241,16 @@ def test_the_plan_text_shows_each_shards_key_proxy_and_single_instance():
     assert "template.scaling.minInstanceCount=1  template.scaling.maxInstanceCount=1" in line
     server = settings_line(plan_example("cloud-run-shards").get(RUN, "typescript-europe-west1-s1"))
     assert server.endswith("template.containers.0.envs[MCP_SESSION_ID_PREFIX].value=europe-west1-s1.")
+
+
+def test_the_policy_refuses_a_shard_that_may_run_more_or_fewer_than_one_instance():
+    from mcp_affinity.cli.policies import check_plan
+
+    plan = plan_example("cloud-run-shards").to_json()
+    assert [v for v in check_plan(plan) if v.rule == "session-shard-one-instance"] == []
+    plan = json.loads(json.dumps(plan))
+    service = next(r for r in plan["resources"] if r["name"] == "typescript-europe-west1-s1")
+    service["inputs"]["template"]["scaling"] = {"minInstanceCount": 0, "maxInstanceCount": 3}
+    (violation,) = [v for v in check_plan(plan) if v.rule == "session-shard-one-instance"]
+    assert violation.urn == service["urn"]
+    assert violation.message == "a session shard must run exactly one instance: minInstanceCount is 0, maxInstanceCount is 3"

@@ -46,3 +46,12 @@ def test_only_the_ports_move_and_the_front_proxy_routes_as_the_url_map():
     front = front_config(tools, {key: 30000 + i for i, key in enumerate(tools.keys)}, 29999)
     assert "use_backend shard_us-central1-s2 if { req.hdr(Mcp-Session-Id) -m beg us-central1-s2. }" in front
     assert "server us-central1-s2 127.0.0.1:30005 weight 1" in front and "stick" not in front
+
+
+def test_a_server_prefixed_shard_has_no_ingress_proxy_and_the_front_reaches_the_server(tmp_path):
+    from mcp_affinity_conformance.shards import Shard
+
+    shard = Shard("europe-west1-s0", None, "sdk-in-memory", tmp_path)
+    assert shard.config is None and shard.port == shard.replica.port
+    proxied = Shard("europe-west1-s1", planned_shards(example())[0].proxy_config, "sdk-in-memory", tmp_path)
+    assert proxied.port != proxied.replica.port and f"server mcp 127.0.0.1:{proxied.replica.port}" in proxied.config

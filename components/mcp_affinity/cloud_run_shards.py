@@ -53,6 +53,8 @@ from typing import Literal
 import pulumi
 import pulumi_gcp as gcp
 
+from . import sources
+
 SHARD_PROXY_IMAGE = "docker.io/library/haproxy:3.2.6"
 """HAProxy 3.2 LTS from Docker Official Images, pinned to a patch tag (docker-library/official-images,
 ``library/haproxy``); :func:`ingress_config` is also valid for the Debian HAProxy 2.6 the tests run."""
@@ -251,7 +253,7 @@ def check_url_map_quota(shard_keys_: list[str], method_rules: int, method_predic
             f"shards: {len(shard_keys_)} shard routes ({regions} region(s) x shards) and {method_rules} method "
             f"route(s) need {rules} route rules and {predicates} match predicates in this service's path matcher; "
             f"the URL map takes {URL_MAP_RULES_PER_MATCHER} and {URL_MAP_PREDICATES_PER_MATCHER} per path matcher "
-            f"(https://cloud.google.com/load-balancing/docs/quotas): at most {max(fit, 0)} shards per region here")
+            f"({sources.URL_MAP_QUOTAS}): at most {max(fit, 0)} shards per region here")
 
 
 def plan_summary(args, regions: int) -> dict[str, str]:

@@ -11,6 +11,9 @@ What runs, all on 127.0.0.1:
   loopback ports, run by Debian's HAProxy with the shard's planned ``MCP_SHARD_KEY``, in front of
 - **one real server replica** (:class:`~mcp_affinity_conformance.servers.Replica`, ``sdk-in-memory``
   by default: the official SDK holding legacy sessions in memory), named after the shard key.
+  With ``shardPrefixBy: server`` there is no ingress proxy: the replica gets
+  ``MCP_SESSION_ID_PREFIX`` and must start the ids it mints with it (the ``sdk-in-memory`` app
+  cannot: the official Python SDK does not let the operator choose ids).
 
 Measured: 8 sessions x 6 calls with and without a cookie jar; a shard killed (server and ingress)
 between two phases of calls; a flood of random session ids (what reached a server, what minted a
@@ -19,16 +22,19 @@ session). Every process is stopped on exit.
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import signal
 import uuid
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
 import httpx2
+
+from mcp_affinity.cloud_run_shards import ID_PREFIX_ENV, SEPARATOR, SHARD_KEY_ENV
 
 from .driver import Gate, SessionResult, run_session
 from .from_plan import PlannedShards
@@ -64,24 +70,44 @@ def front_config(shards: PlannedShards, ports: dict[str, int], bind_port: int) -
     return "\n".join(lines) + "\n"
 
 
-class Shard:
-    """One shard: a server replica named after its key, and its planned ingress proxy in front."""
+@contextmanager
+def _environ(name: str, value: str):
+    """``name=value`` in this process's environment while a replica is spawned (it inherits it)."""
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
 
-    def __init__(self, key: str, planned_config: str, app: str, workdir: Path) -> None:
-        self.key, self.replica, self.port = key, Replica(app, key, workdir, None), free_port()
-        self.config = on_loopback(planned_config, self.port, self.replica.port)
+
+class Shard:
+    """One shard: a server replica named after its key, and its planned ingress proxy in front
+    (none when ``planned_config`` is None: the server prefixes its ids itself)."""
+
+    def __init__(self, key: str, planned_config: str | None, app: str, workdir: Path) -> None:
+        self.key, self.replica = key, Replica(app, key, workdir, None)
+        self.config = None if planned_config is None else on_loopback(planned_config, free_port(), self.replica.port)
+        self.port = self.replica.port if self.config is None else int(_BIND.search(self.config)[2])
         self._path, self._log = workdir / f"ingress-{key}.cfg", workdir / f"ingress-{key}.log"
         self.proxy: Proc | None = None
 
     def start(self) -> None:
+        if self.config is None:
+            with _environ(ID_PREFIX_ENV, f"{self.key}{SEPARATOR}"):
+                self.replica.start()
+            return
         self.replica.start()
         self._path.write_text(self.config)
-        self.proxy = Proc(["haproxy", "-db", "-f", str(self._path)], self._log, env={"MCP_SHARD_KEY": self.key})
+        self.proxy = Proc(["haproxy", "-db", "-f", str(self._path)], self._log, env={SHARD_KEY_ENV: self.key})
 
     def wait(self) -> None:
         self.replica.wait()
-        assert self.proxy is not None
-        self.proxy.wait_port(self.port, 10.0)
+        if self.proxy is not None:
+            self.proxy.wait_port(self.port, 10.0)
 
     def kill(self) -> None:
         """The instance dies: server and ingress container at once, its sessions with them."""
@@ -132,9 +158,6 @@ class ShardedDeployment:
     stops every process on exit."""
 
     def __init__(self, planned: PlannedShards, workdir: Path, app: str = "sdk-in-memory") -> None:
-        if planned.proxy_config is None:
-            raise ValueError(f"{planned.service}: its server prefixes ids itself (shardPrefixBy: server); "
-                             f"the {app} app does not")
         self.planned = planned
         self.shards = {key: Shard(key, planned.proxy_config, app, workdir) for key in planned.keys}
         self.port = free_port()
