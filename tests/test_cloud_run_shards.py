@@ -63,6 +63,7 @@ def test_the_ingress_container_rewrites_ids_with_the_shard_key_from_the_mounted_
     assert list(both) == ["mcp", "session-shard"]  # the server stays containers[0] for CI's image path
     assert "ports" not in server and proxy["ports"] == {"containerPort": shards.SHARD_PROXY_PORT}
     assert proxy["image"] == shards.SHARD_PROXY_IMAGE and ":3.2.6" in proxy["image"]
+    assert proxy["resources"] == {"limits": {"cpu": "1", "memory": "512Mi"}}
     assert proxy["envs"] == [{"name": "MCP_SHARD_KEY", "value": "europe-west1-s1"}]
     assert proxy["dependsOns"] == ["mcp"] and proxy["startupProbe"]["tcpSocket"]["port"] == shards.SHARD_PROXY_PORT
     assert proxy["volumeMounts"] == [{"name": "shard-proxy", "mountPath": "/usr/local/etc/haproxy"}]
@@ -99,8 +100,14 @@ def test_servers_that_choose_their_ids_get_the_prefix_and_no_ingress_container(r
     ({"acknowledge": ["cookie-clients-only"]}, "nothing to accept"),
     ({"port": shards.SHARD_PROXY_PORT}, "shard proxy's"),
     ({"shard_prefix_by": "client"}, "'proxy' or 'server'"),
+    ({"cpu": "8", "memory": "16Gi"}, "the ingress container adds 1 vCPU and 512Mi"),
+    ({"cpu": "4", "memory": "16Gi"}, None),
+    ({"cpu": "8", "memory": "32Gi", "shard_prefix_by": "server"}, None),
 ])
 def test_bad_shard_settings_are_refused(overrides, message):
+    if message is None:  # the limits' edge that still fits
+        assert make(**overrides).pinning == "shards"
+        return
     with pytest.raises(ValidationError, match=message):
         make(**overrides)
 

@@ -38,7 +38,9 @@ Costs and limits:
   re-initializes, unless it keeps Cloud Run's session-affinity cookie (set on every shard for this
   window). No session of another shard is touched.
 - A deploy (a new revision) replaces each shard's instance and ends its sessions, as for any
-  in-memory server; Pulumi updates the shards' services in parallel.
+  in-memory server. Pulumi updates the shards in parallel: rolling them one at a time would save
+  no session (each shard's sessions end with its instance either way), and Cloud Run keeps the
+  old revision serving until the new one is ready, so there is no gap in capacity.
 - Several regions: the region is part of the key, so a session stays in the region that created
   it. When a region fails its shards' sessions are lost (clients re-initialize), and the default
   route keeps sending its share of new sessions (shards there / all shards) to it, because
@@ -54,6 +56,8 @@ import pulumi
 import pulumi_gcp as gcp
 
 from . import sources
+from .affinity import SessionMode
+from .limits import cloud_run_cpu, memory_mib
 
 SHARD_PROXY_IMAGE = "docker.io/library/haproxy:3.2.6"
 """HAProxy 3.2 LTS from Docker Official Images, pinned to a patch tag (docker-library/official-images,
@@ -62,8 +66,12 @@ SHARD_PROXY_IMAGE = "docker.io/library/haproxy:3.2.6"
 SHARD_PROXY_PORT = 8888
 """The ingress container's port (Cloud Run sends requests there); the server listens on ``port``."""
 
-PROXY_CPU, PROXY_MEMORY = "1", "256Mi"
-"""The ingress container's limits, added to the server's in every shard."""
+PROXY_CPU, PROXY_MEMORY = "1", "512Mi"
+"""The ingress container's limits, added to the server's in every shard (512 MiB: the second
+generation execution environment's minimum, https://cloud.google.com/run/docs/configuring/services/memory-limits)."""
+
+INSTANCE_CPU, INSTANCE_MEMORY_MIB = 8, 32768
+"""The most an instance has across its containers (Cloud Run's CPU and memory maximums)."""
 
 PROXY_CONFIG_DIR = "/usr/local/etc/haproxy"
 PROXY_CONFIG_FILE = "haproxy.cfg"
@@ -153,7 +161,7 @@ def check_settings(args) -> None:
         if args.shards is not None or "shard_prefix_by" in args.model_fields_set:
             raise ValueError("shards and shardPrefixBy go with pinning: shards")
         return
-    if args.session_mode.value != "in-memory-sessions":
+    if args.session_mode is not SessionMode.IN_MEMORY_SESSIONS:
         raise ValueError("pinning: shards is for sessionMode in-memory-sessions; other modes scale with maxInstances")
     if args.shards is None:
         raise ValueError(f"pinning: shards needs shards: the number of one-instance services per region (1 to {MAX_SHARDS})")
@@ -163,8 +171,14 @@ def check_settings(args) -> None:
                          + " and ".join(type(args).model_fields[f].alias for f in fixed))
     if args.acknowledge:
         raise ValueError("pinning: shards pins every client by the session header: acknowledge has nothing to accept")
-    if args.shard_prefix_by == "proxy" and args.port == SHARD_PROXY_PORT:
-        raise ValueError(f"port {SHARD_PROXY_PORT} is the shard proxy's: the server must listen on another port")
+    if args.shard_prefix_by == "proxy":
+        if args.port == SHARD_PROXY_PORT:
+            raise ValueError(f"port {SHARD_PROXY_PORT} is the shard proxy's: the server must listen on another port")
+        if cloud_run_cpu(args.cpu) + int(PROXY_CPU) > INSTANCE_CPU or \
+                memory_mib(args.memory) + memory_mib(PROXY_MEMORY) > INSTANCE_MEMORY_MIB:
+            raise ValueError(f"cpu / memory: the ingress container adds {PROXY_CPU} vCPU and {PROXY_MEMORY}; an "
+                             f"instance has at most {INSTANCE_CPU} vCPU and 32Gi ({sources.CLOUD_RUN_CPU}, "
+                             f"{sources.CLOUD_RUN_MEMORY}): lower the server's, or use shardPrefixBy: server")
 
 
 def shard_template(args, key: str, server: dict, config_secret=None, config_version=None) -> dict:
