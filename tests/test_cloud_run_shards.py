@@ -261,3 +261,15 @@ def test_the_policy_refuses_a_shard_that_may_run_more_or_fewer_than_one_instance
     (violation,) = [v for v in check_plan(plan) if v.rule == "session-shard-one-instance"]
     assert violation.urn == service["urn"]
     assert violation.message == "a session shard must run exactly one instance: minInstanceCount is 0, maxInstanceCount is 3"
+
+
+def test_the_service_and_the_load_balancer_wire_each_shard_key_to_its_own_backend(record):
+    def program():
+        service = sharded()
+        route = {"hosts": ["a.example.com"], "session_shards": shards.route_shards(make(), NETWORK.regions)}
+        args = GlobalHttpsLoadBalancerArgs(prefix="mcp-t", certificates={"main": ["a.example.com"]}, routes={"tools": route})
+        GlobalHttpsLoadBalancer("lb", args, backends={"tools": service.shard_backend_service_ids})
+
+    matcher = record(program).get(URLMAP, "lb").inputs["pathMatchers"][0]
+    assert {r["matchRules"][0]["headerMatches"][0]["prefixMatch"]: r["service"] for r in matcher["routeRules"]} == {
+        f"{key}.": f"tools-{key}-id" for key in KEYS}

@@ -113,6 +113,12 @@ def shard_keys(regions: list[str], shards: int) -> dict[str, tuple[str, int]]:
     return {shard_key(region, index): (region, index) for region in sorted(regions) for index in range(shards)}
 
 
+def route_shards(args, regions: list[str]) -> dict:
+    """The load-balancer route's ``session_shards`` for a service of ``args`` in ``regions``
+    (``RouteArgs(session_shards=...)``; its backend is the service's ``shard_backend_service_ids``)."""
+    return {"header": args.session_header, "keys": list(shard_keys(regions, args.shards))}
+
+
 def ingress_config(*, header: str, listen_port: int, server_port: int, timeout_seconds: int,
                    max_connections: int, listen_address: str = "", server_address: str = "127.0.0.1") -> str:
     """The ingress container's ``haproxy.cfg`` (the single generator of it).

@@ -36,8 +36,7 @@ def settings(config, common: dict, problems, network: Optional[NetworkArgs]) -> 
         route_values = {k: v for k, v in values.items() if k in {RouteArgs.model_fields[f].alias for f in ROUTE_FIELDS}}
         args = problems.build(key, CloudRunMcpServiceArgs, {**{k: v for k, v in values.items() if k not in route_values}, **common})
         if args is not None and args.pinning == "shards" and network is not None:
-            keys = cloud_run_shards.shard_keys(args.regions or network.regions, args.shards)
-            route_values["sessionShards"] = {"header": args.session_header, "keys": list(keys)}
+            route_values["sessionShards"] = cloud_run_shards.route_shards(args, args.regions or network.regions)
         route = problems.build(key, RouteArgs, route_values)
         if args is None or route is None:
             continue
