@@ -152,8 +152,12 @@ def test_shards_need_hosts_and_a_backend_per_shard_key():
     with pytest.raises(ValidationError, match="needs hosts and no pathPrefixes"):
         GlobalHttpsLoadBalancerArgs(prefix="mcp-t", certificates={"main": ["a.example.com"]}, routes={
             "tools": {"path_prefixes": ["/t"], "session_shards": {"header": "Mcp-Session-Id", "keys": KEYS}}})
-    with pytest.raises(ValueError, match="must map each key to a backend service"):
+    with pytest.raises(ValueError, match="a map of backends goes with session shards, one per shard key"):
         GlobalHttpsLoadBalancer("lb", lb_args(), backends={"tools": "bs-tools", "heavy": "bs-heavy"})
+    with pytest.raises(ValueError, match=r"route heavy: a map of backends goes with session shards.*None"):
+        GlobalHttpsLoadBalancer("lb", lb_args(), backends={**shard_backends(), "heavy": {"x": "bs-x"}})
+    with pytest.raises(ValueError, match="route tools: a map"):
+        GlobalHttpsLoadBalancer("lb", lb_args(), backends={**shard_backends(), "tools": {KEYS[0]: "bs"}})
 
 
 def test_a_shard_count_beyond_the_url_map_quota_is_refused_with_what_fits():

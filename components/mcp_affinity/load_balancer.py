@@ -90,6 +90,8 @@ class RouteArgs(Model):
     - ``hosts``: host names routed here (each on a certificate).
     - ``path_prefixes``: path prefixes of any host routed here.
     - ``method_routes``: key -> MCP method sent to another service (needs hosts, no path prefixes).
+    - ``session_shards``: the route's service runs as session shards (set from ``pinning: shards``;
+      needs hosts, no path prefixes).
     """
 
     hosts: list[Domain] = Field(default_factory=list)
@@ -218,8 +220,9 @@ class GlobalHttpsLoadBalancer(pulumi.ComponentResource):
             raise ValueError(f"no backend service for routes {missing}")
         for key, route in args.routes.items():
             shards = route.session_shards.keys if route.session_shards else None
-            if shards is not None and (not isinstance(backends[key], Mapping) or set(backends[key]) != set(shards)):
-                raise ValueError(f"route {key} has session shards {shards}: its backend must map each key to a backend service")
+            if isinstance(backends[key], Mapping) != (shards is not None) or (shards and set(backends[key]) != set(shards)):
+                raise ValueError(f"route {key}: a map of backends goes with session shards, one per shard key "
+                                 f"(its session shards: {shards})")
         names = args.names(name)
         super().__init__("mcp-affinity:index:GlobalHttpsLoadBalancer", name, None, opts)
         self._args, self._names, self._backends = args, names, backends
