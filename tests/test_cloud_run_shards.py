@@ -277,3 +277,12 @@ def test_the_service_and_the_load_balancer_wire_each_shard_key_to_its_own_backen
     matcher = record(program).get(URLMAP, "lb").inputs["pathMatchers"][0]
     assert {r["matchRules"][0]["headerMatches"][0]["prefixMatch"]: r["service"] for r in matcher["routeRules"]} == {
         f"{key}.": f"tools-{key}-id" for key in KEYS}
+
+
+def test_the_plan_summary_prints_the_ingress_config_line_by_line():
+    from mcp_affinity.cli.render import summary
+
+    lines = summary(plan_example("cloud-run-shards"))
+    start = lines.index("      proxyConfig: |")
+    assert lines[start + 1:start + 3] == ["        global", "          maxconn 256"]
+    assert "          bind :8888" in lines and all(line == line.rstrip() for line in lines)

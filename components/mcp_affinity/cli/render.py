@@ -175,13 +175,22 @@ def summary(plan: Plan) -> list[str]:
         where = names.get(getattr(warning, "urn", None))
         lines.append(f"warning: {warning}" + (f" (resource {where})" if where else ""))
     lines.append("outputs:")
-    lines += ["  " + line for line in to_yaml(_shown_tree(plan.outputs)).splitlines()] if plan.outputs else []
+    lines += [f"  {line}".rstrip() for line in to_yaml(_shown_tree(plan.outputs)).splitlines()] if plan.outputs else []
     return lines
 
 
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings (a proxy configuration in an output) as literal blocks, one line a line."""
+
+
+_Dumper.add_representer(str, lambda dumper, value: dumper.represent_scalar(
+    "tag:yaml.org,2002:str", value, style="|" if "\n" in value else None))
+
+
 def to_yaml(value: Any) -> str:
-    """Block-style YAML, keys in order, long lines kept whole."""
-    return yaml.safe_dump(value, sort_keys=False, default_flow_style=False, width=10**9, allow_unicode=True)
+    """Block-style YAML, keys in order, long lines kept whole, multi-line strings as literal blocks."""
+    return yaml.dump(value, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=10**9,
+                     allow_unicode=True)
 
 
 def _shown_tree(value: Any) -> Any:
