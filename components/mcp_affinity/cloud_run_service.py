@@ -75,7 +75,8 @@ class CloudRunMcpServiceArgs(Settings):
     - ``shards``: with ``pinning: shards``, one-instance Cloud Run services per region; all of them
       always run (cost: regions x shards instances); capacity is regions x shards x concurrency.
     - ``shard_prefix_by``: who puts the shard key before session ids: ``proxy`` (an HAProxy ingress
-      container in each shard) or ``server`` (the server reads ``MCP_SESSION_ID_PREFIX``).
+      container in each shard) or ``server`` (the server must start every id it mints with
+      ``MCP_SESSION_ID_PREFIX``; one that ignores it loses sessions to the weighted default route).
     """
 
     image: str = Field(min_length=1, max_length=1024, pattern=r"^[^\s]+$")
