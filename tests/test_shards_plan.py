@@ -55,3 +55,12 @@ def test_a_server_prefixed_shard_has_no_ingress_proxy_and_the_front_reaches_the_
     assert shard.config is None and shard.port == shard.replica.port
     proxied = Shard("europe-west1-s1", planned_shards(example())[0].proxy_config, "sdk-in-memory", tmp_path)
     assert proxied.port != proxied.replica.port and f"server mcp 127.0.0.1:{proxied.replica.port}" in proxied.config
+
+
+def test_shard_services_are_told_apart_from_other_cloud_run_services():
+    from mcp_affinity_conformance.from_plan import is_shard
+
+    runs = [r for r in example()["resources"] if r["type"] == "gcp:cloudrunv2/service:Service"]
+    assert len(runs) == 8 and all(is_shard(r["inputs"]) for r in runs)
+    other = plan_example("cloud-run-in-memory").to_json()
+    assert not any(is_shard(r["inputs"]) for r in other["resources"] if r["type"] == "gcp:cloudrunv2/service:Service")

@@ -181,3 +181,11 @@ def _shards(service: str, keys: list[str], matcher: dict, output: dict) -> Plann
                          f"({len(weighted)}) do not match its {len(keys)} shard services")
     weights = {key: int(w.get("weight", 0)) for key, w in zip(keys, weighted)}
     return PlannedShards(service, header, tuple(rules), weights, tuple(keys), output.get("proxyConfig"))
+
+
+def is_shard(inputs: dict) -> bool:
+    """Whether a Cloud Run service's inputs are a session shard's (a container sets
+    ``MCP_SHARD_KEY`` or ``MCP_SESSION_ID_PREFIX``): measured by :func:`planned_shards` and
+    :mod:`.shards`, not as a routing of its own."""
+    return any({"MCP_SHARD_KEY", "MCP_SESSION_ID_PREFIX"} & set(_env(container, "envs"))
+               for container in (inputs.get("template") or {}).get("containers") or [])
