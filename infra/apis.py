@@ -14,7 +14,7 @@ API_USES = {
     "iam": "always: the services' and nodes' service accounts",
     "run": "with Cloud Run services (platform `cloud-run`)",
     "redis": "with a session store (a service in `shared-sessions` mode or with `notificationBroker`)",
-    "secretmanager": "with a session store: the secret holding its URL",
+    "secretmanager": "with a session store: the secret holding its URL; with session shards: the ingress configuration",
     "servicenetworking": "with a session store, or `network.privateServicesAccess: true`: the peering a store connects through",
     "container": "with GKE (platform `gke`)",
     "cloudresourcemanager": "with GKE: the project-level roles of the node and autoneg accounts",
@@ -41,6 +41,9 @@ def required_apis(settings: Any) -> list[str]:
     apis = {"compute", "iam"}
     if "cloud-run" in settings.platforms:
         apis.add("run")
+        if any(args.pinning == "shards" and args.shard_prefix_by == "proxy"
+               for args, _ in settings.platforms["cloud-run"].values()):
+            apis.add("secretmanager")  # the shards' ingress configuration
     if settings.session_store is not None:
         apis.update({"redis", "secretmanager"})
     if settings.network.private_services_access:

@@ -10,8 +10,10 @@ request timeout is the Cloud Run ``template.timeout``, at most 3600 s
 
 A serverless NEG addresses a service, never an instance, and Google documents load-balancer
 session affinity as unsupported there (https://cloud.google.com/run/docs/configuring/session-affinity).
-So on Cloud Run the only pinning is Cloud Run's own session-affinity cookie, for clients that keep
-cookies: a server with in-memory sessions runs on one instance unless the user acknowledges that.
+So on Cloud Run the instance-level pinning is Cloud Run's own session-affinity cookie, for clients
+that keep cookies: a server with in-memory sessions runs on one instance unless the user
+acknowledges that, or runs as session shards (``pinning: shards``, :mod:`mcp_affinity.cloud_run_shards`):
+one-instance services the load balancer pins by the session header, for every client.
 """
 
 from __future__ import annotations
@@ -23,10 +25,10 @@ import pulumi
 import pulumi_gcp as gcp
 from pydantic import Field, Strict, model_validator
 
-from . import affinity, sources
+from . import affinity, cloud_run_shards, sources
 from .affinity import HeaderName, SessionMode, StoreRole
 from .limits import CpuCount, Env, Memory, check_cloud_run_resources
-from .naming import CLOUD_RUN_SERVICE, RFC1035, SERVICE_ACCOUNT, PhysicalName, physical_name
+from .naming import CLOUD_RUN_SERVICE, RFC1035, SECRET, SERVICE_ACCOUNT, PhysicalName, physical_name
 from .network import NetworkRef
 from .session_store import SessionStoreRef
 from .settings import Bool, Faults, Int, Port, Region, Settings, StrInput, UrlPath
@@ -108,6 +110,20 @@ class CloudRunMcpServiceArgs(Settings):
         default=None,
         description="a Cloud Armor security policy for the backend service "
                     "(`projects/P/global/securityPolicies/NAME` or its name), or unset.")
+    # Session shards (cloud_run_shards): fields and rules live there.
+    pinning: Optional[Literal["shards"]] = Field(
+        default=None,
+        description="`shards` runs `in-memory-sessions` as session shards, pinned by the load balancer on the session "
+                    "header for every client; unset leaves in-memory sessions to Cloud Run's cookie.")
+    shards: Optional[Int] = Field(
+        default=None, ge=1, le=cloud_run_shards.MAX_SHARDS,
+        description="with `pinning: shards`, one-instance Cloud Run services per region; all of them always run "
+                    "(cost: regions x shards instances); capacity is regions x shards x concurrency.")
+    shard_prefix_by: cloud_run_shards.ShardPrefixBy = Field(
+        default="proxy",
+        description="who puts the shard key before session ids: `proxy` (an HAProxy ingress container in each "
+                    "shard) or `server` (the server must start every id it mints with `MCP_SESSION_ID_PREFIX`; one "
+                    "that ignores it loses sessions to the weighted default route).")
 
     @model_validator(mode="after")
     def _rules(self) -> "CloudRunMcpServiceArgs":
@@ -118,7 +134,9 @@ class CloudRunMcpServiceArgs(Settings):
             faults.add("regions", "regions lists a region twice")
         faults.check("cpu", lambda: check_cloud_run_resources(self.cpu, self.memory, self.concurrency))
         faults.check("notificationBroker", lambda: affinity.store_role(self.session_mode, self.notification_broker))
-        self._check_pinning(faults)
+        faults.check("pinning", lambda: cloud_run_shards.check_settings(self))
+        if self.pinning is None:
+            self._check_pinning(faults)
         faults.raise_if_any()
         return self
 
@@ -149,16 +167,30 @@ class CloudRunMcpServiceArgs(Settings):
         return affinity.store_role(self.session_mode, self.notification_broker)
 
     def names(self, name: str, regions: list[str]) -> dict[str, PhysicalName]:
-        """Physical names: service account, Cloud Run service, a NEG per region, backend service."""
+        """Physical names: service account, Cloud Run service, a NEG per region, backend service;
+        with shards a Cloud Run service per index, a NEG and a backend service per shard key."""
         p = self.prefix
-        names = {
-            "account": physical_name(SERVICE_ACCOUNT, "gcp:serviceaccount/account:Account", p, name),
-            "service": physical_name(CLOUD_RUN_SERVICE, "gcp:cloudrunv2/service:Service", p, name),
-            "backend": physical_name(RFC1035, "gcp:compute/backendService:BackendService", p, name),
-        }
+        names = {"account": physical_name(SERVICE_ACCOUNT, "gcp:serviceaccount/account:Account", p, name)}
+        if self.pinning == "shards":
+            return {**names, **self._shard_names(name, regions)}
+        names["service"] = physical_name(CLOUD_RUN_SERVICE, "gcp:cloudrunv2/service:Service", p, name)
+        names["backend"] = physical_name(RFC1035, "gcp:compute/backendService:BackendService", p, name)
         for region in regions:
             names[f"neg-{region}"] = physical_name(
                 RFC1035, "gcp:compute/regionNetworkEndpointGroup:RegionNetworkEndpointGroup", p, name, region)
+        return names
+
+    def _shard_names(self, name: str, regions: list[str]) -> dict[str, PhysicalName]:
+        p, names = self.prefix, {}
+        if self.shard_prefix_by == "proxy":
+            names["proxy-config"] = physical_name(SECRET, "gcp:secretmanager/secret:Secret", p, name, "shard-proxy")
+        for index in range(self.shards or 0):
+            names[f"service-s{index}"] = physical_name(CLOUD_RUN_SERVICE, "gcp:cloudrunv2/service:Service",
+                                                       p, name, f"s{index}")
+        for key in cloud_run_shards.shard_keys(regions, self.shards or 0):
+            names[f"backend-{key}"] = physical_name(RFC1035, "gcp:compute/backendService:BackendService", p, name, key)
+            names[f"neg-{key}"] = physical_name(
+                RFC1035, "gcp:compute/regionNetworkEndpointGroup:RegionNetworkEndpointGroup", p, name, key)
         return names
 
 
@@ -182,7 +214,9 @@ class CloudRunMcpService(pulumi.ComponentResource):
 
     Outputs: ``service_urls`` (region -> run.app URL, unreachable from the internet because of
     ingress), ``service_account_email``, ``neg_ids`` (region -> serverless NEG id) and
-    ``backend_service_id`` for :class:`~mcp_affinity.load_balancer.GlobalHttpsLoadBalancer`.
+    ``backend_service_id`` for :class:`~mcp_affinity.load_balancer.GlobalHttpsLoadBalancer`. With
+    ``pinning: shards`` the first two are keyed by shard key, ``backend_service_id`` is None and
+    ``shard_backend_service_ids`` maps each shard key to its backend service id (else it is empty).
 
     Raises ``ValueError`` when a region is not in the network or a needed store is missing.
     """
@@ -190,7 +224,8 @@ class CloudRunMcpService(pulumi.ComponentResource):
     service_urls: dict[str, pulumi.Output[str]]
     neg_ids: dict[str, pulumi.Output[str]]
     service_account_email: pulumi.Output[str]
-    backend_service_id: pulumi.Output[str]
+    backend_service_id: Optional[pulumi.Output[str]]
+    shard_backend_service_ids: dict[str, pulumi.Output[str]]
 
     def __init__(self, name: str, args: CloudRunMcpServiceArgs, *, network: NetworkRef,
                  session_store: Optional[SessionStoreRef] = None, secret_env: AbstractSet[str] = frozenset(),
@@ -216,27 +251,36 @@ class CloudRunMcpService(pulumi.ComponentResource):
                 f"{name}-store-url", secret_id=self._store.secret_id, role="roles/secretmanager.secretAccessor",
                 member=account.member, opts=pulumi.ResourceOptions(parent=self),
             ))
-        services = {region: self._service(name, region, network, account.email, grants) for region in regions}
-        negs = {region: self._neg(name, region, service) for region, service in services.items()}
-        self.service_urls = {region: service.uri for region, service in services.items()}
-        self.neg_ids = {region: neg.id for region, neg in negs.items()}
-        self.backend_service_id = self._backend(name, negs).id
+        if args.pinning == "shards":
+            services, negs, backends = cloud_run_shards.build(self, name, regions, network, account, grants)
+            self.backend_service_id = None
+        else:
+            services = {region: self._service(name, region, network, account.email, grants) for region in regions}
+            negs = {region: self._neg(name, region, service) for region, service in services.items()}
+            self.backend_service_id, backends = self._backend(name, negs).id, {}
+        self.service_urls = {key: service.uri for key, service in services.items()}
+        self.neg_ids = {key: neg.id for key, neg in negs.items()}
+        self.shard_backend_service_ids = {key: backend.id for key, backend in backends.items()}
         self.register_outputs({
             "service_urls": self.service_urls,
             "neg_ids": self.neg_ids,
             "service_account_email": self.service_account_email,
             "backend_service_id": self.backend_service_id,
+            "shard_backend_service_ids": self.shard_backend_service_ids,
         })
 
     def ref(self) -> CloudRunMcpServiceRef:
         """This service as the load balancer and grants take it."""
         return CloudRunMcpServiceRef(self.backend_service_id, self.service_account_email, self.service_urls)
 
-    def _service(self, name, region, network: NetworkRef, email, grants) -> gcp.cloudrunv2.Service:
+    def _service(self, name, region, network: NetworkRef, email, grants,
+                 shard: Optional[tuple[str, str, dict]] = None) -> gcp.cloudrunv2.Service:
+        """The region's Cloud Run service; ``shard`` is (key, physical name, template entries) of a shard."""
         args = self._args
+        key, physical, shard_template = shard or (region, self._names["service"].value, {})
         return gcp.cloudrunv2.Service(
-            f"{name}-{region}",
-            name=self._names["service"].value,
+            f"{name}-{key}",
+            name=physical,
             location=region,
             project=args.project,
             ingress="INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER",
@@ -255,6 +299,7 @@ class CloudRunMcpService(pulumi.ComponentResource):
                     "egress": "PRIVATE_RANGES_ONLY",
                 },
                 "containers": [self._container()],
+                **shard_template,
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=grants,
                                         ignore_changes=CI_OWNED_PATHS if args.image_managed_by_ci else []),
@@ -282,10 +327,11 @@ class CloudRunMcpService(pulumi.ComponentResource):
             "startup_probe": {**probe, "period_seconds": 5, "timeout_seconds": 3, "failure_threshold": 24},
         }
 
-    def _neg(self, name, region, service) -> gcp.compute.RegionNetworkEndpointGroup:
+    def _neg(self, name, region, service, key: Optional[str] = None) -> gcp.compute.RegionNetworkEndpointGroup:
+        key = key or region
         return gcp.compute.RegionNetworkEndpointGroup(
-            f"{name}-{region}",
-            name=self._names[f"neg-{region}"].value,
+            f"{name}-{key}",
+            name=self._names[f"neg-{key}"].value,
             project=self._args.project,
             region=region,
             network_endpoint_type="SERVERLESS",
@@ -293,7 +339,8 @@ class CloudRunMcpService(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
 
-    def _backend(self, name, negs) -> gcp.compute.BackendService:
+    def _backend(self, name, negs, key: Optional[str] = None) -> gcp.compute.BackendService:
+        """The backend service holding ``negs``; ``key`` names a shard's own backend service."""
         args = self._args
         hashing = {}
         if args.load_balancer_hash:
@@ -301,8 +348,8 @@ class CloudRunMcpService(pulumi.ComponentResource):
             hashing = affinity.backend_hash_settings(args.session_header)
         # No health_checks and no timeout_sec: both are rejected for serverless NEG backends.
         return gcp.compute.BackendService(
-            name,
-            name=self._names["backend"].value,
+            f"{name}-{key}" if key else name,
+            name=self._names[f"backend-{key}" if key else "backend"].value,
             project=args.project,
             load_balancing_scheme="EXTERNAL_MANAGED",
             protocol="HTTPS",

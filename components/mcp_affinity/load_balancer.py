@@ -28,7 +28,8 @@ import pulumi
 import pulumi_gcp as gcp
 from pydantic import AfterValidator, Field, Strict, model_validator
 
-from .affinity import METHOD_HEADER, NAME_HEADER
+from . import cloud_run_shards
+from .affinity import METHOD_HEADER, NAME_HEADER, HeaderName
 from .naming import RFC1035, PhysicalName, physical_name
 from .settings import Bool, Faults, Model, Name, Settings, StrInput
 
@@ -90,6 +91,18 @@ def check_method_matches(method_routes: Mapping[str, MethodRouteArgs], faults: F
         seen.setdefault(match, (key, route.service))
 
 
+ShardKey = Annotated[str, Strict(), Field(pattern=r"^[a-z][a-z0-9-]{0,62}$")]
+
+
+class SessionShardsArgs(Model):
+    """A route served by session shards (:mod:`mcp_affinity.cloud_run_shards`): one backend service per
+    shard key; a request whose session header starts with ``{key}.`` goes to that shard, any other
+    request to all shards with equal weights."""
+
+    header: HeaderName = Field(description="the session header whose prefix names the shard")
+    keys: list[ShardKey] = Field(min_length=1, description="the shard keys, one backend service each")
+
+
 class RouteArgs(Model):
     """Where one backend serves. A route with neither hosts nor paths is the default route."""
 
@@ -100,6 +113,9 @@ class RouteArgs(Model):
     method_routes: dict[Name, MethodRouteArgs] = Field(
         default_factory=dict,
         description="key -> MCP method sent to another service (needs hosts, no path prefixes).")
+    # Set by the platform from a service's pinning: shards, never written in a stack file.
+    session_shards: Optional[SessionShardsArgs] = Field(default=None, description=(
+        "session shards: the backend is a map of shard key -> backend service id"))
 
     @model_validator(mode="after")
     def _rules(self) -> "RouteArgs":
@@ -111,6 +127,13 @@ class RouteArgs(Model):
             if path in self.path_prefixes[:index]:
                 faults.add(("pathPrefixes", index), f"{path} is listed twice")
         check_method_matches(self.method_routes, faults)
+        if self.session_shards is not None:
+            if not self.hosts or self.path_prefixes:
+                faults.add("hosts", "pinning: shards needs hosts and no pathPrefixes: each host gets a route "
+                           "rule per shard")
+            faults.check("shards", lambda: cloud_run_shards.check_url_map_quota(
+                self.session_shards.keys, len(self.method_routes),
+                sum(_predicates(m) for m in self.method_routes.values())))
         faults.raise_if_any()
         return self
 
@@ -221,7 +244,8 @@ class GlobalHttpsLoadBalancerRef:
 class GlobalHttpsLoadBalancer(pulumi.ComponentResource):
     """A global external Application Load Balancer (``EXTERNAL_MANAGED``) for MCP backends.
 
-    Context: ``backends``, route key -> backend service id (one per key of ``args.routes``).
+    Context: ``backends``, route key -> backend service id (one per key of ``args.routes``); for a
+    route with ``session_shards``, a map of shard key -> backend service id.
 
     Outputs: ``ip_address`` (the static IPv4 address to point DNS at), ``url_map_id`` and
     ``certificate_ids`` (key -> managed certificate id).
@@ -238,6 +262,11 @@ class GlobalHttpsLoadBalancer(pulumi.ComponentResource):
         missing = sorted(set(args.routes) - set(backends))
         if missing:
             raise ValueError(f"no backend service for routes {missing}")
+        for key, route in args.routes.items():
+            shards = route.session_shards.keys if route.session_shards else None
+            if isinstance(backends[key], Mapping) != (shards is not None) or (shards and set(backends[key]) != set(shards)):
+                raise ValueError(f"route {key}: a map of backends goes with session shards, one per shard key "
+                                 f"(its session shards: {shards})")
         names = args.names(name)
         super().__init__("mcp-affinity:index:GlobalHttpsLoadBalancer", name, None, opts)
         self._args, self._names, self._backends = args, names, backends
@@ -273,23 +302,24 @@ class GlobalHttpsLoadBalancer(pulumi.ComponentResource):
     def _routing(self) -> dict:
         """URL map arguments: one path matcher per host-routed backend, one for shared path prefixes."""
         routes, backends = self._args.routes, self._backends
-        default = backends[self._args.default_key()]
+        default = _target(backends[self._args.default_key()], "default_service", "default_route_action")
         host_rules, matchers = [], []
         for key, route in sorted(routes.items()):
             if route.hosts:
                 host_rules.append({"hosts": sorted(route.hosts), "path_matcher": key})
-                matcher = {"name": key, "default_service": backends[key]}
-                if route.method_routes:
-                    matcher["route_rules"] = _method_rules(route, backends)
+                matcher = {"name": key, **_target(backends[key], "default_service", "default_route_action")}
+                if route.method_routes or route.session_shards:
+                    shard_rules = _shard_rules(route, backends[key])
+                    matcher["route_rules"] = shard_rules + _method_rules(route, backends, len(shard_rules))
                 else:
                     matcher["path_rules"] = _path_rules(route, backends[key])
                 matchers.append(matcher)
         shared = [(k, r) for k, r in sorted(routes.items()) if r.path_prefixes and not r.hosts]
         if shared:
             host_rules.append({"hosts": ["*"], "path_matcher": "paths"})
-            matchers.append({"name": "paths", "default_service": default,
+            matchers.append({"name": "paths", **default,
                              "path_rules": [rule for k, r in shared for rule in _path_rules(r, backends[k])]})
-        return {"default_service": default, "host_rules": host_rules, "path_matchers": matchers}
+        return {**default, "host_rules": host_rules, "path_matchers": matchers}
 
     def _forwarding_rule(self, name: str, port: str, target, address) -> gcp.compute.GlobalForwardingRule:
         return gcp.compute.GlobalForwardingRule(
@@ -315,14 +345,40 @@ def _path_rules(route: RouteArgs, backend) -> list[dict]:
     return [{"paths": [p, f"{p}/*"], "service": backend} for p in sorted(route.path_prefixes)]
 
 
-def _method_rules(route: RouteArgs, backends: Mapping[str, StrInput]) -> list[dict]:
-    """``routeRules`` matching ``Mcp-Method`` (and ``Mcp-Name``) exactly; the most specific first."""
+def _method_rules(route: RouteArgs, backends: Mapping[str, StrInput], after: int = 0) -> list[dict]:
+    """``routeRules`` matching ``Mcp-Method`` (and ``Mcp-Name``) exactly; the most specific first,
+    numbered after ``after`` rules (the shard rules, so a legacy session's header wins)."""
     ordered = sorted(route.method_routes.items(), key=lambda kv: (kv[1].name is None, kv[0]))
     rules = []
-    for priority, (_, method) in enumerate(ordered, start=1):
+    for priority, (_, method) in enumerate(ordered, start=after + 1):
         headers = [{"header_name": METHOD_HEADER, "exact_match": method.method}]
         if method.name is not None:
             headers.append({"header_name": NAME_HEADER, "exact_match": method.name})
-        rules.append({"priority": priority, "service": backends[method.service],
+        rules.append({"priority": priority, **_target(backends[method.service], "service", "route_action"),
                       "match_rules": [{"prefix_match": "/", "header_matches": headers}]})
     return rules
+
+
+def _predicates(method: MethodRouteArgs) -> int:
+    """Match predicates of one method route's rule: the path prefix and one or two header matches."""
+    return 2 if method.name is None else 3
+
+
+def _target(backend, service_key: str, action_key: str) -> dict:
+    """Where a rule or default sends requests: one backend service, or a map of shard key ->
+    backend service spread with equal weights (``weightedBackendServices``)."""
+    if not isinstance(backend, Mapping):
+        return {service_key: backend}
+    return {action_key: {"weighted_backend_services": [
+        {"backend_service": backend[key], "weight": 1} for key in sorted(backend)]}}
+
+
+def _shard_rules(route: RouteArgs, backends) -> list[dict]:
+    """A ``routeRule`` per shard: a session header starting with ``{key}.`` goes to that shard.
+    Priorities 1..N, before method routes (https://cloud.google.com/load-balancing/docs/url-map-concepts)."""
+    if route.session_shards is None:
+        return []
+    header = route.session_shards.header
+    return [{"priority": priority, "service": backends[key], "match_rules": [{"prefix_match": "/", "header_matches": [
+        {"header_name": header, "prefix_match": f"{key}{cloud_run_shards.SEPARATOR}"}]}]}
+        for priority, key in enumerate(sorted(route.session_shards.keys), start=1)]

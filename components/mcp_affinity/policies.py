@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 
 from . import sources
 from .affinity import DEFAULT_SESSION_HEADER
+from .cloud_run_shards import ID_PREFIX_ENV, SHARD_KEY_ENV
 from .wire import BACKEND, CLOUD_RUN, DEPLOYMENT, K8S_SERVICE, NEG, REDIS
 from .wire import SECRET_SIG as _SIG, SECRET_VALUE_SIG as _SECRET, UNKNOWN, UNKNOWNS as _UNKNOWNS
 
@@ -374,6 +375,25 @@ def serverless_backend_no_lb_affinity(resources: list[dict], settings: Settings)
         if affinity not in (None, "NONE", "HEADER_FIELD") and not is_unknown(affinity):
             yield backend["urn"], (f"sessionAffinity is {affinity!r} on a serverless NEG backend: not supported; "
                                    "use Cloud Run's template.sessionAffinity")
+
+
+@_rule("session-shard-one-instance", sources.CLOUD_RUN_AUTOSCALING)
+def session_shard_one_instance(resources: list[dict], settings: Settings) -> Iterator[tuple[str, str]]:
+    """A session shard (a Cloud Run service whose container sets ``MCP_SHARD_KEY`` or
+    ``MCP_SESSION_ID_PREFIX``) runs exactly one instance: min and max instance count 1.
+
+    Source: https://cloud.google.com/run/docs/about-instance-autoscaling (min instances stay up, max
+    caps the count). The load balancer pins a session to a shard, not to an instance: a second
+    instance would get some of the shard's sessions' requests, and scaling to zero ends them.
+    """
+    for service in _of(resources, CLOUD_RUN):
+        containers = _list(_inputs(service, "template", "containers"))
+        if all(_env(get(c, "envs"), n) is None for c in containers for n in (SHARD_KEY_ENV, ID_PREFIX_ENV)):
+            continue
+        bad = [f"{field} is {_show(value)}" for field in ("minInstanceCount", "maxInstanceCount")
+               if not is_unknown(value := _inputs(service, "template", "scaling", field)) and value != 1]
+        if bad:
+            yield service["urn"], "a session shard must run exactly one instance: " + ", ".join(bad)
 
 
 def _same_header(value: Any, header: str) -> bool:

@@ -5,16 +5,19 @@ from __future__ import annotations
 from typing import Any, Callable, Iterator, Optional
 
 from mcp_affinity import CloudRunMcpService, CloudRunMcpServiceArgs, NetworkArgs, RouteArgs, StoreRole
+from mcp_affinity import cloud_run_shards
 from mcp_affinity.settings import config_model
 
 from .context import SharedContext
 
 KEYS = ("services",)
+# session_shards: derived from pinning: shards, never written in a stack file.
+ROUTE_FIELDS = set(RouteArgs.model_fields) - {"session_shards"}
 ServiceConfig = config_model(CloudRunMcpServiceArgs, name="ServiceConfig", extra={
-    name: (field.annotation, field) for name, field in RouteArgs.model_fields.items()})
+    name: (field.annotation, field) for name, field in RouteArgs.model_fields.items() if name in ROUTE_FIELDS})
 """``services.<name>``: the service's settings plus its load-balancer route (hosts, pathPrefixes, methodRoutes)."""
 
-ROUTE_KEYS = frozenset(f.alias for f in RouteArgs.model_fields.values())
+ROUTE_KEYS = frozenset(RouteArgs.model_fields[name].alias for name in ROUTE_FIELDS)
 
 
 def keys_set(config) -> list[str]:
@@ -34,6 +37,8 @@ def settings(config, common: dict, problems, network: Optional[NetworkArgs]) -> 
         values = service.model_dump(by_alias=True, exclude_unset=True)
         route = {k: v for k, v in values.items() if k in ROUTE_KEYS}
         args = problems.build(key, CloudRunMcpServiceArgs, {**{k: v for k, v in values.items() if k not in route}, **common})
+        if args is not None and args.pinning == "shards" and network is not None:
+            route["sessionShards"] = cloud_run_shards.route_shards(args, args.regions or network.regions)
         if args is not None and network is not None:
             extra = set(args.regions or []) - set(network.regions)
             if extra:
@@ -67,5 +72,12 @@ def build(services: dict[str, tuple], context: SharedContext) -> tuple[dict[str,
                                  secret_env=context.secret_env("services", args.env))
         for name, (args, _) in sorted(services.items())
     }
-    backends = {name: service.backend_service_id for name, service in created.items()}
-    return backends, {"serviceUrls": {name: service.service_urls for name, service in created.items()}}
+    backends = {name: service.shard_backend_service_ids or service.backend_service_id for name, service in created.items()}
+    outputs = {"serviceUrls": {name: service.service_urls for name, service in created.items()}}
+    # What each sharded service holds, and its ingress configuration in plain text: the secret's
+    # payload is masked in a plan, and the configuration holds nothing secret.
+    shards = {name: cloud_run_shards.plan_summary(args, len(created[name].service_urls) // args.shards)
+              for name, (args, _) in sorted(services.items()) if args.pinning == "shards"}
+    if shards:
+        outputs["sessionShards"] = shards
+    return backends, outputs

@@ -71,7 +71,7 @@ def planned_routings(plan: dict) -> list[PlannedRouting]:
 def _cloud_run(resources: list[dict]) -> Iterator[PlannedRouting]:
     by_name: dict[str, list[dict]] = {}
     for resource in resources:
-        if resource.get("type") == RUN:
+        if resource.get("type") == RUN and not is_shard(resource["inputs"]):
             by_name.setdefault(str(resource["inputs"].get("name")), []).append(resource["inputs"])
     for name, regions in sorted(by_name.items()):
         template = regions[0].get("template") or {}
@@ -152,3 +152,69 @@ def plan_all(root: Path) -> list[dict]:
         plans += [run_plan(where, path.name[len("Pulumi."):-len(".yaml")]).to_json()
                   for path in sorted(folder.glob("Pulumi.*.yaml"))]
     return plans
+URLMAP = "gcp:compute/uRLMap:URLMap"
+
+
+@dataclass(frozen=True)
+class PlannedShards:
+    """A Cloud Run service with ``pinning: shards`` as its plan says (:mod:`mcp_affinity.cloud_run_shards`).
+
+    - ``rules``: the URL map's route rules of the service's path matcher, in priority order, each
+      (session-header prefix, shard key it routes to); ``header``: the header they match.
+    - ``weights``: the default route's ``weightedBackendServices`` weights, by shard key (the
+      generator lists them in sorted key order; their backend ids are unknown in a preview).
+    - ``proxy_config``: the planned ingress configuration (the plan's ``sessionShards`` output),
+      None when the server prefixes its ids itself; ``keys``: each shard's ``MCP_SHARD_KEY``.
+    """
+
+    service: str
+    header: str
+    rules: tuple[tuple[str, str], ...]
+    weights: dict[str, int]
+    keys: tuple[str, ...]
+    proxy_config: str | None
+
+
+def planned_shards(plan: dict) -> list[PlannedShards]:
+    """Every sharded Cloud Run service of ``plan`` (the JSON of ``mcp-affinity plan --json``).
+
+    Raises ``ValueError`` when the URL map's shard routes and the shard services disagree."""
+    resources = [r for r in plan.get("resources") or [] if isinstance(r, dict)]
+    keys: dict[str, list[str]] = {}
+    for resource in resources:
+        if resource.get("type") == RUN:
+            for container in (resource["inputs"].get("template") or {}).get("containers") or []:
+                env = _env(container, "envs")
+                key = env.get("MCP_SHARD_KEY") or str(env.get("MCP_SESSION_ID_PREFIX") or "").rstrip(".")
+                if key:
+                    keys.setdefault(str(resource.get("parent", "")).rsplit("::", 1)[-1], []).append(key)
+    matchers = {m.get("name"): m for r in resources if r.get("type") == URLMAP
+                for m in r["inputs"].get("pathMatchers") or []}
+    outputs = (plan.get("outputs") or {}).get("sessionShards") or {}
+    return [_shards(service, sorted(found), matchers.get(service) or {}, outputs.get(service) or {})
+            for service, found in sorted(keys.items())]
+
+
+def _shards(service: str, keys: list[str], matcher: dict, output: dict) -> PlannedShards:
+    rules, header = [], None
+    for rule in sorted(matcher.get("routeRules") or [], key=lambda r: r.get("priority", 0)):
+        for match in rule.get("matchRules") or []:
+            for header_match in match.get("headerMatches") or []:
+                prefix = header_match.get("prefixMatch")
+                if prefix and prefix.rstrip(".") in keys:
+                    header = header_match.get("headerName")
+                    rules.append((prefix, prefix.rstrip(".")))
+    weighted = ((matcher.get("defaultRouteAction") or {}).get("weightedBackendServices") or [])
+    if sorted(key for _, key in rules) != keys or len(weighted) != len(keys) or header is None:
+        raise ValueError(f"{service}: the URL map's shard routes ({len(rules)}) and default weights "
+                         f"({len(weighted)}) do not match its {len(keys)} shard services")
+    weights = {key: int(w.get("weight", 0)) for key, w in zip(keys, weighted)}
+    return PlannedShards(service, header, tuple(rules), weights, tuple(keys), output.get("proxyConfig"))
+
+
+def is_shard(inputs: dict) -> bool:
+    """Whether a Cloud Run service's inputs are a session shard's (a container sets
+    ``MCP_SHARD_KEY`` or ``MCP_SESSION_ID_PREFIX``): measured by :func:`planned_shards` and
+    :mod:`.shards`, not as a routing of its own."""
+    return any({"MCP_SHARD_KEY", "MCP_SESSION_ID_PREFIX"} & set(_env(container, "envs"))
+               for container in (inputs.get("template") or {}).get("containers") or [])
