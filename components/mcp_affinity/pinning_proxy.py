@@ -173,9 +173,9 @@ peers pinning
 
 frontend health
   bind :{HEALTH_PORT}
-  http-request use-service prometheus-exporter if {{ path /metrics }}
   monitor-uri /healthz
   monitor fail if {{ nbsrv(replicas) lt 1 }}
+  http-request use-service prometheus-exporter if {{ path /metrics }}
 
 frontend mcp
   bind :{SERVE_PORT}

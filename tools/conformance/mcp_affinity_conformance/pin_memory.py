@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .procs import LOOPBACK, Proc, free_port
-from .proxy import Ports, haproxy_supports_srvkey, localize, peer_names, pins_at
+from .proxy import Ports, haproxy_supports_srvkey, localize, peer_names, pins_at, wait_ready
 
 
 @dataclass(frozen=True)
@@ -41,11 +41,12 @@ def measure(config: str, pins: int, workdir: Path, header: str = "Mcp-Session-Id
     ports = Ports.free(names)
     path = workdir / "pin-memory.cfg"
     path.write_text(localize(config, [("minting", minting)], ports, names[0], haproxy_supports_srvkey()))
-    procs = [Proc(["haproxy", "-db", "-f", str(fake)], workdir / "minting.log"),
-             Proc(["haproxy", "-db", "-L", names[0], "-f", str(path)], workdir / "pin-memory.log")]
+    procs = [Proc(["haproxy", "-db", "-f", str(fake)], workdir / "minting.log")]
     try:
         procs[0].wait_port(minting, 10.0)
+        procs.append(Proc(["haproxy", "-db", "-L", names[0], "-f", str(path)], workdir / "pin-memory.log"))
         procs[1].wait_port(ports.serve[names[0]], 10.0)
+        wait_ready(ports.health[names[0]], 15.0)
         before, start = _rss(procs[1]), pins_at(ports.health[names[0]])
         connection = http.client.HTTPConnection(LOOPBACK, ports.serve[names[0]], timeout=10)
         for _ in range(pins):

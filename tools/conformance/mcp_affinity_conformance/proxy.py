@@ -184,6 +184,24 @@ def haproxy_supports_srvkey() -> bool:
     return (major, minor) >= (2, 7)
 
 
+def wait_ready(health_port: int, timeout: float) -> None:
+    """Block until the pinning proxy's readiness check (``/healthz``) answers 200, as the kubelet
+    waits before the Service sends it traffic; ``timeout`` in seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        connection = http.client.HTTPConnection(LOOPBACK, health_port, timeout=2)
+        try:
+            connection.request("GET", "/healthz")
+            if connection.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        finally:
+            connection.close()
+        time.sleep(0.05)
+    raise TimeoutError(f"the pinning proxy on health port {health_port} was not ready within {timeout} s")
+
+
 def pins_at(health_port: int) -> int:
     """Entries in the stick tables of the pinning proxy whose health port is ``health_port``
     (``haproxy_sticktable_used`` of HAProxy's Prometheus exporter on ``/metrics``)."""
@@ -241,6 +259,7 @@ class LearnedProxies:
         path.write_text(self.configs[name])
         proc = Proc(["haproxy", "-db", "-L", name, "-f", str(path)], self.workdir / f"haproxy-{self.tag}-{name}.log")
         proc.wait_port(self.ports.serve[name], 10.0)
+        wait_ready(self.ports.health[name], 15.0)
         self.procs[name] = proc
 
     def restart(self, name: str) -> None:

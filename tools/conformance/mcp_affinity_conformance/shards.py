@@ -195,7 +195,7 @@ async def steady(url: str, keep_cookies: bool, sessions: int, calls: int) -> lis
     results: list[SessionResult] = []
 
     async def one() -> None:
-        results.append(await run_session(url, "legacy", keep_cookies, [calls]))
+        results.append(await run_session(url, "legacy", keep_cookies, [calls], get_stream=True))
 
     async with anyio.create_task_group() as group:
         for _ in range(sessions):
@@ -212,7 +212,8 @@ async def kill_between_phases(deployment: ShardedDeployment, killed: str, sessio
     first = calls // 2
 
     async def one() -> None:
-        results.append(await run_session(deployment.url, "legacy", False, [first, calls - first], gate=gate))
+        results.append(await run_session(deployment.url, "legacy", False, [first, calls - first], gate=gate,
+                                         get_stream=True))
 
     async with anyio.create_task_group() as group:
         for _ in range(sessions):
@@ -243,7 +244,7 @@ async def flood(url: str, header: str, keys: tuple[str, ...], count: int, seed: 
 def _count_lost(report: ShardsReport, kind: str, results: list[SessionResult]) -> None:
     report.lost[kind] = sum(r.lost for r in results)
     report.calls_failed[kind] = sum(r.failed for r in results)
-    gets = [e.status for r in results for e in r.log if e.method == "GET"]
+    gets = [e.status for r in results for e in r.log if e.method == "GET" and e.status is not None]
     report.get_streams[kind] = (gets.count(200), len(gets))
     report.ids_with_creator_key += sum(
         all(e.session_id.startswith(f"{r.creator}.") for e in r.log if e.session_id) and r.creator is not None
