@@ -63,14 +63,48 @@ def routings(planned):
     return routings_of(planned)
 
 
-@pytest.fixture(scope="session")
-def conformance_rows(routings):
-    """Rows of one full conformance run (about three minutes on 2 cores); writes the Markdown
-    table to ``tests/e2e/conformance-table.md`` when ``MCP_AFFINITY_WRITE_TABLE=1``."""
-    require_parts()
-    from mcp_affinity_conformance import run_matrix, to_markdown
+SHARD_CASES = (("tools", "sdk-in-memory"), ("tools", "fastmcp-in-memory"), ("tools", "ts-in-memory"),
+               ("typescript", "ts-in-memory"))
+"""(sharded service of ``examples/Pulumi.cloud-run-shards.yaml``, server mode) measured behind
+Cloud Run session shards: ``tools`` has the ingress proxy, ``typescript`` lets the server prefix
+its own ids (``shardPrefixBy: server``; only the TypeScript SDK lets the operator choose ids)."""
 
+
+@pytest.fixture(scope="session")
+def shard_plans(planned) -> dict:
+    """The example's sharded services as planned (service name -> ``PlannedShards``)."""
+    from mcp_affinity_conformance.from_plan import planned_shards
+
+    return {shards.service: shards for plan in planned for shards in planned_shards(plan)}
+
+
+@pytest.fixture(scope="session")
+def shard_reports(shard_plans, tmp_path_factory) -> dict:
+    """One shards run per :data:`SHARD_CASES` entry: (service, mode key) -> ``ShardsReport``."""
+    require_parts()
+    from mcp_affinity_conformance import SERVER_MODES
+    from mcp_affinity_conformance.shards import run_shards
+
+    apps = {m.key: m.app for m in SERVER_MODES}
+    return {(service, mode): run_shards(shard_plans[service], tmp_path_factory.mktemp(f"shards-{service}-{mode}"),
+                                        app=apps[mode])
+            for service, mode in SHARD_CASES}
+
+
+@pytest.fixture(scope="session")
+def conformance_rows(routings, shard_reports):
+    """Rows of one full conformance run (about five minutes on 2 cores), the Cloud Run shards
+    rows last; writes the Markdown table to ``tests/e2e/conformance-table.md`` when
+    ``MCP_AFFINITY_WRITE_TABLE=1``."""
+    require_parts()
+    from mcp_affinity_conformance import SERVER_MODES, run_matrix, to_markdown
+    from mcp_affinity_conformance.shards import ROUTING_LABEL, to_rows
+
+    labels = {m.key: m.label for m in SERVER_MODES}
     rows = run_matrix(routings)
+    for (service, mode), report in shard_reports.items():
+        routing = ROUTING_LABEL if service == "tools" else f"{ROUTING_LABEL}, server prefix"
+        rows += to_rows(report, labels[mode], routing)
     if os.environ.get("MCP_AFFINITY_WRITE_TABLE") == "1":
         TABLE.write_text(to_markdown(rows))
     MEASURED.extend(rows)

@@ -35,6 +35,8 @@ except ImportError as exc:  # the harness is not installed
 
 from mcp_affinity import pinning_proxy
 
+from .conftest import SHARD_CASES
+
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("conformance")]
 """One worker runs the matrix once under ``pytest -n N --dist loadgroup`` (the fixture is per worker)."""
 
@@ -126,7 +128,8 @@ def test_a_learned_pin_costs_less_memory_than_the_sizing_assumes(tmp_path, parts
 
 def test_table_has_fixed_columns_and_one_row_per_combination(conformance_rows):
     rows = conformance_rows
-    assert len(rows) == len(SERVER_MODES) * 5 * 2 + len(KILL_CASES) + len(PROXY_RESTART_CASES) + len(FLOOD_CASES)
+    shards = 2 * len(SHARD_CASES)
+    assert len(rows) == len(SERVER_MODES) * 5 * 2 + len(KILL_CASES) + len(PROXY_RESTART_CASES) + len(FLOOD_CASES) + shards
     header = to_markdown(rows).splitlines()[0]
     assert header == "| " + " | ".join(COLUMNS) + " |"
     order = [(r.server, r.routing, r.client, r.scenario) for r in rows]
@@ -141,9 +144,10 @@ def test_in_memory_sessions_die_under_round_robin_and_header_hash(conformance_ro
                 assert row.sessions_lost > 0 and row.calls_failed > 0, row
 
 
-def test_in_memory_sessions_survive_cookie_for_cookie_clients_and_learned_for_all(conformance_rows):
+def test_in_memory_sessions_survive_cookie_for_cookie_clients_and_learned_and_shards_for_all(conformance_rows):
     for server in IN_MEMORY:
         kept = pick(conformance_rows, server, "cookie", "keeps cookies") + pick(conformance_rows, server, "learned")
+        kept += pick(conformance_rows, server, "cloud-run shards")
         for row in kept:
             assert (row.sessions_lost, row.calls_failed) == (0, 0), row
             assert row.get_streams == (row.sessions, row.sessions), row

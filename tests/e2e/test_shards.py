@@ -4,45 +4,32 @@ front of one real ``mcp`` 2.3 server holding sessions in memory. Loopback only; 
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
-from pathlib import Path
 
 import pytest
 
 try:
-    from mcp_affinity_conformance.from_plan import planned_shards
-    from mcp_affinity_conformance.shards import run_shards, to_rows
+    from mcp_affinity_conformance import shards  # noqa: F401
 except ImportError as exc:  # the conformance package is missing
     if os.environ.get("CI") == "true":
         raise
     pytest.skip(f"shards run needs {exc.name}: pip install -e tools/conformance", allow_module_level=True)
 
-from mcp_affinity.cli import find_project, run_plan
-
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("shards")]
-ROOT = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("conformance")]
+"""The shard runs are session fixtures shared with the conformance table: one worker runs both."""
 
 
 @pytest.fixture(scope="module")
-def planned():
-    project = dataclasses.replace(find_project(ROOT), stack_config_dir=ROOT / "examples")
-    plan = json.loads(json.dumps(run_plan(project, "cloud-run-shards").to_json()))
-    return {shards.service: shards for shards in planned_shards(plan)}
+def report(shard_reports):
+    return shard_reports[("tools", "sdk-in-memory")]
 
 
-@pytest.fixture(scope="module")
-def report(planned, parts_installed, tmp_path_factory):
-    return run_shards(planned["tools"], tmp_path_factory.mktemp("shards"))
-
-
-def test_the_plan_gives_each_shard_a_route_rule_and_an_equal_weight(planned):
-    tools = planned["tools"]
+def test_the_plan_gives_each_shard_a_route_rule_and_an_equal_weight(shard_plans):
+    tools = shard_plans["tools"]
     assert len(tools.keys) == 6 and set(tools.weights.values()) == {1}
     assert [prefix for prefix, _ in tools.rules] == [f"{key}." for key in tools.keys]
     assert tools.header == "Mcp-Session-Id" and "stick" not in tools.proxy_config
-    assert planned["typescript"].proxy_config is None  # the server prefixes its own ids
+    assert shard_plans["typescript"].proxy_config is None  # the server prefixes its own ids
 
 
 def test_no_session_is_lost_with_or_without_a_cookie_jar(report):
@@ -66,7 +53,12 @@ def test_a_flood_of_random_session_ids_creates_no_state(report):
     assert "stick" not in report.front_config
 
 
-def test_rows_for_the_conformance_table(report):
-    rows = to_rows(report, "mcp 2.3, legacy, in-memory sessions")
-    assert [(r.client, r.sessions_lost, r.calls_failed) for r in rows] == [("keeps cookies", 0, 0), ("no cookie jar", 0, 0)]
-    print("\n" + "\n".join(" | ".join(r.cells()) for r in rows))
+def test_every_in_memory_server_keeps_its_sessions_behind_shards_for_every_client(shard_reports):
+    """mcp 2.3, FastMCP and the TypeScript SDK (ids prefixed by the ingress proxy), and the
+    TypeScript SDK prefixing its own ids: 0 sessions lost with or without a cookie jar; a killed
+    shard loses only its own sessions; random ids mint nothing."""
+    assert len(shard_reports) == 4
+    for case, report in shard_reports.items():
+        assert report.lost == {"no cookie jar": 0, "keeps cookies": 0}, (case, report)
+        assert report.lost_on_killed == report.created_on_killed and report.lost_elsewhere == 0, (case, report)
+        assert report.flood.ids_minted == 0 and set(report.flood.statuses) == {404}, (case, report.flood)

@@ -274,9 +274,10 @@ ROUTING_LABEL = "cloud-run shards"
 """The routing's name in the conformance table."""
 
 
-def to_rows(report: ShardsReport, server: str) -> list[Row]:
-    """The steady rows of ``report`` for the conformance table (``server``: the server mode's label),
-    with the kill and flood numbers in the notes of the row without a cookie jar."""
+def to_rows(report: ShardsReport, server: str, routing: str = ROUTING_LABEL) -> list[Row]:
+    """The steady rows of ``report`` for the conformance table (``server``: the server mode's label;
+    ``routing``: the column), with the kill and flood numbers in the notes of the row without a
+    cookie jar."""
     rows = []
     for kind in ("keeps cookies", "no cookie jar"):
         planned = report.sessions * report.calls
@@ -285,6 +286,6 @@ def to_rows(report: ShardsReport, server: str) -> list[Row]:
             notes = (f"{report.shards} shards; shard killed: {report.lost_on_killed}/{report.created_on_killed} of its "
                      f"sessions lost, {report.lost_elsewhere} elsewhere; {report.flood.sent} random ids: "
                      f"{report.flood.ids_minted} minted, {report.flood.reached_server} reached a server (all 404)")
-        rows.append(Row(server, ROUTING_LABEL, kind, "steady", report.sessions, planned - report.calls_failed[kind],
+        rows.append(Row(server, routing, kind, "steady", report.sessions, planned - report.calls_failed[kind],
                         report.calls_failed[kind], report.lost[kind], report.get_streams[kind], None, notes=notes))
     return rows

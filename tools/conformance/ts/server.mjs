@@ -1,7 +1,8 @@
 // One replica of an MCP server built on the official TypeScript SDK (1.32.2), for the conformance
 // run: `node server.mjs --port P --name N [--stateless]`, listening on 127.0.0.1 only.
 //
-// Stateful (the SDK's documented default): `sessionIdGenerator: () => randomUUID()`, one transport
+// Stateful (the SDK's documented default): `sessionIdGenerator: () => randomUUID()` (after the
+// prefix in MCP_SESSION_ID_PREFIX, if set, as a Cloud Run session shard asks), one transport
 // per session kept in this process's Map; an unknown session id gets 404, as the MCP transport
 // specification says. Stateless: `sessionIdGenerator: undefined`, a transport per request, GET
 // and DELETE answer 405 (as in the SDK's stateless examples). Every response carries
@@ -61,7 +62,8 @@ async function handle(req, res) {
   }
   if (req.method !== "POST" || !isInitializeRequest(body)) return reply(res, 400, "Bad Request: no session id");
   const transport = new StreamableHTTPServerTransport({
-    sessionIdGenerator: () => randomUUID(),
+    // The operator chooses the ids: a session shard starts each with its key (shardPrefixBy: server).
+    sessionIdGenerator: () => (process.env.MCP_SESSION_ID_PREFIX ?? "") + randomUUID(),
     onsessioninitialized: (sessionId) => transports.set(sessionId, transport),
   });
   transport.onclose = () => { if (transport.sessionId) transports.delete(transport.sessionId); };
