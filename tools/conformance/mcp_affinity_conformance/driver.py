@@ -9,6 +9,7 @@ jar whose policy accepts no domain.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from http.cookiejar import CookieJar, DefaultCookiePolicy
@@ -18,7 +19,7 @@ import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from .proxy import PROXY_HEADER
+from .proxy import PROXY_HEADER, SEQUENCE_HEADER
 
 CLIENT_KINDS = ("keeps cookies", "no cookie jar")
 """Client kinds, in table order (the official SDK's HTTP client keeps cookies within a session,
@@ -38,14 +39,17 @@ class Exchange:
 
 
 def http_client(keep_cookies: bool, log: list[Exchange], timeout: float) -> httpx2.AsyncClient:
-    """An httpx2 client that records every request sent and every response in ``log``;
-    ``timeout`` in seconds.
+    """An httpx2 client that records every request sent and every response in ``log``, and numbers
+    its requests (:data:`~.proxy.SEQUENCE_HEADER`); ``timeout`` in seconds.
 
     Plain HTTP to 127.0.0.1 only, so no TLS context is built (``verify=False``): loading the CA
     bundle costs about 0.1 s of CPU per client, most of a run's time on 2 cores.
     """
 
+    sequence = itertools.count()
+
     async def sent(request: httpx2.Request) -> None:
+        request.headers[SEQUENCE_HEADER] = str(next(sequence))
         log.append(Exchange(request.method, None, None, request.headers.get("mcp-session-id")))
 
     async def record(response: httpx2.Response) -> None:

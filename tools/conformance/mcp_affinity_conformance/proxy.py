@@ -32,6 +32,9 @@ RoutingKind = Literal["round-robin", "header-hash", "cookie", "learned", "single
 ROUTING_KINDS: tuple[RoutingKind, ...] = ("round-robin", "header-hash", "cookie", "learned", "single")
 PROXY_HEADER = "X-Pinning-Proxy"
 """Set by the front of :class:`LearnedProxies`: which pinning proxy served the response."""
+SEQUENCE_HEADER = "X-Conformance-Seq"
+"""A session's request number (the driver sets it): the front of :class:`LearnedProxies` sends
+request n to proxy n mod N, so every session's requests alternate between the proxies."""
 _TOKEN = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 """RFC 9110 token: the characters allowed in a header or cookie name."""
 
@@ -237,8 +240,9 @@ class HAProxy:
 
 class LearnedProxies:
     """The deployed pinning proxies (one per peer the configuration lists), sharing pins through
-    ``peers``, behind a front that sends each request to the next ready proxy (round robin, the
-    readiness probe's ``/healthz`` as its check) and names it in :data:`PROXY_HEADER`."""
+    ``peers``, behind a front standing in for the Kubernetes Service in front of them: a session's
+    request n goes to proxy n mod N (:data:`SEQUENCE_HEADER`; round robin without it, and for a
+    proxy its ``/healthz`` check calls down), and the response names it in :data:`PROXY_HEADER`."""
 
     def __init__(self, routing: Routing, servers: Sequence[tuple[str, int]], workdir: Path, tag: str) -> None:
         assert routing.config is not None
@@ -286,6 +290,10 @@ class LearnedProxies:
             "defaults", "    mode http", "    timeout connect 2s", "    timeout client 60s", "    timeout server 60s",
             "frontend front", f"    bind {LOOPBACK}:{self.port}", "    default_backend proxies",
             "backend proxies", "    balance roundrobin", "    option httpchk GET /healthz",
+            f"    http-request set-var(txn.seq) req.hdr({SEQUENCE_HEADER})",
+            f"    http-request del-header {SEQUENCE_HEADER}",
+            *(f"    use-server {name} if {{ var(txn.seq),mod({len(self.names)}) -m int {index} }}"
+              for index, name in enumerate(self.names)),
             f"    http-response set-header {PROXY_HEADER} %[srv_name]",
             *(f"    server {name} {LOOPBACK}:{self.ports.serve[name]} check port {self.ports.health[name]} "
               "inter 200 fall 1 rise 1" for name in self.names),
