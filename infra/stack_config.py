@@ -37,7 +37,7 @@ ServiceConfig = PLATFORMS["cloud-run"].ServiceConfig
 GkeConfig = PLATFORMS["gke"].GkeConfig
 MeshServiceConfig = PLATFORMS["gke"].MeshServiceConfig
 LoadBalancerConfig = config_model(GlobalHttpsLoadBalancerArgs, exclude=frozenset({
-    "prefix", "project", "labels", "deletion_protection", "routes"}))
+    "prefix", "project", "labels", "deletion_protection", "routes", "oauth_routes"}))
 
 
 class StackConfig(Model):
@@ -181,8 +181,10 @@ def _settings(config: StackConfig, project: str, problems: Problems) -> StackSet
                 if key in routes:
                     problems.add(f"services.{key}", f"the name {key!r} is the load-balancer route of platform {name}; rename the service")
                 routes[key] = route
+    oauth = sorted(k for k, s in config.services.items() if s.access.mode.value == "oauth")
     load_balancer = problems.build("loadBalancer", GlobalHttpsLoadBalancerArgs, {
-        **_dump(config.load_balancer), **common, "routes": {k: r.model_dump(by_alias=True) for k, r in routes.items()}})
+        **_dump(config.load_balancer), **common, "routes": {k: r.model_dump(by_alias=True) for k, r in routes.items()},
+        "oauthRoutes": oauth})
     settings = StackSettings(config, network, store, load_balancer, platforms, problems.secret_keys)
     if network is not None and store is not None and store.region and store.region not in network.regions:
         problems.add("sessionStore.region", f"{store.region!r} has no subnet; network regions: {', '.join(network.regions)}")
@@ -243,7 +245,15 @@ def required_apis(settings: StackSettings) -> list[str]:
             apis.update(MESH_APIS)
         if gke["cluster"].binary_authorization:
             apis.add("binaryauthorization")
+    if _uses_iap(settings):
+        apis.add("iap")
     return sorted(f"{api}.googleapis.com" for api in apis)
+
+
+def _uses_iap(settings: StackSettings) -> bool:
+    services = [s.access for s in settings.config.services.values()]
+    services += [s.access for s in settings.config.mesh_services.values()]
+    return any(a.mode.value == "iap" for a in services)
 
 
 def _check_names(settings: StackSettings, problems: Problems) -> None:

@@ -18,7 +18,7 @@ def program() -> None:
     for name in ("one", "two"):
         Network(f"net-{name}", NetworkArgs(**P, subnets={"europe-west1": {"ip_cidr_range": "10.0.0.0/24"}}, cloud_nat=True))
         SessionStore(f"store-{name}", SessionStoreArgs(**P), network=NETWORK)
-        CloudRunMcpService(f"svc-{name}", CloudRunMcpServiceArgs(**P, image="i:1", session_mode="shared-sessions"),
+        CloudRunMcpService(f"svc-{name}", CloudRunMcpServiceArgs(**P, image="i:1", session_mode="shared-sessions", access="public"),
                            network=NETWORK, session_store=STORE)
         GlobalHttpsLoadBalancer(f"lb-{name}", GlobalHttpsLoadBalancerArgs(
             **P, certificates={"main": ["a.example.com"]}, routes={"a": {"hosts": ["a.example.com"]}}),
@@ -31,13 +31,13 @@ def program() -> None:
                     cluster=cluster,
                     gateway_annotations=gateway.gateway_annotations)
         McpMeshService(f"mcp-{name}", McpMeshServiceArgs(**P, image="i:1", session_mode="stateless",
-                                                         hosts=["a.example.com"]), cluster=cluster, mesh=mesh)
+                                                         hosts=["a.example.com"], access="public"), cluster=cluster, mesh=mesh)
 
 
 def test_two_of_every_component_share_no_physical_name(record):
     plan = record(program)
     kinds = Counter(r.type for r in plan.resources if not r.custom)
-    assert all(count == 2 for count in kinds.values()) and len(kinds) == 9, kinds
+    assert all(count == 2 for count in kinds.values()) and len(kinds) == 10, kinds
     named = Counter(physical_name(r) for r in plan.resources if r.custom and r.type.startswith("gcp:"))
     assert {k: n for k, n in named.items() if n > 1 and k[1] is not None} == {}
     assert all(name.startswith(("acme-", "acme_")) for (_, name, _) in named if name and name != "servicemesh")

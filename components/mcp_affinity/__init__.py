@@ -5,7 +5,7 @@ Each component takes **settings** (a pydantic model, validated before any resour
 
     network = Network("net", NetworkArgs(prefix="acme", subnets={"europe-west1": SubnetArgs(ip_cidr_range="10.0.0.0/24")}))
     store = SessionStore("sessions", SessionStoreArgs(prefix="acme"), network=network.ref())
-    tools = CloudRunMcpService("tools", CloudRunMcpServiceArgs(prefix="acme", image="...", session_mode="shared-sessions"),
+    tools = CloudRunMcpService("tools", CloudRunMcpServiceArgs(prefix="acme", image="...", session_mode="shared-sessions", access="public"),
                                network=network.ref(), session_store=store.ref())
 
 The command line (``mcp-affinity plan/diff/check``) lives in :mod:`mcp_affinity.cli`, installed

@@ -16,26 +16,29 @@ cookies: a server with in-memory sessions runs on one instance unless the user a
 
 from __future__ import annotations
 
-from typing import AbstractSet, Annotated, Literal, Optional
+from typing import AbstractSet, Annotated, Literal, Optional, Sequence
 
 import pulumi
 import pulumi_gcp as gcp
 from pydantic import Field, Strict, model_validator
 
-from . import affinity, sources
+from . import affinity, cloud_run_access, sources
+from .access import AccessArgs, AccessMode
 from .affinity import HeaderName, SessionMode, StoreRole
 from .limits import CpuCount, Env, Memory, check_cloud_run_resources
 from .naming import CLOUD_RUN_SERVICE, RFC1035, SERVICE_ACCOUNT, PhysicalName, physical_name
 from .network import NetworkRef
+from .security_policy import EdgeArgs, EdgePolicy, EdgePolicyArgs, EdgeScopeArgs
 from .session_store import SessionStoreRef
 from .settings import Bool, Int, Port, Region, Settings, UrlPath
 
 # What CI changes when it deploys a new image itself (gcloud run deploy and friends).
 CI_OWNED_PATHS = ["template.containers[0].image", "template.revision", "template.annotations", "client", "clientVersion"]
 
-Acknowledgement = Literal["cookie-clients-only", "lb-hash-unsupported"]
+Acknowledgement = Literal["cookie-clients-only", "lb-hash-unsupported", "unauthenticated"]
 """What a user may acknowledge: in-memory sessions pinned only for clients that keep cookies;
-a load-balancer hash that Google documents as unsupported on serverless NEGs."""
+a load-balancer hash that Google documents as unsupported on serverless NEGs; a ``public`` service
+(required by the stack in staging and prod)."""
 
 
 class CloudRunMcpServiceArgs(Settings):
@@ -63,10 +66,12 @@ class CloudRunMcpServiceArgs(Settings):
     - ``memory``: per instance, in Mi or Gi, within Cloud Run's range for the CPU.
     - ``startup_probe_path``: HTTP path for the startup probe; None probes the TCP port.
     - ``env``: extra environment variables (not Cloud Run's reserved names nor this package's ``MCP_*``).
-    - ``public_invoker``: let the load balancer's unauthenticated requests in (Cloud Run IAM
-      invoker check off); ingress still admits only the load balancer and the VPC.
+    - ``access``: who may call (:class:`~mcp_affinity.access.AccessArgs`: ``iap``, ``iam``, ``oauth``,
+      ``public``); required. The invoker check is on for ``iap`` and ``iam``; ingress admits only the
+      load balancer and the VPC in every mode.
+    - ``edge``: the Cloud Armor policy the package makes (:class:`~mcp_affinity.security_policy.EdgeArgs`).
     - ``log_sample_rate``: share of requests the backend service logs (0.0 to 1.0).
-    - ``security_policy``: a Cloud Armor policy id for the backend service, or unset.
+    - ``security_policy``: your own Cloud Armor policy id for the backend service instead of ``edge``.
     """
 
     image: str = Field(min_length=1, max_length=1024, pattern=r"^[^\s]+$")
@@ -86,9 +91,12 @@ class CloudRunMcpServiceArgs(Settings):
     startup_probe_path: Optional[UrlPath] = None
     env: Env = Field(default_factory=dict)
     image_managed_by_ci: Bool = False
-    public_invoker: Bool = True
+    access: AccessArgs = Field(description="Who may call the service: iap, iam, oauth or public.")
+    edge: EdgeArgs = Field(default_factory=EdgeArgs, description=(
+        "The Cloud Armor policy the package makes: Origin allowlist, rate limits, WAF."))
     log_sample_rate: Annotated[float, Strict()] = Field(default=1.0, ge=0.0, le=1.0)
-    security_policy: Optional[str] = None
+    security_policy: Optional[str] = Field(default=None, min_length=1, description=(
+        "Your own Cloud Armor policy id for the backend service, instead of the one edge describes."))
 
     @model_validator(mode="after")
     def _rules(self) -> "CloudRunMcpServiceArgs":
@@ -99,6 +107,8 @@ class CloudRunMcpServiceArgs(Settings):
         check_cloud_run_resources(self.cpu, self.memory, self.concurrency)
         affinity.store_role(self.session_mode, self.notification_broker)
         self._check_pinning()
+        if self.security_policy is not None and "edge" in self.model_fields_set:
+            raise ValueError("edge describes the policy the package makes; with securityPolicy (your own) leave edge out")
         return self
 
     def _check_pinning(self) -> None:
@@ -135,6 +145,8 @@ class CloudRunMcpServiceArgs(Settings):
             "service": physical_name(CLOUD_RUN_SERVICE, "gcp:cloudrunv2/service:Service", p, name),
             "backend": physical_name(RFC1035, "gcp:compute/backendService:BackendService", p, name),
         }
+        if self.security_policy is None:
+            names["policy"] = physical_name(RFC1035, "gcp:compute/securityPolicy:SecurityPolicy", p, name, "armor")
         for region in regions:
             names[f"neg-{region}"] = physical_name(
                 RFC1035, "gcp:compute/regionNetworkEndpointGroup:RegionNetworkEndpointGroup", p, name, region)
@@ -146,13 +158,15 @@ class CloudRunMcpService(pulumi.ComponentResource):
 
     Context: ``network`` (subnets for Direct VPC egress), ``session_store`` (needed when the
     service's store role is not ``none``), ``secret_env`` (names in ``env`` whose values become
-    Pulumi secrets, e.g. from a ``secure:`` stack value).
+    Pulumi secrets, e.g. from a ``secure:`` stack value), ``hosts`` (the hosts the load balancer
+    serves it on: default allowed origins, and custom audiences for ``iam``).
 
     Outputs: ``service_urls`` (region -> run.app URL, unreachable from the internet because of
     ingress), ``service_account_email``, ``neg_ids`` (region -> serverless NEG id) and
     ``backend_service_id`` for :class:`~mcp_affinity.load_balancer.GlobalHttpsLoadBalancer`.
 
-    Raises ``ValueError`` when a region is not in the network or a needed store is missing.
+    Raises ``ValueError`` when a region is not in the network, a needed store is missing, or
+    ``access: iam`` has no hosts.
     """
 
     service_urls: dict[str, pulumi.Output[str]]
@@ -162,17 +176,19 @@ class CloudRunMcpService(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: CloudRunMcpServiceArgs, *, network: NetworkRef,
                  session_store: Optional[SessionStoreRef] = None, secret_env: AbstractSet[str] = frozenset(),
-                 opts: Optional[pulumi.ResourceOptions] = None):
+                 hosts: Sequence[str] = (), opts: Optional[pulumi.ResourceOptions] = None):
         regions = sorted(args.regions or network.regions)
         missing = set(regions) - set(network.regions)
         if missing:
             raise ValueError(f"regions {sorted(missing)} have no subnet in the network ({network.regions})")
         if args.store_role is not StoreRole.NONE and session_store is None:
             raise ValueError(f"session mode {args.session_mode.value} with store role {args.store_role.value} needs a session_store")
+        if args.access.mode is AccessMode.IAM and not hosts:
+            raise ValueError("access iam needs the hosts the load balancer serves the service on (custom audiences)")
         super().__init__("mcp-affinity:index:CloudRunMcpService", name, None, opts)
         self._args, self._names = args, args.names(name, regions)
         self._store = session_store if args.store_role is not StoreRole.NONE else None
-        self._secret_env = secret_env
+        self._secret_env, self._hosts = secret_env, sorted(hosts)
         account = gcp.serviceaccount.Account(
             name, account_id=self._names["account"].value, project=args.project,
             display_name=f"Cloud Run MCP service {name}", opts=pulumi.ResourceOptions(parent=self),
@@ -188,7 +204,9 @@ class CloudRunMcpService(pulumi.ComponentResource):
         negs = {region: self._neg(name, region, service) for region, service in services.items()}
         self.service_urls = {region: service.uri for region, service in services.items()}
         self.neg_ids = {region: neg.id for region, neg in negs.items()}
-        self.backend_service_id = self._backend(name, negs).id
+        backend = self._backend(name, negs)
+        cloud_run_access.grant(self, name, args.access, project=args.project, services=services, backend=backend)
+        self.backend_service_id = backend.id
         self.register_outputs({
             "service_urls": self.service_urls,
             "neg_ids": self.neg_ids,
@@ -204,7 +222,8 @@ class CloudRunMcpService(pulumi.ComponentResource):
             location=region,
             project=args.project,
             ingress="INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER",
-            invoker_iam_disabled=args.public_invoker,
+            invoker_iam_disabled=not cloud_run_access.invoker_check(args.access),
+            custom_audiences=cloud_run_access.custom_audiences(args.access, self._hosts) or None,
             deletion_protection=args.deletion_protection,
             labels=args.labels,
             template={
@@ -272,7 +291,17 @@ class CloudRunMcpService(pulumi.ComponentResource):
             protocol="HTTPS",
             backends=[{"group": neg.id} for _, neg in sorted(negs.items())],
             log_config={"enable": True, "sample_rate": args.log_sample_rate},
-            security_policy=args.security_policy,
+            security_policy=args.security_policy or self._edge_policy(name),
+            **cloud_run_access.backend_iap(args.access),
             **hashing,
             opts=pulumi.ResourceOptions(parent=self),
         )
+
+    def _edge_policy(self, name: str) -> pulumi.Output[str]:
+        """The package's Cloud Armor policy for this service's backend (its only scope)."""
+        args = self._args
+        scope = EdgeScopeArgs(edge=args.edge, hosts=self._hosts, oauth_metadata=args.access.mode is AccessMode.OAUTH)
+        policy = EdgePolicy(name, EdgePolicyArgs(prefix=args.prefix, project=args.project, labels=args.labels,
+                                                 scopes={name: scope}), opts=pulumi.ResourceOptions(parent=self))
+        self.edge_rules = policy.rules
+        return policy.policy_id

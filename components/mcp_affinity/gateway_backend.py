@@ -17,16 +17,19 @@ draining gateway cuts a server-sent-event stream early.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Mapping, Optional
 
 import pulumi
 import pulumi_gcp as gcp
 from pydantic import Field
 
+from . import cloud_run_access
+from .access import AccessArgs
 from .autoneg import autoneg_annotation
 from .gke_cluster import GkeCluster
 from .naming import RFC1035, PhysicalName, physical_name
 from .network import NetworkRef
+from .security_policy import EdgePolicy, EdgePolicyArgs, EdgeScopeArgs
 from .settings import Int, Settings
 
 # Google front ends and health checkers (https://cloud.google.com/load-balancing/docs/health-check-concepts#ip-ranges).
@@ -42,11 +45,14 @@ class MeshGatewayBackendArgs(Settings):
     - ``timeout_seconds``: the backend's response timeout: the longest a stream lives (1 to 3600 s).
     - ``drain_seconds``: connection draining when a gateway endpoint goes away (0 to 3600 s).
     - ``max_rate_per_endpoint``: requests per second per gateway pod before the load balancer spills over.
+    - ``security_policy``: your own Cloud Armor policy id instead of the one the mesh services' ``edge`` describe.
     """
 
     timeout_seconds: Int = Field(default=3600, ge=1, le=3600)
     drain_seconds: Int = Field(default=3600, ge=0, le=3600)
     max_rate_per_endpoint: Int = Field(default=1000, ge=1)
+    security_policy: Optional[str] = Field(default=None, min_length=1, description=(
+        "Your own Cloud Armor policy id for the gateway's backend service, instead of the one the mesh services' edge describe."))
 
     def names(self, name: str) -> dict[str, PhysicalName]:
         """Physical names: firewall rule, health check, backend service and the gateway's NEGs."""
@@ -55,6 +61,7 @@ class MeshGatewayBackendArgs(Settings):
             "firewall": physical_name(RFC1035, c + "firewall:Firewall", p, name, "lb"),
             "health_check": physical_name(RFC1035, c + "healthCheck:HealthCheck", p, name),
             "backend": physical_name(RFC1035, c + "backendService:BackendService", p, name),
+            "policy": physical_name(RFC1035, c + "securityPolicy:SecurityPolicy", p, name, "armor"),
         }
 
 
@@ -62,7 +69,9 @@ class MeshGatewayBackend(pulumi.ComponentResource):
     """Firewall rule (Google's ranges to the cluster's nodes, serving and status ports only),
     health check and a backend service the autoneg controller fills.
 
-    Context: ``network`` and ``cluster`` (its node tag).
+    Context: ``network`` and ``cluster`` (its node tag); ``iap`` (the ``access`` of mesh services
+    behind IAP, or None) and ``edge_scopes`` (mesh service -> its Cloud Armor rules, scoped to its
+    hosts; ignored with ``security_policy``).
 
     Outputs: ``backend_service_id``, ``backend`` (the backend service resource, for dependencies) and
     ``gateway_annotations`` (the gateway Service's annotations: GKE's ``cloud.google.com/neg`` and
@@ -72,6 +81,7 @@ class MeshGatewayBackend(pulumi.ComponentResource):
     backend_service_id: pulumi.Output[str]
 
     def __init__(self, name: str, args: MeshGatewayBackendArgs, *, network: NetworkRef, cluster: GkeCluster,
+                 iap: Optional[AccessArgs] = None, edge_scopes: Optional[Mapping[str, EdgeScopeArgs]] = None,
                  opts: Optional[pulumi.ResourceOptions] = None):
         names = args.names(name)
         super().__init__("mcp-affinity:index:MeshGatewayBackend", name, None, opts)
@@ -95,12 +105,26 @@ class MeshGatewayBackend(pulumi.ComponentResource):
             connection_draining_timeout_sec=args.drain_seconds,
             health_checks=check.id,
             log_config={"enable": True, "sample_rate": 1.0},
+            security_policy=args.security_policy or self._edge_policy(name, args, edge_scopes),
+            **(cloud_run_access.backend_iap(iap) if iap else {}),
             # The autoneg controller adds the gateway's NEGs as GKE creates them.
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["backends"]),
         )
         self.backend = backend
+        if iap is not None:
+            cloud_run_access.grant(self, name, iap, project=args.project, services={}, backend=backend)
         self.backend_service_id = backend.id
         self.gateway_annotations = autoneg_annotation(names["backend"].value, GATEWAY_PORT,
                                                       max_rate_per_endpoint=args.max_rate_per_endpoint)
         self.register_outputs({"backend_service_id": self.backend_service_id,
                                "gateway_annotations": self.gateway_annotations})
+
+    def _edge_policy(self, name: str, args: MeshGatewayBackendArgs,
+                     scopes: Optional[Mapping[str, EdgeScopeArgs]]) -> Optional[pulumi.Output[str]]:
+        """The package's Cloud Armor policy: each mesh service's rules scoped to its hosts."""
+        if not scopes:
+            return None
+        policy = EdgePolicy(name, EdgePolicyArgs(prefix=args.prefix, project=args.project, labels=args.labels,
+                                                 scopes=dict(scopes)), opts=pulumi.ResourceOptions(parent=self))
+        self.edge_rules = policy.rules
+        return policy.policy_id

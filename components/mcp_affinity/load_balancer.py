@@ -27,6 +27,7 @@ import pulumi
 import pulumi_gcp as gcp
 from pydantic import AfterValidator, Field, Strict, model_validator
 
+from . import edge_routes
 from .affinity import METHOD_HEADER, NAME_HEADER
 from .naming import RFC1035, PhysicalName, physical_name
 from .settings import Bool, Model, Name, Settings, StrInput
@@ -96,8 +97,11 @@ class GlobalHttpsLoadBalancerArgs(Settings):
     - ``certificates``: stable key -> 1 to 100 domains of one Google-managed certificate.
     - ``routes``: stable key -> :class:`RouteArgs`; the context ``backends`` maps the same keys
       to backend service ids. Every host must be on a certificate; no host or path twice.
-    - ``default_route``: the route for unmatched requests (default: the only route without hosts
-      and paths). Every other route must have hosts, paths or be a method-route target.
+    - ``default_route``: the route for requests whose host no route names, named on purpose (it then
+      also gets DNS-rebinding requests). Unset: those requests end at the load balancer with 404.
+      A route without hosts or paths must be the default route or a method-route target.
+    - ``oauth_routes``: routes whose server is an OAuth resource server: the metadata URLs of their
+      path prefixes are routed to them (:mod:`mcp_affinity.edge_routes`).
     - ``http_redirect``: serve port 80 with a 301 redirect to HTTPS.
     - ``min_tls_version``: ``TLS_1_2`` (default) or ``TLS_1_3``.
     """
@@ -107,6 +111,8 @@ class GlobalHttpsLoadBalancerArgs(Settings):
     default_route: Optional[Name] = None
     http_redirect: Bool = True
     min_tls_version: Literal["TLS_1_2", "TLS_1_3"] = "TLS_1_2"
+    oauth_routes: list[Name] = Field(default_factory=list, description=(
+        "Routes whose server is an OAuth resource server: their path prefixes' metadata URLs are routed to them."))
 
     @model_validator(mode="after")
     def _rules(self) -> "GlobalHttpsLoadBalancerArgs":
@@ -130,6 +136,8 @@ class GlobalHttpsLoadBalancerArgs(Settings):
             for method_key, method in route.method_routes.items():
                 if method.service not in self.routes or method.service == key:
                     raise ValueError(f"routes.{key}.methodRoutes.{method_key}.service: {method.service!r} is not another route")
+        if any(r.path_prefixes and not r.hosts for r in self.routes.values()) and not self.shared_hosts():
+            raise ValueError("path prefixes serve on the certificate domains no route claims by host: add such a domain")
         self._check_default()
         return self
 
@@ -143,15 +151,14 @@ class GlobalHttpsLoadBalancerArgs(Settings):
             if bare:
                 raise ValueError(f"routes {', '.join(bare)} have no hosts or paths and are not the default route: "
                                  "nothing would reach them")
-        elif len(bare) > 1:
-            raise ValueError(f"routes {', '.join(bare)} have no hosts or paths: only one can be the default route")
+        elif bare:
+            raise ValueError(f"routes {', '.join(bare)} have no hosts or paths: give them hosts, or name one in "
+                             "defaultRoute on purpose (it then also receives requests for unknown hosts)")
 
-    def default_key(self) -> str:
-        """The route that receives requests no host or path rule matches."""
-        if self.default_route:
-            return self.default_route
-        bare = [k for k, r in sorted(self.routes.items()) if not r.hosts and not r.path_prefixes]
-        return bare[0] if bare else sorted(self.routes)[0]
+    def shared_hosts(self) -> list[str]:
+        """Certificate domains no route claims: where path-prefixed routes serve."""
+        claimed = {h for r in self.routes.values() for h in r.hosts}
+        return sorted({d for domains in self.certificates.values() for d in domains} - claimed)
 
     def names(self, name: str) -> dict[str, PhysicalName]:
         """Physical names of the load balancer's resources, keyed by role."""
@@ -167,6 +174,8 @@ class GlobalHttpsLoadBalancerArgs(Settings):
             names["redirect"] = physical_name(RFC1035, c + "uRLMap:URLMap", p, name, "redirect")
             names["http_proxy"] = physical_name(RFC1035, c + "targetHttpProxy:TargetHttpProxy", p, name, "http")
             names["rule_80"] = physical_name(RFC1035, c + "globalForwardingRule:GlobalForwardingRule", p, name, "80")
+        if self.default_route is None:
+            names["nohost"] = physical_name(RFC1035, c + "backendService:BackendService", p, name, "nohost")
         for key, domains in self.certificates.items():
             digest = hashlib.sha256(",".join(sorted(domains)).encode()).hexdigest()[:8]
             names[f"cert-{key}"] = physical_name(RFC1035, c + "managedSslCertificate:ManagedSslCertificate",
@@ -206,7 +215,7 @@ class GlobalHttpsLoadBalancer(pulumi.ComponentResource):
             for key, domains in sorted(args.certificates.items())
         }
         url_map = gcp.compute.URLMap(name, name=names["url_map"].value, project=args.project, opts=child,
-                                     **self._routing())
+                                     **self._routing(name))
         ssl_policy = gcp.compute.SSLPolicy(name, name=names["ssl_policy"].value, project=args.project,
                                            profile="MODERN", min_tls_version=args.min_tls_version, opts=child)
         proxy = gcp.compute.TargetHttpsProxy(
@@ -222,10 +231,15 @@ class GlobalHttpsLoadBalancer(pulumi.ComponentResource):
         self.register_outputs({"ip_address": self.ip_address, "url_map_id": self.url_map_id,
                                "certificate_ids": self.certificate_ids})
 
-    def _routing(self) -> dict:
-        """URL map arguments: one path matcher per host-routed backend, one for shared path prefixes."""
+    def _routing(self, name: str) -> dict:
+        """URL map arguments: one path matcher per host-routed backend, one for shared path prefixes;
+        unknown hosts go to the default route if named, else end with 404 (:mod:`mcp_affinity.edge_routes`)."""
         routes, backends = self._args.routes, self._backends
-        default = backends[self._args.default_key()]
+        if self._args.default_route is not None:
+            default, fallback = backends[self._args.default_route], {}
+        else:
+            default = edge_routes.placeholder_backend(self, name, self._names["nohost"].value, self._args.project).id
+            fallback = {"default_route_action": edge_routes.ABORT_404}
         host_rules, matchers = [], []
         for key, route in sorted(routes.items()):
             if route.hosts:
@@ -237,11 +251,13 @@ class GlobalHttpsLoadBalancer(pulumi.ComponentResource):
                     matcher["path_rules"] = _path_rules(route, backends[key])
                 matchers.append(matcher)
         shared = [(k, r) for k, r in sorted(routes.items()) if r.path_prefixes and not r.hosts]
-        if shared:
-            host_rules.append({"hosts": ["*"], "path_matcher": "paths"})
-            matchers.append({"name": "paths", "default_service": default,
-                             "path_rules": [rule for k, r in shared for rule in _path_rules(r, backends[k])]})
-        return {"default_service": default, "host_rules": host_rules, "path_matchers": matchers}
+        if shared and self._args.shared_hosts():
+            metadata = edge_routes.metadata_rules({k: r.path_prefixes for k, r in shared}, set(self._args.oauth_routes),
+                                                  backends)
+            host_rules.append({"hosts": self._args.shared_hosts(), "path_matcher": "paths"})
+            matchers.append({"name": "paths", "default_service": default, **fallback,
+                             "path_rules": metadata + [rule for k, r in shared for rule in _path_rules(r, backends[k])]})
+        return {"default_service": default, **fallback, "host_rules": host_rules, "path_matchers": matchers}
 
     def _forwarding_rule(self, name: str, port: str, target, address) -> gcp.compute.GlobalForwardingRule:
         return gcp.compute.GlobalForwardingRule(

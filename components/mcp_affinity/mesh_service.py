@@ -33,13 +33,16 @@ import pulumi_kubernetes as k8s
 from pydantic import Field, model_validator
 
 from . import affinity
+from .access import AccessArgs
 from .affinity import METHOD_HEADER, NAME_HEADER, HeaderName, SessionMode, StoreRole
 from .gke_cluster import GkeCluster
 from .limits import Env, Memory, Quantity
 from .load_balancer import Domain, MethodRouteArgs
 from .mesh import Mesh
+from .mesh_access import check_mesh_access
 from .naming import SERVICE_ACCOUNT, PhysicalName, physical_name
 from . import pinning_proxy
+from .security_policy import EdgeArgs
 from .session_store import SessionStoreRef
 from .settings import Bool, Int, Name, Port, Settings, UrlPath
 
@@ -61,7 +64,12 @@ class McpMeshServiceArgs(Settings):
     - ``pinning_replicas``: proxy replicas for ``learned`` (1 to 9; they share the pins).
     - ``cookie_name``: the persistent-session cookie.
     - ``acknowledge``: ``cookie-clients-only`` accepts that ``pinning: cookie`` keeps sessions only
-      for clients that keep cookies (measured: clients without a cookie jar lose them).
+      for clients that keep cookies (measured: clients without a cookie jar lose them);
+      ``unauthenticated`` a ``public`` service (required by the stack in staging and prod).
+    - ``access``: who may call (:class:`~mcp_affinity.access.AccessArgs`); required. On GKE ``iap`` sits
+      on the gateway's backend service (shared by every mesh service), ``iam`` and ``oauth`` with
+      ``jwt`` are checked at the ingress gateway (:mod:`mcp_affinity.mesh_access`).
+    - ``edge``: this service's rules in the gateway's Cloud Armor policy (scoped to its hosts).
     - ``notification_broker``: a ``stateless`` server fans notifications out through Redis.
     - ``hosts``: host names the gateway routes to this service.
     - ``method_routes``: key -> :class:`~mcp_affinity.load_balancer.MethodRouteArgs`: MCP methods
@@ -76,7 +84,10 @@ class McpMeshServiceArgs(Settings):
     pinning: Optional[Literal["learned", "cookie"]] = None
     pinning_replicas: Int = Field(default=2, ge=1, le=9)
     cookie_name: str = Field(default=affinity.DEFAULT_COOKIE, pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    acknowledge: list[Literal["cookie-clients-only"]] = Field(default_factory=list)
+    acknowledge: list[Literal["cookie-clients-only", "unauthenticated"]] = Field(default_factory=list)
+    access: AccessArgs = Field(description="Who may call the service: iap, iam, oauth or public.")
+    edge: EdgeArgs = Field(default_factory=EdgeArgs, description=(
+        "This service's rules in the gateway's Cloud Armor policy, scoped to its hosts."))
     notification_broker: Bool = False
     session_header: HeaderName = affinity.DEFAULT_SESSION_HEADER
     hosts: list[Domain] = Field(min_length=1)
@@ -97,6 +108,7 @@ class McpMeshServiceArgs(Settings):
         if self.port in (15000, 15001, 15004, 15006, 15008, 15020, 15021, 15053, 15090):
             raise ValueError(f"port {self.port} is used by the Istio sidecar")
         affinity.store_role(self.session_mode, self.notification_broker)
+        check_mesh_access(self.access)
         if self.session_mode is SessionMode.IN_MEMORY_SESSIONS and self.pinning is None:
             raise ValueError(
                 "in-memory sessions must reach the pod that created them: set pinning: learned (every "

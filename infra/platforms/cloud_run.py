@@ -6,6 +6,7 @@ from typing import Any, Iterator, Optional
 
 
 from mcp_affinity import CloudRunMcpService, CloudRunMcpServiceArgs, NetworkArgs, RouteArgs, StoreRole
+from mcp_affinity.access import AccessMode
 from mcp_affinity.settings import config_model
 
 from .context import SharedContext
@@ -23,11 +24,11 @@ def keys_set(config) -> bool:
 
 
 def settings(config, common: dict, problems, network: Optional[NetworkArgs]) -> Optional[dict[str, tuple]]:
-    """Each service's (settings, route), validated under ``services.<name>``."""
+    """Each service's (settings, route, served hosts), validated under ``services.<name>``."""
     if not config.services:
         problems.add("services", "platforms includes cloud-run: define at least one service")
         return None
-    result = {}
+    result, served = {}, served_hosts(config)
     for name, service in sorted(config.services.items()):
         key = f"services.{name}"
         values = service.model_dump(by_alias=True, exclude_unset=True)
@@ -42,20 +43,21 @@ def settings(config, common: dict, problems, network: Optional[NetworkArgs]) -> 
                 problems.add(f"{key}.regions", f"{sorted(extra)} have no subnet; network regions: {', '.join(network.regions)}")
         if config.environment == "prod" and args.regions is not None and len(args.regions) < 2:
             problems.add(f"{key}.regions", "prod runs each service in two regions or more")
-        result[name] = (args, route)
+        check_access(key, args.access, args.acknowledge, served[name], config.environment, problems)
+        result[name] = (args, route, served[name])
     return result
 
 
 def needs_store(services: dict[str, tuple]) -> bool:
-    return any(args.store_role is not StoreRole.NONE for args, _ in services.values())
+    return any(args.store_role is not StoreRole.NONE for args, *_ in services.values())
 
 
 def routes(services: dict[str, tuple]) -> dict[str, RouteArgs]:
-    return {name: route for name, (_, route) in services.items()}
+    return {name: route for name, (_, route, _) in services.items()}
 
 
 def named_components(services: dict[str, tuple], network: NetworkArgs) -> Iterator[tuple[str, Any]]:
-    for name, (args, _) in services.items():
+    for name, (args, *_) in services.items():
         yield f"services.{name}", lambda args=args, name=name: args.names(name, args.regions or network.regions)
 
 
@@ -63,8 +65,35 @@ def build(services: dict[str, tuple], context: SharedContext) -> tuple[dict[str,
     """Create the services; return (backend service id by route key, stack outputs)."""
     created = {
         name: CloudRunMcpService(name, args, network=context.network, session_store=context.session_store,
-                                 secret_env=context.secret_env("services", args.env))
-        for name, (args, _) in sorted(services.items())
+                                 secret_env=context.secret_env("services", args.env), hosts=hosts)
+        for name, (args, _, hosts) in sorted(services.items())
     }
     backends = {name: service.backend_service_id for name, service in created.items()}
     return backends, {"serviceUrls": {name: service.service_urls for name, service in created.items()}}
+
+
+def served_hosts(config) -> dict[str, list[str]]:
+    """The hosts the load balancer serves each service on: its own, those of services that send it
+    MCP methods, and for a path-prefixed service the certificate domains no service claims."""
+    claimed = {h for s in config.services.values() for h in s.hosts}
+    claimed |= {h for s in config.mesh_services.values() for h in s.hosts}
+    shared = {d for domains in config.load_balancer.certificates.values() for d in domains} - claimed
+    served = {}
+    for name, service in config.services.items():
+        hosts = set(service.hosts)
+        hosts |= {h for other in config.services.values() for m in other.method_routes.values()
+                  if m.service == name for h in other.hosts}
+        if service.path_prefixes and not service.hosts or config.load_balancer.default_route == name:
+            hosts |= shared
+        served[name] = sorted(hosts)
+    return served
+
+
+def check_access(key: str, access, acknowledge, hosts: list[str], environment: str, problems) -> None:
+    """Rules across settings: ``public`` needs ``acknowledge: [unauthenticated]`` in staging and prod;
+    ``iam`` needs hosts (the audiences of the callers' ID tokens)."""
+    if access.mode is AccessMode.PUBLIC and environment != "dev" and "unauthenticated" not in acknowledge:
+        problems.add(f"{key}.access", f"public lets anyone on the internet call the service; in {environment} add "
+                     "acknowledge: [unauthenticated], or pick iap, iam or oauth")
+    if access.mode is AccessMode.IAM and not hosts:
+        problems.add(f"{key}.access", "iam: callers mint ID tokens for https://HOST; give the service hosts")

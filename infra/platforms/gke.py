@@ -15,9 +15,13 @@ from mcp_affinity import (
     McpMeshServiceArgs, Mesh, MeshArgs, MeshGatewayBackend, MeshGatewayBackendArgs, NetworkArgs, RouteArgs,
     StoreRole,
 )
+from mcp_affinity.access import AccessMode
+from mcp_affinity.mesh_access import MeshGatewayAuth
 from mcp_affinity.mesh_service import service_host
+from mcp_affinity.security_policy import EdgeScopeArgs
 from mcp_affinity.settings import config_model
 
+from . import cloud_run
 from .context import SharedContext
 
 KEYS = ("gke", "meshServices")
@@ -68,7 +72,24 @@ def settings(config, common: dict, problems, network: Optional[NetworkArgs]) -> 
         for key, route in (service.method_routes.items() if service else []):
             if route.service not in services or route.service == name:
                 problems.add(f"meshServices.{name}.methodRoutes.{key}.service", f"{route.service!r} is not another mesh service")
+    _check_access(config.environment, services, problems)
     return {"cluster": cluster, "mesh": mesh, "gateway": gateway, "autoneg": autoneg, "services": services}
+
+
+def _check_access(environment: str, services: dict, problems) -> None:
+    """``public`` needs the acknowledgement in staging and prod; IAP sits on the one gateway backend
+    service, so mesh services behind it must all be ``iap`` with the same members and clients."""
+    valid = {n: s for n, s in services.items() if s is not None}
+    for name, service in valid.items():
+        cloud_run.check_access(f"meshServices.{name}", service.access, service.acknowledge, service.hosts,
+                               environment, problems)
+    iap = {n: s.access for n, s in valid.items() if s.access.mode is AccessMode.IAP}
+    first = next(iter(iap.values()), None)
+    for name, service in valid.items():
+        if first is not None and service.access != first:
+            problems.add(f"meshServices.{name}.access", "IAP sits on the gateway's backend service, which every mesh "
+                         "service shares: when one mesh service is iap, all must be iap with the same members and "
+                         "programmaticClients")
 
 
 def _check_network(cluster: GkeClusterArgs, network: NetworkArgs, problems) -> None:
@@ -112,9 +133,16 @@ def build(parts: dict[str, Any], context: SharedContext) -> tuple[dict[str, Any]
     cluster = GkeCluster("gke", parts["cluster"], network=context.network)
     autoneg = AutonegController("autoneg", parts["autoneg"], workload_pool=cluster.workload_pool,
                                 kubernetes_provider=cluster.kubernetes_provider, depends_on=[cluster.node_pool])
-    gateway = MeshGatewayBackend("gateway", parts["gateway"], network=context.network, cluster=cluster)
+    services_args = parts["services"]
+    iap = next((s.access for s in services_args.values() if s.access.mode is AccessMode.IAP), None)
+    scopes = {name: EdgeScopeArgs(edge=s.edge, hosts=s.hosts, scoped=True, oauth_metadata=s.access.mode is AccessMode.OAUTH)
+              for name, s in services_args.items()}
+    gateway = MeshGatewayBackend("gateway", parts["gateway"], network=context.network, cluster=cluster,
+                                 iap=iap, edge_scopes=scopes)
     mesh = Mesh("mesh", parts["mesh"], cluster=cluster, gateway_annotations=gateway.gateway_annotations,
                 gateway_depends_on=[*autoneg.ready, gateway.backend])
+    MeshGatewayAuth("gateway-auth", {name: (s.hosts, s.access) for name, s in services_args.items()},
+                    cluster=cluster, mesh=mesh)
     hosts = {name: service_host(name) for name in parts["services"]}
     services = {
         name: McpMeshService(name, args, cluster=cluster, mesh=mesh, session_store=context.session_store,
