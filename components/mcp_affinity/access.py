@@ -112,6 +112,21 @@ class AccessArgs(Model):
     jwt: Optional[JwtArgs] = Field(default=None, description=(
         "oauth on GKE: the issuer whose tokens the ingress gateway validates."))
 
+    def marks(self, acknowledge) -> dict[str, str]:
+        """Labels that tell policy checks who may call (``mcp-access``) and whether ``public`` was
+        acknowledged (``mcp-ack: unauthenticated``)."""
+        marks = {"mcp-access": self.mode.value}
+        if self.mode is AccessMode.PUBLIC and "unauthenticated" in acknowledge:
+            marks["mcp-ack"] = "unauthenticated"
+        return marks
+
+    def summary(self) -> str:
+        """One line for people: the mode, its members and clients."""
+        parts = [*self.members, *(f"client {c}" for c in self.programmatic_clients)]
+        if self.jwt is not None:
+            parts.append(f"jwt from {self.jwt.issuer}")
+        return self.mode.value + (f" ({', '.join(parts)})" if parts else "")
+
     @model_validator(mode="before")
     @classmethod
     def _mode_alone(cls, value: Any) -> Any:

@@ -225,7 +225,7 @@ class CloudRunMcpService(pulumi.ComponentResource):
             invoker_iam_disabled=not cloud_run_access.invoker_check(args.access),
             custom_audiences=cloud_run_access.custom_audiences(args.access, self._hosts) or None,
             deletion_protection=args.deletion_protection,
-            labels=args.labels,
+            labels={**args.labels, **args.access.marks(args.acknowledge)},
             template={
                 "service_account": email,
                 "timeout": f"{args.timeout_seconds}s",

@@ -201,7 +201,8 @@ class McpMeshService(pulumi.ComponentResource):
             k8s.core.v1.Secret(name, metadata=self._meta(SECRET_NAME), type="Opaque", string_data={
                 "url": pulumi.Output.secret(self._store.connection_url), "ca.crt": self._store.ca_certificate},
                 opts=opts)
-        k8s.apps.v1.Deployment(name, metadata=self._meta(), spec=self._deployment_spec(), opts=opts)
+        k8s.apps.v1.Deployment(name, metadata=self._meta(labels=args.access.marks(args.acknowledge)),
+                               spec=self._deployment_spec(), opts=opts)
         service_labels = {"istio.io/persistent-session": args.cookie_name} if args.pinning == "cookie" else {}
         learned = args.pinning == "learned"
         # With learned pinning the service's front door is the proxy; the pods sit behind it.

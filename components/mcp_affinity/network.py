@@ -21,6 +21,10 @@ from pydantic import AfterValidator, Field, model_validator
 from .naming import RFC1035, PhysicalName, physical_name
 from .settings import Bool, Int, IPv4Cidr, Model, Region, Settings, StrInput
 
+DENY_PRIORITY = 65534
+"""The default-deny ingress rule's priority: above the implied rules (65535), below every allow rule
+the package makes (default 1000; https://cloud.google.com/firewall/docs/firewalls#priority_order_for_firewall_rules)."""
+
 RangeName = Annotated[str, AfterValidator(lambda v: physical_name(RFC1035, "range", v).value)]
 
 
@@ -46,6 +50,8 @@ class NetworkArgs(Settings):
     - ``private_services_prefix_length``: size of that range (8 to 24; 20 is 4,096 addresses).
     - ``cloud_nat``: a Cloud Router and Cloud NAT in every subnet's region, for private GKE nodes
       that pull images from outside Google (Istio's come from docker.io).
+
+    A new VPC gets a default-deny ingress firewall rule (priority 65534) and flow logs on every subnet.
     """
 
     subnets: dict[Region, SubnetArgs] = Field(default_factory=dict)
@@ -81,6 +87,7 @@ class NetworkArgs(Settings):
         names = {"psa": physical_name(RFC1035, "gcp:compute/globalAddress:GlobalAddress", p, name, "psa")}
         if self.existing_network is None:
             names["vpc"] = physical_name(RFC1035, "gcp:compute/network:Network", p, name)
+            names["deny_ingress"] = physical_name(RFC1035, "gcp:compute/firewall:Firewall", p, name, "deny-ingress")
             for region in self.subnets:
                 names[f"subnet-{region}"] = physical_name(RFC1035, "gcp:compute/subnetwork:Subnetwork", p, name, region)
         if self.cloud_nat:
@@ -144,6 +151,12 @@ class Network(pulumi.ComponentResource):
             self.network_id = vpc.id
             self.subnet_ids = {region: self._subnet(name, names, args, region, subnet, child).id
                                for region, subnet in sorted(args.subnets.items())}
+            # An explicit baseline: every allow rule the package makes has a higher priority (lower number).
+            gcp.compute.Firewall(f"{name}-deny-ingress", name=names["deny_ingress"].value, project=args.project,
+                                 network=vpc.id, direction="INGRESS", priority=DENY_PRIORITY,
+                                 source_ranges=["0.0.0.0/0"], denies=[{"protocol": "all"}],
+                                 description="mcp-affinity: deny all ingress unless a rule with a higher priority allows it",
+                                 opts=child)
         self.private_services_network_id = self.network_id
         if args.private_services_access:
             connection = self._private_services(name, names, args, child)

@@ -69,7 +69,8 @@ def build(services: dict[str, tuple], context: SharedContext) -> tuple[dict[str,
         for name, (args, _, hosts) in sorted(services.items())
     }
     backends = {name: service.backend_service_id for name, service in created.items()}
-    return backends, {"serviceUrls": {name: service.service_urls for name, service in created.items()}}
+    return backends, {"serviceUrls": {name: service.service_urls for name, service in created.items()},
+                      "serviceAccess": {name: args.access.summary() for name, (args, *_) in sorted(services.items())}}
 
 
 def served_hosts(config) -> dict[str, list[str]]:

@@ -150,5 +150,6 @@ def build(parts: dict[str, Any], context: SharedContext) -> tuple[dict[str, Any]
         for name, args in sorted(parts["services"].items())
     }
     outputs = {"gkeCluster": cluster.cluster_name,
-               "meshServiceHosts": {name: service.service_host for name, service in services.items()}}
+               "meshServiceHosts": {name: service.service_host for name, service in services.items()},
+               "meshServiceAccess": {name: args.access.summary() for name, args in sorted(services_args.items())}}
     return {ROUTE: gateway.backend_service_id}, outputs
