@@ -12,15 +12,15 @@ requests.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import celpy
 import pytest
 from celpy.adapter import json_to_cel
 
 from conftest import ROOT, plan_example, plan_stack
-from helpers import NETWORK, STORE, gke
-from mcp_affinity import CloudRunMcpService, CloudRunMcpServiceArgs, McpMeshService, McpMeshServiceArgs
+from helpers import NETWORK, STORE, cluster_args, gke
+from mcp_affinity import CloudRunMcpService, CloudRunMcpServiceArgs, GkeCluster, McpMeshServiceArgs
+from mcp_affinity.gateway_backend import MeshGatewayBackend, MeshGatewayBackendArgs
 from mcp_affinity.mesh_access import MeshGatewayAuth
 from mcp_affinity.security_policy import EdgePolicyArgs, EdgeScopeArgs, policy_rules
 from schemas.istio_check import validate_object
@@ -279,6 +279,18 @@ def test_gke_gateway_gets_iap_and_host_scoped_rules():
         "request.headers['host'].matches('^(?:legacy\\\\.dev\\\\.example\\\\.com)(?::443)?$')") for r in scoped)
 
 
+def test_gateway_takes_your_own_policy_instead_of_the_packages(record):
+    def program():
+        cluster = GkeCluster("gke", cluster_args(), network=NETWORK)
+        MeshGatewayBackend("gateway", MeshGatewayBackendArgs(prefix="mcp-t", security_policy="projects/p/global/securityPolicies/own"),
+                           network=NETWORK, cluster=cluster, edge_scopes={"notes": EdgeScopeArgs(hosts=["n.example.com"], scoped=True)})
+
+    plan = record(program)
+    assert plan.get("gcp:compute/backendService:BackendService", "gateway").inputs["securityPolicy"] == (
+        "projects/p/global/securityPolicies/own")
+    assert plan.by_type("gcp:compute/securityPolicy:SecurityPolicy") == []
+
+
 # --- configuration faults -----------------------------------------------------------------------
 
 def test_bad_edge_and_access_settings_are_all_reported_under_their_keys():
@@ -315,3 +327,49 @@ def test_iap_on_gke_must_be_the_same_for_every_mesh_service():
                                                 "access": {"mode": "iap", "members": ["user:a@example.com"]}})
     refused = dict(problems(config))
     assert "when one mesh service is iap, all must be iap" in refused[NS + "meshServices.notes.access"]
+
+
+# --- plan and diff ------------------------------------------------------------------------------
+
+def test_plan_shows_each_services_access_and_every_cloud_armor_rule():
+    from mcp_affinity.cli.render import key_settings, plain_text, summary, tree
+
+    plan = plan_stack("staging")
+    text = plain_text(tree(plan)) + "\n".join(summary(plan))
+    assert "tools: iam (serviceAccount:agents@my-mcp-project-staging.iam.gserviceaccount.com)" in text
+    assert "search: oauth" in text and "notes: oauth (jwt from https://auth.example.com)" in text
+    policy = plan.get(POLICY, "search")
+    lines = key_settings(policy.type, policy.inputs)
+    assert "rules[1099]=throttle 300/60s per IP else deny(429) when [*]" in lines
+    assert ("rules[1050]=throttle 20/60s per IP+mcp-method+mcp-name else deny(429) when "
+            "request.headers['mcp-method'] == 'tools/call' && request.headers['mcp-name'] == 'deep_search'") in lines
+    assert any(line.startswith("rules[1000]=deny(403) when has(request.headers['origin'])") for line in lines)
+    assert "customAudiences=[https://tools.mcp.staging.example.com]" in text
+
+
+def test_diff_names_the_cloud_armor_rule_that_changed():
+    import copy
+
+    from mcp_affinity.cli.diff import diff_plans, to_text
+    from mcp_affinity.cli.plan_file import validate
+
+    from conftest import plan_document
+
+    base = validate(plan_document("staging"))
+    head = copy.deepcopy(base)
+    policy = next(r for r in head["resources"] if r["type"] == POLICY and r["name"] == "search")
+    rule = next(r for r in policy["inputs"]["rules"] if r["priority"] == 1099)
+    rule["rateLimitOptions"]["rateLimitThreshold"]["count"] = 100
+    text = to_text(diff_plans(base, head))
+    assert "rules[1099].rateLimitOptions.rateLimitThreshold.count: 300 -> 100" in text
+
+
+def test_staging_routes_the_metadata_of_its_path_prefixed_oauth_service():
+    plan = plan_stack("staging", known=True)
+    url_map = plan.get("gcp:compute/uRLMap:URLMap", "lb").inputs
+    paths = next(m for m in url_map["pathMatchers"] if m["name"] == "paths")
+    search = plan.get(BACKEND, "search").inputs["name"]
+    routed = {p: r["service"] for r in paths["pathRules"] for p in r["paths"]}
+    assert routed["/.well-known/oauth-protected-resource/search"] == "search-id"
+    assert routed["/.well-known/oauth-protected-resource"] == "search-id" and search == "mcp-stg-search"
+    assert url_map["defaultService"] == "lb-nohost-id"

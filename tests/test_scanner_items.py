@@ -50,3 +50,4 @@ def test_google_groups_for_rbac_when_asked(record):
     assert cluster["authenticatorGroupsConfig"] == {"securityGroup": "gke-security-groups@example.com"}
     with pytest.raises(ValidationError, match="rbac_security_group"):
         cluster_args(rbac_security_group="admins@example.com")
+

@@ -22,7 +22,7 @@ import pulumi
 import pulumi_gcp as gcp
 from pydantic import Field, Strict, model_validator
 
-from . import affinity, cloud_run_access, sources
+from . import access_bindings, affinity, sources
 from .access import AccessArgs, AccessMode
 from .affinity import HeaderName, SessionMode, StoreRole
 from .limits import CpuCount, Env, Memory, check_cloud_run_resources
@@ -205,7 +205,7 @@ class CloudRunMcpService(pulumi.ComponentResource):
         self.service_urls = {region: service.uri for region, service in services.items()}
         self.neg_ids = {region: neg.id for region, neg in negs.items()}
         backend = self._backend(name, negs)
-        cloud_run_access.grant(self, name, args.access, project=args.project, services=services, backend=backend)
+        access_bindings.grant(self, name, args.access, project=args.project, services=services, backend=backend)
         self.backend_service_id = backend.id
         self.register_outputs({
             "service_urls": self.service_urls,
@@ -222,8 +222,8 @@ class CloudRunMcpService(pulumi.ComponentResource):
             location=region,
             project=args.project,
             ingress="INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER",
-            invoker_iam_disabled=not cloud_run_access.invoker_check(args.access),
-            custom_audiences=cloud_run_access.custom_audiences(args.access, self._hosts) or None,
+            invoker_iam_disabled=not access_bindings.invoker_check(args.access),
+            custom_audiences=access_bindings.custom_audiences(args.access, self._hosts) or None,
             deletion_protection=args.deletion_protection,
             labels={**args.labels, **args.access.marks(args.acknowledge)},
             template={
@@ -292,7 +292,7 @@ class CloudRunMcpService(pulumi.ComponentResource):
             backends=[{"group": neg.id} for _, neg in sorted(negs.items())],
             log_config={"enable": True, "sample_rate": args.log_sample_rate},
             security_policy=args.security_policy or self._edge_policy(name),
-            **cloud_run_access.backend_iap(args.access),
+            **access_bindings.backend_iap(args.access),
             **hashing,
             opts=pulumi.ResourceOptions(parent=self),
         )

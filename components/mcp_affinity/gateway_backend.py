@@ -23,7 +23,7 @@ import pulumi
 import pulumi_gcp as gcp
 from pydantic import Field
 
-from . import cloud_run_access
+from . import access_bindings
 from .access import AccessArgs
 from .autoneg import autoneg_annotation
 from .gke_cluster import GkeCluster
@@ -106,13 +106,13 @@ class MeshGatewayBackend(pulumi.ComponentResource):
             health_checks=check.id,
             log_config={"enable": True, "sample_rate": 1.0},
             security_policy=args.security_policy or self._edge_policy(name, args, edge_scopes),
-            **(cloud_run_access.backend_iap(iap) if iap else {}),
+            **(access_bindings.backend_iap(iap) if iap else {}),
             # The autoneg controller adds the gateway's NEGs as GKE creates them.
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["backends"]),
         )
         self.backend = backend
         if iap is not None:
-            cloud_run_access.grant(self, name, iap, project=args.project, services={}, backend=backend)
+            access_bindings.grant(self, name, iap, project=args.project, services={}, backend=backend)
         self.backend_service_id = backend.id
         self.gateway_annotations = autoneg_annotation(names["backend"].value, GATEWAY_PORT,
                                                       max_rate_per_endpoint=args.max_rate_per_endpoint)

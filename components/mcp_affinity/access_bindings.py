@@ -1,4 +1,5 @@
-"""The resources behind a Cloud Run service's ``access`` (see :mod:`mcp_affinity.access`).
+"""The IAM and IAP resources behind a service's ``access`` (see :mod:`mcp_affinity.access`): Cloud Run
+services and the GKE gateway's backend service.
 
 - ``iap``: the backend service's ``iap`` block; ``roles/iap.httpsResourceAccessor`` for each member
   (``WebBackendServiceIamMember``); the IAP service agent
@@ -42,7 +43,8 @@ def backend_iap(access: AccessArgs) -> dict:
 
 def grant(parent: pulumi.Resource, name: str, access: AccessArgs, *, project, services: Mapping[str, gcp.cloudrunv2.Service],
           backend: gcp.compute.BackendService) -> None:
-    """Create the bindings and settings ``access`` needs (children of ``parent``)."""
+    """Create the bindings and settings ``access`` needs (children of ``parent``); ``services`` are the
+    regional Cloud Run services (none for the GKE gateway)."""
     child = pulumi.ResourceOptions(parent=parent)
     invokers: list[tuple[str, pulumi.Input[str]]] = []
     if access.mode is AccessMode.IAM:
