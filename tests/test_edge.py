@@ -19,9 +19,8 @@ from celpy.adapter import json_to_cel
 
 from conftest import ROOT, plan_example, plan_stack
 from helpers import NETWORK, STORE, cluster_args, gke
-from mcp_affinity import CloudRunMcpService, CloudRunMcpServiceArgs, GkeCluster, McpMeshServiceArgs
+from mcp_affinity import CloudRunMcpService, CloudRunMcpServiceArgs, GkeCluster, McpMeshService, McpMeshServiceArgs
 from mcp_affinity.gateway_backend import MeshGatewayBackend, MeshGatewayBackendArgs
-from mcp_affinity.mesh_access import MeshGatewayAuth
 from mcp_affinity.security_policy import EdgePolicyArgs, EdgeScopeArgs, policy_rules
 from schemas.istio_check import validate_object
 from test_hostile_config import NS, mutate, problems
@@ -228,39 +227,45 @@ def mesh_service_args(name, access, hosts):
                               hosts=hosts, access=access)
 
 
-def test_gateway_token_checks_are_valid_istio_objects(record):
-    services = {
-        "agents": (["agents.example.com"], mesh_service_args("agents", {
-            "mode": "iam", "members": ["serviceAccount:bot@p.iam.gserviceaccount.com"]}, ["agents.example.com"]).access),
-        "api": (["api.example.com"], mesh_service_args("api", {"mode": "oauth", "jwt": {
-            "issuer": "https://auth.example.com", "jwks_uri": "https://auth.example.com/jwks"}}, ["api.example.com"]).access),
-        "open": (["open.example.com"], mesh_service_args("open", "public", ["open.example.com"]).access),
-    }
+def test_mesh_token_checks_are_valid_istio_objects_scoped_to_their_service(record):
+    iam = mesh_service_args("agents", {"mode": "iam", "members": ["serviceAccount:bot@p.iam.gserviceaccount.com"]},
+                            ["agents.example.com"])
+    jwt = {"mode": "oauth", "jwt": {"issuer": "https://auth.example.com", "jwks_uri": "https://auth.example.com/jwks"}}
+    api = McpMeshServiceArgs(prefix="mcp-t", project="my-proj", image="img:1", session_mode="in-memory-sessions",
+                             pinning="learned", hosts=["api.example.com"], access=jwt)
+    plain = mesh_service_args("open", "oauth", ["open.example.com"])
 
     def program():
         cluster, _, mesh = gke()
-        MeshGatewayAuth("auth", services, cluster=cluster, mesh=mesh)
+        for name, args in (("agents", iam), ("api", api), ("open", plain)):
+            McpMeshService(name, args, cluster=cluster, mesh=mesh, session_store=STORE)
+        _, _, ambient = gke({"data_plane": "ambient", "waypoint": True}, name="amb")
+        McpMeshService("waypointed", mesh_service_args("waypointed", jwt, ["w.example.com"]), cluster=cluster, mesh=ambient)
 
     plan = record(program)
-    objects = [r for r in plan.resources if r.type.startswith("kubernetes:security.istio.io/")]
-    assert sorted(o.inputs["kind"] for o in objects) == ["AuthorizationPolicy", "AuthorizationPolicy",
-                                                         "RequestAuthentication"]
-    for obj in objects:
-        manifest = {k: obj.inputs[k] for k in ("apiVersion", "kind", "metadata", "spec")}
+    objects = {o.name: o.inputs for o in plan.resources if o.type in (
+        "kubernetes:security.istio.io/v1:RequestAuthentication", "kubernetes:security.istio.io/v1:AuthorizationPolicy")
+        and o.name.endswith(("-jwt", "-callers"))}
+    assert sorted(objects) == ["agents-callers", "agents-jwt", "api-jwt", "waypointed-jwt"]
+    for manifest in objects.values():
+        manifest = {k: manifest[k] for k in ("apiVersion", "kind", "metadata", "spec")}
         assert validate_object(manifest) == [], manifest
-    authn = next(o.inputs["spec"] for o in objects if o.inputs["kind"] == "RequestAuthentication")
-    issuers = {r["issuer"]: r for r in authn["jwtRules"]}
-    assert issuers["https://accounts.google.com"]["audiences"] == ["https://agents.example.com"]
-    assert issuers["https://auth.example.com"]["audiences"] == ["https://api.example.com"]
-    assert all(r["forwardOriginalToken"] for r in authn["jwtRules"])
-    deny = {o.inputs["metadata"]["name"]: o.inputs["spec"] for o in objects if o.inputs["kind"] == "AuthorizationPolicy"}
-    agents = deny["mcp-agents-callers"]
-    assert agents["action"] == "DENY" and agents["selector"] == {"matchLabels": {"istio": "mcp-gateway"}}
-    assert agents["rules"][0]["from"][0]["source"]["notRequestPrincipals"] == [
-        "https://accounts.google.com/*", "accounts.google.com/*"]
-    assert agents["rules"][1]["when"] == [{"key": "request.auth.claims[email]", "notValues": ["bot@p.iam.gserviceaccount.com"]}]
-    # oauth: no rule refuses a request without a token (the server answers 401 with resource_metadata).
-    assert all("notRequestPrincipals" not in str(rule) for rule in deny["mcp-api-callers"]["rules"])
+    agents = objects["agents-jwt"]["spec"]
+    assert agents["selector"] == {"matchLabels": {"app": "agents"}}
+    assert {r["issuer"] for r in agents["jwtRules"]} == {"https://accounts.google.com", "accounts.google.com"}
+    assert all(r["audiences"] == ["https://agents.example.com"] and r["forwardOriginalToken"] for r in agents["jwtRules"])
+    deny = objects["agents-callers"]["spec"]
+    assert deny["action"] == "DENY" and deny["selector"] == {"matchLabels": {"app": "agents"}}
+    assert deny["rules"] == [
+        {"from": [{"source": {"notRequestPrincipals": ["https://accounts.google.com/*", "accounts.google.com/*"]}}]},
+        {"when": [{"key": "request.auth.claims[email]", "notValues": ["bot@p.iam.gserviceaccount.com"]}]}]
+    # oauth: the proxy in front validates tokens; nothing refuses a request without one (the server's 401).
+    api_jwt = objects["api-jwt"]["spec"]
+    assert api_jwt["selector"] == {"matchLabels": {"app": "api-pinning"}}
+    assert api_jwt["jwtRules"] == [{"issuer": "https://auth.example.com", "jwksUri": "https://auth.example.com/jwks",
+                                    "audiences": ["https://api.example.com"], "forwardOriginalToken": True}]
+    assert objects["waypointed-jwt"]["spec"]["targetRefs"] == [{"kind": "Service", "group": "", "name": "waypointed"}]
+    assert "selector" not in objects["waypointed-jwt"]["spec"]
 
 
 def test_iam_on_gke_refuses_members_an_id_token_cannot_prove():

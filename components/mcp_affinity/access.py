@@ -11,13 +11,13 @@
   this package: the IAP OAuth Admin API was shut down (https://cloud.google.com/iap/docs/deprecations).
 - ``iam``: callers with Google identities send an ID token; Cloud Run's invoker check accepts an
   audience listed in ``custom_audiences`` (``https://HOST``) through the load balancer
-  (https://cloud.google.com/run/docs/configuring/custom-audiences). On GKE the ingress gateway
-  validates Google-signed ID tokens (Istio ``RequestAuthentication``) and a ``DENY``
-  ``AuthorizationPolicy`` refuses other callers.
+  (https://cloud.google.com/run/docs/configuring/custom-audiences). On GKE the mesh validates
+  Google-signed ID tokens in front of the server (Istio ``RequestAuthentication``) and a ``DENY``
+  ``AuthorizationPolicy`` refuses other callers (:mod:`mcp_affinity.mesh_access`).
 - ``oauth``: the server is an OAuth 2.1 resource server (MCP authorization); the load balancer routes
   the RFC 9728 metadata URLs to it and leaves its 401 untouched
   (https://modelcontextprotocol.io/specification/2025-11-25/basic/authorization). On GKE ``jwt``
-  names an issuer whose tokens the gateway validates; requests without a token reach the server,
+  names an issuer whose tokens the mesh validates; requests without a token reach the server,
   which answers 401 with ``resource_metadata``.
 - ``public``: nobody is authenticated.
 """
@@ -79,17 +79,18 @@ class AccessMode(str, Enum):
 
 
 class JwtArgs(Model):
-    """Tokens the GKE ingress gateway validates for an ``oauth`` service (Istio ``RequestAuthentication``).
+    """Tokens the mesh validates in front of an ``oauth`` service on GKE (Istio ``RequestAuthentication``).
 
     - ``issuer``: the authorization server's issuer (``iss``).
     - ``jwks_uri``: where its signing keys are published.
-    - ``audiences``: accepted ``aud`` values; default: the service's resource URLs ``https://HOST``.
+    - ``audiences``: accepted ``aud`` values; default: ``https://HOST`` for each host. Set them when
+      your resource URL has a path (``https://HOST/mcp``): Istio compares them exactly.
     """
 
     issuer: HttpsUrl = Field(description="The authorization server's issuer (the tokens' iss claim).")
     jwks_uri: HttpsUrl = Field(description="The URL of the issuer's JSON Web Key Set.")
     audiences: list[HttpsUrl] = Field(default_factory=list, description=(
-        "Accepted aud values; empty means the service's resource URLs https://HOST."))
+        "Accepted aud values, compared exactly; empty means https://HOST for each host."))
 
 
 class AccessArgs(Model):
@@ -100,7 +101,7 @@ class AccessArgs(Model):
     - ``members``: IAM principals let in (``iap``: ``roles/iap.httpsResourceAccessor``; ``iam``:
       ``roles/run.invoker`` on Cloud Run, the ID token's ``email`` on GKE).
     - ``programmatic_clients``: OAuth client ids allowlisted in the IAP settings (``iap`` only).
-    - ``jwt``: tokens the GKE gateway validates (``oauth`` on GKE only).
+    - ``jwt``: tokens the mesh validates in front of the server (``oauth`` on GKE only).
     """
 
     mode: AccessMode = Field(description="Who may call: iap, iam, oauth or public.")
@@ -110,7 +111,7 @@ class AccessArgs(Model):
     programmatic_clients: list[ClientId] = Field(default_factory=list, description=(
         "OAuth client ids (created in the console) allowlisted for programmatic access through IAP."))
     jwt: Optional[JwtArgs] = Field(default=None, description=(
-        "oauth on GKE: the issuer whose tokens the ingress gateway validates."))
+        "oauth on GKE: the issuer whose tokens the mesh validates in front of the server."))
 
     def marks(self, acknowledge) -> dict[str, str]:
         """Labels that tell policy checks who may call (``mcp-access``) and whether ``public`` was

@@ -39,7 +39,7 @@ from .gke_cluster import GkeCluster
 from .limits import Env, Memory, Quantity
 from .load_balancer import Domain, MethodRouteArgs
 from .mesh import Mesh
-from .mesh_access import check_mesh_access
+from .mesh_access import check_mesh_access, token_policies
 from .naming import SERVICE_ACCOUNT, PhysicalName, physical_name
 from . import pinning_proxy
 from .security_policy import EdgeArgs
@@ -68,7 +68,7 @@ class McpMeshServiceArgs(Settings):
       ``unauthenticated`` a ``public`` service (required by the stack in staging and prod).
     - ``access``: who may call (:class:`~mcp_affinity.access.AccessArgs`); required. On GKE ``iap`` sits
       on the gateway's backend service (shared by every mesh service), ``iam`` and ``oauth`` with
-      ``jwt`` are checked at the ingress gateway (:mod:`mcp_affinity.mesh_access`).
+      ``jwt`` are checked in the mesh in front of the server (:mod:`mcp_affinity.mesh_access`).
     - ``edge``: this service's rules in the gateway's Cloud Armor policy (scoped to its hosts).
     - ``notification_broker``: a ``stateless`` server fans notifications out through Redis.
     - ``hosts``: host names the gateway routes to this service.
@@ -376,6 +376,19 @@ class McpMeshService(pulumi.ComponentResource):
                         pinning_proxy.PEER_PORT, policy_name=f"{proxy}-peers")
         else:
             self._admit(f"{name}-from-gateway", name, [self._mesh.gateway_principal], [gateway], args.port)
+        self._token_checks()
+
+    def _token_checks(self) -> None:
+        """The callers' token checks (:mod:`mcp_affinity.mesh_access`) on the pods the gateway calls, or
+        in ambient mode on the Service (its waypoint enforces them)."""
+        args, name = self._args, self._name
+        front = self.proxy_name if args.pinning == "learned" else name
+        target = ({"targetRefs": [{"kind": "Service", "group": "", "name": name}]} if self._mesh.data_plane == "ambient"
+                  else {"selector": {"matchLabels": {"app": front}}})
+        for kind, suffix, spec in token_policies(args.hosts, args.access):
+            k8s.apiextensions.CustomResource(
+                f"{name}-{suffix}", api_version="security.istio.io/v1", kind=kind, metadata=self._meta(f"{name}-{suffix}"),
+                spec={**target, **spec}, opts=self._k8s)
 
     def _admit(self, resource: str, app: str, principals: list[str], peers: list[dict], port: int,
                policy_name: Optional[str] = None) -> None:

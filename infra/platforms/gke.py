@@ -16,7 +16,6 @@ from mcp_affinity import (
     StoreRole,
 )
 from mcp_affinity.access import AccessMode
-from mcp_affinity.mesh_access import MeshGatewayAuth
 from mcp_affinity.mesh_service import service_host
 from mcp_affinity.security_policy import EdgeScopeArgs
 from mcp_affinity.settings import config_model
@@ -141,8 +140,6 @@ def build(parts: dict[str, Any], context: SharedContext) -> tuple[dict[str, Any]
                                  iap=iap, edge_scopes=scopes)
     mesh = Mesh("mesh", parts["mesh"], cluster=cluster, gateway_annotations=gateway.gateway_annotations,
                 gateway_depends_on=[*autoneg.ready, gateway.backend])
-    MeshGatewayAuth("gateway-auth", {name: (s.hosts, s.access) for name, s in services_args.items()},
-                    cluster=cluster, mesh=mesh)
     hosts = {name: service_host(name) for name in parts["services"]}
     services = {
         name: McpMeshService(name, args, cluster=cluster, mesh=mesh, session_store=context.session_store,
