@@ -256,9 +256,11 @@ def test_mesh_token_checks_are_valid_istio_objects_scoped_to_their_service(recor
     assert all(r["audiences"] == ["https://agents.example.com"] and r["forwardOriginalToken"] for r in agents["jwtRules"])
     deny = objects["agents-callers"]["spec"]
     assert deny["action"] == "DENY" and deny["selector"] == {"matchLabels": {"app": "agents"}}
+    serving = [{"operation": {"ports": ["8080"]}}]  # never the pods' other TCP ports
     assert deny["rules"] == [
-        {"from": [{"source": {"notRequestPrincipals": ["https://accounts.google.com/*", "accounts.google.com/*"]}}]},
-        {"when": [{"key": "request.auth.claims[email]", "notValues": ["bot@p.iam.gserviceaccount.com"]}]}]
+        {"from": [{"source": {"notRequestPrincipals": ["https://accounts.google.com/*", "accounts.google.com/*"]}}],
+         "to": serving},
+        {"to": serving, "when": [{"key": "request.auth.claims[email]", "notValues": ["bot@p.iam.gserviceaccount.com"]}]}]
     # oauth: the proxy in front validates tokens; nothing refuses a request without one (the server's 401).
     api_jwt = objects["api-jwt"]["spec"]
     assert api_jwt["selector"] == {"matchLabels": {"app": "api-pinning"}}

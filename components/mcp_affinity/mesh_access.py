@@ -26,7 +26,7 @@ its Service (enforced by its waypoint); the app container never sees a bad token
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 from .access import AccessArgs, AccessMode
 
@@ -64,23 +64,30 @@ def jwt_rules(hosts: Sequence[str], access: AccessArgs) -> list[dict]:
     return []
 
 
-def deny_rules(access: AccessArgs) -> list[dict]:
-    """``DENY`` rules of one service: ``iam`` callers without a Google ID token, or not a member."""
+def deny_rules(access: AccessArgs, port: Optional[int] = None) -> list[dict]:
+    """``DENY`` rules of one service: ``iam`` callers without a Google ID token, or not a member.
+
+    With ``port`` (sidecar mode) each rule names the serving port: on TCP traffic Istio ignores a
+    ``DENY`` rule's HTTP-only fields, so without it the rule would refuse every TCP connection to the
+    pods, e.g. the learned-pinning proxies' peers
+    (https://istio.io/latest/docs/reference/config/security/authorization-policy/).
+    """
     if access.mode is not AccessMode.IAM:
         return []
     emails = sorted(m.partition(":")[2] for m in access.members)
-    return [{"from": [{"source": {"notRequestPrincipals": [f"{i}/*" for i in GOOGLE_ISSUERS]}}]},
-            {"when": [{"key": "request.auth.claims[email]", "notValues": emails}]}]
+    to = {"to": [{"operation": {"ports": [str(port)]}}]} if port is not None else {}
+    return [{"from": [{"source": {"notRequestPrincipals": [f"{i}/*" for i in GOOGLE_ISSUERS]}}], **to},
+            {**to, "when": [{"key": "request.auth.claims[email]", "notValues": emails}]}]
 
 
-def token_policies(hosts: Sequence[str], access: AccessArgs) -> list[tuple[str, str, dict]]:
+def token_policies(hosts: Sequence[str], access: AccessArgs, port: Optional[int] = None) -> list[tuple[str, str, dict]]:
     """``(kind, suffix, spec)`` of the Istio objects checking one service's callers, without their
-    target (``selector`` or ``targetRefs``, which the service adds)."""
+    target (``selector`` or ``targetRefs``, which the service adds); ``port``: see :func:`deny_rules`."""
     objects = []
     rules = jwt_rules(hosts, access)
     if rules:
         objects.append(("RequestAuthentication", "jwt", {"jwtRules": rules}))
-    deny = deny_rules(access)
+    deny = deny_rules(access, port)
     if deny:
         objects.append(("AuthorizationPolicy", "callers", {"action": "DENY", "rules": deny}))
     return objects

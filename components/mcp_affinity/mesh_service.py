@@ -382,10 +382,12 @@ class McpMeshService(pulumi.ComponentResource):
         """The callers' token checks (:mod:`mcp_affinity.mesh_access`) on the pods the gateway calls, or
         in ambient mode on the Service (its waypoint enforces them)."""
         args, name = self._args, self._name
-        front = self.proxy_name if args.pinning == "learned" else name
-        target = ({"targetRefs": [{"kind": "Service", "group": "", "name": name}]} if self._mesh.data_plane == "ambient"
+        learned = args.pinning == "learned"
+        front, port = (self.proxy_name, pinning_proxy.SERVE_PORT) if learned else (name, args.port)
+        ambient = self._mesh.data_plane == "ambient"
+        target = ({"targetRefs": [{"kind": "Service", "group": "", "name": name}]} if ambient
                   else {"selector": {"matchLabels": {"app": front}}})
-        for kind, suffix, spec in token_policies(args.hosts, args.access):
+        for kind, suffix, spec in token_policies(args.hosts, args.access, None if ambient else port):
             k8s.apiextensions.CustomResource(
                 f"{name}-{suffix}", api_version="security.istio.io/v1", kind=kind, metadata=self._meta(f"{name}-{suffix}"),
                 spec={**target, **spec}, opts=self._k8s)
