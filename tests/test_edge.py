@@ -354,6 +354,14 @@ def test_plan_shows_each_services_access_and_every_cloud_armor_rule():
     assert "customAudiences=[https://tools.mcp.staging.example.com]" in text
 
 
+def test_topology_shows_iap_cloud_armor_and_the_404_backend():
+    from mcp_affinity.cli.mermaid import to_mermaid
+
+    text = to_mermaid(plan_stack("dev").to_json())
+    assert 'be_tools["Backend mcp-dev-tools<br/>IAP, Cloud Armor<br/>no LB affinity"]' in text
+    assert 'be_lb_nohost["Backend mcp-dev-lb-nohost<br/>unknown hosts: 404 at the load balancer"]' in text
+
+
 def test_diff_names_the_cloud_armor_rule_that_changed():
     import copy
 
@@ -380,3 +388,8 @@ def test_staging_routes_the_metadata_of_its_path_prefixed_oauth_service():
     assert routed["/.well-known/oauth-protected-resource/search"] == "search-id"
     assert routed["/.well-known/oauth-protected-resource"] == "search-id" and search == "mcp-stg-search"
     assert url_map["defaultService"] == "lb-nohost-id"
+
+
+def test_iap_needs_its_api_listed():
+    assert "iap.googleapis.com" in plan_stack("dev").outputs["requiredApis"]
+    assert "iap.googleapis.com" not in plan_stack("staging").outputs["requiredApis"]
