@@ -107,6 +107,7 @@ def test_certificate_name_changes_with_domains_so_the_new_one_is_created_first(r
     ({"routes": {"a": {"hosts": ["a.example.com"]}, "b": {}}}, "name one in defaultRoute on purpose"),
     ({"certificates": {"main": ["a.example.com"]}, "routes": {"a": {"hosts": ["a.example.com"]}, "b": {"path_prefixes": ["/b"]}}},
      "no route claims"),
+    ({"oauth_routes": ["zzz"]}, "oauthRoutes zzz are not routes"),
     ({"routes": {"a": {}, "b": {}}, "default_route": "a"}, "nothing would reach them"),
     ({"routes": {"a": {"path_prefixes": ["/x/"]}}}, "no trailing"),
     ({"routes": {"a": {"hosts": ["a.example.com"], "method_routes": {"m": {"method": "tools/call", "service": "z"}}}}},

@@ -12,6 +12,7 @@ The command line (``mcp-affinity plan/diff/check``) lives in :mod:`mcp_affinity.
 with the ``cli`` extra.
 """
 
+from .access import AccessArgs, AccessMode, JwtArgs
 from .affinity import DEFAULT_SESSION_HEADER, SessionMode, StoreRole
 from .autoneg import AutonegController, AutonegControllerArgs
 from .cloud_run_service import CloudRunMcpService, CloudRunMcpServiceArgs
@@ -23,11 +24,14 @@ from .load_balancer import GlobalHttpsLoadBalancer, GlobalHttpsLoadBalancerArgs,
 from .mesh import ISTIO_VERSION, Mesh, MeshArgs
 from .mesh_service import McpMeshService, McpMeshServiceArgs
 from .network import Network, NetworkArgs, NetworkRef, SubnetArgs
+from .security_policy import EdgeArgs, EdgePolicy, EdgePolicyArgs, EdgeScopeArgs
 from .session_store import MaintenanceWindowArgs, SessionStore, SessionStoreArgs, SessionStoreRef
 from .settings import COMMON_FIELDS, Settings
 
 __all__ = [
     "COMMON_FIELDS",
+    "AccessArgs",
+    "AccessMode",
     "DEFAULT_SESSION_HEADER",
     "ISTIO_VERSION",
     "AutonegController",
@@ -35,10 +39,15 @@ __all__ = [
     "CloudRunMcpService",
     "CloudRunMcpServiceArgs",
     "ConfigError",
+    "EdgeArgs",
+    "EdgePolicy",
+    "EdgePolicyArgs",
+    "EdgeScopeArgs",
     "GkeCluster",
     "GkeClusterArgs",
     "GlobalHttpsLoadBalancer",
     "GlobalHttpsLoadBalancerArgs",
+    "JwtArgs",
     "MaintenanceWindowArgs",
     "McpMeshService",
     "McpMeshServiceArgs",

@@ -136,6 +136,9 @@ class GlobalHttpsLoadBalancerArgs(Settings):
             for method_key, method in route.method_routes.items():
                 if method.service not in self.routes or method.service == key:
                     raise ValueError(f"routes.{key}.methodRoutes.{method_key}.service: {method.service!r} is not another route")
+        unknown = sorted(set(self.oauth_routes) - set(self.routes))
+        if unknown:
+            raise ValueError(f"oauthRoutes {', '.join(unknown)} are not routes")
         if any(r.path_prefixes and not r.hosts for r in self.routes.values()) and not self.shared_hosts():
             raise ValueError("path prefixes serve on the certificate domains no route claims by host: add such a domain")
         self._check_default()
