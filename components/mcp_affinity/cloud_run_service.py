@@ -303,5 +303,4 @@ class CloudRunMcpService(pulumi.ComponentResource):
         scope = EdgeScopeArgs(edge=args.edge, hosts=self._hosts, oauth_metadata=args.access.mode is AccessMode.OAUTH)
         policy = EdgePolicy(name, EdgePolicyArgs(prefix=args.prefix, project=args.project, labels=args.labels,
                                                  scopes={name: scope}), opts=pulumi.ResourceOptions(parent=self))
-        self.edge_rules = policy.rules
         return policy.policy_id

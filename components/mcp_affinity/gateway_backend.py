@@ -126,5 +126,4 @@ class MeshGatewayBackend(pulumi.ComponentResource):
             return None
         policy = EdgePolicy(name, EdgePolicyArgs(prefix=args.prefix, project=args.project, labels=args.labels,
                                                  scopes=dict(scopes)), opts=pulumi.ResourceOptions(parent=self))
-        self.edge_rules = policy.rules
         return policy.policy_id

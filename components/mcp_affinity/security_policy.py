@@ -271,7 +271,7 @@ class EdgePolicy(pulumi.ComponentResource):
         self.rules = policy_rules(args)
         advanced = {"json_parsing": "STANDARD"} if any(e.waf.enabled for e in edges) else None
         policy = gcp.compute.SecurityPolicy(
-            name, name=names["policy"].value, project=args.project, type="CLOUD_ARMOR",
+            name, name=names["policy"].value, project=args.project, type="CLOUD_ARMOR", labels=args.labels,
             description="mcp-affinity: Origin allowlist, rate limits, WAF",
             adaptive_protection_config={"layer7_ddos_defense_config": {
                 "enable": any(e.adaptive_protection for e in edges)}},
