@@ -12,7 +12,8 @@ import pulumi
 from mcp_affinity import GlobalHttpsLoadBalancer, Network, SessionStore
 from platforms import PLATFORMS
 from platforms.context import SharedContext
-from stack_config import StackSettings, load, required_apis
+from apis import required_apis
+from stack_config import StackSettings, load
 
 
 def build(settings: StackSettings) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""CrossGuard policy pack ``mcp-affinity``: the rules of :mod:`mcp_affinity.cli.policies` as stack policies.
+"""CrossGuard policy pack ``mcp-affinity``: the rules of :mod:`mcp_affinity.policies` as stack policies.
 
 Each rule relates several resources (a NEG names its Cloud Run service), so each is a
 ``StackValidationPolicy``. Stack policies see provider outputs, wrapped by pulumi-policy in
@@ -24,7 +24,7 @@ from pulumi_policy import (
     EnforcementLevel, PolicyConfigSchema, PolicyPack, ReportViolation, StackValidationArgs, StackValidationPolicy,
 )
 
-from mcp_affinity.cli import policies
+from mcp_affinity import policies
 
 CONFIG = {
     "header-hash-names-configured-header": {"header": {"type": "string"}},

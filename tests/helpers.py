@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mcp_affinity import (
-    GkeCluster, GkeClusterArgs, Mesh, MeshArgs, MeshGatewayBackend, MeshGatewayBackendArgs, NetworkRef,
+    AutonegController, AutonegControllerArgs, GkeCluster, GkeClusterArgs, Mesh, MeshArgs, MeshGatewayBackend, MeshGatewayBackendArgs, NetworkRef,
     SessionStoreRef,
 )
 
@@ -24,10 +24,13 @@ def mesh_args(**overrides) -> MeshArgs:
 
 
 def gke(mesh_overrides: dict | None = None, name: str = "gke"):
-    """A cluster, a gateway backend and a mesh, as the GKE platform wires them."""
-    cluster = GkeCluster(name, cluster_args(), network=NETWORK)
+    """A cluster, an autoneg controller, a gateway backend and a mesh, as the GKE platform wires them;
+    returns the cluster's and the mesh's references and the gateway backend."""
+    cluster = GkeCluster(name, cluster_args(), network=NETWORK).ref()
+    autoneg = AutonegController(f"{name}-autoneg", AutonegControllerArgs(prefix="mcp-t", project="my-proj"),
+                                cluster=cluster)
     gateway = MeshGatewayBackend(f"{name}-gateway", MeshGatewayBackendArgs(prefix="mcp-t", project="my-proj"),
                                  network=NETWORK, cluster=cluster)
     mesh = Mesh(f"{name}-mesh", mesh_args(**(mesh_overrides or {})), cluster=cluster,
-                gateway_annotations=gateway.gateway_annotations, gateway_depends_on=[gateway.backend])
-    return cluster, gateway, mesh
+                gateway_backend=gateway.ref(), autoneg=autoneg.ref())
+    return cluster, gateway, mesh.ref()

@@ -25,12 +25,13 @@ from mcp_affinity.autoneg import (
     autoneg_annotation,
     check_workload_pool,
 )
+from mcp_affinity.gke_cluster import ClusterRef
 from mcp_affinity.cli.runner import run_function
 from schemas.validate import validate_kubernetes
 
 COMPONENT = "mcp-affinity:index:AutonegController"
 POOL = "my-proj.svc.id.goog"
-MEMBER = f"serviceAccount:{POOL}[autoneg-system/autoneg-controller-manager]"
+MEMBER = f"serviceAccount:{POOL}[mcp-autoneg/autoneg-controller-manager]"
 IMAGE = "ghcr.io/googlecloudplatform/gke-autoneg-controller/gke-autoneg-controller:v2.0.1"
 
 ROLE = "gcp:projects/iAMCustomRole:IAMCustomRole"
@@ -59,8 +60,8 @@ def program(args: AutonegControllerArgs | None = None, holder: dict | None = Non
         node_pool = gcp.container.NodePool("pool", cluster=cluster.name, location="europe-west1")
         provider = k8s.Provider("k8s", kubeconfig="{}")
         pool = cluster.workload_identity_config.apply(lambda c: c.workload_pool if c else None)
-        component = AutonegController("autoneg", args or settings(), workload_pool=pool,
-                                      kubernetes_provider=provider, depends_on=[node_pool])
+        component = AutonegController("autoneg", args or settings(),
+                                      cluster=ClusterRef(cluster.id, pool, "mcp-gke", provider, (node_pool,)))
         if holder is not None:
             holder["component"] = component
 
@@ -148,11 +149,11 @@ def test_a_cluster_without_workload_identity_is_refused():
 
 def test_a_pool_passed_as_an_output_is_used_verbatim(record):
     def run() -> None:
-        AutonegController("autoneg", settings(), workload_pool=pulumi.Output.from_input("other-proj.svc.id.goog"),
-                          kubernetes_provider=k8s.Provider("k8s", kubeconfig="{}"))
+        AutonegController("autoneg", settings(), cluster=ClusterRef(
+            "c", pulumi.Output.from_input("other-proj.svc.id.goog"), "mcp-gke", k8s.Provider("k8s", kubeconfig="{}")))
 
     member = record(run).get(SA_MEMBER, "autoneg-workload-identity").inputs["member"]
-    assert member == "serviceAccount:other-proj.svc.id.goog[autoneg-system/autoneg-controller-manager]"
+    assert member == "serviceAccount:other-proj.svc.id.goog[mcp-autoneg/autoneg-controller-manager]"
 
 
 # ----------------------------------------------------------------------------- Kubernetes objects
@@ -160,7 +161,7 @@ def test_a_pool_passed_as_an_output_is_used_verbatim(record):
 
 def test_deployment_runs_the_pinned_release_image_hardened(plan):
     deployment = plan.get(DEPLOYMENT, "autoneg").inputs
-    assert deployment["metadata"]["namespace"] == "autoneg-system"
+    assert deployment["metadata"]["namespace"] == "mcp-autoneg"
     assert deployment["spec"]["replicas"] == 1
     pod = deployment["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "autoneg-controller-manager"
@@ -192,7 +193,7 @@ def test_service_account_names_the_google_account(plan):
 
 def test_namespace_enforces_the_restricted_pod_security_standard(plan):
     namespace = plan.get("kubernetes:core/v1:Namespace", "autoneg").inputs
-    assert namespace["metadata"]["name"] == "autoneg-system"
+    assert namespace["metadata"]["name"] == "mcp-autoneg"
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
 
 
@@ -210,9 +211,9 @@ def test_rbac_matches_the_release_manifest(plan):
     assert [(r["resources"], r["verbs"]) for r in metrics["rules"]] == [
         (["tokenreviews"], ["create"]), (["subjectaccessreviews"], ["create"])]
     leader = plan.get(ROLE_K8S, "autoneg-leader-election").inputs
-    assert leader["metadata"]["namespace"] == "autoneg-system"
+    assert leader["metadata"]["namespace"] == "mcp-autoneg"
     assert [r["resources"] for r in leader["rules"]] == [["configmaps"], ["leases"], ["events"]]
-    subject = [{"kind": "ServiceAccount", "name": "autoneg-controller-manager", "namespace": "autoneg-system"}]
+    subject = [{"kind": "ServiceAccount", "name": "autoneg-controller-manager", "namespace": "mcp-autoneg"}]
     for type_, name, role in [(CLUSTER_ROLE_BINDING, "autoneg-manager", "mcp-autoneg-manager"),
                               (CLUSTER_ROLE_BINDING, "autoneg-metrics-auth", "mcp-autoneg-metrics-auth"),
                               (ROLE_BINDING, "autoneg-leader-election", "autoneg-leader-election")]:
@@ -265,6 +266,23 @@ def test_kubernetes_objects_use_the_clusters_provider_and_wait_for_the_node_pool
             assert node_pool in resource.depends_on, resource.urn
 
 
+def test_a_provider_the_caller_passes_in_opts_providers_is_the_one_every_child_uses(record):
+    def run() -> None:
+        own = k8s.Provider("own", kubeconfig="{}")
+        AutonegController("autoneg", settings(), cluster=ClusterRef(
+            "c", POOL, "mcp-gke", k8s.Provider("k8s", kubeconfig="{}")), opts=pulumi.ResourceOptions(providers=[own]))
+
+    plan = record(run)
+    own, cluster = urn(plan, "pulumi:providers:kubernetes", "own"), urn(plan, "pulumi:providers:kubernetes", "k8s")
+    objects = [r for r in plan.resources if r.type.startswith("kubernetes:")]
+    assert len(objects) == 9 and {r.provider for r in objects} == {own} and own != cluster
+
+
+def test_without_any_kubernetes_provider_the_component_refuses():
+    with pytest.raises(ValueError, match="no Kubernetes provider"):
+        AutonegController("autoneg", settings(), cluster=ClusterRef("c", POOL, "mcp-gke"))
+
+
 def test_deployment_waits_for_its_permissions(plan):
     depends = set(plan.get(DEPLOYMENT, "autoneg").depends_on)
     assert {urn(plan, PROJECT_MEMBER, "autoneg-role"), urn(plan, SA_MEMBER, "autoneg-workload-identity"),
@@ -274,7 +292,7 @@ def test_deployment_waits_for_its_permissions(plan):
 def test_ready_lists_what_an_annotated_service_must_depend_on(record):
     holder: dict = {}
     record(program(holder=holder))
-    ready = holder["component"].ready
+    ready = holder["component"].ref().ready
     assert [type(r).__name__ for r in ready] == [
         "Deployment", "ClusterRoleBinding", "ClusterRoleBinding", "RoleBinding", "IAMMember", "IAMMember"]
 

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from typer.testing import CliRunner
 
 from mcp_affinity.cli.app import app
-from mcp_affinity.cli.wire import SECRET_SIG, SECRET_VALUE_SIG, UNKNOWN
+from mcp_affinity.wire import SECRET_SIG, SECRET_VALUE_SIG, UNKNOWN
 
 runner = CliRunner()
 
@@ -26,7 +26,7 @@ values = st.recursive(scalars, lambda inner: st.one_of(
     st.builds(lambda v: {SECRET_SIG: SECRET_VALUE_SIG, "value": v}, inner)), max_leaves=20)
 types = st.sampled_from(["gcp:cloudrunv2/service:Service", "gcp:compute/backendService:BackendService",
                          "gcp:compute/regionNetworkEndpointGroup:RegionNetworkEndpointGroup",
-                         "gcp:redis/instance:Instance", "gcp:redis/cluster:Cluster", "gcp:memorystore/instance:Instance",
+                         "gcp:redis/instance:Instance",
                          "kubernetes:core/v1:Service", "kubernetes:apps/v1:Deployment", "gcp:compute/uRLMap:URLMap",
                          "kubernetes:networking.istio.io/v1:DestinationRule", "gcp:projects/iAMMember:IAMMember",
                          "mcp-affinity:index:X"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from conftest import plan_example, plan_stack
 from mcp_affinity_conformance.from_plan import planned_routings
 
@@ -36,4 +38,18 @@ def test_examples_map_to_the_routing_they_deploy():
 def test_learned_pinning_is_read_from_the_proxy_configuration():
     (planned,) = planned_routings(example("gke-in-memory-learned"))
     assert (planned.routing.kind, planned.routing.header) == ("learned", "Mcp-Session-Id")
-    assert planned.server_modes == ("sdk-in-memory",)
+    assert planned.server_modes == ("sdk-in-memory", "fastmcp-in-memory", "ts-in-memory")
+    # The run uses the very configuration the plan deploys.
+    (config_map,) = [r for r in example("gke-in-memory-learned")["resources"]
+                     if r["type"] == "kubernetes:core/v1:ConfigMap" and "haproxy.cfg" in r["inputs"].get("data", {})]
+    assert planned.routing.config == config_map["inputs"]["data"]["haproxy.cfg"]
+
+
+def test_the_matrix_measures_one_routing_of_each_kind_the_plans_configure():
+    from mcp_affinity_conformance import routings_of
+
+    routings = routings_of([example(name) for name in ("gke-in-memory-learned", "gke-in-memory", "cloud-run-in-memory",
+                                                        "cloud-run-stateless")] + [plan_stack("staging").to_json()])
+    assert [r.kind for r in routings] == ["round-robin", "header-hash", "cookie", "learned", "single"]
+    with pytest.raises(ValueError, match="header-hash"):
+        routings_of([example("gke-in-memory-learned")])

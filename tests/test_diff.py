@@ -255,6 +255,17 @@ def test_kubernetes_name_change_replaces():
     assert diff_plans(base, head).replaced[0].changes[0].replaces == "metadata.name"
 
 
+def test_helm_release_name_or_namespace_change_replaces_but_values_update_in_place():
+    release = "kubernetes:helm.sh/v3:Release"
+    base = plan_of(resource("urn:h", release, "gw", {"name": "a", "namespace": "n", "values": {"x": 1}}))
+    renamed = plan_of(resource("urn:h", release, "gw", {"name": "b", "namespace": "n", "values": {"x": 1}}))
+    moved = plan_of(resource("urn:h", release, "gw", {"name": "a", "namespace": "m", "values": {"x": 1}}))
+    revalued = plan_of(resource("urn:h", release, "gw", {"name": "a", "namespace": "n", "values": {"x": 2}}))
+    assert diff_plans(base, renamed).replaced[0].changes[0].replaces == "name"
+    assert "helm_release.go" in diff_plans(base, moved).replaced[0].source
+    assert diff_plans(base, revalued).updated and not diff_plans(base, revalued).replaced
+
+
 def test_ignored_changes_are_marked_and_not_counted_with_wildcards():
     inputs = {"template": {"containers": [{"image": "a:1"}, {"image": "b:1"}]}, "labels": {"x": "1"}}
     changed = copy.deepcopy(inputs)

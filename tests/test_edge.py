@@ -137,8 +137,8 @@ def test_cloud_armor_policy_on_the_backend_with_origin_403_and_rate_limits_429(r
 
 
 def test_own_policy_replaces_the_packages(record):
-    plan = record(service("public", security_policy="projects/p/global/securityPolicies/mine"))
-    assert plan.get(BACKEND, "tools").inputs["securityPolicy"] == "projects/p/global/securityPolicies/mine"
+    plan = record(service("public", security_policy="projects/my-proj/global/securityPolicies/mine"))
+    assert plan.get(BACKEND, "tools").inputs["securityPolicy"] == "projects/my-proj/global/securityPolicies/mine"
     assert not plan.by_type(POLICY)
     with pytest.raises(ValueError, match="leave edge out"):
         CloudRunMcpServiceArgs(prefix="p", image="i:1", session_mode="stateless", access="public",
@@ -289,12 +289,12 @@ def test_gke_gateway_gets_iap_and_host_scoped_rules():
 def test_gateway_takes_your_own_policy_instead_of_the_packages(record):
     def program():
         cluster = GkeCluster("gke", cluster_args(), network=NETWORK)
-        MeshGatewayBackend("gateway", MeshGatewayBackendArgs(prefix="mcp-t", security_policy="projects/p/global/securityPolicies/own"),
+        MeshGatewayBackend("gateway", MeshGatewayBackendArgs(prefix="mcp-t", security_policy="projects/my-proj/global/securityPolicies/own"),
                            network=NETWORK, cluster=cluster, edge_scopes={"notes": EdgeScopeArgs(hosts=["n.example.com"], scoped=True)})
 
     plan = record(program)
     assert plan.get("gcp:compute/backendService:BackendService", "gateway").inputs["securityPolicy"] == (
-        "projects/p/global/securityPolicies/own")
+        "projects/my-proj/global/securityPolicies/own")
     assert plan.by_type("gcp:compute/securityPolicy:SecurityPolicy") == []
 
 
@@ -307,7 +307,7 @@ def test_bad_edge_and_access_settings_are_all_reported_under_their_keys():
         "edge": {"allowedOrigins": ["https://ok.example.com/path"], "rateLimit": {"requests": 0},
                  "methodLimits": {"x": {"method": "tools/explode", "requests": 1}}}}}}
     found = dict(problems(config))
-    assert "or programmaticClients" in found[NS + "services.tools.access"]
+    assert "or programmaticClients" in found[NS + "services.tools.access.members"]
     assert "not an IAM principal" in found[NS + "services.search.access.members.0"]
     assert "not an origin" in found[NS + "services.search.edge.allowedOrigins.0"]
     assert "greater than or equal to 1" in found[NS + "services.search.edge.rateLimit.requests"]
@@ -393,3 +393,42 @@ def test_staging_routes_the_metadata_of_its_path_prefixed_oauth_service():
 def test_iap_needs_its_api_listed():
     assert "iap.googleapis.com" in plan_stack("dev").outputs["requiredApis"]
     assert "iap.googleapis.com" not in plan_stack("staging").outputs["requiredApis"]
+
+
+def test_access_and_the_edge_policy_reach_every_session_shard():
+    plan = plan_example("cloud-run-shards")
+    backends = {r.name: r.inputs for r in plan.by_type(BACKEND) if r.name != "lb-nohost"}
+    tools = sorted(n for n in backends if n.startswith("tools-"))
+    assert len(tools) == 6 and all(backends[n]["iap"] == {"enabled": True} for n in tools)
+    assert all("iap" not in b for n, b in backends.items() if n.startswith("typescript-"))
+    # One policy per service, on each of its shards' backend services.
+    assert sorted(r.inputs["name"] for r in plan.by_type(POLICY)) == ["mcp-ex6-tools-armor", "mcp-ex6-typescript-armor"]
+    assert all(b.get("securityPolicy") for b in backends.values())
+    assert sorted(r.name for r in plan.by_type(IAP_MEMBER)) == [f"{n}-iap-member0" for n in tools]
+    invokers = {r.name: r.inputs["member"] for r in plan.by_type(RUN_IAM)}
+    assert {n for n in invokers if n.endswith("-invoker-iap-agent")} == {f"{n}-invoker-iap-agent" for n in tools}
+    assert [invokers[f"typescript-europe-west1-s{i}-invoker-member0"] for i in (0, 1)] == [
+        "serviceAccount:agents@my-mcp-project-dev.iam.gserviceaccount.com"] * 2
+    shards = [r.inputs for r in plan.by_type(RUN)]
+    assert all(s["invokerIamDisabled"] is False for s in shards)
+    assert {tuple(s.get("customAudiences") or ()) for s in shards if s["name"].startswith("mcp-ex6-typescript")} == {
+        ("https://tools.dev.example.com", "https://ts.dev.example.com")}
+
+
+def test_a_public_sharded_service_may_acknowledge_unauthenticated():
+    shards = dict(prefix="mcp-t", image="img:1", session_mode="in-memory-sessions", pinning="shards", shards=2,
+                  access="public")
+    assert CloudRunMcpServiceArgs(**shards, acknowledge=["unauthenticated"]).acknowledge == ["unauthenticated"]
+    with pytest.raises(ValueError, match="nothing to accept but unauthenticated"):
+        CloudRunMcpServiceArgs(**shards, acknowledge=["cookie-clients-only"])
+
+
+def test_every_access_fault_is_reported_at_once_under_its_key():
+    from pydantic import ValidationError
+
+    from mcp_affinity import AccessArgs
+
+    with pytest.raises(ValidationError) as refused:
+        AccessArgs(mode="public", members=["user:a@example.com"], programmatic_clients=["1-a.apps.googleusercontent.com"],
+                   jwt={"issuer": "https://auth.example.com", "jwks_uri": "https://auth.example.com/jwks"})
+    assert sorted(e["loc"] for e in refused.value.errors()) == [("jwt",), ("members",), ("programmaticClients",)]

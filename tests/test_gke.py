@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import json
 
+import pulumi
+import pulumi_kubernetes as k8s
 import pytest
 from pydantic import ValidationError
 
 from conftest import plan_stack
 from helpers import NETWORK, STORE, cluster_args, gke, mesh_args
-from mcp_affinity import ISTIO_VERSION, GkeCluster, McpMeshService, McpMeshServiceArgs
+from mcp_affinity import (
+    ISTIO_VERSION, ClusterRef, GkeCluster, McpGkePlatform, McpGkePlatformArgs, McpMeshService, McpMeshServiceArgs,
+    Mesh, MeshGatewayBackendRef,
+)
 from mcp_affinity.mesh_service import service_host
 from schemas.istio_check import validate_object
 from schemas.validate import validate_kubernetes
@@ -85,7 +90,7 @@ def test_binary_authorization_and_private_endpoint_are_options(record):
     ({"master_cidr": "172.16.0.0/24"}, "must be a /28"),
     ({"master_authorized_networks": {"ci": "0.0.0.0/33"}}, "not an IPv4 CIDR"),
     ({"project": None}, "project is needed"),
-    ({"node_pool": {"min_nodes": 5, "max_nodes": 2}}, "minNodes is larger"),
+    ({"node_pool": {"min_nodes": 5, "max_nodes": 2}}, "is larger than maxNodes"),
     ({"image_repositories": ["europe-docker.pkg.dev/p/mcp"]}, "LOCATION/REPOSITORY"),
 ])
 def test_bad_cluster_settings_are_refused(overrides, message):
@@ -153,12 +158,12 @@ def test_ambient_with_a_waypoint_installs_ztunnel_and_cloud_service_mesh_uses_th
 def test_shared_sessions_hash_the_header_and_the_route_has_no_timeout(record):
     plan = record(lambda: mesh_service(service_args(session_header="X-Session")))
     rule = spec(plan, DR, "notes-policy")
-    assert rule == {"host": "notes.mcp-notes.svc.cluster.local",
+    assert rule == {"host": "notes.mcp-t-notes.svc.cluster.local",
                     "trafficPolicy": {"loadBalancer": {"consistentHash": {"httpHeaderName": "X-Session"}}}}
     route = spec(plan, VS, "notes-route")
-    assert route["gateways"] == ["istio-ingress/mcp-gateway"]
+    assert route["gateways"] == ["mcp-t-gke-mesh-gateway/mcp-t-gke-mesh-gateway"]
     assert route["http"] == [{"name": "default", "route": [{"destination": {
-        "host": "notes.mcp-notes.svc.cluster.local", "port": {"number": 80}}}]}]
+        "host": "notes.mcp-t-notes.svc.cluster.local", "port": {"number": 80}}}]}]
     assert validate_object(plan.get(VS, "notes-route").manifest()) == []
 
 
@@ -188,21 +193,31 @@ def test_learned_pinning_puts_a_peered_haproxy_that_learns_the_session_in_front_
     args = service_args(session_mode="in-memory-sessions", pinning="learned", pinning_replicas=3)
     plan = record(lambda: mesh_service(args))
     config = plan.get("kubernetes:core/v1:ConfigMap", "notes-pinning").inputs["data"]["haproxy.cfg"]
-    assert "stick store-response res.hdr(Mcp-Session-Id)" in config and "stick on req.hdr(Mcp-Session-Id)" in config
-    assert "srvkey addr peers pinning" in config
+    # Learn only what a server answered; a client's made-up id is looked up, never stored.
+    assert "stick store-response res.hdr(Mcp-Session-Id),sha1" in config
+    assert "stick match req.hdr(Mcp-Session-Id),sha1" in config and "stick on" not in config
+    assert "stick-table type binary len 20 size 100000 expire 1800s srvkey addr peers pinning" in config
+    assert "maxconn 2000\n  ulimit-n 4064\n" in config
+    assert "timeout client 3600s" in config and "timeout http-request 10s" in config
+    assert "timeout http-keep-alive 30s" in config
     assert [line.split()[1] for line in config.splitlines() if line.strip().startswith("peer ")] == [
         "notes-pinning-0", "notes-pinning-1", "notes-pinning-2"]
-    assert "server-template mcp 1-10 notes-pods.mcp-notes.svc.cluster.local:8080" in config
+    assert "server-template mcp 1-10 notes-pods.mcp-t-notes.svc.cluster.local:8080" in config
     front = plan.get("kubernetes:core/v1:Service", "notes").inputs["spec"]
     assert front["selector"] == {"app": "notes-pinning"} and front["ports"][0]["targetPort"] == 8080
     pods = plan.get("kubernetes:core/v1:Service", "notes-pods").inputs["spec"]
     assert pods["clusterIP"] == "None" and pods["selector"] == {"app": "notes"}
     stateful = plan.get("kubernetes:apps/v1:StatefulSet", "notes-pinning").inputs["spec"]
     assert stateful["replicas"] == 3 and stateful["serviceName"] == "notes-pinning-peers"
+    (haproxy,) = stateful["template"]["spec"]["containers"]
+    # 32 MiB + 100,000 pins x 256 B + 2,000 connections x 33 KiB, rounded up to 16 MiB.
+    assert haproxy["resources"]["limits"] == {"memory": "128Mi"} == {"memory": haproxy["resources"]["requests"]["memory"]}
+    assert haproxy["readinessProbe"]["initialDelaySeconds"] == 5
+    assert haproxy["livenessProbe"] == {"tcpSocket": {"port": 8404}, "periodSeconds": 10}
     to_pods = spec(plan, "kubernetes:security.istio.io/v1:AuthorizationPolicy", "notes-from-proxy")
-    assert to_pods["rules"][0]["from"] == [{"source": {"principals": ["cluster.local/ns/mcp-notes/sa/notes-pinning"]}}]
+    assert to_pods["rules"][0]["from"] == [{"source": {"principals": ["cluster.local/ns/mcp-t-notes/sa/notes-pinning"]}}]
     to_proxy = spec(plan, "kubernetes:security.istio.io/v1:AuthorizationPolicy", "notes-pinning-from-gateway")
-    assert to_proxy["rules"][0]["from"] == [{"source": {"principals": ["cluster.local/ns/istio-ingress/sa/mcp-gateway"]}}]
+    assert to_proxy["rules"][0]["from"] == [{"source": {"principals": ["cluster.local/ns/mcp-t-gke-mesh-gateway/sa/mcp-t-gke-mesh-gateway"]}}]
     for resource in plan.resources:
         if resource.type.startswith("kubernetes:") and "apiVersion" in resource.inputs:
             manifest = resource.manifest()
@@ -213,11 +228,11 @@ def test_learned_pinning_puts_a_peered_haproxy_that_learns_the_session_in_front_
 def test_method_routes_send_mcp_methods_to_another_mesh_service(record):
     args = service_args(session_mode="stateless", method_routes={
         "render": {"method": "tools/call", "name": "render_video", "service": "heavy"}})
-    plan = record(lambda: mesh_service(args, route_hosts={"heavy": service_host("heavy")}))
+    plan = record(lambda: mesh_service(args, route_hosts={"heavy": service_host("mcp-t", "heavy")}))
     first, default = spec(plan, VS, "notes-route")["http"]
     assert first == {"name": "render", "match": [{"headers": {"mcp-method": {"exact": "tools/call"},
                                                               "mcp-name": {"exact": "render_video"}}}],
-                     "route": [{"destination": {"host": "heavy.mcp-heavy.svc.cluster.local", "port": {"number": 80}}}]}
+                     "route": [{"destination": {"host": "heavy.mcp-t-heavy.svc.cluster.local", "port": {"number": 80}}}]}
     assert default["name"] == "default"
     assert validate_object(plan.get(VS, "notes-route").manifest()) == []
 
@@ -227,11 +242,11 @@ def test_only_the_gateway_may_call_a_mesh_service(record):
     assert spec(plan, "kubernetes:security.istio.io/v1:PeerAuthentication", "notes-mtls")["mtls"] == {"mode": "STRICT"}
     policy = spec(plan, "kubernetes:security.istio.io/v1:AuthorizationPolicy", "notes-from-gateway")
     assert policy["action"] == "ALLOW"
-    assert policy["rules"] == [{"from": [{"source": {"principals": ["cluster.local/ns/istio-ingress/sa/mcp-gateway"]}}],
+    assert policy["rules"] == [{"from": [{"source": {"principals": ["cluster.local/ns/mcp-t-gke-mesh-gateway/sa/mcp-t-gke-mesh-gateway"]}}],
                                 "to": [{"operation": {"ports": ["8080"]}}]}]
     network_policy = spec(plan, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "notes-from-gateway")
     assert network_policy["ingress"][0]["from"] == [{"namespaceSelector": {"matchLabels": {
-        "kubernetes.io/metadata.name": "istio-ingress"}}}]
+        "kubernetes.io/metadata.name": "mcp-t-gke-mesh-gateway"}}}]
     for kind, name in [("security.istio.io/v1:PeerAuthentication", "notes-mtls"),
                        ("security.istio.io/v1:AuthorizationPolicy", "notes-from-gateway")]:
         assert validate_object(plan.get(f"kubernetes:{kind}", name).manifest()) == []
@@ -240,7 +255,7 @@ def test_only_the_gateway_may_call_a_mesh_service(record):
 def test_workload_identity_names_the_pool_from_the_cluster_and_grants_nothing_unused(record):
     plan = record(mesh_service)
     binding = plan.get("gcp:serviceaccount/iAMMember:IAMMember", "notes-workload-identity")
-    assert binding.inputs["member"] == "serviceAccount:my-proj.svc.id.goog[mcp-notes/notes]"
+    assert binding.inputs["member"] == "serviceAccount:my-proj.svc.id.goog[mcp-t-notes/notes]"
     assert plan.get(CLUSTER, "gke").urn in binding.dependencies
     assert plan.by_type("gcp:secretmanager/secretIamMember:SecretIamMember") == []
 
@@ -305,3 +320,60 @@ def test_everything_waits_for_what_it_needs(gke_plan):
     assert gke_plan.get("gcp:compute/backendService:BackendService", "gateway").urn in gateway.dependencies
     assert any(r.urn in gateway.dependencies for r in gke_plan.by_type("kubernetes:apps/v1:Deployment")
                if "autoneg" in r.name)
+
+
+# --- the contract: references and providers -------------------------------------------------------
+
+def test_a_kubernetes_provider_in_opts_providers_reaches_every_kubernetes_object_of_the_platform(record):
+    def program():
+        own = k8s.Provider("own", kubeconfig="{}")
+        platform = McpGkePlatform("gke", McpGkePlatformArgs(prefix="mcp-t", project="my-proj", cluster={
+            "region": "europe-west1", "zones": ["europe-west1-b"]}), network=NETWORK,
+            opts=pulumi.ResourceOptions(providers=[own])).ref()
+        McpMeshService("notes", service_args(), cluster=platform.cluster, mesh=platform.mesh, session_store=STORE,
+                       opts=pulumi.ResourceOptions(providers=[own]))
+
+    plan = record(program)
+    own = plan.get("pulumi:providers:kubernetes", "own").urn
+    objects = [r for r in plan.resources if r.type.startswith("kubernetes:")]
+    assert len(objects) > 20 and {r.provider for r in objects} == {own}
+
+
+def test_without_a_provider_in_opts_each_object_uses_the_clusters(record):
+    plan = record(lambda: mesh_service())
+    cluster = plan.get("pulumi:providers:kubernetes", "gke").urn
+    assert {r.provider for r in plan.resources if r.type.startswith("kubernetes:")} == {cluster}
+
+
+def test_a_gateway_backend_without_the_autoneg_controller_is_refused():
+    cluster = ClusterRef("c", "my-proj.svc.id.goog", "tag")
+    gateway = MeshGatewayBackendRef("bs", {"cloud.google.com/neg": "{}"})
+    with pytest.raises(ValueError, match="needs the autoneg controller"):
+        Mesh("mesh", mesh_args(), cluster=cluster, gateway_backend=gateway)
+
+
+def test_platform_settings_run_each_parts_rules():
+    with pytest.raises(ValidationError, match="not a zone of region"):
+        McpGkePlatformArgs(prefix="mcp-t", project="my-proj", cluster={"region": "europe-west1",
+                                                                       "zones": ["us-central1-b"]})
+    with pytest.raises(ValidationError, match="Linkerd"):
+        McpGkePlatformArgs(prefix="mcp-t", project="my-proj", mesh={"kind": "linkerd"},
+                           cluster={"region": "europe-west1", "zones": ["europe-west1-b"]})
+
+
+def test_platform_ties_the_gateways_draining_to_the_meshs(record):
+    plan = record(lambda: McpGkePlatform("gke", McpGkePlatformArgs(prefix="mcp-t", project="my-proj", cluster={
+        "region": "europe-west1", "zones": ["europe-west1-b"]}, mesh={"drain_seconds": 600}), network=NETWORK))
+    backend = plan.get("gcp:compute/backendService:BackendService", "gke-gateway").inputs
+    assert backend["connectionDrainingTimeoutSec"] == 600 and backend["name"] == "mcp-t-gke-gateway"
+
+
+def test_platform_autoneg_watches_only_the_gateways_namespace_and_refuses_a_list_without_it(record):
+    args = dict(prefix="mcp-t", project="my-proj", cluster={"region": "europe-west1", "zones": ["europe-west1-b"]})
+    plan = record(lambda: McpGkePlatform("gke", McpGkePlatformArgs(**args), network=NETWORK))
+    container = plan.get("kubernetes:apps/v1:Deployment", "gke-autoneg").inputs["spec"]["template"]["spec"]["containers"][0]
+    assert "--namespaces=mcp-t-gke-mesh-gateway" in container["args"]
+    gateway = plan.get("kubernetes:helm.sh/v3:Release", "gke-mesh-gateway").inputs
+    assert gateway["namespace"] == "mcp-t-gke-mesh-gateway"
+    with pytest.raises(ValueError, match="leaves out the gateway's namespace"):
+        McpGkePlatformArgs(**args, autoneg={"watch_namespaces": ["other"]}).parts("gke")

@@ -97,7 +97,7 @@ HOSTILE = {
                                                  "search": {"image": "i:1", "sessionMode": "stateless", "pathPrefixes": ["/x"], "access": "oauth"},
                                                  "more": {"image": "i:1", "sessionMode": "stateless", "pathPrefixes": ["/x"], "access": "oauth"}}},
                               NS + "services.search.pathPrefixes"),
-    "unreachable service": (mutate(NS + "services.search.pathPrefixes", []), NS + "loadBalancer"),
+    "unreachable service": (mutate(NS + "services.search.pathPrefixes", []), NS + "services.search"),
     "cpu 3": (mutate(NS + "services.tools.cpu", "3"), NS + "services.tools"),
     "cpu as a boolean": (mutate(NS + "services.tools.cpu", True), NS + "services.tools.cpu"),
     "memory too large": (mutate(NS + "services.tools.memory", "100Gi"), NS + "services.tools"),
@@ -139,7 +139,7 @@ HOSTILE = {
         NS + "gke": {**BASE[NS + "gke"], "region": "europe-west4", "zones": ["europe-west4-a"]}},
         NS + "network.subnets.europe-west4.secondaryRanges"),
     "gke without mesh services": (mutate(NS + "meshServices", delete=True), NS + "meshServices"),
-    "mesh services without gke platform": (mutate(NS + "platforms", ["cloud-run"]), NS + "gke"),
+    "mesh services without gke platform": (mutate(NS + "platforms", ["cloud-run"]), NS + "meshServices"),
     "linkerd": (mutate(NS + "gke.mesh.kind", "linkerd"), NS + "gke.mesh.kind"),
     "method route to nowhere": (mutate(NS + "meshServices.notes.methodRoutes", {"r": {"method": "tools/call",
                                                                                       "service": "ghost"}}),
@@ -220,7 +220,8 @@ def plan_file(tmp_path: Path, text: str):
 
 
 @pytest.mark.parametrize("text,message", [
-    ("config:\n  a: &a [1,1,1,1,1,1,1,1]\n  b: [*a,*a,*a,*a,*a,*a,*a,*a]\n", "aliases"),
+    ("config:\n  a: &a [1,1,1,1,1,1,1,1,1,1]\n  b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\n  c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
+     "  d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\n  e: [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\n", "expands to more than"),
     ("config:\n  mcp-affinity:prefix: a\n  mcp-affinity:prefix: b\n", "duplicate key"),
     ("config: [1, 2]\n", "must be a mapping"),
     ("config:\n  mcp-affinity:prefix: [1, 2]\n  mcp-affinity:regions: x\n", "mcp-affinity:prefix"),

@@ -1,4 +1,4 @@
-"""The staging and prod plans against the real rules of the pinned Istio version (issue 8).
+"""The staging and prod plans against the real rules of the pinned Istio version.
 
 Every Istio and Gateway API object of a plan passes the CRD of Istio 1.30.3, CEL rules included,
 as the API server checks it on create; every Helm value of an Istio release is one the chart of

@@ -46,7 +46,7 @@ def test_the_store_waits_for_the_peering_through_the_network_id(record):
 
 def test_existing_vpc_creates_no_network_or_subnet(record):
     args = NetworkArgs(prefix="mcp-t", private_services_access=False,
-                       existing_network="projects/my-proj/global/networks/shared", existing_subnets={"europe-west1": "sub"})
+                       existing_network="projects/my-proj/global/networks/shared", existing_subnets={"europe-west1": "projects/my-proj/regions/europe-west1/subnetworks/sub"})
     plan = record(lambda: Network("net", args))
     assert [r.type for r in plan.resources] == ["mcp-affinity:index:Network"]
 

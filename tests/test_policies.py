@@ -1,4 +1,4 @@
-"""The design rules of mcp_affinity.cli.policies: each on good and bad resources, then on the real plans."""
+"""The design rules of mcp_affinity.policies: each on good and bad resources, then on the real plans."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import yaml
 
 from conftest import plan_document
 from mcp_affinity.cli import find_project, run_plan
-from mcp_affinity.cli.policies import UNKNOWN, Violation, check_plan, check_resources, serverless_backends
+from mcp_affinity.policies import UNKNOWN, Violation, check_plan, check_resources, serverless_backends
 
 ROOT = Path(__file__).parents[1]
 SECRET = {"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", "value": "[secret]"}
@@ -100,25 +100,6 @@ def test_redis_unknown_connect_mode_is_not_judged_but_unknown_auth_or_tls_is_ref
         store = redis(**unknown)
         assert found(check_resources([store])) == [("redis-auth-tls-private", store["urn"])]
         assert "unknown until apply" in check_resources([store])[0].message
-
-
-CLUSTER = "gcp:redis/cluster:Cluster"
-VALKEY = "gcp:memorystore/instance:Instance"
-
-
-@pytest.mark.parametrize("type_,good", [
-    (CLUSTER, {"authorizationMode": "AUTH_MODE_IAM_AUTH",
-               "transitEncryptionMode": "TRANSIT_ENCRYPTION_MODE_SERVER_AUTHENTICATION"}),
-    (VALKEY, {"authorizationMode": "IAM_AUTH", "transitEncryptionMode": "SERVER_AUTHENTICATION"}),
-])
-def test_redis_cluster_and_valkey_need_auth_and_tls(type_, good):
-    assert check_resources([res(type_, "store", good, parent=None)]) == []
-    for key in good:
-        for bad in (None, UNKNOWN, "DISABLED"):
-            store = res(type_, "store", {**good, key: bad}, parent=None)
-            if bad is None:
-                del store["inputs"][key]  # the provider's default is off
-            assert found(check_resources([store])) == [("redis-auth-tls-private", store["urn"])]
 
 
 def test_redis_secret_wrapped_value_is_read():
@@ -310,20 +291,6 @@ def test_production_decided_by_stack_name_even_when_relabelled():
     assert check_resources([redis(deletionProtection=False)], stack="staging") == []
     assert found(check_plan({"stack": "prod", "resources": [redis(deletionProtection=False)]})) == [
         ("production-store-protected", redis()["urn"])]
-
-
-@pytest.mark.parametrize("type_,key,unset_ok", [(CLUSTER, "deletionProtectionEnabled", True),
-                                                (VALKEY, "deletionProtectionEnabled", False)])
-def test_production_cluster_and_valkey_protected(type_, key, unset_ok):
-    secure = {"authorizationMode": "AUTH_MODE_IAM_AUTH" if type_ == CLUSTER else "IAM_AUTH",
-              "transitEncryptionMode": "TRANSIT_ENCRYPTION_MODE_SERVER_AUTHENTICATION" if type_ == CLUSTER
-              else "SERVER_AUTHENTICATION"}
-    store = res(type_, "store", {**secure, key: True}, parent=None)
-    assert check_resources([store], production=True) == []
-    for value in (False, UNKNOWN, None):
-        store["inputs"][key] = value
-        expected = [] if value is None and unset_ok else [("production-store-protected", store["urn"])]
-        assert found(check_resources([store], production=True)) == expected
 
 
 def test_production_inferred_from_labels():

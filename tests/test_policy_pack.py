@@ -17,7 +17,7 @@ from pulumi_policy.deserialize import deserialize_properties  # noqa: E402
 from pulumi_policy.proxy import unknown_checking_proxy  # noqa: E402
 
 from conftest import plan_document  # noqa: E402
-from mcp_affinity.cli.policies import RULES, UNKNOWN  # noqa: E402
+from mcp_affinity.policies import RULES, UNKNOWN  # noqa: E402
 
 ROOT = Path(__file__).parents[1]
 PACK = ROOT / "policy"
@@ -141,3 +141,15 @@ def test_analyzer_on_real_prod_plan(pack):
     assert sorted((d.policyName, d.urn) for d in diagnostics) == [
         ("redis-auth-tls-private", store["urn"]), ("serverless-backend-no-healthcheck-timeout", backend["urn"])]
     assert {d.enforcementLevel for d in diagnostics} == {proto.MANDATORY}
+
+
+def test_the_rules_are_core_and_load_without_the_command_line():
+    """The pack installs the package without its ``cli`` extra: the rules must not need it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, mcp_affinity.policies; "
+            "print(sorted({'typer', 'rich', 'mcp_affinity.cli'} & set(sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+    assert (PACK / "__main__.py").read_text().count("from mcp_affinity import policies") == 1

@@ -33,7 +33,7 @@ def test_a_new_vpc_denies_ingress_below_the_packages_allow_rules(record):
 
 def test_an_existing_vpc_keeps_its_own_firewall(record):
     plan = record(lambda: Network("net", NetworkArgs(prefix="mcp-t", existing_network="projects/my-proj/global/networks/vpc",
-                                                     existing_subnets={"europe-west1": "subnet"})))
+                                                     existing_subnets={"europe-west1": "projects/my-proj/regions/europe-west1/subnetworks/subnet"})))
     assert plan.by_type(FIREWALL) == []
 
 

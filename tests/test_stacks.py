@@ -148,7 +148,7 @@ def test_gke_in_memory_example_pins_by_cookie_with_the_filter_on():
 
 
 def test_every_example_passes_the_policy_rules():
-    from mcp_affinity.cli.policies import check_plan
+    from mcp_affinity.policies import check_plan
 
     for path in sorted((ROOT / "examples").glob("Pulumi.*.yaml")):
         name = path.name[len("Pulumi."):-len(".yaml")]

@@ -1,7 +1,9 @@
 """mcp-affinity: Pulumi components that keep MCP streamable-HTTP sessions working at scale on Google Cloud.
 
 Each component takes **settings** (a pydantic model, validated before any resource exists) and a
-**context** of other components' outputs (keyword arguments)::
+**context** of typed references to other components' outputs (keyword arguments; frozen
+dataclasses such as :class:`NetworkRef` and :class:`ClusterRef`, made by each component's
+``ref()``); providers come through ``opts`` (``providers=[...]``) and reach every child::
 
     network = Network("net", NetworkArgs(prefix="acme", subnets={"europe-west1": SubnetArgs(ip_cidr_range="10.0.0.0/24")}))
     store = SessionStore("sessions", SessionStoreArgs(prefix="acme"), network=network.ref())
@@ -14,17 +16,19 @@ with the ``cli`` extra.
 
 from .access import AccessArgs, AccessMode, JwtArgs
 from .affinity import DEFAULT_SESSION_HEADER, SessionMode, StoreRole
-from .autoneg import AutonegController, AutonegControllerArgs
-from .cloud_run_service import CloudRunMcpService, CloudRunMcpServiceArgs
-from .config import load_stack_config
+from .autoneg import AutonegController, AutonegControllerArgs, AutonegControllerRef
+from .cloud_run_service import CloudRunMcpService, CloudRunMcpServiceArgs, CloudRunMcpServiceRef
 from .errors import ConfigError
-from .gateway_backend import MeshGatewayBackend, MeshGatewayBackendArgs
-from .gke_cluster import GkeCluster, GkeClusterArgs, NodePoolArgs
-from .load_balancer import GlobalHttpsLoadBalancer, GlobalHttpsLoadBalancerArgs, MethodRouteArgs, RouteArgs
-from .mesh import ISTIO_VERSION, Mesh, MeshArgs
-from .mesh_service import McpMeshService, McpMeshServiceArgs
+from .gateway_backend import MeshGatewayBackend, MeshGatewayBackendArgs, MeshGatewayBackendRef
+from .gke_cluster import ClusterRef, GkeCluster, GkeClusterArgs, NodePoolArgs
+from .gke_platform import McpGkePlatform, McpGkePlatformArgs, McpGkePlatformRef
+from .load_balancer import (
+    GlobalHttpsLoadBalancer, GlobalHttpsLoadBalancerArgs, GlobalHttpsLoadBalancerRef, MethodRouteArgs, RouteArgs,
+)
+from .mesh import ISTIO_VERSION, Mesh, MeshArgs, MeshRef
+from .mesh_service import McpMeshService, McpMeshServiceArgs, McpMeshServiceRef
 from .network import Network, NetworkArgs, NetworkRef, SubnetArgs
-from .security_policy import EdgeArgs, EdgePolicy, EdgePolicyArgs, EdgeScopeArgs
+from .security_policy import EdgeArgs, EdgePolicy, EdgePolicyArgs, EdgePolicyRef, EdgeScopeArgs
 from .session_store import MaintenanceWindowArgs, SessionStore, SessionStoreArgs, SessionStoreRef
 from .settings import COMMON_FIELDS, Settings
 
@@ -36,25 +40,36 @@ __all__ = [
     "ISTIO_VERSION",
     "AutonegController",
     "AutonegControllerArgs",
+    "AutonegControllerRef",
+    "ClusterRef",
     "CloudRunMcpService",
     "CloudRunMcpServiceArgs",
+    "CloudRunMcpServiceRef",
     "ConfigError",
     "EdgeArgs",
     "EdgePolicy",
     "EdgePolicyArgs",
+    "EdgePolicyRef",
     "EdgeScopeArgs",
     "GkeCluster",
     "GkeClusterArgs",
     "GlobalHttpsLoadBalancer",
     "GlobalHttpsLoadBalancerArgs",
+    "GlobalHttpsLoadBalancerRef",
     "JwtArgs",
     "MaintenanceWindowArgs",
     "McpMeshService",
     "McpMeshServiceArgs",
+    "McpMeshServiceRef",
+    "McpGkePlatform",
+    "McpGkePlatformArgs",
+    "McpGkePlatformRef",
     "Mesh",
     "MeshArgs",
     "MeshGatewayBackend",
     "MeshGatewayBackendArgs",
+    "MeshGatewayBackendRef",
+    "MeshRef",
     "MethodRouteArgs",
     "Network",
     "NetworkArgs",
@@ -68,5 +83,4 @@ __all__ = [
     "Settings",
     "StoreRole",
     "SubnetArgs",
-    "load_stack_config",
 ]

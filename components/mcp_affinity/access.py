@@ -30,7 +30,7 @@ from typing import Annotated, Any, Optional
 
 from pydantic import AfterValidator, Field, Strict, model_validator
 
-from .settings import Model
+from .settings import Faults, Model
 
 MEMBER_PREFIXES = ("user:", "group:", "serviceAccount:", "domain:", "principal://", "principalSet://")
 """IAM principal identifiers (https://cloud.google.com/iam/docs/principal-identifiers)."""
@@ -79,39 +79,33 @@ class AccessMode(str, Enum):
 
 
 class JwtArgs(Model):
-    """Tokens the mesh validates in front of an ``oauth`` service on GKE (Istio ``RequestAuthentication``).
+    """Tokens the mesh validates in front of an ``oauth`` service on GKE (Istio ``RequestAuthentication``)."""
 
-    - ``issuer``: the authorization server's issuer (``iss``).
-    - ``jwks_uri``: where its signing keys are published.
-    - ``audiences``: accepted ``aud`` values; default: ``https://HOST`` for each host. Set them when
-      your resource URL has a path (``https://HOST/mcp``): Istio compares them exactly.
-    """
-
-    issuer: HttpsUrl = Field(description="The authorization server's issuer (the tokens' iss claim).")
-    jwks_uri: HttpsUrl = Field(description="The URL of the issuer's JSON Web Key Set.")
-    audiences: list[HttpsUrl] = Field(default_factory=list, description=(
-        "Accepted aud values, compared exactly; empty means https://HOST for each host."))
+    issuer: HttpsUrl = Field(description="the authorization server's issuer (the tokens' `iss` claim).")
+    jwks_uri: HttpsUrl = Field(description="the URL of the issuer's JSON Web Key Set (its signing keys).")
+    audiences: list[HttpsUrl] = Field(
+        default_factory=list,
+        description="accepted `aud` values, compared exactly; empty means `https://HOST` for each host. Set them "
+                    "when your resource URL has a path (`https://HOST/mcp`).")
 
 
 class AccessArgs(Model):
     """Settings of a service's ``access``; a plain string (``access: public``) is the mode alone.
-    Raises ``ValueError`` for settings the mode does not use and for ``iap`` / ``iam`` without callers.
+    Raises a ``ValidationError`` listing every setting the mode does not use and ``iap`` / ``iam``
+    without callers."""
 
-    - ``mode``: ``iap``, ``iam``, ``oauth`` or ``public``.
-    - ``members``: IAM principals let in (``iap``: ``roles/iap.httpsResourceAccessor``; ``iam``:
-      ``roles/run.invoker`` on Cloud Run, the ID token's ``email`` on GKE).
-    - ``programmatic_clients``: OAuth client ids allowlisted in the IAP settings (``iap`` only).
-    - ``jwt``: tokens the mesh validates in front of the server (``oauth`` on GKE only).
-    """
-
-    mode: AccessMode = Field(description="Who may call: iap, iam, oauth or public.")
-    members: list[Member] = Field(default_factory=list, description=(
-        "IAM principals let in (iap: roles/iap.httpsResourceAccessor; iam: roles/run.invoker, or the ID "
-        "token's email on GKE)."))
-    programmatic_clients: list[ClientId] = Field(default_factory=list, description=(
-        "OAuth client ids (created in the console) allowlisted for programmatic access through IAP."))
-    jwt: Optional[JwtArgs] = Field(default=None, description=(
-        "oauth on GKE: the issuer whose tokens the mesh validates in front of the server."))
+    mode: AccessMode = Field(description="who may call: `iap`, `iam`, `oauth` or `public`.")
+    members: list[Member] = Field(
+        default_factory=list,
+        description="IAM principals let in (`iap`: `roles/iap.httpsResourceAccessor`; `iam`: `roles/run.invoker` "
+                    "on Cloud Run, the ID token's `email` on GKE).")
+    programmatic_clients: list[ClientId] = Field(
+        default_factory=list,
+        description="OAuth client ids (created in the console) allowlisted in the IAP settings for programmatic "
+                    "access (`iap` only).")
+    jwt: Optional[JwtArgs] = Field(
+        default=None,
+        description="`oauth` on GKE only: the issuer whose tokens the mesh validates in front of the server.")
 
     def marks(self, acknowledge) -> dict[str, str]:
         """Labels that tell policy checks who may call (``mcp-access``) and whether ``public`` was
@@ -135,15 +129,16 @@ class AccessArgs(Model):
 
     @model_validator(mode="after")
     def _rules(self) -> "AccessArgs":
-        mode = self.mode
+        mode, faults = self.mode, Faults("AccessArgs")
         if self.programmatic_clients and mode is not AccessMode.IAP:
-            raise ValueError("programmaticClients go with mode iap only")
+            faults.add("programmaticClients", "programmaticClients go with mode iap only")
         if self.jwt is not None and mode is not AccessMode.OAUTH:
-            raise ValueError("jwt goes with mode oauth only")
+            faults.add("jwt", "jwt goes with mode oauth only")
         if self.members and mode in (AccessMode.OAUTH, AccessMode.PUBLIC):
-            raise ValueError(f"members: mode {mode.value} lets no IAM principal in; use iap or iam")
+            faults.add("members", f"members: mode {mode.value} lets no IAM principal in; use iap or iam")
         if mode is AccessMode.IAP and not (self.members or self.programmatic_clients):
-            raise ValueError("mode iap needs members (who may sign in) or programmaticClients")
+            faults.add("members", "mode iap needs members (who may sign in) or programmaticClients")
         if mode is AccessMode.IAM and not self.members:
-            raise ValueError("mode iam needs members (the principals given roles/run.invoker)")
+            faults.add("members", "mode iam needs members (the principals given roles/run.invoker)")
+        faults.raise_if_any()
         return self

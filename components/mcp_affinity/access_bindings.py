@@ -42,9 +42,11 @@ def backend_iap(access: AccessArgs) -> dict:
 
 
 def grant(parent: pulumi.Resource, name: str, access: AccessArgs, *, project, services: Mapping[str, gcp.cloudrunv2.Service],
-          backend: gcp.compute.BackendService) -> None:
-    """Create the bindings and settings ``access`` needs (children of ``parent``); ``services`` are the
-    regional Cloud Run services (none for the GKE gateway)."""
+          backends: Mapping[str, gcp.compute.BackendService]) -> None:
+    """Create the bindings and settings ``access`` needs (children of ``parent``). ``services``: the
+    Cloud Run services, keyed by region or shard key (none for the GKE gateway); ``backends``: each
+    backend service behind them, keyed by the name its IAP resources start with (``{name}`` for one,
+    ``{name}-{shard key}`` for session shards)."""
     child = pulumi.ResourceOptions(parent=parent)
     invokers: list[tuple[str, pulumi.Input[str]]] = []
     if access.mode is AccessMode.IAM:
@@ -53,16 +55,23 @@ def grant(parent: pulumi.Resource, name: str, access: AccessArgs, *, project, se
         agent = gcp.projects.ServiceIdentity(f"{name}-iap-agent", project=project, service="iap.googleapis.com", opts=child)
         invokers = [("iap-agent", agent.member)]
     if access.mode is AccessMode.IAP:
-        for i, member in enumerate(access.members):
-            gcp.iap.WebBackendServiceIamMember(f"{name}-iap-member{i}", project=project, web_backend_service=backend.name,
-                                               role=IAP_ACCESSOR, member=member, opts=child)
-        if access.programmatic_clients:
-            gcp.iap.Settings(f"{name}-iap", name=pulumi.Output.format(
-                "projects/{0}/iap_web/compute/services/{1}", backend.project, backend.name),
-                access_settings={"oauth_settings": {"programmatic_clients": sorted(access.programmatic_clients)}},
-                opts=child)
-    for region, service in sorted(services.items()):
+        for label, backend in sorted(backends.items()):
+            _iap(label, access, project, backend, child)
+    for key, service in sorted(services.items()):
         for label, member in invokers:
-            gcp.cloudrunv2.ServiceIamMember(f"{name}-{region}-invoker-{label}", project=service.project,
+            gcp.cloudrunv2.ServiceIamMember(f"{name}-{key}-invoker-{label}", project=service.project,
                                             location=service.location, name=service.name, role=RUN_INVOKER,
                                             member=member, opts=child)
+
+
+def _iap(label: str, access: AccessArgs, project, backend: gcp.compute.BackendService,
+         child: pulumi.ResourceOptions) -> None:
+    """IAP on one backend service: ``roles/iap.httpsResourceAccessor`` per member, programmatic clients."""
+    for i, member in enumerate(access.members):
+        gcp.iap.WebBackendServiceIamMember(f"{label}-iap-member{i}", project=project, web_backend_service=backend.name,
+                                           role=IAP_ACCESSOR, member=member, opts=child)
+    if access.programmatic_clients:
+        gcp.iap.Settings(f"{label}-iap", name=pulumi.Output.format(
+            "projects/{0}/iap_web/compute/services/{1}", backend.project, backend.name),
+            access_settings={"oauth_settings": {"programmatic_clients": sorted(access.programmatic_clients)}},
+            opts=child)

@@ -20,9 +20,10 @@ release's own files (read at the tag; no file of the repository is copied here):
 
 Wiring rules the caller must keep (each is an ordering or ownership fact, not a preference):
 
-- The annotated Service ``depends_on`` :attr:`AutonegController.ready`. The controller puts the
-  finalizer ``controller.autoneg.dev/neg`` on the Service (``controllers/autoneg.go``,
-  ``autonegFinalizer``) and removes it after detaching the NEGs. Pulumi deletes dependents first,
+- The annotated Service ``depends_on`` ``AutonegController.ref().ready`` (:class:`~mcp_affinity.Mesh`
+  takes that reference and does so). The controller puts the finalizer
+  ``controller.autoneg.dev/neg`` on the Service (``controllers/autoneg.go``, ``autonegFinalizer``)
+  and removes it after detaching the NEGs. Pulumi deletes dependents first,
   so on ``destroy`` the Service goes while the controller, its RBAC and its IAM still exist;
   otherwise the Service's deletion waits forever on the finalizer.
 - The Service also depends on the backend service: the controller reads it by name
@@ -42,6 +43,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import dataclass
 from typing import Annotated, Optional, Sequence
 
 import pulumi
@@ -49,8 +51,9 @@ import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 from pydantic import Field, Strict, model_validator
 
+from .gke_cluster import ClusterRef, kubernetes_options
 from .naming import KUBERNETES, SERVICE_ACCOUNT, NameRule, PhysicalName, physical_name
-from .settings import Bool, Int, Settings
+from .settings import Bool, Faults, Int, Settings, StrInput
 
 AUTONEG_VERSION = "v2.0.1"
 """The pinned release: the newest tag of GoogleCloudPlatform/gke-autoneg-controller (2026-04-13).
@@ -123,6 +126,8 @@ CUSTOM_ROLE = NameRule("IAM custom role id", 64,
                        min_length=3, pattern=r"[a-zA-Z0-9_.]+")
 """A project custom role id: 3 to 64 of ``[a-zA-Z0-9_.]`` (no hyphens)."""
 
+NAMESPACE_TYPE = "kubernetes:core/v1:Namespace"
+
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 K8sName = Annotated[str, Strict(), Field(pattern=_DNS_LABEL)]
 """A Kubernetes namespace name: an RFC 1123 label of at most 63 characters."""
@@ -133,51 +138,60 @@ _IMAGE = r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*
 class AutonegControllerArgs(Settings):
     """Settings of :class:`AutonegController`.
 
-    - ``version``: the controller release, ``v2.0.x``. The RBAC, flags, IAM and annotation format
-      here were read at :data:`AUTONEG_VERSION`; another minor version must be checked against its
-      own ``deploy/autoneg.yaml`` and ``controllers/`` first, so it is refused.
-    - ``image``: a full image reference (``host/path:tag`` or ``...@sha256:...``) to pull instead of
-      the release image, e.g. an Artifact Registry mirror for nodes without internet egress.
-      None uses ``ghcr.io/.../gke-autoneg-controller:{version}``.
-    - ``namespace``: where the controller runs (``autoneg-system``, as the release manifest).
-    - ``replicas``: controller pods; with leader election on, one is active at a time and the
-      others wait (``--leader-elect``, ``main.go``); with 2, a standby takes over a lost pod's
-      lease after at most 30 s (``--leader-elect-lease-duration``) instead of after a reschedule.
-    - ``regional``: also grant the regional backend-service permissions (annotation ``region``);
-      the global external Application Load Balancer needs only the global ones.
-    - ``watch_namespaces``: reconcile only Services in these namespaces (``--namespaces``,
-      ``main.go``); empty means all. Anyone who may annotate a watched Service may attach its NEGs
-      to any backend service in the project (README.md, "Security considerations"): restrict this
-      to the gateway's namespace.
-    - ``metrics``: serve Prometheus metrics on :data:`METRICS_PORT` over HTTPS with Kubernetes
-      authentication and authorization (``main.go``: ``SecureServing``,
-      ``filters.WithAuthenticationAndAuthorization``), which needs the ``tokenreviews`` /
-      ``subjectaccessreviews`` ClusterRole; False turns the endpoint off
-      (``--metrics-bind-address=0``) and drops that role.
-    - ``cpu_millicores``, ``memory_request_mib``, ``memory_limit_mib``: the container's resources
-      (the release manifest: 100m CPU, 20 MiB request, 30 MiB limit).
-
     ``deletion_protection`` and ``labels`` have nothing to act on here (no stateful resource, and
     neither a service account nor a custom role takes labels).
     """
 
-    version: Annotated[str, Strict(), Field(pattern=r"^v2\.0\.\d+$")] = AUTONEG_VERSION
-    image: Optional[Annotated[str, Strict(), Field(pattern=_IMAGE, max_length=512)]] = None
-    namespace: K8sName = "autoneg-system"
-    replicas: Int = Field(default=1, ge=1, le=5)
-    regional: Bool = False
-    watch_namespaces: list[K8sName] = Field(default_factory=list)
-    metrics: Bool = True
-    cpu_millicores: Int = Field(default=100, ge=10, le=4000)
-    memory_request_mib: Int = Field(default=20, ge=16, le=4096)
-    memory_limit_mib: Int = Field(default=30, ge=16, le=4096)
+    version: Annotated[str, Strict(), Field(pattern=r"^v2\.0\.\d+$")] = Field(
+        default=AUTONEG_VERSION,
+        description="the controller release, `v2.0.x`; another minor version is refused until its manifest and "
+                    "controllers are checked.")
+    image: Optional[Annotated[str, Strict(), Field(pattern=_IMAGE, max_length=512)]] = Field(
+        default=None,
+        description="a full image reference (`host/path:tag` or `...@sha256:...`) to pull instead of the release "
+                    "image, e.g. an Artifact Registry mirror for nodes without internet egress. None uses "
+                    "`ghcr.io/.../gke-autoneg-controller:{version}`.")
+    namespace: Optional[K8sName] = Field(
+        default=None,
+        description="where the controller runs; unset: `{prefix}-{name}` (`{prefix}-autoneg` in a stack). The "
+                    "namespaced objects keep the release manifest's names inside it.")
+    replicas: Int = Field(
+        default=1, ge=1, le=5,
+        description="controller pods; with leader election on, one is active at a time and the others wait "
+                    "(`--leader-elect`, `main.go`); with 2, a standby takes over a lost pod's lease after at most 30"
+                    " s (`--leader-elect-lease-duration`) instead of after a reschedule.")
+    regional: Bool = Field(
+        default=False,
+        description="also grant the regional backend-service permissions (annotation `region`); the global external "
+                    "Application Load Balancer needs only the global ones.")
+    watch_namespaces: list[K8sName] = Field(
+        default_factory=list,
+        description="reconcile only Services in these namespaces (`--namespaces`); empty means all. Anyone who may "
+                    "annotate a watched Service may attach its NEGs to any backend service in the project: restrict "
+                    "this to the gateway's namespace, which it must include.")
+    metrics: Bool = Field(
+        default=True,
+        description="serve Prometheus metrics over HTTPS with Kubernetes authentication and authorization; false "
+                    "turns the endpoint off and drops the role it needs.")
+    cpu_millicores: Int = Field(
+        default=100, ge=10, le=4000,
+        description="the container's CPU request, millicores (the release manifest: 100).")
+    memory_request_mib: Int = Field(
+        default=20, ge=16, le=4096,
+        description="the container's memory request, MiB (the release manifest: 20).")
+    memory_limit_mib: Int = Field(
+        default=30, ge=16, le=4096,
+        description="the container's memory limit, MiB (the release manifest: 30).")
 
     @model_validator(mode="after")
     def _rules(self) -> "AutonegControllerArgs":
+        faults = Faults("AutonegControllerArgs")
         if self.memory_request_mib > self.memory_limit_mib:
-            raise ValueError("memoryRequestMib is larger than memoryLimitMib")
-        if len(set(self.watch_namespaces)) != len(self.watch_namespaces):
-            raise ValueError("watchNamespaces lists a namespace twice")
+            faults.add("memoryRequestMib", f"{self.memory_request_mib} is larger than memoryLimitMib {self.memory_limit_mib}")
+        for index, namespace in enumerate(self.watch_namespaces):
+            if namespace in self.watch_namespaces[:index]:
+                faults.add(("watchNamespaces", index), f"{namespace} is listed twice")
+        faults.raise_if_any()
         return self
 
     @property
@@ -191,7 +205,8 @@ class AutonegControllerArgs(Settings):
         return sorted(GLOBAL_PERMISSIONS + (REGIONAL_PERMISSIONS if self.regional else ()))
 
     def names(self, name: str) -> dict[str, PhysicalName]:
-        """Physical names: Google service account id, custom role id, and the cluster-scoped RBAC.
+        """Physical names: Google service account id, custom role id, the namespace and the
+        cluster-scoped RBAC.
 
         The role id cannot hold hyphens: ``{prefix}_{name}`` with hyphens turned into ``_``.
         Raises ``ValueError`` naming the rule when a name breaks it.
@@ -204,6 +219,8 @@ class AutonegControllerArgs(Settings):
         return {
             "service_account": physical_name(SERVICE_ACCOUNT, "gcp:serviceaccount/account:Account", p, name),
             "role": physical_name(CUSTOM_ROLE, "gcp:projects/iAMCustomRole:IAMCustomRole", role_id),
+            "namespace": (physical_name(KUBERNETES, NAMESPACE_TYPE, self.namespace) if self.namespace
+                          else physical_name(KUBERNETES, NAMESPACE_TYPE, p, name)),
             "manager_role": physical_name(KUBERNETES, "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole",
                                           p, name, "manager"),
             "manager_binding": physical_name(KUBERNETES, "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding",
@@ -331,18 +348,26 @@ def check_workload_pool(pool: Optional[str]) -> str:
     return pool
 
 
+@dataclass(frozen=True)
+class AutonegControllerRef:
+    """What an annotated Service takes from the controller: its Google account and ``ready``, the
+    resources the Service must depend on so that the controller outlives it (module docstring)."""
+
+    service_account_email: StrInput
+    ready: Sequence[pulumi.Resource] = ()
+
+
 class AutonegController(pulumi.ComponentResource):
     """gke-autoneg-controller in one cluster, with its own Google identity.
 
-    Context:
+    Context: ``cluster`` (:class:`~mcp_affinity.gke_cluster.ClusterRef`):
 
-    - ``workload_pool``: the cluster's Workload Identity pool, an Output of the cluster
-      (``GkeCluster.workload_pool``). The pool ``PROJECT.svc.id.goog`` exists only once a cluster
-      with Workload Identity exists, so the binding that names it must wait for the cluster
-      (https://cloud.google.com/kubernetes-engine/docs/how-to/workload-identity); a string built
-      from the project would fail in a fresh project ("Identity Pool does not exist").
-    - ``kubernetes_provider``: the cluster's ``pulumi_kubernetes.Provider``.
-    - ``depends_on``: what the Kubernetes objects wait for, the node pool (it starts with no nodes).
+    - its ``workload_pool``, an Output of the cluster. The pool ``PROJECT.svc.id.goog`` exists only
+      once a cluster with Workload Identity exists, so the binding that names it must wait for the
+      cluster (https://cloud.google.com/kubernetes-engine/docs/how-to/workload-identity); a string
+      built from the project would fail in a fresh project ("Identity Pool does not exist").
+    - its ``ready`` resources (the node pool: it starts with no nodes), which the Kubernetes objects wait for.
+    - its ``kubernetes_provider``, unless ``opts.providers`` names another: children inherit it.
 
     Creates, all parented to the component: a Google service account (``names()["service_account"]``),
     a custom role with :attr:`AutonegControllerArgs.permissions` bound to it at project level (the
@@ -351,24 +376,25 @@ class AutonegController(pulumi.ComponentResource):
     ``serviceAccount:{workload_pool}[{namespace}/autoneg-controller-manager]``; and in the cluster
     the namespace, the annotated service account, the RBAC and the Deployment.
 
-    Outputs: ``service_account_email``; ``ready``, the resources an annotated Service must depend
-    on (Deployment, RBAC bindings, IAM grants), see the module docstring.
+    Outputs: ``service_account_email`` and ``namespace``; :meth:`ref` carries ``ready``, the
+    resources an annotated Service must depend on (Deployment, RBAC bindings, IAM grants), see the
+    module docstring.
 
     Raises ``ValueError`` for a name that breaks its rule, for no project (neither ``project`` nor
     ``gcp:project``), and, when the pool is known, for a cluster without Workload Identity.
     """
 
     service_account_email: pulumi.Output[str]
-    ready: list[pulumi.Resource]
+    namespace: pulumi.Output[str]
 
-    def __init__(self, name: str, args: AutonegControllerArgs, *, workload_pool: pulumi.Input[str],
-                 kubernetes_provider: pulumi.ProviderResource, depends_on: Sequence[pulumi.Resource] = (),
+    def __init__(self, name: str, args: AutonegControllerArgs, *, cluster: ClusterRef,
                  opts: Optional[pulumi.ResourceOptions] = None):
         names = args.names(name)
         project = args.project or gcp.config.project
         if not project:
             raise ValueError("AutonegController needs a project: set `project` or the gcp:project config")
-        super().__init__("mcp-affinity:index:AutonegController", name, None, opts)
+        super().__init__("mcp-affinity:index:AutonegController", name, None, kubernetes_options(opts, cluster))
+        depends_on = list(cluster.ready)
         self._args = args
         gcp_child = pulumi.ResourceOptions(parent=self)
 
@@ -384,17 +410,17 @@ class AutonegController(pulumi.ComponentResource):
             permissions=args.permissions, stage="GA", opts=gcp_child)
         grant = gcp.projects.IAMMember(f"{name}-role", project=project, role=role.id, member=account.member,
                                        opts=gcp_child)
-        pool = pulumi.Output.from_input(workload_pool).apply(check_workload_pool)
+        pool = pulumi.Output.from_input(cluster.workload_pool).apply(check_workload_pool)
         workload_identity = gcp.serviceaccount.IAMMember(
             f"{name}-workload-identity", service_account_id=account.id, role="roles/iam.workloadIdentityUser",
-            member=pulumi.Output.concat("serviceAccount:", pool, f"[{args.namespace}/{KSA_NAME}]"),
+            member=pulumi.Output.concat("serviceAccount:", pool, f"[{names['namespace'].value}/{KSA_NAME}]"),
             opts=gcp_child)
 
-        # Kubernetes objects.
-        k8s_child = pulumi.ResourceOptions(parent=self, provider=kubernetes_provider, depends_on=list(depends_on))
+        # Kubernetes objects, through the component's Kubernetes provider (inherited from the parent).
+        k8s_child = pulumi.ResourceOptions(parent=self, depends_on=depends_on)
         labels = dict(APP_LABELS)
         namespace = k8s.core.v1.Namespace(
-            name, metadata={"name": args.namespace, "labels": {
+            name, metadata={"name": names["namespace"].value, "labels": {
                 **labels,
                 # The pod meets the "restricted" Pod Security Standard; refuse anything that does not.
                 "pod-security.kubernetes.io/enforce": "restricted"}},
@@ -439,14 +465,18 @@ class AutonegController(pulumi.ComponentResource):
             spec=self._deployment_spec(service_account.metadata.name),
             # Start once the pod can act: RBAC bound and its Google identity granted, so the first
             # reconcile does not fail on a permission that is still being created.
-            opts=pulumi.ResourceOptions(parent=self, provider=kubernetes_provider,
-                                        depends_on=[*depends_on, *bindings, grant, workload_identity]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*depends_on, *bindings, grant, workload_identity]),
         )
 
         self.service_account_email = account.email
-        self.ready = [deployment, *bindings, grant, workload_identity]
-        self.register_outputs({"service_account_email": self.service_account_email,
-                               "ready": [r.urn for r in self.ready]})
+        self.namespace = ns
+        self._ready = (deployment, *bindings, grant, workload_identity)
+        self.register_outputs({"service_account_email": self.service_account_email, "namespace": self.namespace,
+                               "ready": [r.urn for r in self._ready]})
+
+    def ref(self) -> "AutonegControllerRef":
+        """This controller as the annotated Services' owners take it."""
+        return AutonegControllerRef(self.service_account_email, self._ready)
 
     def _deployment_spec(self, service_account_name: pulumi.Input[str]) -> dict:
         """The Deployment spec of ``deploy/autoneg.yaml`` at the pinned tag, with our settings."""

@@ -10,27 +10,30 @@ request timeout is the Cloud Run ``template.timeout``, at most 3600 s
 
 A serverless NEG addresses a service, never an instance, and Google documents load-balancer
 session affinity as unsupported there (https://cloud.google.com/run/docs/configuring/session-affinity).
-So on Cloud Run the only pinning is Cloud Run's own session-affinity cookie, for clients that keep
-cookies: a server with in-memory sessions runs on one instance unless the user acknowledges that.
+So on Cloud Run the instance-level pinning is Cloud Run's own session-affinity cookie, for clients
+that keep cookies: a server with in-memory sessions runs on one instance unless the user
+acknowledges that, or runs as session shards (``pinning: shards``, :mod:`mcp_affinity.cloud_run_shards`):
+one-instance services the load balancer pins by the session header, for every client.
 """
 
 from __future__ import annotations
 
-from typing import AbstractSet, Annotated, Literal, Optional, Sequence
+from dataclasses import dataclass
+from typing import AbstractSet, Annotated, Literal, Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_gcp as gcp
 from pydantic import Field, Strict, model_validator
 
-from . import access_bindings, affinity, sources
+from . import access_bindings, affinity, cloud_run_shards, sources
 from .access import AccessArgs, AccessMode
 from .affinity import HeaderName, SessionMode, StoreRole
 from .limits import CpuCount, Env, Memory, check_cloud_run_resources
-from .naming import CLOUD_RUN_SERVICE, RFC1035, SERVICE_ACCOUNT, PhysicalName, physical_name
+from .naming import CLOUD_RUN_SERVICE, RFC1035, SECRET, SERVICE_ACCOUNT, PhysicalName, physical_name
 from .network import NetworkRef
-from .security_policy import EdgeArgs, EdgePolicy, EdgePolicyArgs, EdgeScopeArgs
+from .security_policy import EdgeArgs, EdgePolicy, EdgePolicyArgs, EdgeScopeArgs, SecurityPolicyId
 from .session_store import SessionStoreRef
-from .settings import Bool, Int, Port, Region, Settings, UrlPath
+from .settings import Bool, Faults, Int, Port, Region, Settings, StrInput, UrlPath
 
 # What CI changes when it deploys a new image itself (gcloud run deploy and friends).
 CI_OWNED_PATHS = ["template.containers[0].image", "template.revision", "template.annotations", "client", "clientVersion"]
@@ -42,95 +45,126 @@ a load-balancer hash that Google documents as unsupported on serverless NEGs; a 
 
 
 class CloudRunMcpServiceArgs(Settings):
-    """Settings of :class:`CloudRunMcpService`.
+    """Settings of :class:`CloudRunMcpService`."""
 
-    - ``image``: container image.
-    - ``image_managed_by_ci``: Pulumi sets the image once and then ignores image and revision
-      drift, so CI can deploy new images.
-    - ``session_mode``: what the server does with sessions (see "Which mode for my server?").
-      ``in-memory-sessions`` is pinned only by Cloud Run's session-affinity cookie: more than one
-      instance (``max_instances`` > 1 or several regions) needs ``acknowledge: [cookie-clients-only]``.
-    - ``notification_broker``: a ``stateless`` server fans ``subscriptions/listen`` notifications out
-      through the Redis store (``MCP_NOTIFICATION_BROKER_URL``).
-    - ``session_header``: the session header (default ``Mcp-Session-Id``), passed as ``MCP_SESSION_HEADER``.
-    - ``load_balancer_hash``: hash the header at the backend service (``shared-sessions`` only); Google
-      documents it as unsupported on serverless NEGs, so it needs ``acknowledge: [lb-hash-unsupported]``.
-    - ``acknowledge``: what you accept knowingly: ``cookie-clients-only`` (in-memory sessions on more
-      than one instance survive only for clients that keep cookies), ``lb-hash-unsupported``.
-    - ``regions``: where it runs; unset runs it in every region of the network.
-    - ``port``: the container's port (Cloud Run sends requests there).
-    - ``timeout_seconds``: request timeout, 1 to 3600 s (default 3600, for streams).
-    - ``concurrency``: requests per instance, 1 to 1000 (https://cloud.google.com/run/docs/about-concurrency).
-    - ``min_instances`` / ``max_instances``: per region.
-    - ``cpu``: vCPUs per instance: 1, 2, 4, 6, 8, or 0.08 to under 1 with concurrency 1.
-    - ``memory``: per instance, in Mi or Gi, within Cloud Run's range for the CPU.
-    - ``startup_probe_path``: HTTP path for the startup probe; None probes the TCP port.
-    - ``env``: extra environment variables (not Cloud Run's reserved names nor this package's ``MCP_*``).
-    - ``access``: who may call (:class:`~mcp_affinity.access.AccessArgs`: ``iap``, ``iam``, ``oauth``,
-      ``public``); required. The invoker check is on for ``iap`` and ``iam``; ingress admits only the
-      load balancer and the VPC in every mode.
-    - ``edge``: the Cloud Armor policy the package makes (:class:`~mcp_affinity.security_policy.EdgeArgs`).
-    - ``log_sample_rate``: share of requests the backend service logs (0.0 to 1.0).
-    - ``security_policy``: your own Cloud Armor policy id for the backend service instead of ``edge``.
-    """
-
-    image: str = Field(min_length=1, max_length=1024, pattern=r"^[^\s]+$")
-    session_mode: SessionMode
-    notification_broker: Bool = False
-    session_header: HeaderName = affinity.DEFAULT_SESSION_HEADER
-    load_balancer_hash: Bool = False
-    acknowledge: list[Acknowledgement] = Field(default_factory=list)
-    regions: Optional[list[Region]] = Field(default=None, min_length=1)
-    port: Port = 8080
-    timeout_seconds: Int = Field(default=3600, ge=1, le=3600)
-    concurrency: Int = Field(default=80, ge=1, le=1000)
-    min_instances: Int = Field(default=0, ge=0, le=1000)
-    max_instances: Int = Field(default=10, ge=1, le=1000)
-    cpu: CpuCount = "1"
-    memory: Memory = "512Mi"
-    startup_probe_path: Optional[UrlPath] = None
-    env: Env = Field(default_factory=dict)
-    image_managed_by_ci: Bool = False
-    access: AccessArgs = Field(description="Who may call the service: iap, iam, oauth or public.")
-    edge: EdgeArgs = Field(default_factory=EdgeArgs, description=(
-        "The Cloud Armor policy the package makes: Origin allowlist, rate limits, WAF."))
-    log_sample_rate: Annotated[float, Strict()] = Field(default=1.0, ge=0.0, le=1.0)
-    security_policy: Optional[str] = Field(default=None, min_length=1, description=(
-        "Your own Cloud Armor policy id for the backend service, instead of the one edge describes."))
+    image: str = Field(min_length=1, max_length=1024, pattern=r"^[^\s]+$", description="the container image.")
+    session_mode: SessionMode = Field(
+        description="what the server does with sessions (see \"Which mode for my server?\"). `in-memory-sessions` is "
+                    "pinned only by Cloud Run's session-affinity cookie: more than one instance (`maxInstances` > 1"
+                    " or several regions) needs `acknowledge: [cookie-clients-only]`.")
+    notification_broker: Bool = Field(
+        default=False,
+        description="a `stateless` server fans `subscriptions/listen` notifications out through the Redis store "
+                    "(`MCP_NOTIFICATION_BROKER_URL`).")
+    session_header: HeaderName = Field(
+        default=affinity.DEFAULT_SESSION_HEADER,
+        description="the session header (default `Mcp-Session-Id`), passed as `MCP_SESSION_HEADER`.")
+    load_balancer_hash: Bool = Field(
+        default=False,
+        description="hash the header at the backend service (`shared-sessions` only); Google documents it as "
+                    "unsupported on serverless NEGs, so it needs `acknowledge: [lb-hash-unsupported]`.")
+    acknowledge: list[Acknowledgement] = Field(
+        default_factory=list,
+        description="what you accept knowingly: `cookie-clients-only` (in-memory sessions on more than one instance "
+                    "survive only for clients that keep cookies), `lb-hash-unsupported`.")
+    regions: Optional[list[Region]] = Field(
+        default=None, min_length=1,
+        description="where it runs; unset runs it in every region of the network.")
+    port: Port = Field(default=8080, description="the container's port (Cloud Run sends requests there).")
+    timeout_seconds: Int = Field(
+        default=3600, ge=1, le=3600,
+        description="request timeout, 1 to 3600 s (default 3600, for streams).")
+    concurrency: Int = Field(
+        default=80, ge=1, le=1000,
+        description="requests per instance, 1 to 1000 (https://cloud.google.com/run/docs/about-concurrency).")
+    min_instances: Int = Field(default=0, ge=0, le=1000, description="instances kept warm, per region (0 to 1000).")
+    max_instances: Int = Field(
+        default=10, ge=1, le=1000,
+        description="most instances per region (1 to 1000); Cloud Run may exceed it briefly.")
+    cpu: CpuCount = Field(
+        default="1",
+        description="vCPUs per instance: 1, 2, 4, 6, 8, or 0.08 to under 1 with concurrency 1.")
+    memory: Memory = Field(
+        default="512Mi",
+        description="per instance, in Mi or Gi, within Cloud Run's range for the CPU.")
+    startup_probe_path: Optional[UrlPath] = Field(
+        default=None,
+        description="HTTP path for the startup probe; None probes the TCP port.")
+    env: Env = Field(
+        default_factory=dict,
+        description="extra environment variables (not Cloud Run's reserved names nor this package's `MCP_*`).")
+    image_managed_by_ci: Bool = Field(
+        default=False,
+        description="Pulumi sets the image once and then ignores image and revision drift, so CI can deploy new "
+                    "images.")
+    access: AccessArgs = Field(
+        description="who may call the service: `iap`, `iam`, `oauth` or `public` (see \"Who can call my server?\"); "
+                    "required. The invoker check is on for `iap` and `iam`; ingress admits only the load balancer "
+                    "and the VPC in every mode.")
+    edge: EdgeArgs = Field(
+        default_factory=EdgeArgs,
+        description="the Cloud Armor policy the package makes for the backend service(s): Origin allowlist, rate "
+                    "limits, WAF.")
+    log_sample_rate: Annotated[float, Strict()] = Field(
+        default=1.0, ge=0.0, le=1.0,
+        description="share of requests the backend service logs (0.0 to 1.0).")
+    security_policy: Optional[SecurityPolicyId] = Field(
+        default=None,
+        description="your own Cloud Armor security policy for the backend service(s) "
+                    "(`projects/P/global/securityPolicies/NAME` or its name) instead of the one `edge` describes; "
+                    "unset: the package makes one.")
+    # Session shards (cloud_run_shards): fields and rules live there.
+    pinning: Optional[Literal["shards"]] = Field(
+        default=None,
+        description="`shards` runs `in-memory-sessions` as session shards, pinned by the load balancer on the session "
+                    "header for every client; unset leaves in-memory sessions to Cloud Run's cookie.")
+    shards: Optional[Int] = Field(
+        default=None, ge=1, le=cloud_run_shards.MAX_SHARDS,
+        description="with `pinning: shards`, one-instance Cloud Run services per region; all of them always run "
+                    "(cost: regions x shards instances); capacity is regions x shards x concurrency.")
+    shard_prefix_by: cloud_run_shards.ShardPrefixBy = Field(
+        default="proxy",
+        description="who puts the shard key before session ids: `proxy` (an HAProxy ingress container in each "
+                    "shard) or `server` (the server must start every id it mints with `MCP_SESSION_ID_PREFIX`; one "
+                    "that ignores it loses sessions to the weighted default route).")
 
     @model_validator(mode="after")
     def _rules(self) -> "CloudRunMcpServiceArgs":
+        faults = Faults("CloudRunMcpServiceArgs")
         if self.min_instances > self.max_instances:
-            raise ValueError("minInstances is larger than maxInstances")
+            faults.add("minInstances", f"{self.min_instances} is larger than maxInstances {self.max_instances}")
         if self.regions is not None and len(set(self.regions)) != len(self.regions):
-            raise ValueError("regions lists a region twice")
-        check_cloud_run_resources(self.cpu, self.memory, self.concurrency)
-        affinity.store_role(self.session_mode, self.notification_broker)
-        self._check_pinning()
+            faults.add("regions", "regions lists a region twice")
+        faults.check("cpu", lambda: check_cloud_run_resources(self.cpu, self.memory, self.concurrency))
+        faults.check("notificationBroker", lambda: affinity.store_role(self.session_mode, self.notification_broker))
+        faults.check("pinning", lambda: cloud_run_shards.check_settings(self))
         if self.security_policy is not None and "edge" in self.model_fields_set:
-            raise ValueError("edge describes the policy the package makes; with securityPolicy (your own) leave edge out")
+            faults.add("edge", "edge describes the policy the package makes; with securityPolicy (your own) leave edge out")
+        if self.pinning is None:
+            self._check_pinning(faults)
+        faults.raise_if_any()
         return self
 
-    def _check_pinning(self) -> None:
+    def _check_pinning(self, faults: Faults) -> None:
         ack = set(self.acknowledge)
         if self.load_balancer_hash:
             if self.session_mode is SessionMode.IN_MEMORY_SESSIONS:
-                raise ValueError(f"loadBalancerHash cannot keep in-memory sessions: {affinity.HASHING_LOSES_SESSIONS}")
-            if self.session_mode is SessionMode.STATELESS:
-                raise ValueError("loadBalancerHash: a stateless server has no session to hash")
-            if "lb-hash-unsupported" not in ack:
-                raise ValueError(
-                    "loadBalancerHash on Cloud Run: Google documents load-balancer session affinity as not "
-                    f"supported on serverless NEGs ({sources.CLOUD_RUN_SESSION_AFFINITY}) and consistent hashing "
-                    f"only for INTERNAL_MANAGED / INTERNAL_SELF_MANAGED backend services ({sources.BACKEND_SERVICE_API}); "
-                    "to set it anyway add acknowledge: [lb-hash-unsupported]")
+                faults.add("loadBalancerHash", f"loadBalancerHash cannot keep in-memory sessions: {affinity.HASHING_LOSES_SESSIONS}")
+            elif self.session_mode is SessionMode.STATELESS:
+                faults.add("loadBalancerHash", "loadBalancerHash: a stateless server has no session to hash")
+            elif "lb-hash-unsupported" not in ack:
+                faults.add("loadBalancerHash",
+                           "loadBalancerHash on Cloud Run: Google documents load-balancer session affinity as not "
+                           f"supported on serverless NEGs ({sources.CLOUD_RUN_SESSION_AFFINITY}) and consistent hashing "
+                           f"only for INTERNAL_MANAGED / INTERNAL_SELF_MANAGED backend services ({sources.BACKEND_SERVICE_API}); "
+                           "to set it anyway add acknowledge: [lb-hash-unsupported]")
         several = self.max_instances > 1 or self.regions is None or len(self.regions) > 1
         if self.session_mode is SessionMode.IN_MEMORY_SESSIONS and several and "cookie-clients-only" not in ack:
-            raise ValueError(
-                "in-memory sessions on Cloud Run are pinned only by Cloud Run's session-affinity cookie, which "
-                "works only for clients that keep cookies (the official Python SDK does, mcp-remote since "
-                f"August 2026, many clients do not; {sources.CLOUD_RUN_SESSION_AFFINITY}). Run one instance "
-                "(maxInstances: 1 and one region in regions), or add acknowledge: [cookie-clients-only]")
+            faults.add("sessionMode",
+                       "in-memory sessions on Cloud Run are pinned only by Cloud Run's session-affinity cookie, which "
+                       "works only for clients that keep cookies (the official Python SDK does, mcp-remote since "
+                       f"August 2026, many clients do not; {sources.CLOUD_RUN_SESSION_AFFINITY}). Run one instance "
+                       "(maxInstances: 1 and one region in regions), or add acknowledge: [cookie-clients-only]")
 
     @property
     def store_role(self) -> StoreRole:
@@ -138,19 +172,44 @@ class CloudRunMcpServiceArgs(Settings):
         return affinity.store_role(self.session_mode, self.notification_broker)
 
     def names(self, name: str, regions: list[str]) -> dict[str, PhysicalName]:
-        """Physical names: service account, Cloud Run service, a NEG per region, backend service."""
+        """Physical names: service account, Cloud Run service, a NEG per region, backend service;
+        with shards a Cloud Run service per index, a NEG and a backend service per shard key."""
         p = self.prefix
-        names = {
-            "account": physical_name(SERVICE_ACCOUNT, "gcp:serviceaccount/account:Account", p, name),
-            "service": physical_name(CLOUD_RUN_SERVICE, "gcp:cloudrunv2/service:Service", p, name),
-            "backend": physical_name(RFC1035, "gcp:compute/backendService:BackendService", p, name),
-        }
+        names = {"account": physical_name(SERVICE_ACCOUNT, "gcp:serviceaccount/account:Account", p, name)}
+        if self.pinning == "shards":
+            return {**names, **self._shard_names(name, regions)}
+        names["service"] = physical_name(CLOUD_RUN_SERVICE, "gcp:cloudrunv2/service:Service", p, name)
+        names["backend"] = physical_name(RFC1035, "gcp:compute/backendService:BackendService", p, name)
         if self.security_policy is None:
             names["policy"] = physical_name(RFC1035, "gcp:compute/securityPolicy:SecurityPolicy", p, name, "armor")
         for region in regions:
             names[f"neg-{region}"] = physical_name(
                 RFC1035, "gcp:compute/regionNetworkEndpointGroup:RegionNetworkEndpointGroup", p, name, region)
         return names
+
+    def _shard_names(self, name: str, regions: list[str]) -> dict[str, PhysicalName]:
+        p, names = self.prefix, {}
+        if self.shard_prefix_by == "proxy":
+            names["proxy-config"] = physical_name(SECRET, "gcp:secretmanager/secret:Secret", p, name, "shard-proxy")
+        for index in range(self.shards or 0):
+            names[f"service-s{index}"] = physical_name(CLOUD_RUN_SERVICE, "gcp:cloudrunv2/service:Service",
+                                                       p, name, f"s{index}")
+        for key in cloud_run_shards.shard_keys(regions, self.shards or 0):
+            names[f"backend-{key}"] = physical_name(RFC1035, "gcp:compute/backendService:BackendService", p, name, key)
+            names[f"neg-{key}"] = physical_name(
+                RFC1035, "gcp:compute/regionNetworkEndpointGroup:RegionNetworkEndpointGroup", p, name, key)
+        return names
+
+
+@dataclass(frozen=True)
+class CloudRunMcpServiceRef:
+    """What others take from a Cloud Run MCP service: ``backend_service_id`` (a load-balancer
+    backend), ``service_account_email`` (its identity, for grants) and ``service_urls`` (region ->
+    run.app URL)."""
+
+    backend_service_id: StrInput
+    service_account_email: StrInput
+    service_urls: Mapping[str, StrInput]
 
 
 class CloudRunMcpService(pulumi.ComponentResource):
@@ -163,7 +222,9 @@ class CloudRunMcpService(pulumi.ComponentResource):
 
     Outputs: ``service_urls`` (region -> run.app URL, unreachable from the internet because of
     ingress), ``service_account_email``, ``neg_ids`` (region -> serverless NEG id) and
-    ``backend_service_id`` for :class:`~mcp_affinity.load_balancer.GlobalHttpsLoadBalancer`.
+    ``backend_service_id`` for :class:`~mcp_affinity.load_balancer.GlobalHttpsLoadBalancer`. With
+    ``pinning: shards`` the first two are keyed by shard key, ``backend_service_id`` is None and
+    ``shard_backend_service_ids`` maps each shard key to its backend service id (else it is empty).
 
     Raises ``ValueError`` when a region is not in the network, a needed store is missing, or
     ``access: iam`` has no hosts.
@@ -172,7 +233,8 @@ class CloudRunMcpService(pulumi.ComponentResource):
     service_urls: dict[str, pulumi.Output[str]]
     neg_ids: dict[str, pulumi.Output[str]]
     service_account_email: pulumi.Output[str]
-    backend_service_id: pulumi.Output[str]
+    backend_service_id: Optional[pulumi.Output[str]]
+    shard_backend_service_ids: dict[str, pulumi.Output[str]]
 
     def __init__(self, name: str, args: CloudRunMcpServiceArgs, *, network: NetworkRef,
                  session_store: Optional[SessionStoreRef] = None, secret_env: AbstractSet[str] = frozenset(),
@@ -200,25 +262,40 @@ class CloudRunMcpService(pulumi.ComponentResource):
                 f"{name}-store-url", secret_id=self._store.secret_id, role="roles/secretmanager.secretAccessor",
                 member=account.member, opts=pulumi.ResourceOptions(parent=self),
             ))
-        services = {region: self._service(name, region, network, account.email, grants) for region in regions}
-        negs = {region: self._neg(name, region, service) for region, service in services.items()}
-        self.service_urls = {region: service.uri for region, service in services.items()}
-        self.neg_ids = {region: neg.id for region, neg in negs.items()}
-        backend = self._backend(name, negs)
-        access_bindings.grant(self, name, args.access, project=args.project, services=services, backend=backend)
-        self.backend_service_id = backend.id
+        self._policy_id = args.security_policy or self._edge_policy(name)
+        if args.pinning == "shards":
+            services, negs, backends = cloud_run_shards.build(self, name, regions, network, account, grants)
+            self.backend_service_id = None
+            granted = {f"{name}-{key}": backend for key, backend in backends.items()}
+        else:
+            services = {region: self._service(name, region, network, account.email, grants) for region in regions}
+            negs = {region: self._neg(name, region, service) for region, service in services.items()}
+            backend = self._backend(name, negs)
+            self.backend_service_id, backends, granted = backend.id, {}, {name: backend}
+        access_bindings.grant(self, name, args.access, project=args.project, services=services, backends=granted)
+        self.service_urls = {key: service.uri for key, service in services.items()}
+        self.neg_ids = {key: neg.id for key, neg in negs.items()}
+        self.shard_backend_service_ids = {key: backend.id for key, backend in backends.items()}
         self.register_outputs({
             "service_urls": self.service_urls,
             "neg_ids": self.neg_ids,
             "service_account_email": self.service_account_email,
             "backend_service_id": self.backend_service_id,
+            "shard_backend_service_ids": self.shard_backend_service_ids,
         })
 
-    def _service(self, name, region, network: NetworkRef, email, grants) -> gcp.cloudrunv2.Service:
+    def ref(self) -> CloudRunMcpServiceRef:
+        """This service as the load balancer and grants take it."""
+        return CloudRunMcpServiceRef(self.backend_service_id, self.service_account_email, self.service_urls)
+
+    def _service(self, name, region, network: NetworkRef, email, grants,
+                 shard: Optional[tuple[str, str, dict]] = None) -> gcp.cloudrunv2.Service:
+        """The region's Cloud Run service; ``shard`` is (key, physical name, template entries) of a shard."""
         args = self._args
+        key, physical, shard_template = shard or (region, self._names["service"].value, {})
         return gcp.cloudrunv2.Service(
-            f"{name}-{region}",
-            name=self._names["service"].value,
+            f"{name}-{key}",
+            name=physical,
             location=region,
             project=args.project,
             ingress="INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER",
@@ -238,6 +315,7 @@ class CloudRunMcpService(pulumi.ComponentResource):
                     "egress": "PRIVATE_RANGES_ONLY",
                 },
                 "containers": [self._container()],
+                **shard_template,
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=grants,
                                         ignore_changes=CI_OWNED_PATHS if args.image_managed_by_ci else []),
@@ -265,10 +343,11 @@ class CloudRunMcpService(pulumi.ComponentResource):
             "startup_probe": {**probe, "period_seconds": 5, "timeout_seconds": 3, "failure_threshold": 24},
         }
 
-    def _neg(self, name, region, service) -> gcp.compute.RegionNetworkEndpointGroup:
+    def _neg(self, name, region, service, key: Optional[str] = None) -> gcp.compute.RegionNetworkEndpointGroup:
+        key = key or region
         return gcp.compute.RegionNetworkEndpointGroup(
-            f"{name}-{region}",
-            name=self._names[f"neg-{region}"].value,
+            f"{name}-{key}",
+            name=self._names[f"neg-{key}"].value,
             project=self._args.project,
             region=region,
             network_endpoint_type="SERVERLESS",
@@ -276,7 +355,8 @@ class CloudRunMcpService(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
 
-    def _backend(self, name, negs) -> gcp.compute.BackendService:
+    def _backend(self, name, negs, key: Optional[str] = None) -> gcp.compute.BackendService:
+        """The backend service holding ``negs``; ``key`` names a shard's own backend service."""
         args = self._args
         hashing = {}
         if args.load_balancer_hash:
@@ -284,14 +364,14 @@ class CloudRunMcpService(pulumi.ComponentResource):
             hashing = affinity.backend_hash_settings(args.session_header)
         # No health_checks and no timeout_sec: both are rejected for serverless NEG backends.
         return gcp.compute.BackendService(
-            name,
-            name=self._names["backend"].value,
+            f"{name}-{key}" if key else name,
+            name=self._names[f"backend-{key}" if key else "backend"].value,
             project=args.project,
             load_balancing_scheme="EXTERNAL_MANAGED",
             protocol="HTTPS",
             backends=[{"group": neg.id} for _, neg in sorted(negs.items())],
             log_config={"enable": True, "sample_rate": args.log_sample_rate},
-            security_policy=args.security_policy or self._edge_policy(name),
+            security_policy=self._policy_id,
             **access_bindings.backend_iap(args.access),
             **hashing,
             opts=pulumi.ResourceOptions(parent=self),

@@ -33,8 +33,14 @@ def describe_validation_error(error: ValidationError, model: type[BaseModel], pr
     An unknown key is reported with the keys that are allowed at that place. ``show_input=False``
     keeps the offending value out of the message (for keys that hold secrets).
     """
+    return describe_errors(error.errors(), model, prefix, show_input)
+
+
+def describe_errors(items: list[dict], model: type[BaseModel], prefix: str,
+                    show_input: bool = True) -> list[tuple[str, str]]:
+    """:func:`describe_validation_error` for pydantic error dicts (``loc`` relative to ``model``)."""
     problems = []
-    for item in error.errors():
+    for item in items:
         loc = [str(part) for part in item["loc"] if str(part) != "[key]"]
         key = prefix + ".".join(loc) if prefix.endswith(":") else ".".join([prefix, *loc])
         if item["type"] == "extra_forbidden":
@@ -44,11 +50,13 @@ def describe_validation_error(error: ValidationError, model: type[BaseModel], pr
             message = item["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
             if item["type"] == "missing":
                 message = "required, but missing"
-            if show_input and item["type"] not in ("missing",) and "input" in item and not isinstance(item["input"], (dict, list)):
+            # A rule across fields names what it found itself; a value check shows the value.
+            if (show_input and item["type"] not in ("missing", "rule") and "input" in item
+                    and not isinstance(item["input"], (dict, list))):
                 message += f" (got {item['input']!r})"
         if "[key]" in [str(part) for part in item["loc"]]:
             message = "this key: " + message
-        problems.append((key, message))
+        problems.append((key.rstrip("."), message))
     return problems
 
 

@@ -17,7 +17,8 @@ draining gateway cuts a server-sent-event stream early.
 
 from __future__ import annotations
 
-from typing import Mapping, Optional
+from dataclasses import dataclass
+from typing import Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_gcp as gcp
@@ -26,11 +27,11 @@ from pydantic import Field
 from . import access_bindings
 from .access import AccessArgs
 from .autoneg import autoneg_annotation
-from .gke_cluster import GkeCluster
+from .gke_cluster import ClusterRef
 from .naming import RFC1035, PhysicalName, physical_name
 from .network import NetworkRef
-from .security_policy import EdgePolicy, EdgePolicyArgs, EdgeScopeArgs
-from .settings import Int, Settings
+from .security_policy import EdgePolicy, EdgePolicyArgs, EdgeScopeArgs, SecurityPolicyId
+from .settings import Int, Settings, StrInput
 
 # Google front ends and health checkers (https://cloud.google.com/load-balancing/docs/health-check-concepts#ip-ranges).
 GOOGLE_LB_RANGES = ["35.191.0.0/16", "130.211.0.0/22"]
@@ -40,19 +41,22 @@ STATUS_PORT = 15021
 
 
 class MeshGatewayBackendArgs(Settings):
-    """Settings of :class:`MeshGatewayBackend`.
+    """Settings of :class:`MeshGatewayBackend`."""
 
-    - ``timeout_seconds``: the backend's response timeout: the longest a stream lives (1 to 3600 s).
-    - ``drain_seconds``: connection draining when a gateway endpoint goes away (0 to 3600 s).
-    - ``max_rate_per_endpoint``: requests per second per gateway pod before the load balancer spills over.
-    - ``security_policy``: your own Cloud Armor policy id instead of the one the mesh services' ``edge`` describe.
-    """
-
-    timeout_seconds: Int = Field(default=3600, ge=1, le=3600)
-    drain_seconds: Int = Field(default=3600, ge=0, le=3600)
-    max_rate_per_endpoint: Int = Field(default=1000, ge=1)
-    security_policy: Optional[str] = Field(default=None, min_length=1, description=(
-        "Your own Cloud Armor policy id for the gateway's backend service, instead of the one the mesh services' edge describe."))
+    timeout_seconds: Int = Field(
+        default=3600, ge=1, le=3600,
+        description="the backend's response timeout: the longest a stream lives (1 to 3600 s).")
+    drain_seconds: Int = Field(
+        default=3600, ge=0, le=3600,
+        description="connection draining when a gateway endpoint goes away (0 to 3600 s).")
+    max_rate_per_endpoint: Int = Field(
+        default=1000, ge=1,
+        description="requests per second per gateway pod before the load balancer spills over.")
+    security_policy: Optional[SecurityPolicyId] = Field(
+        default=None,
+        description="your own Cloud Armor security policy for the gateway's backend service "
+                    "(`projects/P/global/securityPolicies/NAME` or its name) instead of the one the mesh services' "
+                    "`edge` describe; unset: the package makes one.")
 
     def names(self, name: str) -> dict[str, PhysicalName]:
         """Physical names: firewall rule, health check, backend service and the gateway's NEGs."""
@@ -65,22 +69,40 @@ class MeshGatewayBackendArgs(Settings):
         }
 
 
+@dataclass(frozen=True)
+class MeshGatewayBackendRef:
+    """What the mesh's gateway takes from its backend service.
+
+    - ``backend_service_id``: ``projects/P/global/backendServices/B``.
+    - ``annotations``: the gateway Service's annotations (GKE's ``cloud.google.com/neg`` and the
+      autoneg controller's ``controller.autoneg.dev/neg`` naming this backend service).
+    - ``ready``: what the gateway Service waits for: the backend service (the autoneg controller
+      reads it by name, https://github.com/GoogleCloudPlatform/gke-autoneg-controller).
+    """
+
+    backend_service_id: StrInput
+    annotations: Mapping[str, StrInput]
+    ready: Sequence[pulumi.Resource] = ()
+
+
 class MeshGatewayBackend(pulumi.ComponentResource):
     """Firewall rule (Google's ranges to the cluster's nodes, serving and status ports only),
     health check and a backend service the autoneg controller fills.
 
-    Context: ``network`` and ``cluster`` (its node tag); ``iap`` (the ``access`` of mesh services
-    behind IAP, or None) and ``edge_scopes`` (mesh service -> its Cloud Armor rules, scoped to its
-    hosts; ignored with ``security_policy``).
+    Context: ``network`` (:class:`~mcp_affinity.network.NetworkRef`) and ``cluster``
+    (:class:`~mcp_affinity.gke_cluster.ClusterRef`, its node tag); ``iap`` (the ``access`` of mesh
+    services behind IAP, or None) and ``edge_scopes`` (mesh service -> its Cloud Armor rules, scoped
+    to its hosts; ignored with ``security_policy``).
 
-    Outputs: ``backend_service_id``, ``backend`` (the backend service resource, for dependencies) and
-    ``gateway_annotations`` (the gateway Service's annotations: GKE's ``cloud.google.com/neg`` and
-    the autoneg controller's ``controller.autoneg.dev/neg`` naming this backend service).
+    Outputs: ``backend_service_id`` and ``gateway_annotations`` (the gateway Service's annotations:
+    GKE's ``cloud.google.com/neg`` and the autoneg controller's ``controller.autoneg.dev/neg``
+    naming this backend service); :meth:`ref` bundles them, with the backend service to wait for.
     """
 
     backend_service_id: pulumi.Output[str]
+    gateway_annotations: pulumi.Output[dict[str, str]]
 
-    def __init__(self, name: str, args: MeshGatewayBackendArgs, *, network: NetworkRef, cluster: GkeCluster,
+    def __init__(self, name: str, args: MeshGatewayBackendArgs, *, network: NetworkRef, cluster: ClusterRef,
                  iap: Optional[AccessArgs] = None, edge_scopes: Optional[Mapping[str, EdgeScopeArgs]] = None,
                  opts: Optional[pulumi.ResourceOptions] = None):
         names = args.names(name)
@@ -110,12 +132,13 @@ class MeshGatewayBackend(pulumi.ComponentResource):
             # The autoneg controller adds the gateway's NEGs as GKE creates them.
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["backends"]),
         )
-        self.backend = backend
+        self._backend = backend
+        self._annotations = autoneg_annotation(names["backend"].value, GATEWAY_PORT,
+                                               max_rate_per_endpoint=args.max_rate_per_endpoint)
         if iap is not None:
-            access_bindings.grant(self, name, iap, project=args.project, services={}, backend=backend)
+            access_bindings.grant(self, name, iap, project=args.project, services={}, backends={name: backend})
         self.backend_service_id = backend.id
-        self.gateway_annotations = autoneg_annotation(names["backend"].value, GATEWAY_PORT,
-                                                      max_rate_per_endpoint=args.max_rate_per_endpoint)
+        self.gateway_annotations = pulumi.Output.from_input(self._annotations)
         self.register_outputs({"backend_service_id": self.backend_service_id,
                                "gateway_annotations": self.gateway_annotations})
 
@@ -127,3 +150,7 @@ class MeshGatewayBackend(pulumi.ComponentResource):
         policy = EdgePolicy(name, EdgePolicyArgs(prefix=args.prefix, project=args.project, labels=args.labels,
                                                  scopes=dict(scopes)), opts=pulumi.ResourceOptions(parent=self))
         return policy.policy_id
+
+    def ref(self) -> MeshGatewayBackendRef:
+        """This backend service as the mesh's gateway takes it."""
+        return MeshGatewayBackendRef(self.backend_service_id, self._annotations, (self._backend,))

@@ -15,96 +15,139 @@ names it waits for the cluster (https://cloud.google.com/kubernetes-engine/docs/
 
 from __future__ import annotations
 
+import ipaddress
 import re
-from typing import Literal, Optional
+from dataclasses import dataclass
+from typing import Annotated, Literal, Optional, Sequence
 
 import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, Strict, model_validator
 
 from .naming import GKE_CLUSTER, RFC1035, SERVICE_ACCOUNT, PhysicalName, physical_name
 from .network import NetworkRef, RangeName, check_no_overlap
-from .settings import Bool, Int, IPv4Cidr, Model, Name, Region, Settings
+from .settings import Bool, Faults, Int, IPv4Cidr, Model, Name, Region, Settings, StrInput, check_cidr
+from .wire import MASKED
 
 # Least privilege for nodes: https://cloud.google.com/kubernetes-engine/docs/how-to/hardening-your-cluster#use_least_privilege_sa
 NODE_ROLES = ["roles/logging.logWriter", "roles/monitoring.metricWriter", "roles/monitoring.viewer",
               "roles/stackdriver.resourceMetadata.writer"]
 
 
+MACHINE_FAMILIES = ("e2", "n1", "n2", "n2d", "n4", "n4a", "n4d", "c2", "c2d", "c3", "c3d", "c4", "c4a", "c4d",
+                    "t2a", "t2d", "m1", "m2", "m3", "m4", "x4", "a2", "a3", "a4", "a4x", "g2", "g4", "h3", "h4d", "z3")
+"""Compute Engine machine families (https://cloud.google.com/compute/docs/machine-resource)."""
+
+MACHINE_TYPE = (r"^(?:e2-(?:micro|small|medium)"
+                rf"|(?:{'|'.join(MACHINE_FAMILIES)})-(?:standard|highmem|highcpu|megamem|ultramem|hypermem|highgpu|"
+                r"megagpu|ultragpu|edgegpu)-[1-9][0-9]*(?:-lssd|-metal|-nolssd)?"
+                rf"|(?:{'|'.join(MACHINE_FAMILIES)})-custom-[1-9][0-9]*-[1-9][0-9]*(?:-ext)?)$")
+"""A predefined machine type ``FAMILY-TYPE-VCPUS`` (``e2-standard-4``, ``c3-highmem-8-lssd``), a shared-core
+``e2-micro|small|medium``, or a custom one ``FAMILY-custom-VCPUS-MEMORY_MIB`` of a family above
+(https://cloud.google.com/compute/docs/machine-resource, /compute/docs/instances/creating-instance-with-custom-machine-type)."""
+
+
+def _check_machine_type(value: str) -> str:
+    if not re.fullmatch(MACHINE_TYPE, value):
+        raise ValueError(f"{value!r} is not a Compute Engine machine type such as e2-standard-4 (families: "
+                         f"{', '.join(MACHINE_FAMILIES)}; https://cloud.google.com/compute/docs/machine-resource)")
+    return value
+
+
+AUTHORIZED_NETWORKS = "https://cloud.google.com/kubernetes-engine/docs/how-to/authorized-networks"
+
+
+def _authorized_cidr(value: str) -> str:
+    # A secure value reads as the plan's placeholder; `pulumi up` gets and checks the real one.
+    return value if value == MASKED else check_cidr(value)
+
+
+AuthorizedCidr = Annotated[str, Strict(), AfterValidator(_authorized_cidr)]
+"""An IPv4 CIDR range allowed to reach the control plane; may be a ``secure:`` value."""
+
+
 class NodePoolArgs(Model):
-    """The autoscaling node pool.
+    """The autoscaling node pool."""
 
-    - ``machine_type``: Compute Engine machine type of the nodes.
-    - ``min_nodes`` / ``max_nodes``: total node bounds across the zones.
-    - ``disk_size_gb``: boot disk per node, GiB.
-    - ``spot``: Spot VMs (cheaper, may be reclaimed).
-    """
-
-    machine_type: str = Field(default="e2-standard-4", pattern=r"^[a-z][a-z0-9]*-[a-z0-9-]+$")
-    min_nodes: Int = Field(default=1, ge=0, le=1000)
-    max_nodes: Int = Field(default=6, ge=1, le=1000)
-    disk_size_gb: Int = Field(default=100, ge=10, le=65536)
-    spot: Bool = False
+    machine_type: Annotated[str, Strict(), AfterValidator(_check_machine_type)] = Field(
+        default="e2-standard-4",
+        description="Compute Engine machine type of the nodes (`FAMILY-TYPE-VCPUS`, `e2-micro`, `e2-small`, "
+                    "`e2-medium` or `FAMILY-custom-VCPUS-MIB`).")
+    min_nodes: Int = Field(default=1, ge=0, le=1000, description="fewest nodes, in total across the zones.")
+    max_nodes: Int = Field(default=6, ge=1, le=1000, description="most nodes, in total across the zones.")
+    disk_size_gb: Int = Field(default=100, ge=10, le=65536, description="boot disk per node, GiB.")
+    spot: Bool = Field(default=False, description="Spot VMs (cheaper, may be reclaimed).")
 
     @model_validator(mode="after")
     def _bounds(self) -> "NodePoolArgs":
         if self.min_nodes > self.max_nodes:
-            raise ValueError("minNodes is larger than maxNodes")
+            faults = Faults("NodePoolArgs")
+            faults.add("minNodes", f"{self.min_nodes} is larger than maxNodes {self.max_nodes}")
+            faults.raise_if_any()
         return self
 
 
 class GkeClusterArgs(Settings):
-    """Settings of :class:`GkeCluster`.
+    """Settings of :class:`GkeCluster`."""
 
-    - ``region`` / ``zones``: a regional cluster and the zones of its nodes; the network needs a
-      subnet in ``region``.
-    - ``pods_range`` / ``services_range``: names of that subnet's secondary ranges for pods and services.
-    - ``node_pool``: the autoscaling node pool.
-    - ``master_cidr``: a /28 for the control plane's private endpoint (must not overlap the subnets).
-    - ``master_authorized_networks``: name -> CIDR allowed to reach the public endpoint; empty
-      means no address outside Google Cloud may reach it.
-    - ``private_endpoint``: turn the public endpoint off; ``pulumi up`` must then run inside the VPC.
-    - ``release_channel``: ``RAPID``, ``REGULAR`` or ``STABLE``.
-    - ``secrets_encryption``: encrypt Kubernetes Secrets with a Cloud KMS key the component creates.
-    - ``binary_authorization``: enforce the project's Binary Authorization policy.
-    - ``image_repositories``: Artifact Registry repositories (``LOCATION/REPOSITORY``) the nodes
-      may pull from; the node account gets ``roles/artifactregistry.reader`` on these only.
-    - ``rbac_security_group``: the Google Group that nests the groups RBAC bindings name
-      (``gke-security-groups@YOUR-DOMAIN``; https://cloud.google.com/kubernetes-engine/docs/how-to/google-groups-rbac),
-      or unset.
-    """
-
-    region: Region
-    zones: list[str] = Field(min_length=1, max_length=10)
-    pods_range: RangeName = "pods"
-    services_range: RangeName = "services"
-    master_cidr: IPv4Cidr = "172.16.0.0/28"
-    master_authorized_networks: dict[Name, IPv4Cidr] = Field(default_factory=dict)
-    private_endpoint: Bool = False
-    release_channel: Literal["RAPID", "REGULAR", "STABLE"] = "REGULAR"
-    node_pool: NodePoolArgs = Field(default_factory=NodePoolArgs)
-    secrets_encryption: Bool = True
-    binary_authorization: Bool = False
+    region: Region = Field(description="the region of this regional cluster; the network needs a subnet there.")
+    zones: list[str] = Field(
+        min_length=1, max_length=10,
+        description="the zones of the nodes, in `region` (e.g. `europe-west1-b`).")
+    pods_range: RangeName = Field(default="pods", description="the name of the subnet's secondary range for pods.")
+    services_range: RangeName = Field(
+        default="services",
+        description="the name of the subnet's secondary range for Services.")
+    master_cidr: IPv4Cidr = Field(
+        default="172.16.0.0/28",
+        description="a /28 for the control plane's private endpoint (must not overlap the subnets).")
+    master_authorized_networks: dict[Name, AuthorizedCidr] = Field(
+        default_factory=dict,
+        description="name -> CIDR allowed to reach the public endpoint (may be a secure value); empty means no "
+                    "address outside Google Cloud may reach it; 0.0.0.0/0 is refused with `privateEndpoint`.")
+    private_endpoint: Bool = Field(
+        default=False,
+        description="turn the public endpoint off; `pulumi up` must then run inside the VPC.")
+    release_channel: Literal["RAPID", "REGULAR", "STABLE"] = Field(
+        default="REGULAR",
+        description="the GKE release channel.")
+    node_pool: NodePoolArgs = Field(default_factory=NodePoolArgs, description="the autoscaling node pool.")
+    secrets_encryption: Bool = Field(
+        default=True,
+        description="encrypt Kubernetes Secrets with a Cloud KMS key the component creates.")
+    binary_authorization: Bool = Field(
+        default=False,
+        description="enforce the project's Binary Authorization policy.")
+    image_repositories: list[str] = Field(
+        default_factory=list,
+        description="Artifact Registry repositories (`LOCATION/REPOSITORY`) the nodes may pull from; the node "
+                    "account gets `roles/artifactregistry.reader` on these only.")
     rbac_security_group: Optional[str] = Field(
         default=None, pattern=r"^gke-security-groups@[a-z0-9]([a-z0-9.-]*[a-z0-9])?\.[a-z]{2,63}$", description=(
-            "Google Groups for RBAC: gke-security-groups@YOUR-DOMAIN, the group nesting those RBAC bindings name."))
-    image_repositories: list[str] = Field(default_factory=list)
+            "Google Groups for RBAC: `gke-security-groups@YOUR-DOMAIN`, the group nesting the groups RBAC bindings "
+            "name (https://cloud.google.com/kubernetes-engine/docs/how-to/google-groups-rbac); unset: off."))
 
     @model_validator(mode="after")
     def _rules(self) -> "GkeClusterArgs":
+        faults = Faults("GkeClusterArgs")
         if self.project is None:
-            raise ValueError("project is needed: Workload Identity's pool is PROJECT.svc.id.goog")
+            faults.add("project", "project is needed: Workload Identity's pool is PROJECT.svc.id.goog")
         if not self.master_cidr.endswith("/28"):
-            raise ValueError("masterCidr must be a /28")
-        for zone in self.zones:
+            faults.add("masterCidr", "masterCidr must be a /28")
+        for index, zone in enumerate(self.zones):
             if not zone.startswith(self.region + "-") or len(zone) != len(self.region) + 2:
-                raise ValueError(f"zone {zone!r} is not a zone of region {self.region!r} (e.g. {self.region}-b)")
-        if len(set(self.zones)) != len(self.zones):
-            raise ValueError("zones lists a zone twice")
-        for repository in self.image_repositories:
+                faults.add(("zones", index), f"zone {zone!r} is not a zone of region {self.region!r} (e.g. {self.region}-b)")
+            elif zone in self.zones[:index]:
+                faults.add(("zones", index), f"zone {zone} is listed twice")
+        for index, repository in enumerate(self.image_repositories):
             if not re.fullmatch(r"[a-z0-9-]+/[a-z0-9]([a-z0-9-]*[a-z0-9])?", repository):
-                raise ValueError(f"imageRepositories: {repository!r} is not LOCATION/REPOSITORY")
+                faults.add(("imageRepositories", index), f"{repository!r} is not LOCATION/REPOSITORY")
+        for key, cidr in self.master_authorized_networks.items():
+            if self.private_endpoint and cidr != MASKED and ipaddress.IPv4Network(cidr).prefixlen == 0:
+                faults.add(("masterAuthorizedNetworks", key), "0.0.0.0/0 with privateEndpoint: true: GKE refuses an "
+                           f"authorized network open to every address on a private endpoint ({AUTHORIZED_NETWORKS})")
+        faults.raise_if_any()
         return self
 
     def names(self, name: str) -> dict[str, PhysicalName]:
@@ -125,15 +168,56 @@ class GkeClusterArgs(Settings):
         check_no_overlap([("masterCidr", self.master_cidr), *subnet_ranges])
 
 
+@dataclass(frozen=True)
+class ClusterRef:
+    """What components running in a cluster take from it.
+
+    - ``cluster_id``: ``projects/P/locations/L/clusters/C`` (Cloud Service Mesh's fleet membership).
+    - ``workload_pool``: Workload Identity's pool ``PROJECT.svc.id.goog``, taken from the cluster's
+      output so that a binding naming it waits for the cluster
+      (https://cloud.google.com/kubernetes-engine/docs/how-to/workload-identity).
+    - ``node_tag``: the network tag on every node (firewall rules target the nodes with it).
+    - ``kubernetes_provider``: the cluster's ``pulumi_kubernetes.Provider``; None for a cluster of
+      another stack, whose provider the caller then passes in ``opts.providers``.
+    - ``ready``: what Kubernetes objects wait for: the node pool (it starts with no nodes).
+
+    Built by :meth:`GkeCluster.ref`, or by hand for a cluster created elsewhere.
+    """
+
+    cluster_id: StrInput
+    workload_pool: StrInput
+    node_tag: StrInput
+    kubernetes_provider: Optional[pulumi.ProviderResource] = None
+    ready: Sequence[pulumi.Resource] = ()
+
+
+def kubernetes_options(opts: Optional[pulumi.ResourceOptions], cluster: ClusterRef) -> pulumi.ResourceOptions:
+    """A component's options with a Kubernetes provider in ``providers``, which Pulumi passes on to
+    every child created with ``parent=self`` (https://www.pulumi.com/docs/iac/concepts/options/providers/).
+
+    A provider the caller gave (``opts.provider``, ``opts.providers``, or the parent's providers,
+    as Pulumi resolves them) is kept; otherwise the cluster's. Raises ``ValueError`` when there is neither.
+    """
+    opts = opts or pulumi.ResourceOptions()
+    given = list(opts.providers.values() if isinstance(opts.providers, dict) else opts.providers or [])
+    given += [opts.provider] if opts.provider else []
+    given += [opts.parent.get_provider("kubernetes:index:Provider")] if opts.parent else []
+    if any(p is not None and p.package == "kubernetes" for p in given):
+        return opts
+    if cluster.kubernetes_provider is None:
+        raise ValueError("no Kubernetes provider: the cluster reference has none; pass one in opts.providers")
+    return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(providers=[cluster.kubernetes_provider]))
+
+
 class GkeCluster(pulumi.ComponentResource):
     """A private, Workload-Identity-enabled regional GKE cluster and a Kubernetes provider for it.
 
     Context: ``network`` (the subnet of ``args.region`` carries nodes, pods and services).
 
     Outputs: ``cluster_name``, ``cluster_id`` (``projects/P/locations/L/clusters/C``), ``endpoint``,
-    ``workload_pool`` (from the cluster, so bindings wait for it), ``kubernetes_provider`` (pass it
-    through ``opts`` or hand the cluster itself to :class:`Mesh` and :class:`McpMeshService`),
-    ``node_pool`` (what workloads must wait for: the pool starts with no nodes).
+    ``workload_pool`` (from the cluster, so bindings wait for it), ``node_tag`` and
+    ``kubernetes_provider``; :meth:`ref` bundles them, with the node pool workloads must wait for
+    (it starts with no nodes), for the components that run in the cluster.
 
     Raises ``ValueError`` when the network has no subnet in ``args.region``.
     """
@@ -142,8 +226,8 @@ class GkeCluster(pulumi.ComponentResource):
     cluster_id: pulumi.Output[str]
     endpoint: pulumi.Output[str]
     workload_pool: pulumi.Output[str]
+    node_tag: pulumi.Output[str]
     kubernetes_provider: k8s.Provider
-    node_pool: gcp.container.NodePool
 
     def __init__(self, name: str, args: GkeClusterArgs, *, network: NetworkRef,
                  opts: Optional[pulumi.ResourceOptions] = None):
@@ -191,16 +275,22 @@ class GkeCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, protect=args.deletion_protection,
                                         depends_on=[key] if key else []),
         )
-        self.node_pool = self._pool(name, cluster, nodes)
+        self._node_pool = self._pool(name, cluster, nodes)
         self.cluster_name = cluster.name
         self.cluster_id = cluster.id
         self.endpoint = cluster.endpoint
         self.workload_pool = cluster.workload_identity_config.apply(lambda c: c.workload_pool if c else None)
+        self.node_tag = pulumi.Output.from_input(names["cluster"].value)
         self.kubernetes_provider = k8s.Provider(name, kubeconfig=_kubeconfig(cluster), enable_server_side_apply=True,
                                                 opts=pulumi.ResourceOptions(parent=self))
         self.register_outputs({"cluster_name": self.cluster_name, "cluster_id": self.cluster_id,
                                "endpoint": self.endpoint, "workload_pool": self.workload_pool,
-                               "kubernetes_provider": self.kubernetes_provider})
+                               "node_tag": self.node_tag, "kubernetes_provider": self.kubernetes_provider})
+
+    def ref(self) -> ClusterRef:
+        """This cluster as the components that run in it take it."""
+        return ClusterRef(self.cluster_id, self.workload_pool, self._names["cluster"].value,
+                          self.kubernetes_provider, (self._node_pool,))
 
     def _node_account(self, name: str) -> gcp.serviceaccount.Account:
         args, child = self._args, pulumi.ResourceOptions(parent=self)
@@ -251,15 +341,11 @@ class GkeCluster(pulumi.ComponentResource):
                 "workload_metadata_config": {"mode": "GKE_METADATA"},
                 "shielded_instance_config": {"enable_secure_boot": True, "enable_integrity_monitoring": True},
                 "labels": args.labels,
-                "tags": [self._names["cluster"].value],
+                "tags": [self._names["cluster"].value],  # the node tag (ClusterRef.node_tag)
             },
             opts=pulumi.ResourceOptions(parent=self),
         )
 
-    @property
-    def node_tag(self) -> str:
-        """The network tag on every node: firewall rules target the cluster's nodes with it."""
-        return self._names["cluster"].value
 
 
 def _kubeconfig(cluster: gcp.container.Cluster) -> pulumi.Output[str]:

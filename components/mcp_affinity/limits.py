@@ -24,7 +24,7 @@ CLOUD_RUN_RESERVED_ENV = frozenset({"PORT", "K_SERVICE", "K_REVISION", "K_CONFIG
 """Names Cloud Run sets itself and refuses in a service's environment."""
 
 PACKAGE_ENV = frozenset({"MCP_SESSION_HEADER", "MCP_SESSION_MODE", "MCP_SESSION_STORE_URL", "MCP_REDIS_CA_CERT",
-                         "MCP_NOTIFICATION_BROKER_URL"})
+                         "MCP_NOTIFICATION_BROKER_URL", "MCP_SESSION_ID_PREFIX"})
 """Names this package sets itself; a user's ``env`` may not override them."""
 
 _MEMORY = re.compile(r"([1-9][0-9]{0,5})(Mi|Gi)")

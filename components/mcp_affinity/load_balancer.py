@@ -21,16 +21,17 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
 from typing import Annotated, Literal, Mapping, Optional
 
 import pulumi
 import pulumi_gcp as gcp
 from pydantic import AfterValidator, Field, Strict, model_validator
 
-from . import edge_routes
-from .affinity import METHOD_HEADER, NAME_HEADER
+from . import cloud_run_shards, edge_routes
+from .affinity import METHOD_HEADER, NAME_HEADER, HeaderName
 from .naming import RFC1035, PhysicalName, physical_name
-from .settings import Bool, Model, Name, Settings, StrInput
+from .settings import Bool, Faults, Model, Name, Settings, StrInput
 
 _DOMAIN = re.compile(r"([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
 
@@ -61,102 +62,162 @@ McpMethod = Annotated[str, Strict(), AfterValidator(_check_method)]
 class MethodRouteArgs(Model):
     """Requests of one MCP method sent to another service's backend, matched on the ``Mcp-Method``
     / ``Mcp-Name`` headers of MCP 2026-07-28 (legacy requests carry neither and stay where they are).
-
-    - ``method``: the MCP method, e.g. ``tools/call``.
-    - ``name``: the tool, prompt or resource name (``Mcp-Name``); unset matches every name.
-    - ``service``: the service that gets these requests.
     """
 
-    method: McpMethod
-    name: Optional[str] = Field(default=None, min_length=1, max_length=256, pattern=r"^[A-Za-z0-9_./-]+$")
-    service: Name
+    method: McpMethod = Field(description="the MCP method, e.g. `tools/call`.")
+    name: Optional[str] = Field(
+        default=None, min_length=1, max_length=256, pattern=r"^[A-Za-z0-9_./-]+$",
+        description="the tool, prompt or resource name (`Mcp-Name`); unset matches every name.")
+    service: Name = Field(description="the service that gets these requests.")
+
+
+def check_hosts_once(hosts: list[str], faults: Faults, location: tuple = ("hosts",)) -> None:
+    """Record a fault under ``location + (index,)`` for each host listed a second time."""
+    for index, host in enumerate(hosts):
+        if host in hosts[:index]:
+            faults.add((*location, index), f"{host} is listed twice")
+
+
+def check_method_matches(method_routes: Mapping[str, MethodRouteArgs], faults: Faults,
+                         location: tuple = ("methodRoutes",)) -> None:
+    """Record a fault for each method route whose match (method and name) an earlier key already
+    routes to another service: a request cannot go to two services."""
+    seen: dict[tuple, tuple[str, str]] = {}
+    for key, route in sorted(method_routes.items()):
+        match = (route.method, route.name)
+        if match in seen and seen[match][1] != route.service:
+            faults.add((*location, key), f"matches the same requests as methodRoutes.{seen[match][0]} "
+                       f"({route.method}{' ' + route.name if route.name else ''}) but sends them to another service")
+        seen.setdefault(match, (key, route.service))
+
+
+ShardKey = Annotated[str, Strict(), Field(pattern=r"^[a-z][a-z0-9-]{0,62}$")]
+
+
+class SessionShardsArgs(Model):
+    """A route served by session shards (:mod:`mcp_affinity.cloud_run_shards`): one backend service per
+    shard key; a request whose session header starts with ``{key}.`` goes to that shard, any other
+    request to all shards with equal weights."""
+
+    header: HeaderName = Field(description="the session header whose prefix names the shard")
+    keys: list[ShardKey] = Field(min_length=1, description="the shard keys, one backend service each")
 
 
 class RouteArgs(Model):
-    """Where one backend serves. A route with neither hosts nor paths is the default route.
+    """Where one backend serves. A route with neither hosts nor paths is the default route."""
 
-    - ``hosts``: host names routed here (each on a certificate).
-    - ``path_prefixes``: path prefixes of any host routed here.
-    - ``method_routes``: key -> MCP method sent to another service (needs hosts, no path prefixes).
-    """
-
-    hosts: list[Domain] = Field(default_factory=list)
-    path_prefixes: list[PathPrefix] = Field(default_factory=list)
-    method_routes: dict[Name, MethodRouteArgs] = Field(default_factory=dict)
+    hosts: list[Domain] = Field(default_factory=list, description="host names routed here (each on a certificate).")
+    path_prefixes: list[PathPrefix] = Field(
+        default_factory=list,
+        description="path prefixes of any host routed here.")
+    method_routes: dict[Name, MethodRouteArgs] = Field(
+        default_factory=dict,
+        description="key -> MCP method sent to another service (needs hosts, no path prefixes).")
+    # Set by the platform from a service's pinning: shards, never written in a stack file.
+    session_shards: Optional[SessionShardsArgs] = Field(default=None, description=(
+        "session shards: the backend is a map of shard key -> backend service id"))
 
     @model_validator(mode="after")
-    def _method_routes_need_hosts(self) -> "RouteArgs":
+    def _rules(self) -> "RouteArgs":
+        faults = Faults("RouteArgs")
         if self.method_routes and (not self.hosts or self.path_prefixes):
-            raise ValueError("methodRoutes need hosts and no pathPrefixes on the same route")
+            faults.add("methodRoutes", "methodRoutes need hosts and no pathPrefixes on the same route")
+        check_hosts_once(self.hosts, faults)
+        for index, path in enumerate(self.path_prefixes):
+            if path in self.path_prefixes[:index]:
+                faults.add(("pathPrefixes", index), f"{path} is listed twice")
+        check_method_matches(self.method_routes, faults)
+        if self.session_shards is not None:
+            if not self.hosts or self.path_prefixes:
+                faults.add("hosts", "pinning: shards needs hosts and no pathPrefixes: each host gets a route "
+                           "rule per shard")
+            faults.check("shards", lambda: cloud_run_shards.check_url_map_quota(
+                self.session_shards.keys, len(self.method_routes),
+                sum(_predicates(m) for m in self.method_routes.values())))
+        faults.raise_if_any()
         return self
+
+
+MAX_CERTIFICATES = 15
+"""SSL certificates per target HTTPS proxy (https://cloud.google.com/load-balancing/docs/quotas#ssl_certificates)."""
 
 
 class GlobalHttpsLoadBalancerArgs(Settings):
     """Settings of :class:`GlobalHttpsLoadBalancer`.
 
-    - ``certificates``: stable key -> 1 to 100 domains of one Google-managed certificate.
-    - ``routes``: stable key -> :class:`RouteArgs`; the context ``backends`` maps the same keys
-      to backend service ids. Every host must be on a certificate; no host or path twice.
-    - ``default_route``: the route for requests whose host no route names, named on purpose (it then
-      also gets DNS-rebinding requests). Unset: those requests end at the load balancer with 404.
-      A route without hosts or paths must be the default route or a method-route target.
-    - ``oauth_routes``: routes whose server is an OAuth resource server: the metadata URLs of their
-      path prefixes are routed to them (:mod:`mcp_affinity.edge_routes`).
-    - ``http_redirect``: serve port 80 with a 301 redirect to HTTPS.
-    - ``min_tls_version``: ``TLS_1_2`` (default) or ``TLS_1_3``.
+    Rule violations are raised together, each under its field (``routes.<key>.hosts.<i>``, ...).
     """
 
-    certificates: dict[Name, list[Domain]] = Field(min_length=1)
-    routes: dict[Name, RouteArgs] = Field(min_length=1)
-    default_route: Optional[Name] = None
-    http_redirect: Bool = True
-    min_tls_version: Literal["TLS_1_2", "TLS_1_3"] = "TLS_1_2"
-    oauth_routes: list[Name] = Field(default_factory=list, description=(
-        "Routes whose server is an OAuth resource server: their path prefixes' metadata URLs are routed to them."))
+    certificates: dict[Name, list[Domain]] = Field(
+        min_length=1, max_length=MAX_CERTIFICATES,
+        description="stable key -> 1 to 100 domains of one Google-managed certificate; at most 15 certificates (one "
+                    "HTTPS proxy holds 15).")
+    routes: dict[Name, RouteArgs] = Field(
+        min_length=1,
+        description="stable key -> `RouteArgs`; the context `backends` maps the same keys to backend service ids. "
+                    "Every host must be on a certificate; no host or path twice.")
+    default_route: Optional[Name] = Field(
+        default=None,
+        description="the route for requests whose host no route names, named on purpose (it then also gets "
+                    "DNS-rebinding requests); unset: those requests end at the load balancer with 404. A route "
+                    "without hosts or paths must be the default route or a method-route target.")
+    http_redirect: Bool = Field(default=True, description="serve port 80 with a 301 redirect to HTTPS.")
+    min_tls_version: Literal["TLS_1_2", "TLS_1_3"] = Field(
+        default="TLS_1_2",
+        description="the lowest TLS version the HTTPS proxy accepts.")
+    oauth_routes: list[Name] = Field(
+        default_factory=list,
+        description="routes whose server is an OAuth resource server: the metadata URLs of their path prefixes are "
+                    "routed to them (`mcp_affinity.edge_routes`).")
 
     @model_validator(mode="after")
     def _rules(self) -> "GlobalHttpsLoadBalancerArgs":
+        faults = Faults("GlobalHttpsLoadBalancerArgs")
         for key, domains in self.certificates.items():
             if not 1 <= len(domains) <= 100 or len(set(domains)) != len(domains):
-                raise ValueError(f"certificates.{key}: 1 to 100 distinct domains")
+                faults.add(("certificates", key), "1 to 100 distinct domains")
         covered = {d for domains in self.certificates.values() for d in domains}
         seen_hosts: dict[str, str] = {}
         seen_paths: dict[str, str] = {}
         for key, route in self.routes.items():
-            for host in route.hosts:
-                if host in seen_hosts:
-                    raise ValueError(f"host {host} is on routes {seen_hosts[host]} and {key}")
+            for index, host in enumerate(route.hosts):
                 if host not in covered:
-                    raise ValueError(f"host {host} of route {key} is on no certificate; add it to certificates")
-                seen_hosts[host] = key
-            for path in route.path_prefixes if not route.hosts else []:
-                if path in seen_paths:
-                    raise ValueError(f"path prefix {path} is on routes {seen_paths[path]} and {key}")
-                seen_paths[path] = key
+                    faults.add(("routes", key, "hosts", index), f"{host} is on no certificate; add it to certificates")
+                if seen_hosts.setdefault(host, key) != key:
+                    faults.add(("routes", key, "hosts", index), f"{host} is also on route {seen_hosts[host]}")
+            for index, path in enumerate(route.path_prefixes if not route.hosts else []):
+                if seen_paths.setdefault(path, key) != key:
+                    faults.add(("routes", key, "pathPrefixes", index), f"{path} is also on route {seen_paths[path]}")
             for method_key, method in route.method_routes.items():
                 if method.service not in self.routes or method.service == key:
-                    raise ValueError(f"routes.{key}.methodRoutes.{method_key}.service: {method.service!r} is not another route")
-        unknown = sorted(set(self.oauth_routes) - set(self.routes))
-        if unknown:
-            raise ValueError(f"oauthRoutes {', '.join(unknown)} are not routes")
-        if any(r.path_prefixes and not r.hosts for r in self.routes.values()) and not self.shared_hosts():
-            raise ValueError("path prefixes serve on the certificate domains no route claims by host: add such a domain")
-        self._check_default()
+                    others = ", ".join(sorted(set(self.routes) - {key})) or "none"
+                    faults.add(("routes", key, "methodRoutes", method_key, "service"),
+                               f"{method.service!r} is not another route; other routes: {others}")
+        for index, key in enumerate(self.oauth_routes):
+            if key not in self.routes:
+                faults.add(("oauthRoutes", index), f"{key!r} is not a route; routes: {', '.join(sorted(self.routes))}")
+        if not self.shared_hosts():
+            for key, route in sorted(self.routes.items()):
+                if route.path_prefixes and not route.hosts:
+                    faults.add(("routes", key, "pathPrefixes"), "path prefixes serve on the certificate domains no "
+                               "route claims by host, and there is none: add such a domain to a certificate")
+        self._check_default(faults)
+        faults.raise_if_any()
         return self
 
-    def _check_default(self) -> None:
+    def _check_default(self, faults: Faults) -> None:
         targets = {m.service for r in self.routes.values() for m in r.method_routes.values()}
         bare = sorted(k for k, r in self.routes.items() if not r.hosts and not r.path_prefixes and k not in targets)
         if self.default_route is not None:
             if self.default_route not in self.routes:
-                raise ValueError(f"defaultRoute {self.default_route!r} is not a route; routes: {', '.join(sorted(self.routes))}")
-            bare = [k for k in bare if k != self.default_route]
-            if bare:
-                raise ValueError(f"routes {', '.join(bare)} have no hosts or paths and are not the default route: "
-                                 "nothing would reach them")
-        elif bare:
-            raise ValueError(f"routes {', '.join(bare)} have no hosts or paths: give them hosts, or name one in "
-                             "defaultRoute on purpose (it then also receives requests for unknown hosts)")
+                faults.add("defaultRoute", f"{self.default_route!r} is not a route; routes: {', '.join(sorted(self.routes))}")
+            for key in bare:
+                if key != self.default_route:
+                    faults.add(("routes", key), "no hosts or paths and not the default route: nothing would reach it")
+        else:
+            for key in bare:
+                faults.add(("routes", key), "no hosts or paths: give it hosts, or name it in defaultRoute on purpose "
+                           "(it then also receives requests for unknown hosts)")
 
     def shared_hosts(self) -> list[str]:
         """Certificate domains no route claims: where path-prefixed routes serve."""
@@ -186,10 +247,19 @@ class GlobalHttpsLoadBalancerArgs(Settings):
         return names
 
 
+@dataclass(frozen=True)
+class GlobalHttpsLoadBalancerRef:
+    """What others take from the load balancer: ``ip_address`` (for DNS) and ``url_map_id``."""
+
+    ip_address: StrInput
+    url_map_id: StrInput
+
+
 class GlobalHttpsLoadBalancer(pulumi.ComponentResource):
     """A global external Application Load Balancer (``EXTERNAL_MANAGED``) for MCP backends.
 
-    Context: ``backends``, route key -> backend service id (one per key of ``args.routes``).
+    Context: ``backends``, route key -> backend service id (one per key of ``args.routes``); for a
+    route with ``session_shards``, a map of shard key -> backend service id.
 
     Outputs: ``ip_address`` (the static IPv4 address to point DNS at), ``url_map_id`` and
     ``certificate_ids`` (key -> managed certificate id).
@@ -206,6 +276,11 @@ class GlobalHttpsLoadBalancer(pulumi.ComponentResource):
         missing = sorted(set(args.routes) - set(backends))
         if missing:
             raise ValueError(f"no backend service for routes {missing}")
+        for key, route in args.routes.items():
+            shards = route.session_shards.keys if route.session_shards else None
+            if isinstance(backends[key], Mapping) != (shards is not None) or (shards and set(backends[key]) != set(shards)):
+                raise ValueError(f"route {key}: a map of backends goes with session shards, one per shard key "
+                                 f"(its session shards: {shards})")
         names = args.names(name)
         super().__init__("mcp-affinity:index:GlobalHttpsLoadBalancer", name, None, opts)
         self._args, self._names, self._backends = args, names, backends
@@ -234,22 +309,27 @@ class GlobalHttpsLoadBalancer(pulumi.ComponentResource):
         self.register_outputs({"ip_address": self.ip_address, "url_map_id": self.url_map_id,
                                "certificate_ids": self.certificate_ids})
 
+    def ref(self) -> GlobalHttpsLoadBalancerRef:
+        """This load balancer as DNS records and monitoring take it."""
+        return GlobalHttpsLoadBalancerRef(self.ip_address, self.url_map_id)
+
     def _routing(self, name: str) -> dict:
         """URL map arguments: one path matcher per host-routed backend, one for shared path prefixes;
         unknown hosts go to the default route if named, else end with 404 (:mod:`mcp_affinity.edge_routes`)."""
         routes, backends = self._args.routes, self._backends
         if self._args.default_route is not None:
-            default, fallback = backends[self._args.default_route], {}
+            default = _target(backends[self._args.default_route], "default_service", "default_route_action")
         else:
-            default = edge_routes.placeholder_backend(self, name, self._names["nohost"].value, self._args.project).id
-            fallback = {"default_route_action": edge_routes.ABORT_404}
+            placeholder = edge_routes.placeholder_backend(self, name, self._names["nohost"].value, self._args.project)
+            default = {"default_service": placeholder.id, "default_route_action": edge_routes.ABORT_404}
         host_rules, matchers = [], []
         for key, route in sorted(routes.items()):
             if route.hosts:
                 host_rules.append({"hosts": sorted(route.hosts), "path_matcher": key})
-                matcher = {"name": key, "default_service": backends[key]}
-                if route.method_routes:
-                    matcher["route_rules"] = _method_rules(route, backends)
+                matcher = {"name": key, **_target(backends[key], "default_service", "default_route_action")}
+                if route.method_routes or route.session_shards:
+                    shard_rules = _shard_rules(route, backends[key])
+                    matcher["route_rules"] = shard_rules + _method_rules(route, backends, len(shard_rules))
                 else:
                     matcher["path_rules"] = _path_rules(route, backends[key])
                 matchers.append(matcher)
@@ -258,9 +338,9 @@ class GlobalHttpsLoadBalancer(pulumi.ComponentResource):
             metadata = edge_routes.metadata_rules({k: r.path_prefixes for k, r in shared}, set(self._args.oauth_routes),
                                                   backends)
             host_rules.append({"hosts": self._args.shared_hosts(), "path_matcher": "paths"})
-            matchers.append({"name": "paths", "default_service": default, **fallback,
+            matchers.append({"name": "paths", **default,
                              "path_rules": metadata + [rule for k, r in shared for rule in _path_rules(r, backends[k])]})
-        return {"default_service": default, **fallback, "host_rules": host_rules, "path_matchers": matchers}
+        return {**default, "host_rules": host_rules, "path_matchers": matchers}
 
     def _forwarding_rule(self, name: str, port: str, target, address) -> gcp.compute.GlobalForwardingRule:
         return gcp.compute.GlobalForwardingRule(
@@ -286,14 +366,40 @@ def _path_rules(route: RouteArgs, backend) -> list[dict]:
     return [{"paths": [p, f"{p}/*"], "service": backend} for p in sorted(route.path_prefixes)]
 
 
-def _method_rules(route: RouteArgs, backends: Mapping[str, StrInput]) -> list[dict]:
-    """``routeRules`` matching ``Mcp-Method`` (and ``Mcp-Name``) exactly; the most specific first."""
+def _method_rules(route: RouteArgs, backends: Mapping[str, StrInput], after: int = 0) -> list[dict]:
+    """``routeRules`` matching ``Mcp-Method`` (and ``Mcp-Name``) exactly; the most specific first,
+    numbered after ``after`` rules (the shard rules, so a legacy session's header wins)."""
     ordered = sorted(route.method_routes.items(), key=lambda kv: (kv[1].name is None, kv[0]))
     rules = []
-    for priority, (_, method) in enumerate(ordered, start=1):
+    for priority, (_, method) in enumerate(ordered, start=after + 1):
         headers = [{"header_name": METHOD_HEADER, "exact_match": method.method}]
         if method.name is not None:
             headers.append({"header_name": NAME_HEADER, "exact_match": method.name})
-        rules.append({"priority": priority, "service": backends[method.service],
+        rules.append({"priority": priority, **_target(backends[method.service], "service", "route_action"),
                       "match_rules": [{"prefix_match": "/", "header_matches": headers}]})
     return rules
+
+
+def _predicates(method: MethodRouteArgs) -> int:
+    """Match predicates of one method route's rule: the path prefix and one or two header matches."""
+    return 2 if method.name is None else 3
+
+
+def _target(backend, service_key: str, action_key: str) -> dict:
+    """Where a rule or default sends requests: one backend service, or a map of shard key ->
+    backend service spread with equal weights (``weightedBackendServices``)."""
+    if not isinstance(backend, Mapping):
+        return {service_key: backend}
+    return {action_key: {"weighted_backend_services": [
+        {"backend_service": backend[key], "weight": 1} for key in sorted(backend)]}}
+
+
+def _shard_rules(route: RouteArgs, backends) -> list[dict]:
+    """A ``routeRule`` per shard: a session header starting with ``{key}.`` goes to that shard.
+    Priorities 1..N, before method routes (https://cloud.google.com/load-balancing/docs/url-map-concepts)."""
+    if route.session_shards is None:
+        return []
+    header = route.session_shards.header
+    return [{"priority": priority, "service": backends[key], "match_rules": [{"prefix_match": "/", "header_matches": [
+        {"header_name": header, "prefix_match": f"{key}{cloud_run_shards.SEPARATOR}"}]}]}
+        for priority, key in enumerate(sorted(route.session_shards.keys), start=1)]

@@ -16,29 +16,41 @@ values at the top level since 1.24 (``autoscaleMin``, ``env``); a proxy drains
 ``terminationDrainDuration`` (default 5 s, ``pkg/config/mesh/mesh.go``) after shutdown starts,
 set per pod with the ``proxy.istio.io/config`` annotation; the gateway chart labels its pods
 ``istio: <release name without "istio-">``.
+
+Names: the gateway's namespace and release are ``{prefix}-{name}-gateway``. The control plane
+keeps Istio's own names (namespace ``istio-system``, releases ``base``, ``istiod``, ``cni``,
+``ztunnel``): its CRDs, webhooks and cluster roles exist once per cluster whatever the release is
+called, so one mesh per cluster is the rule; and the ``base`` chart installs the CRDs as templates
+of its release (``manifests/charts/base/templates/crds.yaml``), which a renamed release could not
+take over: Helm refuses a resource whose ``meta.helm.sh/release-name`` names another release
+(helm/helm ``pkg/action/validate.go``, "invalid ownership metadata").
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from typing import Literal, Mapping, Optional, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Literal, Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
-from .gke_cluster import GkeCluster
-from .naming import RFC1035, PhysicalName, physical_name
-from .settings import Bool, Int, Settings
+from .autoneg import NAMESPACE_TYPE, AutonegControllerRef
+from .gateway_backend import MeshGatewayBackendRef
+from .gke_cluster import ClusterRef, kubernetes_options
+from .naming import HELM_RELEASE, KUBERNETES, RFC1035, PhysicalName, physical_name
+from .settings import Bool, Faults, Int, Settings
 
 ISTIO_VERSION = "1.30.3"
 """The Istio release whose charts are installed: the latest patch of the newest supported minor
 (August 2026: 1.28.10, 1.29.6, 1.30.3). Changed here only."""
 
 ISTIO_CHARTS = "https://istio-release.storage.googleapis.com/charts"
-GATEWAY_NAMESPACE = "istio-ingress"
-GATEWAY_NAME = "mcp-gateway"
+CONTROL_PLANE_NAMESPACE = "istio-system"
+RELEASE_TYPE = "kubernetes:helm.sh/v3:Release"
 
 REFUSED_MESHES = {
     "linkerd": "Linkerd cannot hash on a request header (\"Linkerd doesn't support session stickiness "
@@ -48,97 +60,148 @@ REFUSED_MESHES = {
 }
 
 
+def _refuse_mesh(value: object) -> object:
+    if isinstance(value, str) and value in REFUSED_MESHES:
+        raise ValueError(f"mesh '{value}' is refused: {REFUSED_MESHES[value]}")
+    return value
+
+
+MeshKind = Annotated[Literal["istio", "cloud-service-mesh"], BeforeValidator(_refuse_mesh)]
+"""A mesh that can hash on a request header; the meshes of :data:`REFUSED_MESHES` are refused with the reason."""
+
+
 class MeshArgs(Settings):
-    """Settings of :class:`Mesh`.
+    """Settings of :class:`Mesh`."""
 
-    - ``kind``: ``istio`` (Helm charts) or ``cloud-service-mesh`` (fleet API, managed control
-      plane); ``linkerd`` and ``gke-gateway`` are refused with the reason.
-    - ``version``: the Istio charts' version (default: the pinned, checked one).
-    - ``data_plane``: ``sidecar`` or ``ambient``.
-    - ``waypoint``: a waypoint proxy per namespace; ambient needs it, because only a waypoint
-      applies layer-7 routing such as header hashing.
-    - ``gateway_replicas``: minimum ingress gateway pods (the chart's HPA).
-    - ``drain_seconds``: how long a stopping gateway pod keeps serving open streams (5 to 3600 s):
-      its grace period and its proxy's ``terminationDrainDuration``.
-    - ``fleet_feature``: with ``cloud-service-mesh``, create the project's ``servicemesh`` fleet
-      feature (one per project: a second mesh in the same project sets this false).
-    - ``persistent_session_filter``: turn on istiod's ``PILOT_ENABLE_PERSISTENT_SESSION_FILTER``
-      (experimental) so Services labelled ``istio.io/persistent-session`` pin clients by cookie.
-    """
-
-    kind: str = "istio"
-    version: str = Field(default=ISTIO_VERSION, pattern=r"^1\.\d+\.\d+$")
-    data_plane: Literal["sidecar", "ambient"] = "sidecar"
-    waypoint: Bool = False
-    gateway_replicas: Int = Field(default=2, ge=1, le=100)
-    drain_seconds: Int = Field(default=3600, ge=5, le=3600)
-    persistent_session_filter: Bool = False
-    fleet_feature: Bool = True
-
-    @field_validator("kind")
-    @classmethod
-    def _kind(cls, value: str) -> str:
-        if value in REFUSED_MESHES:
-            raise ValueError(f"mesh '{value}' is refused: {REFUSED_MESHES[value]}")
-        if value not in ("istio", "cloud-service-mesh"):
-            raise ValueError(f"unknown mesh {value!r}; allowed: istio, cloud-service-mesh")
-        return value
+    kind: MeshKind = Field(
+        default="istio",
+        description="`istio` (Helm charts) or `cloud-service-mesh` (fleet API, managed control plane); `linkerd` and"
+                    " `gke-gateway` are refused with the reason.")
+    version: str = Field(
+        default=ISTIO_VERSION, pattern=r"^1\.\d+\.\d+$",
+        description="the Istio charts' version (default: the pinned, checked one).")
+    data_plane: Literal["sidecar", "ambient"] = Field(
+        default="sidecar",
+        description="sidecar proxies, or ambient mode (with `waypoint`).")
+    waypoint: Bool = Field(
+        default=False,
+        description="a waypoint proxy per namespace; ambient needs it, because only a waypoint applies layer-7 "
+                    "routing such as header hashing.")
+    gateway_replicas: Int = Field(
+        default=2, ge=1, le=100,
+        description="minimum ingress gateway pods (the chart's HPA).")
+    drain_seconds: Int = Field(
+        default=3600, ge=5, le=3600,
+        description="how long a stopping gateway pod keeps serving open streams (5 to 3600 s): its grace period and "
+                    "its proxy's `terminationDrainDuration`.")
+    persistent_session_filter: Bool = Field(
+        default=False,
+        description="turn on istiod's `PILOT_ENABLE_PERSISTENT_SESSION_FILTER` (experimental) so Services labelled "
+                    "`istio.io/persistent-session` pin clients by cookie.")
+    fleet_feature: Bool = Field(
+        default=True,
+        description="with `cloud-service-mesh`, create the project's `servicemesh` fleet feature (one per project: a"
+                    " second mesh in the same project sets this false).")
 
     @model_validator(mode="after")
     def _data_plane(self) -> "MeshArgs":
+        faults = Faults("MeshArgs")
         if self.data_plane == "ambient" and not self.waypoint:
-            raise ValueError(
-                "dataPlane 'ambient' without a waypoint cannot hash on a header: ztunnel is L4 only "
-                "(https://ambientmesh.io/docs/traffic/); set waypoint: true or use dataPlane 'sidecar'")
+            faults.add("waypoint",
+                       "dataPlane 'ambient' without a waypoint cannot hash on a header: ztunnel is L4 only "
+                       "(https://ambientmesh.io/docs/traffic/); set waypoint: true or use dataPlane 'sidecar'")
         if self.data_plane == "ambient" and self.kind != "istio":
-            raise ValueError("dataPlane 'ambient' is offered with kind 'istio' only")
+            faults.add("dataPlane", "dataPlane 'ambient' is offered with kind 'istio' only")
         if self.persistent_session_filter and self.kind != "istio":
-            raise ValueError("persistentSessionFilter needs kind 'istio' (an istiod setting)")
+            faults.add("persistentSessionFilter", "persistentSessionFilter needs kind 'istio' (an istiod setting)")
+        faults.raise_if_any()
         return self
 
     def names(self, name: str) -> dict[str, PhysicalName]:
-        """Physical names in Google Cloud (the fleet membership for Cloud Service Mesh)."""
+        """Physical names: the gateway's namespace and Helm release (``{prefix}-{name}-gateway``)
+        and, for Cloud Service Mesh, the fleet membership."""
+        names = {"gateway_namespace": physical_name(KUBERNETES, NAMESPACE_TYPE, self.prefix, name, "gateway"),
+                 "gateway": physical_name(HELM_RELEASE, RELEASE_TYPE, self.prefix, name, "gateway")}
         if self.kind == "cloud-service-mesh":
-            return {"membership": physical_name(RFC1035, "gcp:gkehub/membership:Membership", self.prefix, name)}
-        return {}
+            names["membership"] = physical_name(RFC1035, "gcp:gkehub/membership:Membership", self.prefix, name)
+        return names
+
+
+@dataclass(frozen=True)
+class MeshRef:
+    """What a mesh service takes from the mesh.
+
+    - ``gateway``: the Istio Gateway services bind to, ``NAMESPACE/NAME``.
+    - ``gateway_namespace``: its namespace (NetworkPolicies admit it).
+    - ``gateway_principal``: the gateway's mTLS identity, ``cluster.local/ns/NAMESPACE/sa/NAME``.
+    - ``data_plane``: ``sidecar`` or ``ambient`` (decides a namespace's labels and a waypoint).
+    - ``persistent_session_filter``: istiod pins by cookie (``pinning: cookie`` needs it).
+    - ``ready``: what workloads wait for: the control plane and the gateway.
+    """
+
+    gateway: str
+    gateway_namespace: str
+    gateway_principal: str
+    data_plane: str = "sidecar"
+    persistent_session_filter: bool = False
+    ready: Sequence[pulumi.Resource] = ()
 
 
 class Mesh(pulumi.ComponentResource):
     """The mesh control plane and an ingress gateway reachable only through standalone NEGs.
 
-    Context: ``cluster`` (its Kubernetes provider and node pool, which every chart waits for),
-    ``gateway_annotations`` (the gateway Service's annotations: ``MeshGatewayBackend.gateway_annotations``
-    exposes it as NEGs that the autoneg controller attaches) and ``gateway_depends_on`` (what the
-    gateway must wait for: the autoneg controller, whose finalizer must outlive the Service).
+    Context: ``cluster`` (:class:`~mcp_affinity.gke_cluster.ClusterRef`: its Kubernetes provider,
+    unless ``opts.providers`` names another, and its node pool, which every chart waits for);
+    ``gateway_backend`` (:class:`~mcp_affinity.gateway_backend.MeshGatewayBackendRef`: the gateway
+    Service's annotations expose it as NEGs that the autoneg controller attaches to that backend
+    service) and with it ``autoneg`` (:class:`~mcp_affinity.autoneg.AutonegControllerRef`: the
+    gateway waits for the controller, whose finalizer must outlive the Service).
 
-    Outputs: ``gateway`` (``istio-ingress/mcp-gateway``, the Istio Gateway services bind to),
-    ``gateway_principal`` (the gateway's mTLS identity), ``data_plane`` and ``ready``
-    (resources that workloads depend on).
+    Outputs: ``gateway`` (``NAMESPACE/NAME``, the Istio Gateway services bind to),
+    ``gateway_namespace``, ``gateway_principal`` (the gateway's mTLS identity) and ``data_plane``;
+    :meth:`ref` bundles them with the resources workloads wait for.
+
+    Raises ``ValueError`` for a gateway backend without the autoneg controller, or no Kubernetes provider.
     """
 
-    def __init__(self, name: str, args: MeshArgs, *, cluster: GkeCluster,
-                 gateway_annotations: Optional[Mapping[str, pulumi.Input[str]]] = None,
-                 gateway_depends_on: Sequence[pulumi.Resource] = (),
+    gateway: pulumi.Output[str]
+    gateway_namespace: pulumi.Output[str]
+    gateway_principal: pulumi.Output[str]
+    data_plane: pulumi.Output[str]
+
+    def __init__(self, name: str, args: MeshArgs, *, cluster: ClusterRef,
+                 gateway_backend: Optional[MeshGatewayBackendRef] = None,
+                 autoneg: Optional[AutonegControllerRef] = None,
                  opts: Optional[pulumi.ResourceOptions] = None):
+        if gateway_backend is not None and autoneg is None:
+            raise ValueError("a gateway with a backend service needs the autoneg controller (autoneg=...): it "
+                             "attaches the gateway's NEGs, and the gateway Service must wait for it")
         names = args.names(name)
-        super().__init__("mcp-affinity:index:Mesh", name, None, opts)
+        super().__init__("mcp-affinity:index:Mesh", name, None, kubernetes_options(opts, cluster))
         self._args, self._names, self._cluster = args, names, cluster
-        self.data_plane = args.data_plane
-        self.persistent_session_filter = args.persistent_session_filter
-        self.gateway = f"{GATEWAY_NAMESPACE}/{GATEWAY_NAME}"
-        self.gateway_namespace = GATEWAY_NAMESPACE
-        self.gateway_principal = f"cluster.local/ns/{GATEWAY_NAMESPACE}/sa/{GATEWAY_NAME}"
-        k8s_opts = pulumi.ResourceOptions(parent=self, provider=cluster.kubernetes_provider,
-                                          depends_on=[cluster.node_pool])
+        namespace, release = names["gateway_namespace"].value, names["gateway"].value
+        self._ref = MeshRef(f"{namespace}/{release}", namespace, f"cluster.local/ns/{namespace}/sa/{release}",
+                            args.data_plane, args.persistent_session_filter)
+        k8s_opts = pulumi.ResourceOptions(parent=self, depends_on=list(cluster.ready))
         control = self._istio(name, k8s_opts) if args.kind == "istio" else self._managed(name)
-        gateway = self._gateway(name, dict(gateway_annotations or {}), [*control, *gateway_depends_on], k8s_opts)
-        self.ready = [*control, gateway]
-        self.register_outputs({"gateway": self.gateway, "gateway_principal": self.gateway_principal})
+        annotations = dict(gateway_backend.annotations) if gateway_backend else {}
+        waits = [*(gateway_backend.ready if gateway_backend else ()), *(autoneg.ready if autoneg else ())]
+        gateway = self._gateway(name, annotations, [*control, *waits], k8s_opts)
+        self._ready = (*control, gateway)
+        self.gateway, self.gateway_namespace, self.gateway_principal, self.data_plane = (
+            pulumi.Output.from_input(v) for v in (self._ref.gateway, namespace, self._ref.gateway_principal,
+                                                  args.data_plane))
+        self.register_outputs({"gateway": self.gateway, "gateway_namespace": self.gateway_namespace,
+                               "gateway_principal": self.gateway_principal, "data_plane": self.data_plane})
+
+    def ref(self) -> MeshRef:
+        """This mesh as mesh services take it."""
+        return dataclasses.replace(self._ref, ready=self._ready)
 
     def _chart(self, name: str, chart: str, namespace: str, values: dict, opts, depends=()) -> k8s.helm.v3.Release:
         return k8s.helm.v3.Release(
             f"{name}-{chart}",
-            name=chart if chart != "gateway" else GATEWAY_NAME,
+            name=chart if chart != "gateway" else self._names["gateway"].value,
             chart=chart,
             version=self._args.version,
             repository_opts={"repo": ISTIO_CHARTS},
@@ -161,12 +224,12 @@ class Mesh(pulumi.ComponentResource):
 
     def _istio(self, name: str, opts) -> list[pulumi.Resource]:
         ambient = self._args.data_plane == "ambient"
-        base = self._chart(name, "base", "istio-system", {}, opts)
-        istiod = self._chart(name, "istiod", "istio-system", self.istiod_values(), opts, [base])
+        base = self._chart(name, "base", CONTROL_PLANE_NAMESPACE, {}, opts)
+        istiod = self._chart(name, "istiod", CONTROL_PLANE_NAMESPACE, self.istiod_values(), opts, [base])
         if not ambient:
             return [base, istiod]
-        cni = self._chart(name, "cni", "istio-system", {"profile": "ambient"}, opts, [istiod])
-        ztunnel = self._chart(name, "ztunnel", "istio-system", {}, opts, [cni])
+        cni = self._chart(name, "cni", CONTROL_PLANE_NAMESPACE, {"profile": "ambient"}, opts, [istiod])
+        ztunnel = self._chart(name, "ztunnel", CONTROL_PLANE_NAMESPACE, {}, opts, [cni])
         return [base, istiod, cni, ztunnel]
 
     def _managed(self, name: str) -> list[pulumi.Resource]:
@@ -197,14 +260,15 @@ class Mesh(pulumi.ComponentResource):
         }
 
     def _gateway(self, name, annotations, depends, opts) -> pulumi.Resource:
-        release = self._chart(name, "gateway", GATEWAY_NAMESPACE, self.gateway_values(annotations), opts, depends)
+        namespace, release_name = self._names["gateway_namespace"].value, self._names["gateway"].value
+        release = self._chart(name, "gateway", namespace, self.gateway_values(annotations), opts, depends)
         return k8s.apiextensions.CustomResource(
             f"{name}-gateway",
             api_version="networking.istio.io/v1",
             kind="Gateway",
-            metadata={"name": GATEWAY_NAME, "namespace": GATEWAY_NAMESPACE},
+            metadata={"name": release_name, "namespace": namespace},
             spec={
-                "selector": {"istio": GATEWAY_NAME.removeprefix("istio-")},
+                "selector": {"istio": release_name.removeprefix("istio-")},
                 # Plain HTTP is safe here: the Service is ClusterIP, reached only by Google's front ends
                 # through NEGs after the load balancer terminated TLS.
                 "servers": [{"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}],

@@ -25,159 +25,247 @@ to another mesh service with ``VirtualService`` ``http[].match[].headers``.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import AbstractSet, Literal, Mapping, Optional
 
 import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 from pydantic import Field, model_validator
+from pydantic.alias_generators import to_camel
 
 from . import affinity
 from .access import AccessArgs
 from .affinity import METHOD_HEADER, NAME_HEADER, HeaderName, SessionMode, StoreRole
-from .gke_cluster import GkeCluster
+from .autoneg import NAMESPACE_TYPE
+from .gke_cluster import ClusterRef, kubernetes_options
 from .limits import Env, Memory, Quantity
-from .load_balancer import Domain, MethodRouteArgs
-from .mesh import Mesh
+from .load_balancer import Domain, MethodRouteArgs, check_hosts_once, check_method_matches
+from .mesh import MeshRef
 from .mesh_access import check_mesh_access, token_policies
-from .naming import SERVICE_ACCOUNT, PhysicalName, physical_name
+from .naming import KUBERNETES, SERVICE_ACCOUNT, PhysicalName, physical_name
 from . import pinning_proxy
 from .security_policy import EdgeArgs
 from .session_store import SessionStoreRef
-from .settings import Bool, Int, Name, Port, Settings, UrlPath
+from .settings import Bool, Faults, Int, Name, Port, Settings, StrInput, UrlPath
 
 SECRET_NAME = "mcp-redis"
 
+ISTIO_PORTS = frozenset({15000, 15001, 15004, 15006, 15008, 15020, 15021, 15053, 15090})
+"""Ports the Istio sidecar uses in the pod (https://istio.io/latest/docs/ops/deployment/application-requirements/#ports-used-by-istio)."""
+
+
+LEARNED_ONLY = frozenset({"pinning_replicas", "session_idle_seconds", "stream_timeout_seconds",
+                          "pinning_max_sessions", "pinning_max_connections"})
+"""Settings of the pinning proxy: refused without ``pinning: learned``, where they would do nothing."""
+
 
 class McpMeshServiceArgs(Settings):
-    """Settings of :class:`McpMeshService`.
+    """Settings of :class:`McpMeshService`."""
 
-    - ``image``: container image.
-    - ``port``: the container's port.
-    - ``cpu`` / ``memory``: requests per pod (Kubernetes quantities; memory is also the limit).
-    - ``health_path``: HTTP path of the startup, readiness and liveness probes.
-    - ``env``: extra environment variables.
-    - ``session_mode``: what the server does with sessions (see "Which mode for my server?").
-    - ``session_header``: the session header, passed as ``MCP_SESSION_HEADER`` and hashed for ``shared-sessions``.
-    - ``pinning``: for ``in-memory-sessions``: ``learned`` (a proxy learns each session's pod from
-      the response; every client) or ``cookie`` (Istio persistent sessions; clients that keep cookies).
-    - ``pinning_replicas``: proxy replicas for ``learned`` (1 to 9; they share the pins).
-    - ``cookie_name``: the persistent-session cookie.
-    - ``acknowledge``: ``cookie-clients-only`` accepts that ``pinning: cookie`` keeps sessions only
-      for clients that keep cookies (measured: clients without a cookie jar lose them);
-      ``unauthenticated`` a ``public`` service (required by the stack in staging and prod).
-    - ``access``: who may call (:class:`~mcp_affinity.access.AccessArgs`); required. On GKE ``iap`` sits
-      on the gateway's backend service (shared by every mesh service), ``iam`` and ``oauth`` with
-      ``jwt`` are checked in the mesh in front of the server (:mod:`mcp_affinity.mesh_access`).
-    - ``edge``: this service's rules in the gateway's Cloud Armor policy (scoped to its hosts).
-    - ``notification_broker``: a ``stateless`` server fans notifications out through Redis.
-    - ``hosts``: host names the gateway routes to this service.
-    - ``method_routes``: key -> :class:`~mcp_affinity.load_balancer.MethodRouteArgs`: MCP methods
-      sent to another mesh service (``service`` names it).
-    - ``min_replicas`` / ``max_replicas``: HorizontalPodAutoscaler bounds (CPU target 70 %).
-    - ``drain_seconds``: graceful termination: the pod and its sidecar keep serving open streams
-      this long (30 to 3600 s, default 3600, as long as a Cloud Run request may last).
-    """
-
-    image: str = Field(min_length=1, max_length=1024, pattern=r"^[^\s]+$")
-    session_mode: SessionMode
-    pinning: Optional[Literal["learned", "cookie"]] = None
-    pinning_replicas: Int = Field(default=2, ge=1, le=9)
-    cookie_name: str = Field(default=affinity.DEFAULT_COOKIE, pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    acknowledge: list[Literal["cookie-clients-only", "unauthenticated"]] = Field(default_factory=list)
-    access: AccessArgs = Field(description="Who may call the service: iap, iam, oauth or public.")
-    edge: EdgeArgs = Field(default_factory=EdgeArgs, description=(
-        "This service's rules in the gateway's Cloud Armor policy, scoped to its hosts."))
-    notification_broker: Bool = False
-    session_header: HeaderName = affinity.DEFAULT_SESSION_HEADER
-    hosts: list[Domain] = Field(min_length=1)
-    method_routes: dict[Name, MethodRouteArgs] = Field(default_factory=dict)
-    port: Port = 8080
-    cpu: Quantity = "500m"
-    memory: Memory = "512Mi"
-    min_replicas: Int = Field(default=2, ge=1, le=1000)
-    max_replicas: Int = Field(default=10, ge=1, le=1000)
-    drain_seconds: Int = Field(default=3600, ge=30, le=3600)
-    health_path: UrlPath = "/healthz"
-    env: Env = Field(default_factory=dict)
+    image: str = Field(min_length=1, max_length=1024, pattern=r"^[^\s]+$", description="the container image.")
+    session_mode: SessionMode = Field(
+        description="what the server does with sessions (see \"Which mode for my server?\").")
+    pinning: Optional[Literal["learned", "cookie"]] = Field(
+        default=None,
+        description="for `in-memory-sessions`: `learned` (a proxy learns each session's pod from the response; every"
+                    " client) or `cookie` (Istio persistent sessions; clients that keep cookies).")
+    pinning_replicas: Int = Field(
+        default=2, ge=1, le=9,
+        description="proxy replicas for `pinning: learned` (1 to 9; they share the pins); refused with another "
+                    "pinning.")
+    cookie_name: str = Field(
+        default=affinity.DEFAULT_COOKIE, pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="the persistent-session cookie of `pinning: cookie`; refused with another pinning.")
+    acknowledge: list[Literal["cookie-clients-only", "unauthenticated"]] = Field(
+        default_factory=list,
+        description="`cookie-clients-only` accepts that `pinning: cookie` keeps sessions only for clients that keep "
+                    "cookies (measured: clients without a cookie jar lose them); `unauthenticated` a `public` service "
+                    "(required by the stack in staging and prod).")
+    access: AccessArgs = Field(
+        description="who may call the service: `iap`, `iam`, `oauth` or `public` (see \"Who can call my server?\"); "
+                    "required. On GKE `iap` sits on the gateway's backend service (shared by every mesh service); "
+                    "`iam`, and `oauth` with `jwt`, are checked in the mesh in front of the server.")
+    edge: EdgeArgs = Field(
+        default_factory=EdgeArgs,
+        description="this service's rules in the gateway's Cloud Armor policy, scoped to its hosts.")
+    notification_broker: Bool = Field(
+        default=False,
+        description="a `stateless` server fans notifications out through Redis.")
+    session_header: HeaderName = Field(
+        default=affinity.DEFAULT_SESSION_HEADER,
+        description="the session header, passed as `MCP_SESSION_HEADER` and hashed for `shared-sessions`.")
+    hosts: list[Domain] = Field(
+        min_length=1,
+        description="host names the gateway routes to this service (each on a certificate, none twice).")
+    method_routes: dict[Name, MethodRouteArgs] = Field(
+        default_factory=dict,
+        description="key -> `MethodRouteArgs`: MCP methods sent to another mesh service (`service` names it).")
+    port: Port = Field(default=8080, description="the container's port.")
+    cpu: Quantity = Field(default="500m", description="CPU request per pod (a Kubernetes quantity such as `500m`).")
+    memory: Memory = Field(default="512Mi", description="memory request and limit per pod, in Mi or Gi.")
+    min_replicas: Int = Field(
+        default=2, ge=1, le=1000,
+        description="fewest pods (HorizontalPodAutoscaler, CPU target 70 %).")
+    max_replicas: Int = Field(
+        default=10, ge=1, le=1000,
+        description="most pods (HorizontalPodAutoscaler, CPU target 70 %).")
+    drain_seconds: Int = Field(
+        default=3600, ge=30, le=3600,
+        description="graceful termination: the pod and its sidecar keep serving open streams this long (30 to 3600 "
+                    "s, default 3600, as long as a Cloud Run request may last).")
+    health_path: UrlPath = Field(
+        default="/healthz",
+        description="HTTP path of the startup, readiness and liveness probes.")
+    env: Env = Field(default_factory=dict, description="extra environment variables.")
+    session_idle_seconds: Int = Field(
+        default=1800, ge=60, le=86400,
+        description="`pinning: learned`: a pin expires after its session was idle this long; match the server's "
+                    "idle-session timeout (1800 s in FastMCP and the SDKs).")
+    stream_timeout_seconds: Int = Field(
+        default=3600, ge=30, le=86400,
+        description="`pinning: learned`: the longest a request or stream may stay silent through the proxy.")
+    pinning_max_sessions: Int = Field(
+        default=100_000, ge=1000, le=10_000_000,
+        description="`pinning: learned`: pins each proxy replica holds; with `pinningMaxConnections` it sets the "
+                    "proxy's memory (32 MiB + 256 B per pin + 33 KiB per connection).")
+    pinning_max_connections: Int = Field(
+        default=2000, ge=100, le=100_000,
+        description="`pinning: learned`: concurrent connections per proxy replica (`maxconn`; the file-descriptor "
+                    "limit is derived from it).")
 
     @model_validator(mode="after")
     def _rules(self) -> "McpMeshServiceArgs":
+        faults = Faults("McpMeshServiceArgs")
         if self.min_replicas > self.max_replicas:
-            raise ValueError("minReplicas is larger than maxReplicas")
-        if self.port in (15000, 15001, 15004, 15006, 15008, 15020, 15021, 15053, 15090):
-            raise ValueError(f"port {self.port} is used by the Istio sidecar")
-        affinity.store_role(self.session_mode, self.notification_broker)
-        check_mesh_access(self.access)
-        if self.session_mode is SessionMode.IN_MEMORY_SESSIONS and self.pinning is None:
-            raise ValueError(
-                "in-memory sessions must reach the pod that created them: set pinning: learned (every "
-                "client) or cookie (clients that keep cookies). Hashing the header does not do it: "
-                f"{affinity.HASHING_LOSES_SESSIONS}")
-        if self.pinning == "cookie" and "cookie-clients-only" not in self.acknowledge:
-            raise ValueError("pinning: cookie keeps sessions only for clients that keep cookies (the official Python "
-                             "SDK does, mcp-remote since August 2026, many clients do not): use pinning: learned, "
-                             "or add acknowledge: [cookie-clients-only]")
-        if self.pinning is not None and self.session_mode is not SessionMode.IN_MEMORY_SESSIONS:
-            raise ValueError("pinning goes with sessionMode in-memory-sessions; other modes need none")
+            faults.add("minReplicas", f"{self.min_replicas} is larger than maxReplicas {self.max_replicas}")
+        if self.port in ISTIO_PORTS:
+            faults.add("port", f"port {self.port} is used by the Istio sidecar")
+        faults.check("notificationBroker", lambda: affinity.store_role(self.session_mode, self.notification_broker))
+        faults.check(("access", "members"), lambda: check_mesh_access(self.access))
+        self._check_pinning(faults)
+        check_hosts_once(self.hosts, faults)
+        check_method_matches(self.method_routes, faults)
+        faults.raise_if_any()
         return self
+
+    def _check_pinning(self, faults: Faults) -> None:
+        if self.session_mode is SessionMode.IN_MEMORY_SESSIONS and self.pinning is None:
+            faults.add("pinning",
+                       "in-memory sessions must reach the pod that created them: set pinning: learned (every "
+                       "client) or cookie (clients that keep cookies). Hashing the header does not do it: "
+                       f"{affinity.HASHING_LOSES_SESSIONS}")
+        if self.pinning == "cookie" and "cookie-clients-only" not in self.acknowledge:
+            faults.add("acknowledge",
+                       "pinning: cookie keeps sessions only for clients that keep cookies (the official Python "
+                       "SDK does, mcp-remote since August 2026, many clients do not): use pinning: learned, "
+                       "or add acknowledge: [cookie-clients-only]")
+        if self.pinning is not None and self.session_mode is not SessionMode.IN_MEMORY_SESSIONS:
+            faults.add("pinning", "pinning goes with sessionMode in-memory-sessions; other modes need none")
+        if self.pinning != "learned":
+            for field in sorted(LEARNED_ONLY & self.model_fields_set):
+                key = to_camel(field)
+                faults.add(key, f"{key} goes with pinning: learned (the pinning proxy); remove it")
+        if "cookie_name" in self.model_fields_set and self.pinning != "cookie":
+            faults.add("cookieName", "cookieName goes with pinning: cookie; remove it")
 
     @property
     def store_role(self) -> StoreRole:
         return affinity.store_role(self.session_mode, self.notification_broker)
 
     def names(self, name: str) -> dict[str, PhysicalName]:
-        """Physical names: the Google service account (Kubernetes names live in namespace ``mcp-NAME``)."""
-        return {"account": physical_name(SERVICE_ACCOUNT, "gcp:serviceaccount/account:Account", self.prefix, name, "gke")}
+        """Physical names: the Google service account and the namespace ``{prefix}-{name}``.
+
+        The objects inside the namespace are named after the service (``{name}``, and with learned
+        pinning ``{name}-pinning``, ``{name}-pods``, ``{name}-pinning-peers``): unique in their
+        namespace, checked against Kubernetes' rule here but not returned (they share no scope with
+        another component). Raises ``ValueError`` naming the rule a name breaks.
+        """
+        inside = [name] + ([f"{name}-pinning-peers", f"{name}-pods"] if self.pinning == "learned" else [])
+        for value in inside:
+            physical_name(KUBERNETES, "kubernetes:core/v1:Service", value)
+        return {"account": physical_name(SERVICE_ACCOUNT, "gcp:serviceaccount/account:Account", self.prefix, name, "gke"),
+                "namespace": physical_name(KUBERNETES, NAMESPACE_TYPE, self.prefix, name)}
+
+
+@dataclass(frozen=True)
+class McpMeshServiceRef:
+    """What others take from a mesh service: ``service_host`` (``NAME.NAMESPACE.svc.cluster.local``,
+    a method route's target), ``namespace`` and ``google_service_account`` (its identity, for grants)."""
+
+    service_host: StrInput
+    namespace: StrInput
+    google_service_account: StrInput
+
+
+def method_target_faults(name: str, args: McpMeshServiceArgs, services: AbstractSet[str]) -> list[tuple[str, str]]:
+    """``(key under the service, message)`` for each method route of service ``name`` whose target is
+    not another of ``services`` (the mesh services of the same mesh)."""
+    return [(f"methodRoutes.{key}.service", f"{route.service!r} is not another mesh service; mesh services: "
+             f"{', '.join(sorted(services - {name})) or 'none'}")
+            for key, route in sorted(args.method_routes.items())
+            if route.service not in services or route.service == name]
 
 
 class McpMeshService(pulumi.ComponentResource):
     """Namespace, identity, Deployment, Service, HPA, PDB, routing and isolation for one MCP server.
 
-    Context: ``cluster`` (provider, node pool, workload pool), ``mesh`` (gateway, data plane,
-    control plane to wait for), ``session_store`` (needed when the store role is not ``none``),
-    ``route_hosts`` (mesh service name -> its in-cluster host, for ``method_routes``) and
-    ``secret_env`` (names in ``env`` whose values become Pulumi secrets).
+    Context: ``cluster`` (:class:`~mcp_affinity.gke_cluster.ClusterRef`: Kubernetes provider unless
+    ``opts.providers`` names another, node pool, workload pool), ``mesh``
+    (:class:`~mcp_affinity.mesh.MeshRef`: gateway, data plane, control plane to wait for),
+    ``session_store`` (needed when the store role is not ``none``), ``route_hosts`` (mesh service
+    name -> its in-cluster host, for ``method_routes``) and ``secret_env`` (names in ``env`` whose
+    values become Pulumi secrets).
 
-    Outputs: ``namespace``, ``service_host`` (``NAME.NAMESPACE.svc.cluster.local``) and
-    ``google_service_account``.
+    Outputs: ``namespace`` (``{prefix}-{name}``), ``service_host`` (``NAME.NAMESPACE.svc.cluster.local``)
+    and ``google_service_account``.
+
+    Raises ``ValueError`` for a missing store or route host, ``pinning: cookie`` on a mesh without
+    the persistent-session filter, or no Kubernetes provider.
     """
 
-    def __init__(self, name: str, args: McpMeshServiceArgs, *, cluster: GkeCluster, mesh: Mesh,
+    namespace: pulumi.Output[str]
+    service_host: pulumi.Output[str]
+    google_service_account: pulumi.Output[str]
+
+    def __init__(self, name: str, args: McpMeshServiceArgs, *, cluster: ClusterRef, mesh: MeshRef,
                  session_store: Optional[SessionStoreRef] = None,
                  route_hosts: Optional[Mapping[str, str]] = None, secret_env: AbstractSet[str] = frozenset(),
                  opts: Optional[pulumi.ResourceOptions] = None):
         if args.store_role is not StoreRole.NONE and session_store is None:
             raise ValueError(f"session mode {args.session_mode.value} needs a session_store")
-        missing = {m.service for m in args.method_routes.values()} - set(route_hosts or {})
-        if missing:
-            raise ValueError(f"method routes name unknown mesh services {sorted(missing)}")
+        for key, message in method_target_faults(name, args, set(route_hosts or {})):
+            raise ValueError(f"{key}: {message}")
         if args.pinning == "cookie" and not mesh.persistent_session_filter:
             raise ValueError("pinning: cookie needs the mesh's persistentSessionFilter")
         names = args.names(name)
-        super().__init__("mcp-affinity:index:McpMeshService", name, None, opts)
+        super().__init__("mcp-affinity:index:McpMeshService", name, None, kubernetes_options(opts, cluster))
         self._name, self._args, self._mesh = name, args, mesh
         self._store = session_store if args.store_role is not StoreRole.NONE else None
         self._route_hosts, self._secret_env = dict(route_hosts or {}), secret_env
-        self.namespace = service_namespace(name)
-        self.service_host = service_host(name)
+        self._namespace = names["namespace"].value
+        self.namespace = pulumi.Output.from_input(self._namespace)
+        self.service_host = pulumi.Output.from_input(service_host(args.prefix, name))
         account = self._identity(names, cluster)
         self.google_service_account = account.email
-        base = pulumi.ResourceOptions(parent=self, provider=cluster.kubernetes_provider,
-                                      depends_on=[cluster.node_pool, *mesh.ready])
-        namespace = k8s.core.v1.Namespace(name, metadata={"name": self.namespace, "labels": self._mesh_labels()},
+        base = pulumi.ResourceOptions(parent=self, depends_on=[*cluster.ready, *mesh.ready])
+        namespace = k8s.core.v1.Namespace(name, metadata={"name": self._namespace, "labels": self._mesh_labels()},
                                           opts=base)
         self._k8s = pulumi.ResourceOptions.merge(base, pulumi.ResourceOptions(depends_on=[namespace]))
         self._objects(account)
         self.register_outputs({"namespace": self.namespace, "service_host": self.service_host,
                                "google_service_account": self.google_service_account})
 
+    def ref(self) -> McpMeshServiceRef:
+        """This service as method routes and grants take it."""
+        return McpMeshServiceRef(self.service_host, self.namespace, self.google_service_account)
+
     def _mesh_labels(self) -> dict[str, str]:
         if self._mesh.data_plane == "ambient":
             return {"istio.io/dataplane-mode": "ambient", "istio.io/use-waypoint": "waypoint"}
         return {"istio-injection": "enabled"}
 
-    def _identity(self, names, cluster: GkeCluster) -> gcp.serviceaccount.Account:
+    def _identity(self, names, cluster: ClusterRef) -> gcp.serviceaccount.Account:
         """A Google service account bound to the Kubernetes one by Workload Identity; the member
         names the pool from the cluster's output, so the binding waits for the cluster."""
         args, child = self._args, pulumi.ResourceOptions(parent=self)
@@ -185,13 +273,13 @@ class McpMeshService(pulumi.ComponentResource):
                                              display_name=f"GKE MCP service {self._name}", opts=child)
         gcp.serviceaccount.IAMMember(
             f"{self._name}-workload-identity", service_account_id=account.name, role="roles/iam.workloadIdentityUser",
-            member=pulumi.Output.format("serviceAccount:{0}[{1}/{2}]", cluster.workload_pool, self.namespace, self._name),
+            member=pulumi.Output.format("serviceAccount:{0}[{1}/{2}]", cluster.workload_pool, self._namespace, self._name),
             opts=child,
         )
         return account
 
     def _meta(self, name: Optional[str] = None, labels: Optional[dict] = None) -> dict:
-        return {"name": name or self._name, "namespace": self.namespace, "labels": {"app": self._name, **(labels or {})}}
+        return {"name": name or self._name, "namespace": self._namespace, "labels": {"app": self._name, **(labels or {})}}
 
     def _objects(self, account: gcp.serviceaccount.Account) -> None:
         args, name, opts = self._args, self._name, self._k8s
@@ -232,19 +320,27 @@ class McpMeshService(pulumi.ComponentResource):
         """The learned-pinning HAProxy: config, headless Services for pods and peers, StatefulSet."""
         args, proxy, opts = self._args, self.proxy_name, self._k8s
         pods, peers = f"{self._name}-pods", f"{proxy}-peers"
+        sizing = pinning_proxy.ProxySizing(args.pinning_max_sessions, args.pinning_max_connections)
         self.haproxy_config = pinning_proxy.haproxy_config(
-            name=proxy, namespace=self.namespace, pods_service=pods, peers_service=peers,
+            name=proxy, namespace=self._namespace, pods_service=pods, peers_service=peers,
             replicas=args.pinning_replicas, header=args.session_header, port=args.port,
-            max_servers=args.max_replicas, timeout_seconds=args.drain_seconds)
+            max_servers=args.max_replicas, stream_timeout_seconds=args.stream_timeout_seconds,
+            session_idle_seconds=args.session_idle_seconds, sizing=sizing)
         k8s.core.v1.ConfigMap(proxy, metadata=self._meta(proxy), data={"haproxy.cfg": self.haproxy_config}, opts=opts)
         k8s.core.v1.Service(pods, metadata=self._meta(pods), spec={
             "clusterIP": "None", "selector": {"app": self._name}, "publishNotReadyAddresses": False,
             "ports": [{"name": "http", "port": args.port, "targetPort": args.port, "appProtocol": "http"}]}, opts=opts)
         k8s.core.v1.Service(peers, metadata=self._meta(peers, {"app": proxy}), spec={
             "clusterIP": "None", "selector": {"app": proxy}, "publishNotReadyAddresses": True,
-            "ports": [{"name": "tcp-peers", "port": pinning_proxy.PEER_PORT, "appProtocol": "tcp"}]}, opts=opts)
+            "ports": [{"name": "tcp-peers", "port": pinning_proxy.PEER_PORT, "appProtocol": "tcp"},
+                      {"name": "http-handover", "port": pinning_proxy.SERVE_PORT, "appProtocol": "http"}]}, opts=opts)
         k8s.core.v1.ServiceAccount(proxy, metadata=self._meta(proxy, {"app": proxy}), opts=opts)
-        probe = {"httpGet": {"path": "/healthz", "port": pinning_proxy.HEALTH_PORT}, "periodSeconds": 5}
+        # Ready once the peers had their chance to hand over the pins, and while a pod is up;
+        # alive as long as HAProxy answers (an outage of the pods must not restart the proxy).
+        ready = {"httpGet": {"path": "/healthz", "port": pinning_proxy.HEALTH_PORT}, "periodSeconds": 5,
+                 "initialDelaySeconds": pinning_proxy.READY_DELAY_SECONDS}
+        alive = {"tcpSocket": {"port": pinning_proxy.HEALTH_PORT}, "periodSeconds": 10}
+        memory = f"{sizing.memory_mib}Mi"
         k8s.apps.v1.StatefulSet(proxy, metadata=self._meta(proxy, {"app": proxy}), spec={
             "serviceName": peers,
             "replicas": args.pinning_replicas,
@@ -263,8 +359,8 @@ class McpMeshService(pulumi.ComponentResource):
                         "ports": [{"name": "http", "containerPort": pinning_proxy.SERVE_PORT},
                                   {"name": "peers", "containerPort": pinning_proxy.PEER_PORT},
                                   {"name": "health", "containerPort": pinning_proxy.HEALTH_PORT}],
-                        "readinessProbe": probe, "livenessProbe": {**probe, "periodSeconds": 10},
-                        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
+                        "readinessProbe": ready, "livenessProbe": alive,
+                        "resources": {"requests": {"cpu": "100m", "memory": memory}, "limits": {"memory": memory}},
                         "volumeMounts": [{"name": "config", "mountPath": "/usr/local/etc/haproxy", "readOnly": True}],
                         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                             "capabilities": {"drop": ["ALL"]}},
@@ -368,12 +464,15 @@ class McpMeshService(pulumi.ComponentResource):
         gateway = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": self._mesh.gateway_namespace}}}
         if args.pinning == "learned":
             proxy = self.proxy_name
-            proxy_principal = f"cluster.local/ns/{self.namespace}/sa/{proxy}"
+            proxy_principal = f"cluster.local/ns/{self._namespace}/sa/{proxy}"
             self._admit(f"{name}-from-proxy", name, [proxy_principal], [{"podSelector": {"matchLabels": {"app": proxy}}}],
                         args.port)
             self._admit(f"{proxy}-from-gateway", proxy, [self._mesh.gateway_principal], [gateway], pinning_proxy.SERVE_PORT)
             self._admit(f"{proxy}-peers", proxy, [proxy_principal], [{"podSelector": {"matchLabels": {"app": proxy}}}],
                         pinning_proxy.PEER_PORT, policy_name=f"{proxy}-peers")
+            if args.pinning_replicas > 1:  # a replica hands unpinned requests to the others
+                self._admit(f"{proxy}-handover", proxy, [proxy_principal],
+                            [{"podSelector": {"matchLabels": {"app": proxy}}}], pinning_proxy.SERVE_PORT)
         else:
             self._admit(f"{name}-from-gateway", name, [self._mesh.gateway_principal], [gateway], args.port)
         self._token_checks()
@@ -407,11 +506,6 @@ class McpMeshService(pulumi.ComponentResource):
             "ingress": [{"from": peers, "ports": [{"protocol": "TCP", "port": port}]}]}, opts=self._k8s)
 
 
-def service_namespace(name: str) -> str:
-    """The namespace of mesh service ``name``."""
-    return f"mcp-{name}"
-
-
-def service_host(name: str) -> str:
-    """The in-cluster host of mesh service ``name``: ``NAME.mcp-NAME.svc.cluster.local``."""
-    return f"{name}.{service_namespace(name)}.svc.cluster.local"
+def service_host(prefix: str, name: str) -> str:
+    """The in-cluster host of mesh service ``name``: ``NAME.PREFIX-NAME.svc.cluster.local``."""
+    return f"{name}.{prefix}-{name}.svc.cluster.local"

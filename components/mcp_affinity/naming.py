@@ -35,6 +35,7 @@ GKE_CLUSTER = NameRule("GKE cluster or node pool name", 40,
                        "https://cloud.google.com/kubernetes-engine/docs/reference/rest/v1/projects.locations.clusters")
 SECRET = NameRule("Secret Manager secret id", 255, "https://cloud.google.com/secret-manager/docs/reference/rest/v1/projects.secrets",
                   pattern=r"[A-Za-z0-9_-]+")
+HELM_RELEASE = NameRule("Helm release name", 53, "https://github.com/helm/helm/blob/main/pkg/chartutil/validate_name.go")
 KUBERNETES = NameRule("Kubernetes DNS label", 63, "https://kubernetes.io/docs/concepts/overview/working-with-objects/names/")
 
 

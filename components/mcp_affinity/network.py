@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+import re
 from dataclasses import dataclass, field
 from typing import Annotated, Mapping, Optional
 
@@ -19,7 +20,7 @@ import pulumi_gcp as gcp
 from pydantic import AfterValidator, Field, model_validator
 
 from .naming import RFC1035, PhysicalName, physical_name
-from .settings import Bool, Int, IPv4Cidr, Model, Region, Settings, StrInput
+from .settings import Bool, Faults, Int, IPv4Cidr, Model, Region, Settings, StrInput
 
 DENY_PRIORITY = 65534
 """The default-deny ingress rule's priority: above the implied rules (65535), below every allow rule
@@ -27,48 +28,86 @@ the package makes (default 1000; https://cloud.google.com/firewall/docs/firewall
 
 RangeName = Annotated[str, AfterValidator(lambda v: physical_name(RFC1035, "range", v).value)]
 
+VALID_RANGES = "https://cloud.google.com/vpc/docs/subnets#valid-ranges"
+SMALLEST_SUBNET = 29
+"""The smallest IPv4 subnet range Google Cloud accepts is a /29 (:data:`VALID_RANGES`)."""
+PROHIBITED_RANGES = ("0.0.0.0/8", "127.0.0.0/8", "169.254.0.0/16", "224.0.0.0/4", "240.0.0.0/4")
+"""IPv4 ranges a subnet may not include: this network, loopback, link-local, multicast and
+reserved (:data:`VALID_RANGES`, "Prohibited IPv4 subnet ranges")."""
+
+
+def _check_subnet_range(value: str) -> str:
+    network = ipaddress.IPv4Network(value)
+    if network.prefixlen > SMALLEST_SUBNET:
+        raise ValueError(f"{value} is smaller than a /{SMALLEST_SUBNET}, the smallest subnet range ({VALID_RANGES})")
+    for prohibited in PROHIBITED_RANGES:
+        if network.overlaps(ipaddress.IPv4Network(prohibited)):
+            raise ValueError(f"{value} includes {prohibited}, which no subnet may use ({VALID_RANGES})")
+    return value
+
+
+SubnetRange = Annotated[IPv4Cidr, AfterValidator(_check_subnet_range)]
+"""A subnet's primary or secondary IPv4 range: CIDR form, /29 or larger, outside the prohibited ranges."""
+
+_SUBNET_ID = re.compile(r"projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/regions/([a-z0-9-]+)/subnetworks/[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
+
 
 class SubnetArgs(Model):
-    """One regional subnet.
+    """One regional subnet."""
 
-    - ``ip_cidr_range``: the subnet's primary IPv4 range (Direct VPC egress, GKE nodes).
-    - ``secondary_ranges``: name -> IPv4 range; GKE needs ``pods`` and ``services``.
-    """
-
-    ip_cidr_range: IPv4Cidr
-    secondary_ranges: dict[RangeName, IPv4Cidr] = Field(default_factory=dict)
+    ip_cidr_range: SubnetRange = Field(description="the subnet's primary IPv4 range (Direct VPC egress, GKE nodes).")
+    secondary_ranges: dict[RangeName, SubnetRange] = Field(
+        default_factory=dict,
+        description="name -> IPv4 range; GKE needs `pods` and `services`.")
 
 
 class NetworkArgs(Settings):
     """Settings of :class:`Network`.
 
-    - ``subnets``: region -> :class:`SubnetArgs`, for a new VPC. No two ranges may overlap.
-    - ``existing_network`` / ``existing_subnets``: use this VPC (``projects/P/global/networks/N``)
-      and these subnet ids (region -> id) instead of creating one.
-    - ``private_services_access``: reserve a range and peer it with service networking, as the
-      session store needs; turn off when the VPC already has it.
-    - ``private_services_prefix_length``: size of that range (8 to 24; 20 is 4,096 addresses).
-    - ``cloud_nat``: a Cloud Router and Cloud NAT in every subnet's region, for private GKE nodes
-      that pull images from outside Google (Istio's come from docker.io).
-
     A new VPC gets a default-deny ingress firewall rule (priority 65534) and flow logs on every subnet.
     """
 
-    subnets: dict[Region, SubnetArgs] = Field(default_factory=dict)
-    existing_network: Optional[str] = Field(default=None, pattern=r"^projects/[a-z][a-z0-9-]+/global/networks/[a-z]([a-z0-9-]*[a-z0-9])?$")
-    existing_subnets: dict[Region, str] = Field(default_factory=dict)
-    private_services_access: Bool = True
-    private_services_prefix_length: Int = Field(default=20, ge=8, le=24)
-    cloud_nat: Bool = False
+    subnets: dict[Region, SubnetArgs] = Field(
+        default_factory=dict,
+        description="region -> `SubnetArgs`, for a new VPC. No two ranges may overlap.")
+    existing_network: Optional[str] = Field(
+        default=None, pattern=r"^projects/[a-z][a-z0-9-]+/global/networks/[a-z]([a-z0-9-]*[a-z0-9])?$",
+        description="use this VPC (`projects/P/global/networks/N`) instead of creating one; give `existingSubnets` "
+                    "with it.")
+    existing_subnets: dict[Region, str] = Field(
+        default_factory=dict,
+        description="with `existingNetwork`: region -> subnet id (`projects/P/regions/REGION/subnetworks/NAME`, in "
+                    "that region).")
+    private_services_access: Bool = Field(
+        default=True,
+        description="reserve a range and peer it with service networking, as the session store needs; turn off when "
+                    "the VPC already has it. A stack file that leaves it unset gets it only when a service uses the "
+                    "store.")
+    private_services_prefix_length: Int = Field(
+        default=20, ge=8, le=24,
+        description="size of the private services access range (8 to 24; 20 is 4,096 addresses).")
+    cloud_nat: Bool = Field(
+        default=False,
+        description="a Cloud Router and Cloud NAT in every subnet's region, for private GKE nodes that pull images "
+                    "from outside Google (Istio's come from docker.io).")
 
     @model_validator(mode="after")
     def _shape(self) -> "NetworkArgs":
+        faults = Faults("NetworkArgs")
         if self.existing_network is not None:
             if self.subnets or not self.existing_subnets:
-                raise ValueError("with existingNetwork give existingSubnets (region -> subnet id), not subnets")
+                faults.add("existingSubnets", "with existingNetwork give existingSubnets (region -> subnet id), not subnets")
         elif not self.subnets or self.existing_subnets:
-            raise ValueError("a new VPC needs subnets (region -> {ipCidrRange}); existingSubnets goes with existingNetwork")
-        check_no_overlap(self.ranges())
+            faults.add("subnets", "a new VPC needs subnets (region -> {ipCidrRange}); existingSubnets goes with existingNetwork")
+        for region, subnet_id in self.existing_subnets.items():
+            match = _SUBNET_ID.fullmatch(subnet_id)
+            if match is None:
+                faults.add(("existingSubnets", region), f"{subnet_id!r} is not a subnet id "
+                           "(projects/PROJECT/regions/REGION/subnetworks/NAME)")
+            elif match[1] != region:
+                faults.add(("existingSubnets", region), f"the subnet is in {match[1]}, not in {region}")
+        faults.check("subnets", lambda: check_no_overlap(self.ranges()))
+        faults.raise_if_any()
         return self
 
     def ranges(self, key: str = "") -> list[tuple[str, str]]:

@@ -31,6 +31,7 @@ custom rules language documents (``request.headers``, ``request.method``, ``requ
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Annotated, Literal, Optional
 
 import pulumi
@@ -41,7 +42,7 @@ from .affinity import METHOD_HEADER, NAME_HEADER
 from .edge_routes import METADATA_PATH
 from .load_balancer import Domain, McpMethod
 from .naming import RFC1035, PhysicalName, physical_name
-from .settings import Bool, Int, Model, Name, Settings
+from .settings import Bool, Int, Model, Name, Settings, StrInput
 
 KNOWN_METHODS = frozenset({
     "initialize", "ping", "tools/list", "tools/call", "prompts/list", "prompts/get", "resources/list",
@@ -80,74 +81,66 @@ Origin = Annotated[str, Strict(), AfterValidator(_check_origin)]
 KnownMethod = Annotated[McpMethod, AfterValidator(_check_known_method)]
 
 
+SecurityPolicyId = Annotated[str, Strict(), Field(
+    pattern=r"^(projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/global/securityPolicies/)?[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")]
+"""A Cloud Armor security policy: ``projects/P/global/securityPolicies/NAME`` or its name (RFC 1035)
+(https://cloud.google.com/compute/docs/reference/rest/v1/securityPolicies)."""
+
+
 class RateLimitArgs(Model):
-    """A ``throttle`` threshold; over it, 429.
+    """A ``throttle`` threshold; over it, 429."""
 
-    - ``requests``: requests allowed per interval and key (1 to 1,000,000).
-    - ``interval_seconds``: 10, 30, 60, 120, 180, 240, 300, 600, 900, 1200, 1800, 2700 or 3600.
-    """
-
-    requests: Int = Field(ge=1, le=1_000_000, description="Requests allowed per interval and key (1 to 1,000,000).")
-    interval_seconds: Literal[INTERVALS] = Field(default=60, description=(  # type: ignore[valid-type]
-        "The interval in seconds: 10, 30, 60, 120, 180, 240, 300, 600, 900, 1200, 1800, 2700 or 3600."))
+    requests: Int = Field(ge=1, le=1_000_000, description="requests allowed per interval and key (1 to 1,000,000).")
+    interval_seconds: Literal[INTERVALS] = Field(  # type: ignore[valid-type]
+        default=60,
+        description="the interval, in seconds: 10, 30, 60, 120, 180, 240, 300, 600, 900, 1200, 1800, 2700 or 3600.")
 
 
 class MethodLimitArgs(RateLimitArgs):
-    """A per-tool limit for MCP 2026-07-28 requests, per client IP, method and name.
+    """A per-tool limit for MCP 2026-07-28 requests, per client IP, method and name (``requests``
+    counts per interval, client IP, method and name)."""
 
-    - ``requests``: requests allowed per interval, client IP, method and name (1 to 1,000,000).
-    - ``interval_seconds``: 10, 30, 60, 120, 180, 240, 300, 600, 900, 1200, 1800, 2700 or 3600.
-    - ``method``: the MCP method (``Mcp-Method``), e.g. ``tools/call``.
-    - ``name``: the tool, prompt or resource name (``Mcp-Name``); unset: every name.
-    """
-
-    method: KnownMethod = Field(description="The MCP method (Mcp-Method), e.g. tools/call.")
-    name: Optional[str] = Field(default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_./-]+$",
-                                description="The tool, prompt or resource name (Mcp-Name); unset: every name.")
+    method: KnownMethod = Field(description="the MCP method (`Mcp-Method`), e.g. `tools/call`.")
+    name: Optional[str] = Field(
+        default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_./-]+$",
+        description="the tool, prompt or resource name (`Mcp-Name`); unset: every name.")
 
 
 class WafArgs(Model):
-    """Google's preconfigured WAF rules (OWASP CRS 4.22) with JSON parsing ``STANDARD``.
+    """Google's preconfigured WAF rules (OWASP CRS 4.22) with JSON parsing ``STANDARD``."""
 
-    - ``enabled``: add the rules.
-    - ``preview``: log matches without enforcing them (prompts may trip injection signatures); set
-      false after reading the logs.
-    - ``sensitivity``: OWASP paranoia level, 1 (fewest false positives) to 4.
-    - ``rule_sets``: rule sets, each ``NAME-v422-stable``.
-    """
-
-    enabled: Bool = Field(default=False, description="Add the preconfigured WAF rules.")
-    preview: Bool = Field(default=True, description=(
-        "Log matches without enforcing them (prompts may trip injection signatures); set false after reading the logs."))
-    sensitivity: Int = Field(default=1, ge=1, le=4, description="OWASP paranoia level 1 (fewest false positives) to 4.")
+    enabled: Bool = Field(default=False, description="add the preconfigured WAF rules.")
+    preview: Bool = Field(
+        default=True,
+        description="log matches without enforcing them (prompts may trip injection signatures); set false after "
+                    "reading the logs.")
+    sensitivity: Int = Field(default=1, ge=1, le=4, description="OWASP paranoia level, 1 (fewest false positives) to 4.")
     rule_sets: list[Literal[WAF_RULE_SETS]] = Field(  # type: ignore[valid-type]
         default_factory=lambda: ["sqli", "xss", "lfi", "rfi", "rce"], min_length=1,
-        description="Rule sets, each NAME-v422-stable.")
+        description="rule sets, each `NAME-v422-stable`.")
 
 
 class EdgeArgs(Model):
-    """A service's Cloud Armor settings (see :mod:`mcp_affinity.security_policy`).
+    """A service's Cloud Armor settings (see :mod:`mcp_affinity.security_policy`)."""
 
-    - ``allowed_origins``: origins a browser request may come from; default: ``https://HOST`` for
-      each of the service's hosts. At most 25.
-    - ``rate_limit``: per client IP (default 600 requests per 60 s).
-    - ``method_limits``: key -> per-tool limit (MCP 2026-07-28 headers; legacy clients escape them).
-    - ``require_method_header``: refuse ``POST`` without ``Mcp-Method`` (403): for 2026-07-28-only servers.
-    - ``adaptive_protection``: Adaptive Protection's layer-7 DDoS defense.
-    - ``waf``: preconfigured WAF rules (off by default; in preview when on).
-    """
-
-    allowed_origins: Optional[list[Origin]] = Field(default=None, max_length=MAX_ORIGINS, description=(
-        "Origins a browser request may come from (403 otherwise; requests without Origin pass); "
-        "default: https://HOST for each of the service's hosts."))
-    rate_limit: RateLimitArgs = Field(default_factory=lambda: RateLimitArgs(requests=600), description=(
-        "Per client IP: requests per interval before 429."))
-    method_limits: dict[Name, MethodLimitArgs] = Field(default_factory=dict, description=(
-        "Per-tool limits keyed on Mcp-Method / Mcp-Name (MCP 2026-07-28); legacy clients send neither and escape them."))
-    require_method_header: Bool = Field(default=False, description=(
-        "Refuse POST requests without Mcp-Method (403): for servers that speak MCP 2026-07-28 only."))
+    allowed_origins: Optional[list[Origin]] = Field(
+        default=None, max_length=MAX_ORIGINS,
+        description="origins a browser request may come from (403 otherwise; requests without `Origin` pass); "
+                    "default: `https://HOST` for each of the service's hosts. At most 25.")
+    rate_limit: RateLimitArgs = Field(
+        default_factory=lambda: RateLimitArgs(requests=600),
+        description="per client IP: requests per interval before 429 (default 600 per 60 s).")
+    method_limits: dict[Name, MethodLimitArgs] = Field(
+        default_factory=dict,
+        description="key -> per-tool limit on `Mcp-Method` / `Mcp-Name` (MCP 2026-07-28); legacy clients send "
+                    "neither and escape them.")
+    require_method_header: Bool = Field(
+        default=False,
+        description="refuse `POST` requests without `Mcp-Method` (403): for servers that speak MCP 2026-07-28 only.")
     adaptive_protection: Bool = Field(default=True, description="Adaptive Protection's layer-7 DDoS defense.")
-    waf: WafArgs = Field(default_factory=WafArgs, description="Google's preconfigured WAF rules.")
+    waf: WafArgs = Field(
+        default_factory=WafArgs,
+        description="Google's preconfigured WAF rules (off by default; in preview when on).")
 
     def origins(self, hosts: list[str]) -> list[str]:
         """The allowed origins: as set, or ``https://HOST`` for each host."""
@@ -155,25 +148,23 @@ class EdgeArgs(Model):
 
 
 class EdgeScopeArgs(Model):
-    """One service's rules in a policy.
+    """One service's rules in a policy."""
 
-    - ``edge``: its settings.
-    - ``hosts``: its hosts (default origins).
-    - ``scoped``: its rules apply only to requests for ``hosts`` (a policy shared by several services).
-    - ``oauth_metadata``: the RFC 9728 metadata path is exempt from the Origin check (public metadata).
-    """
-
-    edge: EdgeArgs = Field(default_factory=EdgeArgs, description="The service's edge settings.")
-    hosts: list[Domain] = Field(default_factory=list, description="The service's hosts.")
-    scoped: Bool = Field(default=False, description="Rules apply only to requests for hosts.")
-    oauth_metadata: Bool = Field(default=False, description="Exempt the protected-resource metadata path from the Origin check.")
+    edge: EdgeArgs = Field(default_factory=EdgeArgs, description="its settings.")
+    hosts: list[Domain] = Field(default_factory=list, description="its hosts (the default allowed origins).")
+    scoped: Bool = Field(
+        default=False,
+        description="its rules apply only to requests for `hosts` (a policy shared by several services).")
+    oauth_metadata: Bool = Field(
+        default=False,
+        description="the RFC 9728 metadata path is exempt from the Origin check (public metadata).")
 
 
 class EdgePolicyArgs(Settings):
     """Settings of :class:`EdgePolicy`: ``scopes``, service key -> :class:`EdgeScopeArgs` (one
     unscoped scope, or several scoped by host)."""
 
-    scopes: dict[Name, EdgeScopeArgs] = Field(min_length=1, description="Service key -> its rules.")
+    scopes: dict[Name, EdgeScopeArgs] = Field(min_length=1, description="service key -> its rules.")
 
     def names(self, name: str) -> dict[str, PhysicalName]:
         return {"policy": physical_name(RFC1035, "gcp:compute/securityPolicy:SecurityPolicy", self.prefix, name, "armor")}
@@ -256,6 +247,13 @@ def policy_rules(args: EdgePolicyArgs) -> list[dict]:
     return rules
 
 
+@dataclass(frozen=True)
+class EdgePolicyRef:
+    """What a backend service takes from its edge policy: ``policy_id`` (``BackendService.security_policy``)."""
+
+    policy_id: StrInput
+
+
 class EdgePolicy(pulumi.ComponentResource):
     """A global ``CLOUD_ARMOR`` security policy for one backend service.
 
@@ -278,3 +276,7 @@ class EdgePolicy(pulumi.ComponentResource):
             advanced_options_config=advanced, rules=self.rules, opts=pulumi.ResourceOptions(parent=self))
         self.policy_id = policy.id
         self.register_outputs({"policy_id": self.policy_id})
+
+    def ref(self) -> EdgePolicyRef:
+        """This policy as a backend service takes it."""
+        return EdgePolicyRef(self.policy_id)

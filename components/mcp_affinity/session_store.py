@@ -25,7 +25,7 @@ from pydantic import Field, model_validator
 
 from .naming import REDIS_INSTANCE, SECRET, PhysicalName, physical_name
 from .network import NetworkRef
-from .settings import Int, Model, Region, Settings, StrInput
+from .settings import Faults, Int, Model, Region, Settings, StrInput
 
 Day = Literal["MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY"]
 SnapshotPeriod = Literal["ONE_HOUR", "SIX_HOURS", "TWELVE_HOURS", "TWENTY_FOUR_HOURS"]
@@ -33,45 +33,45 @@ RedisVersion = Literal["REDIS_6_X", "REDIS_7_0", "REDIS_7_2"]
 
 
 class MaintenanceWindowArgs(Model):
-    """A weekly maintenance window of one hour.
+    """A weekly maintenance window of one hour."""
 
-    - ``day``: ``MONDAY`` ... ``SUNDAY``.
-    - ``hour``: start hour, 0 to 23, UTC.
-    """
-
-    day: Day
-    hour: Int = Field(ge=0, le=23)
+    day: Day = Field(description="the day the window starts: `MONDAY` ... `SUNDAY`.")
+    hour: Int = Field(ge=0, le=23, description="start hour, 0 to 23, UTC.")
 
 
 class SessionStoreArgs(Settings):
     """Settings of :class:`SessionStore`.
 
-    - ``region``: where the instance lives; None takes the network's first region.
-    - ``tier``: ``BASIC`` (one node) or ``STANDARD_HA`` (replicated, automatic failover); there is
-      no in-place change between tiers.
-    - ``memory_size_gb``: capacity in GiB (1 to 300).
-    - ``redis_version``: ``REDIS_6_X``, ``REDIS_7_0`` or ``REDIS_7_2``.
-    - ``read_replicas``: 0 to 5 read replicas, STANDARD_HA only, needs 5 GiB or more.
-    - ``rdb_snapshot_period``: RDB persistence period, or None for no persistence.
-    - ``maintenance_window``: a weekly window, or unset for Google's choice.
-
     Source: https://cloud.google.com/memorystore/docs/redis/reference/rest/v1/projects.locations.instances
     """
 
-    region: Optional[Region] = None
-    tier: Literal["BASIC", "STANDARD_HA"] = "BASIC"
-    memory_size_gb: Int = Field(default=1, ge=1, le=300)
-    redis_version: RedisVersion = "REDIS_7_2"
-    read_replicas: Int = Field(default=0, ge=0, le=5)
-    rdb_snapshot_period: Optional[SnapshotPeriod] = None
-    maintenance_window: Optional[MaintenanceWindowArgs] = None
+    region: Optional[Region] = Field(
+        default=None,
+        description="where the instance lives; None takes the network's first region.")
+    tier: Literal["BASIC", "STANDARD_HA"] = Field(
+        default="BASIC",
+        description="`BASIC` (one node) or `STANDARD_HA` (replicated, automatic failover); there is no in-place "
+                    "change between tiers.")
+    memory_size_gb: Int = Field(default=1, ge=1, le=300, description="capacity in GiB (1 to 300).")
+    redis_version: RedisVersion = Field(default="REDIS_7_2", description="the Redis version of the instance.")
+    read_replicas: Int = Field(
+        default=0, ge=0, le=5,
+        description="0 to 5 read replicas, STANDARD_HA only, needs 5 GiB or more.")
+    rdb_snapshot_period: Optional[SnapshotPeriod] = Field(
+        default=None,
+        description="RDB persistence period, or None for no persistence.")
+    maintenance_window: Optional[MaintenanceWindowArgs] = Field(
+        default=None,
+        description="a weekly window of one hour, or unset for Google's choice.")
 
     @model_validator(mode="after")
     def _replicas(self) -> "SessionStoreArgs":
+        faults = Faults("SessionStoreArgs")
         if self.read_replicas and self.tier != "STANDARD_HA":
-            raise ValueError("readReplicas needs tier STANDARD_HA")
+            faults.add("readReplicas", "readReplicas needs tier STANDARD_HA")
         if self.read_replicas and self.memory_size_gb < 5:
-            raise ValueError("readReplicas needs memorySizeGb of 5 or more")
+            faults.add("readReplicas", "readReplicas needs memorySizeGb of 5 or more")
+        faults.raise_if_any()
         return self
 
     def names(self, name: str) -> dict[str, PhysicalName]:

@@ -16,8 +16,9 @@ import ipaddress
 import re
 from typing import Annotated, Any, Optional
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, ValidationError
 from pydantic.alias_generators import to_camel
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from .regions import check_region
 
@@ -60,6 +61,35 @@ def _check_label_value(value: str) -> str:
     return value
 
 
+class Faults:
+    """Rule violations of one settings object, collected and raised together, each tied to a field.
+
+    A model validator adds ``(location, message)`` pairs, where location is the field's camelCase
+    key path (``"maxReplicas"``, ``("routes", "tools", "hosts", 0)``), then calls :meth:`raise_if_any`:
+    pydantic merges the error into the caller's, so a stack reports every fault under the key the
+    user wrote (``services.tools.maxReplicas``) instead of the first one under the object.
+    """
+
+    def __init__(self, title: str):
+        self.title, self.items = title, []
+
+    def add(self, location: Any, message: str, value: Any = None) -> None:
+        location = (location,) if isinstance(location, (str, int)) else tuple(location)
+        self.items.append(InitErrorDetails(type=PydanticCustomError("rule", message), loc=location, input=value))
+
+    def check(self, location: Any, rule: Any) -> None:
+        """Run ``rule()`` and record a ``ValueError`` it raises under ``location``."""
+        try:
+            rule()
+        except ValueError as error:
+            self.add(location, str(error))
+
+    def raise_if_any(self) -> None:
+        """Raise one ``ValidationError`` holding every recorded fault, if any."""
+        if self.items:
+            raise ValidationError.from_exception_data(self.title, self.items)
+
+
 Bool = Annotated[bool, Strict()]
 """A boolean written as true/false; "yes", 1 or "on" are refused."""
 
@@ -72,7 +102,8 @@ Labels = dict[Annotated[str, AfterValidator(_check_label_key)], Annotated[str, S
 Region = Annotated[str, Strict(), AfterValidator(check_region)]
 
 
-def _check_cidr(value: str) -> str:
+def check_cidr(value: str) -> str:
+    """Return ``value`` if it is an IPv4 range in CIDR form with no host bits set, else raise ``ValueError``."""
     try:
         network = ipaddress.IPv4Network(value, strict=False)
     except ValueError as error:
@@ -82,7 +113,7 @@ def _check_cidr(value: str) -> str:
     return value
 
 
-IPv4Cidr = Annotated[str, Strict(), AfterValidator(_check_cidr)]
+IPv4Cidr = Annotated[str, Strict(), AfterValidator(check_cidr)]
 """An IPv4 range in CIDR form with no host bits set, e.g. ``10.0.0.0/24``."""
 
 
@@ -101,20 +132,21 @@ Port = Annotated[int, Strict(), Field(ge=1, le=65535)]
 
 
 class Settings(Model):
-    """Settings every component shares.
+    """Settings every component shares."""
 
-    - ``prefix``: the first part of every physical name (1 to 20 characters, RFC 1035); physical
-      names are ``{prefix}-{component name}-...``, so two components of one kind live side by side.
-    - ``project``: the Google Cloud project id; None uses the provider's ``gcp:project``.
-    - ``labels``: added to every resource that takes labels (Google's label rules).
-    - ``deletion_protection``: the platform's deletion protection where a resource has one, and
-      Pulumi ``protect`` on stateful resources.
-    """
-
-    prefix: Prefix
-    project: Optional[ProjectId] = None
-    labels: Labels = Field(default_factory=dict)
-    deletion_protection: Bool = False
+    prefix: Prefix = Field(
+        description="the first part of every physical name (1 to 20 characters, RFC 1035); physical names are "
+                    "`{prefix}-{component name}-...`, so two components of one kind live side by side.")
+    project: Optional[ProjectId] = Field(
+        default=None,
+        description="the Google Cloud project id; None uses the provider's `gcp:project`.")
+    labels: Labels = Field(
+        default_factory=dict,
+        description="added to every resource that takes labels (Google's label rules).")
+    deletion_protection: Bool = Field(
+        default=False,
+        description="the platform's deletion protection where a resource has one, and Pulumi `protect` on stateful "
+                    "resources.")
 
 
 StrInput = Any
@@ -122,11 +154,10 @@ StrInput = Any
 
 
 def config_model(args: type[BaseModel], *, exclude: frozenset[str] = COMMON_FIELDS,
-                 extra: Optional[dict[str, Any]] = None, name: Optional[str] = None,
-                 doc: str = "") -> type[Model]:
+                 extra: Optional[dict[str, Any]] = None, name: Optional[str] = None) -> type[Model]:
     """A stack-file model derived from a component's settings: the same fields, types, defaults and
     camelCase keys, minus ``exclude`` (the common fields a stack sets once), plus ``extra`` fields
-    (``name -> (annotation, FieldInfo or default)``), documented by ``doc`` (bullets as in settings docstrings).
+    (``name -> (annotation, FieldInfo)``); each field keeps its ``description``, which the docs show.
 
     Field rules travel with the fields; rules across fields run when the stack program builds the
     component's settings from the derived model (:meth:`Model.model_dump` by alias, plus common values).
@@ -136,6 +167,6 @@ def config_model(args: type[BaseModel], *, exclude: frozenset[str] = COMMON_FIEL
     fields: dict[str, Any] = {n: (f.annotation, f) for n, f in args.model_fields.items() if n not in exclude}
     fields.update(extra or {})
     model = create_model(name or args.__name__.removesuffix("Args") + "Config", __base__=Model, **fields)
-    model.__doc__ = (args.__doc__ or "") + "\n" + doc
+    model.__doc__ = args.__doc__
     model.settings_class = args  # type: ignore[attr-defined]
     return model

@@ -26,3 +26,5 @@ CLOUD_RUN_ENV_VARS = "https://cloud.google.com/run/docs/configuring/services/env
 CLOUD_RUN_CPU = "https://cloud.google.com/run/docs/configuring/services/cpu"
 CLOUD_RUN_MEMORY = "https://cloud.google.com/run/docs/configuring/services/memory-limits"
 URL_MAP_API = "https://cloud.google.com/compute/docs/reference/rest/v1/urlMaps"
+CLOUD_RUN_AUTOSCALING = "https://cloud.google.com/run/docs/about-instance-autoscaling"
+URL_MAP_QUOTAS = "https://cloud.google.com/load-balancing/docs/quotas"

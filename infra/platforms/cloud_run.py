@@ -2,63 +2,71 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Optional
-
+from typing import Any, Callable, Iterator, Optional
 
 from mcp_affinity import CloudRunMcpService, CloudRunMcpServiceArgs, NetworkArgs, RouteArgs, StoreRole
+from mcp_affinity import cloud_run_shards
 from mcp_affinity.access import AccessMode
 from mcp_affinity.settings import config_model
 
 from .context import SharedContext
 
 KEYS = ("services",)
+# session_shards: derived from pinning: shards, never written in a stack file.
+ROUTE_FIELDS = set(RouteArgs.model_fields) - {"session_shards"}
 ServiceConfig = config_model(CloudRunMcpServiceArgs, name="ServiceConfig", extra={
-    name: (field.annotation, field) for name, field in RouteArgs.model_fields.items()}, doc=RouteArgs.__doc__)
+    name: (field.annotation, field) for name, field in RouteArgs.model_fields.items() if name in ROUTE_FIELDS})
 """``services.<name>``: the service's settings plus its load-balancer route (hosts, pathPrefixes, methodRoutes)."""
 
-ROUTE_FIELDS = set(RouteArgs.model_fields)
+ROUTE_KEYS = frozenset(RouteArgs.model_fields[name].alias for name in ROUTE_FIELDS)
 
 
-def keys_set(config) -> bool:
-    return bool(config.services)
+def keys_set(config) -> list[str]:
+    return ["services"] if config.services else []
 
 
 def settings(config, common: dict, problems, network: Optional[NetworkArgs]) -> Optional[dict[str, tuple]]:
-    """Each service's (settings, route, served hosts), validated under ``services.<name>``."""
+    """Each service's (settings or None, route values, served hosts), validated under
+    ``services.<name>``; the route's own rules run in the load balancer, which reports them under
+    the same key."""
     if not config.services:
-        problems.add("services", "platforms includes cloud-run: define at least one service")
+        if "services" not in problems.refused_tops:
+            problems.add("services", "platforms includes cloud-run: define at least one service")
         return None
     result, served = {}, served_hosts(config)
     for name, service in sorted(config.services.items()):
         key = f"services.{name}"
         values = service.model_dump(by_alias=True, exclude_unset=True)
-        route_values = {k: v for k, v in values.items() if k in {RouteArgs.model_fields[f].alias for f in ROUTE_FIELDS}}
-        args = problems.build(key, CloudRunMcpServiceArgs, {**{k: v for k, v in values.items() if k not in route_values}, **common})
-        route = problems.build(key, RouteArgs, route_values)
-        if args is None or route is None:
-            continue
-        if network is not None:
+        route = {k: v for k, v in values.items() if k in ROUTE_KEYS}
+        args = problems.build(key, CloudRunMcpServiceArgs, {**{k: v for k, v in values.items() if k not in route}, **common})
+        if args is not None and args.pinning == "shards" and network is not None:
+            route["sessionShards"] = cloud_run_shards.route_shards(args, args.regions or network.regions)
+        if args is not None and network is not None:
             extra = set(args.regions or []) - set(network.regions)
             if extra:
                 problems.add(f"{key}.regions", f"{sorted(extra)} have no subnet; network regions: {', '.join(network.regions)}")
-        if config.environment == "prod" and args.regions is not None and len(args.regions) < 2:
+        if config.environment == "prod" and args is not None and args.regions is not None and len(args.regions) < 2:
             problems.add(f"{key}.regions", "prod runs each service in two regions or more")
-        check_access(key, args.access, args.acknowledge, served[name], config.environment, problems)
+        if args is not None:
+            check_access(key, args.access, args.acknowledge, served[name], config.environment, problems)
         result[name] = (args, route, served[name])
     return result
 
 
 def needs_store(services: dict[str, tuple]) -> bool:
-    return any(args.store_role is not StoreRole.NONE for args, *_ in services.values())
+    return any(args is not None and args.store_role is not StoreRole.NONE for args, *_ in services.values())
 
 
-def routes(services: dict[str, tuple]) -> dict[str, RouteArgs]:
-    return {name: route for name, (_, route, _) in services.items()}
+def routes(services: dict[str, tuple]) -> dict[str, tuple[dict, Callable[[list[str]], str]]]:
+    """Route key -> (route values, function from a fault's location in the route to its config key)."""
+    return {name: (route, lambda loc, name=name: ".".join([f"services.{name}", *loc]))
+            for name, (_, route, _) in services.items()}
 
 
 def named_components(services: dict[str, tuple], network: NetworkArgs) -> Iterator[tuple[str, Any]]:
     for name, (args, *_) in services.items():
-        yield f"services.{name}", lambda args=args, name=name: args.names(name, args.regions or network.regions)
+        if args is not None:
+            yield f"services.{name}", lambda args=args, name=name: args.names(name, args.regions or network.regions)
 
 
 def build(services: dict[str, tuple], context: SharedContext) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -68,23 +76,39 @@ def build(services: dict[str, tuple], context: SharedContext) -> tuple[dict[str,
                                  secret_env=context.secret_env("services", args.env), hosts=hosts)
         for name, (args, _, hosts) in sorted(services.items())
     }
-    backends = {name: service.backend_service_id for name, service in created.items()}
-    return backends, {"serviceUrls": {name: service.service_urls for name, service in created.items()},
-                      "serviceAccess": {name: args.access.summary() for name, (args, *_) in sorted(services.items())}}
+    backends = {name: service.shard_backend_service_ids or service.backend_service_id for name, service in created.items()}
+    outputs = {"serviceUrls": {name: service.service_urls for name, service in created.items()},
+               "serviceAccess": {name: args.access.summary() for name, (args, *_) in sorted(services.items())}}
+    # What each sharded service holds, and its ingress configuration in plain text: the secret's
+    # payload is masked in a plan, and the configuration holds nothing secret.
+    shards = {name: cloud_run_shards.plan_summary(args, len(created[name].service_urls) // args.shards)
+              for name, (args, *_) in sorted(services.items()) if args.pinning == "shards"}
+    if shards:
+        outputs["sessionShards"] = shards
+    return backends, outputs
+
+
+def _hosts(item) -> list[str]:
+    # A partly refused service or load balancer (already reported) may lack keys: read what is there.
+    return list(getattr(item, "hosts", None) or [])
 
 
 def served_hosts(config) -> dict[str, list[str]]:
     """The hosts the load balancer serves each service on: its own, those of services that send it
-    MCP methods, and for a path-prefixed service the certificate domains no service claims."""
-    claimed = {h for s in config.services.values() for h in s.hosts}
-    claimed |= {h for s in config.mesh_services.values() for h in s.hosts}
-    shared = {d for domains in config.load_balancer.certificates.values() for d in domains} - claimed
+    MCP methods, and for a path-prefixed service (or the named default route) the certificate
+    domains no service claims."""
+    claimed = {h for s in config.services.values() for h in _hosts(s)}
+    claimed |= {h for s in (config.mesh_services or {}).values() for h in _hosts(s)}
+    load_balancer = config.load_balancer
+    certificates = (getattr(load_balancer, "certificates", None) or {}) if load_balancer is not None else {}
+    default_route = getattr(load_balancer, "default_route", None) if load_balancer is not None else None
+    shared = {d for domains in certificates.values() for d in domains} - claimed
     served = {}
     for name, service in config.services.items():
-        hosts = set(service.hosts)
-        hosts |= {h for other in config.services.values() for m in other.method_routes.values()
-                  if m.service == name for h in other.hosts}
-        if service.path_prefixes and not service.hosts or config.load_balancer.default_route == name:
+        hosts = set(_hosts(service))
+        hosts |= {h for other in config.services.values() for m in (getattr(other, "method_routes", None) or {}).values()
+                  if getattr(m, "service", None) == name for h in _hosts(other)}
+        if getattr(service, "path_prefixes", None) and not _hosts(service) or default_route == name:
             hosts |= shared
         served[name] = sorted(hosts)
     return served
@@ -93,7 +117,7 @@ def served_hosts(config) -> dict[str, list[str]]:
 def check_access(key: str, access, acknowledge, hosts: list[str], environment: str, problems) -> None:
     """Rules across settings: ``public`` needs ``acknowledge: [unauthenticated]`` in staging and prod;
     ``iam`` needs hosts (the audiences of the callers' ID tokens)."""
-    if access.mode is AccessMode.PUBLIC and environment != "dev" and "unauthenticated" not in acknowledge:
+    if access.mode is AccessMode.PUBLIC and environment not in (None, "dev") and "unauthenticated" not in acknowledge:
         problems.add(f"{key}.access", f"public lets anyone on the internet call the service; in {environment} add "
                      "acknowledge: [unauthenticated], or pick iap, iam or oauth")
     if access.mode is AccessMode.IAM and not hosts:

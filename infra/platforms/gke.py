@@ -6,17 +6,17 @@ service, whose NEGs the autoneg controller attaches as GKE creates them.
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from pydantic import Field
 
 from mcp_affinity import (
     COMMON_FIELDS, AutonegController, AutonegControllerArgs, GkeCluster, GkeClusterArgs, McpMeshService,
-    McpMeshServiceArgs, Mesh, MeshArgs, MeshGatewayBackend, MeshGatewayBackendArgs, NetworkArgs, RouteArgs,
+    McpMeshServiceArgs, Mesh, MeshArgs, MeshGatewayBackend, MeshGatewayBackendArgs, NetworkArgs,
     StoreRole,
 )
 from mcp_affinity.access import AccessMode
-from mcp_affinity.mesh_service import service_host
+from mcp_affinity.mesh_service import method_target_faults, service_host
 from mcp_affinity.security_policy import EdgeScopeArgs
 from mcp_affinity.settings import config_model
 
@@ -30,36 +30,35 @@ MeshConfig = config_model(MeshArgs, exclude=COMMON_FIELDS | {"persistent_session
 GatewayConfig = config_model(MeshGatewayBackendArgs, exclude=COMMON_FIELDS | {"drain_seconds"})
 AutonegConfig = config_model(AutonegControllerArgs)
 GkeConfig = config_model(GkeClusterArgs, name="GkeConfig", extra={
-    "mesh": (MeshConfig, Field(default_factory=MeshConfig)),
-    "gateway": (GatewayConfig, Field(default_factory=GatewayConfig)),
-    "autoneg": (AutonegConfig, Field(default_factory=AutonegConfig)),
-}, doc="""
-    - ``mesh``: the service mesh and its ingress gateway.
-    - ``gateway``: the load balancer's backend service in front of the gateway.
-    - ``autoneg``: the gke-autoneg-controller that attaches the gateway's NEGs to that backend service.
-""")
+    "mesh": (MeshConfig, Field(default_factory=MeshConfig, description="the service mesh and its ingress gateway.")),
+    "gateway": (GatewayConfig, Field(default_factory=GatewayConfig,
+                                     description="the load balancer's backend service in front of the gateway.")),
+    "autoneg": (AutonegConfig, Field(default_factory=AutonegConfig, description=(
+        "the gke-autoneg-controller that attaches the gateway's NEGs to that backend service."))),
+})
 """``gke``: the cluster's settings plus ``mesh``, ``gateway`` (its backend service) and ``autoneg``."""
 MeshServiceConfig = config_model(McpMeshServiceArgs, name="MeshServiceConfig")
 
 _PARTS = {"mesh", "gateway", "autoneg"}
 
 
-def keys_set(config) -> bool:
-    return config.gke is not None or bool(config.mesh_services)
+def keys_set(config) -> list[str]:
+    return [key for key, value in (("gke", config.gke), ("meshServices", config.mesh_services)) if value]
 
 
 def settings(config, common: dict, problems, network: Optional[NetworkArgs]) -> Optional[dict[str, Any]]:
-    """The cluster, mesh, gateway backend, autoneg and mesh services' settings."""
-    if config.gke is None or not config.mesh_services:
-        problems.add("gke" if config.gke is None else "meshServices",
-                     "platforms includes gke: set gke and at least one entry of meshServices")
+    """The cluster, mesh, gateway backend, autoneg and mesh services' settings (None where refused)."""
+    for key in KEYS:
+        if key not in keys_set(config) and key not in problems.refused_tops:
+            problems.add(key, "platforms includes gke: set gke and at least one entry of meshServices")
+    services = {name: problems.build(f"meshServices.{name}", McpMeshServiceArgs,
+                                     {**service.model_dump(by_alias=True, exclude_unset=True), **common})
+                for name, service in sorted(config.mesh_services.items())}
+    if config.gke is None:
         return None
     gke = config.gke.model_dump(by_alias=True, exclude_unset=True)
     parts = {part: gke.pop(part, {}) for part in _PARTS}
     cluster = problems.build("gke", GkeClusterArgs, {**gke, **common})
-    services = {name: problems.build(f"meshServices.{name}", McpMeshServiceArgs,
-                                     {**service.model_dump(by_alias=True, exclude_unset=True), **common})
-                for name, service in sorted(config.mesh_services.items())}
     cookie = any(s is not None and s.pinning == "cookie" for s in services.values())
     mesh = problems.build("gke.mesh", MeshArgs, {**parts["mesh"], **common, "persistentSessionFilter": cookie})
     drain = mesh.drain_seconds if mesh is not None else 3600
@@ -67,12 +66,18 @@ def settings(config, common: dict, problems, network: Optional[NetworkArgs]) -> 
     autoneg = problems.build("gke.autoneg", AutonegControllerArgs, {**parts["autoneg"], **common})
     if cluster is not None and network is not None:
         _check_network(cluster, network, problems)
+    if autoneg is not None and mesh is not None and autoneg.watch_namespaces:
+        gateway_namespace = mesh.names("mesh")["gateway_namespace"].value  # the Mesh that build() makes
+        if gateway_namespace not in autoneg.watch_namespaces:
+            problems.add("gke.autoneg.watchNamespaces", f"leaves out the gateway's namespace {gateway_namespace}: "
+                         "the controller would never attach the gateway's NEGs; add it")
     for name, service in services.items():
-        for key, route in (service.method_routes.items() if service else []):
-            if route.service not in services or route.service == name:
-                problems.add(f"meshServices.{name}.methodRoutes.{key}.service", f"{route.service!r} is not another mesh service")
+        for key, message in (method_target_faults(name, service, set(services)) if service else []):
+            problems.add(f"meshServices.{name}.{key}", message)
     _check_access(config.environment, services, problems)
-    return {"cluster": cluster, "mesh": mesh, "gateway": gateway, "autoneg": autoneg, "services": services}
+    return {"cluster": cluster, "mesh": mesh, "gateway": gateway, "autoneg": autoneg, "services": services,
+            "hosts": {name: service.model_dump(by_alias=True, exclude_unset=True).get("hosts", [])
+                      for name, service in sorted(config.mesh_services.items())}}
 
 
 def _check_access(environment: str, services: dict, problems) -> None:
@@ -92,11 +97,10 @@ def _check_access(environment: str, services: dict, problems) -> None:
 
 
 def _check_network(cluster: GkeClusterArgs, network: NetworkArgs, problems) -> None:
-    subnet = network.subnets.get(cluster.region)
-    if network.existing_network is None:
-        if subnet is None:
-            problems.add("gke.region", f"{cluster.region!r} has no subnet; network regions: {', '.join(network.regions)}")
-            return
+    if cluster.region not in network.regions:
+        problems.add("gke.region", f"{cluster.region!r} has no subnet; network regions: {', '.join(network.regions)}")
+    elif network.existing_network is None:
+        subnet = network.subnets[cluster.region]
         missing = {cluster.pods_range, cluster.services_range} - set(subnet.secondary_ranges)
         if missing:
             problems.add(f"network.subnets.{cluster.region}.secondaryRanges", f"needs {sorted(missing)} for GKE")
@@ -110,43 +114,55 @@ def _check_network(cluster: GkeClusterArgs, network: NetworkArgs, problems) -> N
 
 
 def needs_store(parts: dict[str, Any]) -> bool:
-    return any(s.store_role is not StoreRole.NONE for s in parts["services"].values())
+    return any(s is not None and s.store_role is not StoreRole.NONE for s in parts["services"].values())
 
 
-def routes(parts: dict[str, Any]) -> dict[str, RouteArgs]:
-    hosts = sorted({h for s in parts["services"].values() for h in s.hosts})
-    return {ROUTE: RouteArgs(hosts=hosts)}
+def routes(parts: dict[str, Any]) -> dict[str, tuple[dict, Callable[[list[str]], str]]]:
+    """One route, ``gke``, with every mesh service's hosts; a fault at one of its hosts is reported
+    under the mesh service that lists it."""
+    owners = [(name, index) for name, hosts in parts["hosts"].items()
+              for index, host in enumerate(hosts) if host not in hosts[:index]]
+    hosts = [parts["hosts"][name][index] for name, index in owners]
+    if not hosts:
+        return {}
+
+    def locate(loc: list[str]) -> str:
+        if len(loc) >= 2 and loc[0] == "hosts" and loc[1].isdigit() and int(loc[1]) < len(owners):
+            name, index = owners[int(loc[1])]
+            return f"meshServices.{name}.hosts.{index}"
+        return "meshServices"
+
+    return {ROUTE: ({"hosts": hosts}, locate)}
 
 
 def named_components(parts: dict[str, Any], network: NetworkArgs) -> Iterator[tuple[str, Any]]:
-    yield "gke", lambda: parts["cluster"].names("gke")
-    yield "gke.mesh", lambda: parts["mesh"].names("mesh")
-    yield "gke.gateway", lambda: parts["gateway"].names("gateway")
-    yield "gke.autoneg", lambda: parts["autoneg"].names("autoneg")
-    for name, args in parts["services"].items():
-        yield f"meshServices.{name}", lambda args=args, name=name: args.names(name)
+    components = [("gke", parts["cluster"], "gke"), ("gke.mesh", parts["mesh"], "mesh"),
+                  ("gke.gateway", parts["gateway"], "gateway"), ("gke.autoneg", parts["autoneg"], "autoneg")]
+    components += [(f"meshServices.{name}", args, name) for name, args in parts["services"].items()]
+    for key, args, name in components:
+        if args is not None:
+            yield key, lambda args=args, name=name: args.names(name)
 
 
 def build(parts: dict[str, Any], context: SharedContext) -> tuple[dict[str, Any], dict[str, Any]]:
     """Cluster, autoneg, gateway backend, mesh, then services; return (backends, outputs)."""
-    cluster = GkeCluster("gke", parts["cluster"], network=context.network)
-    autoneg = AutonegController("autoneg", parts["autoneg"], workload_pool=cluster.workload_pool,
-                                kubernetes_provider=cluster.kubernetes_provider, depends_on=[cluster.node_pool])
+    gke = GkeCluster("gke", parts["cluster"], network=context.network)
+    cluster = gke.ref()
+    autoneg = AutonegController("autoneg", parts["autoneg"], cluster=cluster)
     services_args = parts["services"]
     iap = next((s.access for s in services_args.values() if s.access.mode is AccessMode.IAP), None)
     scopes = {name: EdgeScopeArgs(edge=s.edge, hosts=s.hosts, scoped=True, oauth_metadata=s.access.mode is AccessMode.OAUTH)
               for name, s in services_args.items()}
     gateway = MeshGatewayBackend("gateway", parts["gateway"], network=context.network, cluster=cluster,
                                  iap=iap, edge_scopes=scopes)
-    mesh = Mesh("mesh", parts["mesh"], cluster=cluster, gateway_annotations=gateway.gateway_annotations,
-                gateway_depends_on=[*autoneg.ready, gateway.backend])
-    hosts = {name: service_host(name) for name in parts["services"]}
+    mesh = Mesh("mesh", parts["mesh"], cluster=cluster, gateway_backend=gateway.ref(), autoneg=autoneg.ref()).ref()
+    hosts = {name: service_host(args.prefix, name) for name, args in services_args.items()}
     services = {
         name: McpMeshService(name, args, cluster=cluster, mesh=mesh, session_store=context.session_store,
                              route_hosts=hosts, secret_env=context.secret_env("meshServices", args.env))
         for name, args in sorted(parts["services"].items())
     }
-    outputs = {"gkeCluster": cluster.cluster_name,
+    outputs = {"gkeCluster": gke.cluster_name,
                "meshServiceHosts": {name: service.service_host for name, service in services.items()},
                "meshServiceAccess": {name: args.access.summary() for name, args in sorted(services_args.items())}}
     return {ROUTE: gateway.backend_service_id}, outputs

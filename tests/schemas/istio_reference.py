@@ -11,7 +11,7 @@ Apache License 2.0:
 
 No installable package carries these with their CEL rules for this Istio version: PyPI's
 ``cloudcoil-models-istio`` follows Istio 1.31 and has no ``x-kubernetes-validations``, npm's
-``@kubernetes-models/istio`` is generated without them (shared/PLATFORM-FACTS.md).
+``@kubernetes-models/istio`` is generated without them (its schemas carry no ``x-kubernetes-validations``).
 
 Per kind the file keeps only what our objects need: the structural schema of the ``FIELDS`` we
 use (descriptions dropped; every other property of a kept object is only named, under

@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from . import policies
+from .. import policies
 from ..errors import ConfigError
 from . import diff as plan_diff
 from . import mermaid, render
@@ -40,7 +40,7 @@ errors = Console(stderr=True)
 def plan(
     stack: str = typer.Option(..., "--stack", "-s", help="Stack name: reads Pulumi.<stack>.yaml."),
     program: Optional[Path] = typer.Option(None, "--program", help="Project directory (default: the one holding Pulumi.yaml above the current directory)."),
-    json_file: Optional[Path] = typer.Option(None, "--json", help="Write the plan as JSON to this file."),
+    json_file: Optional[Path] = typer.Option(None, "--json", help="Write the plan as JSON to this file; '-' writes it to standard output and everything else to standard error."),
     mermaid_file: Optional[Path] = typer.Option(None, "--mermaid", help="Write the topology as a Mermaid flowchart to this file."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the summary."),
 ) -> None:
@@ -58,11 +58,17 @@ def plan(
     except pulumi.RunError as error:
         errors.print(f"[red]error:[/] stack '{stack}': {escape(str(error))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
+    to_stdout = json_file == Path("-")
+    # With --json - standard output carries the JSON alone, so it can be piped (jq, gcloud).
+    text_out = errors if to_stdout else console
     if not quiet:
-        _print_renderable(render.tree(result))
-    _print("\n".join(render.summary(result)))
+        _print_renderable(render.tree(result), text_out)
+    _print("\n".join(render.summary(result)), text_out)
     document = result.to_json()
-    if json_file is not None:
+    if to_stdout:
+        sys.stdout.write(json.dumps(document, indent=2, sort_keys=True) + "\n")
+        sys.stdout.flush()
+    elif json_file is not None:
         _write(json_file, json.dumps(document, indent=2, sort_keys=True) + "\n")
         _print(f"plan written to {json_file}")
     if mermaid_file is not None:
@@ -133,7 +139,7 @@ def _guarded(work: Callable[[], Any]) -> Any:
         _fail(str(error).splitlines()[0] if str(error) else type(error).__name__)
     except RecursionError:
         _fail("input nested too deeply to be a plan")
-    except Exception as error:  # never a traceback on any input (issue 9)
+    except Exception as error:  # never a traceback, whatever the input
         _fail(f"cannot process input: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
 
 
@@ -145,17 +151,18 @@ def _report(violations: list) -> None:
         raise typer.Exit(1)
 
 
-def _print(text: str) -> None:
-    console.print(text, markup=False, highlight=False, soft_wrap=True)
+def _print(text: str, out: Optional[Console] = None) -> None:
+    (out or console).print(text, markup=False, highlight=False, soft_wrap=True)
 
 
-def _print_renderable(renderable: Any) -> None:
+def _print_renderable(renderable: Any, out: Console) -> None:
     """Coloured at the terminal's width on a terminal; plain, unwrapped, no trailing spaces elsewhere."""
-    if console.is_terminal:
-        console.print(renderable)
+    if out.is_terminal:
+        out.print(renderable)
     else:
-        sys.stdout.write(render.plain_text(renderable))
-        sys.stdout.flush()
+        stream = sys.stderr if out.stderr else sys.stdout
+        stream.write(render.plain_text(renderable))
+        stream.flush()
 
 
 def _write(path: Path, text: str) -> None:

@@ -52,8 +52,8 @@ def conformance(
         if not modes:
             lines += ["", "No public MCP server keeps legacy sessions in a shared store: nothing real to measure.", ""]
             continue
-        rows = run_matrix(modes=modes, routings=[service.routing], budget=Budget(replicas, sessions, calls),
-                          kill_cases=[])
+        rows = run_matrix([service.routing], modes=modes, budget=Budget(replicas, sessions, calls),
+                          kill_cases=[], proxy_restart_cases=[], flood_cases={})
         lost = lost or any(r.sessions_lost for r in rows if not (r.routing == "cookie" and r.client == "no cookie jar"))
         lines += ["", to_markdown(rows)]
     report = "\n".join(lines)

@@ -32,7 +32,7 @@ from typing import Any, Iterator, Optional
 
 from . import replacements
 from .render import key_settings, show
-from .wire import MASKED, SECRET_SIG, UNKNOWNS
+from ..wire import MASKED, SECRET_SIG, UNKNOWNS
 
 UNSET = "(unset)"
 # The plain side of a value that became, or stopped being, secret: it may be the secret itself.
@@ -47,7 +47,8 @@ IDENTITY: dict[str, str] = {
     "rules": "priority", "jwtRules": "issuer",
 }
 """List name -> the field that identifies an item (a list field joins its sorted values).
-Lists of objects not named here are matched by ``name`` when every item has a distinct one."""
+Lists of objects not named here are matched by ``name`` when every item has a distinct one.
+URL-map route rules that match headers are matched by those matches instead (:func:`_rule_match`)."""
 
 SETS = frozenset({"domains", "hosts", "sourceRanges", "nodeLocations", "oauthScopes", "paths", "gateways",
                   "reservedPeeringRanges", "dependsOn", "ignoreChanges", "replaceOnChanges"})
@@ -341,12 +342,22 @@ def _identities(name: str, items: list) -> Optional[list[str]]:
         keys = [_identity_text(item) for item in items]
     elif all(isinstance(item, dict) for item in items):
         field = IDENTITY.get(name, "name")
-        keys = [_identity_text(item.get(field)) for item in items]
+        keys = [(name == "routeRules" and _rule_match(item)) or _identity_text(item.get(field)) for item in items]
     else:
         return None
     if any(k is None for k in keys) or len(set(keys)) != len(keys):
         return None
     return keys  # type: ignore[return-value]
+
+
+def _rule_match(rule: dict) -> Optional[str]:
+    """A route rule by the headers it matches (``Mcp-Session-Id^=europe-west1-s0.``,
+    ``Mcp-Method=tools/call``): adding a shard renumbers priorities without showing every later
+    rule as changed."""
+    parts = [f"{h.get('headerName')}^={h['prefixMatch']}" if "prefixMatch" in h else f"{h.get('headerName')}={h.get('exactMatch')}"
+             for match in rule.get("matchRules") or [] if isinstance(match, dict)
+             for h in match.get("headerMatches") or [] if isinstance(h, dict)]
+    return " & ".join(parts) or None
 
 
 def _identity_text(value: Any) -> Optional[str]:

@@ -1,7 +1,9 @@
 """A plan's request path as a Mermaid ``flowchart LR``, collapsed for a reviewer.
 
 Cloud Run: load balancer -> backend service (its affinity) -> serverless NEGs (one node per
-backend) -> Cloud Run (one node per MCP service) -> session store. Mesh, when present: load
+backend) -> Cloud Run (one node per MCP service) -> session store. A service run as session shards
+(``pinning: shards``) collapses to one node per part: the URL map's shard routes (header prefix
+per shard, weighted default), the shards' backend services and NEGs, the one-instance services. Mesh, when present: load
 balancer -> backend -> zonal NEGs -> Istio gateway -> DestinationRule (its hash header) ->
 Deployment (an MCP server: it declares ``MCP_SESSION_HEADER``) -> session store. Input: a plan
 as :func:`.plan_file.validate` returns it.
@@ -16,15 +18,12 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable, Optional
 
-from .policies import HEADER_ENV, pod_env
+from ..cloud_run_shards import ID_PREFIX_ENV, SEPARATOR, SHARD_KEY_ENV
+from ..policies import HEADER_ENV, pod_env
+from ..wire import BACKEND, CLOUD_RUN, FORWARDING_RULE, NEG, REDIS
 from .render import lookup, show
 
 LB_COMPONENT = ":GlobalHttpsLoadBalancer"
-FORWARDING_RULE = "gcp:compute/globalForwardingRule:GlobalForwardingRule"
-BACKEND = "gcp:compute/backendService:BackendService"
-NEG = "gcp:compute/regionNetworkEndpointGroup:RegionNetworkEndpointGroup"
-CLOUD_RUN = "gcp:cloudrunv2/service:Service"
-REDIS = "gcp:redis/instance:Instance"
 AFFINITY_PATHS = ("sessionAffinity", "localityLbPolicy", "consistentHash.httpHeaderName")
 ZONAL_NEG = re.compile(r"zones/([^/]+)/networkEndpointGroups/([^/]+)$")
 # Mermaid entity codes, so a label never holds a raw character that ends or re-opens a shape.
@@ -81,7 +80,11 @@ def to_mermaid(plan: dict) -> str:
 def _cloud_run(graph: _Graph, resources: list[dict], entries: list[str], gateways: list[str]) -> list[str]:
     """Backend -> NEGs -> Cloud Run (or -> mesh gateways); returns the Cloud Run node ids."""
     negs: dict[Optional[str], str] = {}
-    for backend in (r for r in resources if r["type"] == BACKEND):
+    sharded = {parent: keys for parent in _ordered(r["parent"] for r in resources if r["type"] == CLOUD_RUN)
+               if (keys := _shard_keys(_of(resources, CLOUD_RUN, parent)))}
+    for parent, keys in sharded.items():
+        negs[parent] = _shards(graph, resources, entries, parent, keys)
+    for backend in (r for r in resources if r["type"] == BACKEND and r["parent"] not in sharded):
         parent = backend["parent"]
         backend_id = graph.node("be", backend["name"], _backend_label(backend), parent)
         for entry in entries:
@@ -106,6 +109,37 @@ def _cloud_run(graph: _Graph, resources: list[dict], entries: list[str], gateway
         if parent in negs:
             graph.edge(negs[parent], runs[-1])
     return runs
+
+
+def _shard_keys(services: list[dict]) -> list[str]:
+    """The shard keys of a sharded service's Cloud Run services (its containers' env), else []."""
+    keys = set()
+    for service in services:
+        for container in _get(service, "template.containers") or []:
+            env = {e.get("name"): e.get("value") for e in container.get("envs") or [] if isinstance(e, dict)}
+            key = env.get(SHARD_KEY_ENV) or str(env.get(ID_PREFIX_ENV) or "").removesuffix(SEPARATOR)
+            if isinstance(key, str) and key:
+                keys.add(key)
+    return sorted(keys)
+
+
+def _shards(graph: _Graph, resources: list[dict], entries: list[str], parent: str, keys: list[str]) -> str:
+    """Load balancer -> shard routes -> the shards' backends -> their NEGs; returns the NEGs' node id."""
+    services = _of(resources, CLOUD_RUN, parent)
+    header = next((e.get("value") for s in services for c in _get(s, "template.containers") or []
+                   for e in c.get("envs") or [] if isinstance(e, dict) and e.get("name") == HEADER_ENV), "session header")
+    name = parent.rsplit("::", 1)[-1]
+    routes = graph.node("shards", name, [f"Shard routes {len(keys)}", f"{header} prefix {keys[0]}{SEPARATOR} .. {keys[-1]}{SEPARATOR}",
+                                         "to its shard; others weighted 1:1"], parent)
+    for entry in entries:
+        graph.edge(entry, routes)
+    backends = _of(resources, BACKEND, parent)
+    backend_id = graph.node("be", name, [f"Backends {len(backends)}, one per shard", "no LB affinity"], parent)
+    regions = ", ".join(sorted({show(_get(n, "region")) for n in _of(resources, NEG, parent)}))
+    neg_id = graph.node("neg", name, [f"Serverless NEGs {len(keys)}", regions], parent)
+    graph.edge(routes, backend_id, "shards")
+    graph.edge(backend_id, neg_id)
+    return neg_id
 
 
 def _mesh(graph: _Graph, resources: list[dict], gateways: list[str]) -> list[str]:
@@ -149,6 +183,11 @@ def _run_label(services: list[dict]) -> list[str]:
              f"timeout {values('template.timeout')}", f"ingress {values('ingress')}"]
     if any(_get(s, "template.sessionAffinity") is True for s in services):
         lines.append("cookie affinity on")  # Cloud Run's own best-effort affinity, not the LB's
+    shards = _shard_keys(services)
+    if shards:
+        proxied = any(c.get("name") == "session-shard" for s in services for c in _get(s, "template.containers") or [])
+        lines += [f"{len(shards)} shards x 1 instance, always on",
+                  "ids prefixed by " + ("ingress HAProxy" if proxied else "the server")]
     return lines
 
 

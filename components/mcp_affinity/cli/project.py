@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-SECRET_PLACEHOLDER = "[secret]"
+from ..wire import MASKED as SECRET_PLACEHOLDER
 
 
 class ProjectError(Exception):
@@ -116,24 +117,64 @@ def _mask_secure(value: Any) -> tuple[Any, bool]:
     return value, False
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """Safe YAML that refuses duplicate keys (the last would win silently) and aliases (a
-    "billion laughs" document would expand without bound); Pulumi stack files need neither."""
+MAX_NODES = 100_000
+"""The most nodes a stack file may expand to once its aliases are followed (a "billion laughs"
+document of a few lines would expand to billions)."""
 
-    def compose_node(self, parent, index):  # noqa: D401
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise yaml.constructor.ConstructorError(None, None, "aliases (*name) are not allowed", event.start_mark)
-        return super().compose_node(parent, index)
+
+class _StrictLoader(yaml.SafeLoader):
+    """Safe YAML read as Pulumi reads it (YAML 1.2: ``yes``, ``on`` and ``0755`` stay text), refusing
+    duplicate keys (the last would win silently) and documents whose anchors and aliases (merge
+    keys ``<<: *base`` included) expand beyond :data:`MAX_NODES` nodes."""
+
+    yaml_implicit_resolvers = {k: [(tag, regexp) for tag, regexp in v
+                                   if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:int",
+                                                  "tag:yaml.org,2002:float")]
+                               for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+    def construct_document(self, node):
+        _check_expansion(node)
+        return super().construct_document(node)
 
     def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+# YAML 1.2 core schema booleans and numbers (https://yaml.org/spec/1.2.2/#1032-tag-resolution), as Pulumi's
+# Go YAML reader resolves them.
+_StrictLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                    list("tTfF"))
+_StrictLoader.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"),
+                                    list("-+0123456789"))
+_StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."))
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Raise when ``root`` expands to more than :data:`MAX_NODES` nodes (aliases counted each time)."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        if id(node) not in sizes:
+            sizes[id(node)] = 0  # a recursive alias counts as nothing more while it is being measured
+            children = node.value if isinstance(node, yaml.SequenceNode) else \
+                [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else []
+            sizes[id(node)] = min(1 + sum(size(child) for child in children), MAX_NODES + 1)
+        return sizes[id(node)]
+
+    if size(root) > MAX_NODES:
+        raise yaml.constructor.ConstructorError(None, None, f"the document expands to more than {MAX_NODES} values "
+                                                "through its aliases", root.start_mark)
 
 
 def _load_yaml(path: Path) -> Any:

@@ -21,7 +21,7 @@ from rich.markup import escape
 from rich.tree import Tree
 
 from .runner import Plan, PlannedResource
-from .wire import COMPUTED, SECRET_SIG, UNKNOWNS
+from ..wire import COMPUTED, SECRET_SIG, UNKNOWNS
 
 _MESH = "kubernetes:networking.istio.io/v1"
 _CONTAINER = "spec.template.spec.containers.0"
@@ -39,6 +39,9 @@ HIGHLIGHTS: dict[str, list[str]] = {
         "template.containers.0.envs.name=MCP_SESSION_HEADER.value", "template.maxInstanceRequestConcurrency",
         "template.scaling.minInstanceCount", "template.scaling.maxInstanceCount", "template.vpcAccess.egress",
         "template.containers.0.image", "deletionProtection",
+        # Session shards: the shard's key (ingress container or server), the ingress image and config volume.
+        "template.containers.1.envs.name=MCP_SHARD_KEY.value", "template.containers.0.envs.name=MCP_SESSION_ID_PREFIX.value",
+        "template.containers.1.image", "template.volumes",
     ],
     "gcp:compute/regionNetworkEndpointGroup:RegionNetworkEndpointGroup": [
         "networkEndpointType", "region", "cloudRun.service", "cloudRun.urlMask"],
@@ -48,10 +51,6 @@ HIGHLIGHTS: dict[str, list[str]] = {
         "tier", "memorySizeGb", "authEnabled", "transitEncryptionMode", "connectMode", "readReplicasMode",
         "replicaCount", "redisVersion", "persistenceConfig.persistenceMode", "deletionProtection",
     ],
-    "gcp:redis/cluster:Cluster": ["authorizationMode", "transitEncryptionMode", "shardCount",
-                                  "deletionProtectionEnabled"],
-    "gcp:memorystore/instance:Instance": ["authorizationMode", "transitEncryptionMode", "mode", "shardCount",
-                                          "deletionProtectionEnabled"],
     "gcp:container/cluster:Cluster": [
         "location", "nodeLocations", "releaseChannel.channel", "privateClusterConfig.enablePrivateNodes",
         "privateClusterConfig.masterIpv4CidrBlock", "workloadIdentityConfig.workloadPool", "datapathProvider",
@@ -150,10 +149,6 @@ def armor_rule(rule: dict) -> str:
     return f"rules[{show(rule.get('priority'))}]={action}{preview} when {when}"
 
 
-def settings_line(resource: PlannedResource) -> str:
-    return "  ".join(key_settings(resource.type, resource.inputs))
-
-
 def _label(path: str) -> str:
     return path.replace(".name=", "[").replace(".value", "].value") if "=" in path else path
 
@@ -199,13 +194,22 @@ def summary(plan: Plan) -> list[str]:
         where = names.get(getattr(warning, "urn", None))
         lines.append(f"warning: {warning}" + (f" (resource {where})" if where else ""))
     lines.append("outputs:")
-    lines += ["  " + line for line in to_yaml(_shown_tree(plan.outputs)).splitlines()] if plan.outputs else []
+    lines += [f"  {line}".rstrip() for line in to_yaml(_shown_tree(plan.outputs)).splitlines()] if plan.outputs else []
     return lines
 
 
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings (a proxy configuration in an output) as literal blocks, one line a line."""
+
+
+_Dumper.add_representer(str, lambda dumper, value: dumper.represent_scalar(
+    "tag:yaml.org,2002:str", value, style="|" if "\n" in value else None))
+
+
 def to_yaml(value: Any) -> str:
-    """Block-style YAML, keys in order, long lines kept whole."""
-    return yaml.safe_dump(value, sort_keys=False, default_flow_style=False, width=10**9, allow_unicode=True)
+    """Block-style YAML, keys in order, long lines kept whole, multi-line strings as literal blocks."""
+    return yaml.dump(value, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=10**9,
+                     allow_unicode=True)
 
 
 def _shown_tree(value: Any) -> Any:

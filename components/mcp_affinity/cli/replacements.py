@@ -15,6 +15,8 @@ Sources (read November 2026):
   when the range shrinks (``customdiff.ForceNewIfChange("ip_cidr_range", IsShrinkageIpCidr)``).
 - ``K8S``: pulumi/pulumi-kubernetes ``provider/pkg/provider/diff.go`` (``forceNewProperties``):
   ``metadata.name``, ``metadata.namespace`` of every kind, plus per kind.
+- ``HELM``: pulumi/pulumi-kubernetes ``provider/pkg/provider/helm_release.go`` (``Diff``,
+  ``forceNewFields``): a Helm release's ``name`` and ``namespace``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Iterable, Optional
 
 TF = "hashicorp/terraform-provider-google@e03b7622a26c google/services/{}.go (ForceNew)"
 K8S = "pulumi/pulumi-kubernetes provider/pkg/provider/diff.go (forceNewProperties)"
+HELM = "pulumi/pulumi-kubernetes provider/pkg/provider/helm_release.go (Diff, forceNewFields)"
 
 # Type token -> (source file under google/services, create-only paths besides name and project).
 _GCP: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -61,15 +64,6 @@ _GCP: dict[str, tuple[str, tuple[str, ...]]] = {
         "redis/resource_redis_instance",
         ("region", "tier", "authorizedNetwork", "connectMode", "transitEncryptionMode", "reservedIpRange",
          "locationId", "alternativeLocationId", "customerManagedKey")),
-    "gcp:redis/cluster:Cluster": (
-        "redis/resource_redis_cluster",
-        ("region", "authorizationMode", "transitEncryptionMode", "zoneDistributionConfig", "gcsSource",
-         "managedBackupSource")),
-    "gcp:memorystore/instance:Instance": (
-        "memorystore/resource_memorystore_instance",
-        ("instanceId", "location", "authorizationMode", "transitEncryptionMode", "mode", "kmsKey",
-         "zoneDistributionConfig", "desiredPscAutoConnections", "desiredAutoCreatedEndpoints", "serverCaMode",
-         "serverCaPool", "gcsSource", "managedBackupSource")),
     "gcp:container/cluster:Cluster": (
         "container/resource_container_cluster",
         ("location", "network", "subnetwork", "networkingMode", "datapathProvider", "ipAllocationPolicy",
@@ -113,8 +107,6 @@ _K8S: dict[str, tuple[str, ...]] = {
 
 STATEFUL: dict[str, str] = {
     "gcp:redis/instance:Instance": "the session store: every session and stream in it is lost",
-    "gcp:redis/cluster:Cluster": "the session store: every session and stream in it is lost",
-    "gcp:memorystore/instance:Instance": "the session store: every session and stream in it is lost",
     "gcp:container/cluster:Cluster": "the GKE cluster: every workload on it is recreated",
     "gcp:container/nodePool:NodePool": "the node pool: every pod on it is evicted",
     "gcp:secretmanager/secret:Secret": "the secret: all its versions are destroyed",
@@ -133,6 +125,8 @@ def create_only(type_: str, inputs: Optional[dict] = None) -> tuple[tuple[str, .
     if type_ in _IAM_PARENTS:
         source, paths = _IAM_MEMBER
         return (*_IAM_PARENTS[type_], *paths), TF.format(source)
+    if type_ == "kubernetes:helm.sh/v3:Release":
+        return ("name", "namespace"), HELM
     if type_.startswith("kubernetes:") and not type_.startswith("kubernetes:helm.sh"):
         kind = (inputs or {}).get("kind") or type_.rsplit(":", 1)[-1]
         return ("metadata.name", "metadata.namespace", *_K8S.get(str(kind), ())), K8S

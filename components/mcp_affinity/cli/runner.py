@@ -9,7 +9,7 @@ logs (``pulumi.log.warn``) with the URN of the resource it names. The run is a p
 (``dry_run``): outputs that only the provider computes stay unknown, as in ``pulumi preview``.
 
 Python's cyclic garbage collector is paused while the program runs (the SDK allocates many
-short-lived cycles; collecting them was 40-60 % of a plan, issue 9) and what the run leaves is
+short-lived cycles; collecting them was 40-60 % of a plan, measured with ``benchmarks/plan_speed.py``) and what the run leaves is
 frozen (:func:`gc.freeze`) so later collections skip it.
 """
 
@@ -27,15 +27,12 @@ from typing import Any, Callable, Iterator, Optional
 
 import pulumi
 from google.protobuf import json_format
-from pulumi.runtime import mocks, settings
-from pulumi.runtime.proto import engine_pb2
-from pulumi.runtime.config import set_all_config
-from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _sync_await
+from .. import pulumi_shim as shim
+from ..pulumi_shim import run_program, start_mock_run, sync_await as _sync_await
 
 from .project import PulumiProject
 
-from .wire import COMPUTED, MASKED, SECRET_SIG, SECRET_VALUE_SIG, UNKNOWN  # noqa: F401 (re-exported)
+from ..wire import COMPUTED, MASKED, SECRET_SIG, SECRET_VALUE_SIG, UNKNOWN  # noqa: F401 (re-exported)
 
 
 @dataclass
@@ -119,8 +116,8 @@ class Plan:
         raise KeyError(f"no {type_} named {name}")
 
 
-class _RecordingMonitor(mocks.MockMonitor):
-    def __init__(self, mock: mocks.Mocks, plan: Plan):
+class _RecordingMonitor(shim.MockMonitor):
+    def __init__(self, mock: shim.Mocks, plan: Plan):
         super().__init__(mock)
         self.plan = plan
 
@@ -143,7 +140,7 @@ class _RecordingMonitor(mocks.MockMonitor):
         return response
 
 
-class _RecordingEngine(mocks.MockEngine):
+class _RecordingEngine(shim.MockEngine):
     """The mock engine, keeping each warning with the URN it names (``LogRequest.urn``)."""
 
     def __init__(self, plan: Plan):
@@ -151,17 +148,17 @@ class _RecordingEngine(mocks.MockEngine):
         self.plan = plan
 
     def Log(self, request) -> None:
-        if request.severity == engine_pb2.WARNING:
+        if request.severity == shim.WARNING:
             self.plan.warnings.append(LoggedWarning(request.message, request.urn))
 
 
-class _PreviewMocks(mocks.Mocks):
+class _PreviewMocks(shim.Mocks):
     """Providers answer a preview of a create: inputs echoed, the id and computed outputs unknown."""
 
-    def new_resource(self, args: mocks.MockResourceArgs):
+    def new_resource(self, args: shim.MockResourceArgs):
         return "", dict(args.inputs)
 
-    def call(self, args: mocks.MockCallArgs):
+    def call(self, args: shim.MockCallArgs):
         # Invokes run for real at preview; offline, the project number reads as a placeholder.
         if args.token == "gcp:organizations/getProject:getProject":
             return {"number": "PROJECT_NUMBER", "projectId": args.args.get("projectId")}
@@ -192,7 +189,7 @@ def _unwrap(value: Any) -> Any:
 
 
 def run_plan(project: PulumiProject, stack: str, program: Optional[Path] = None,
-             mock: Optional[mocks.Mocks] = None, preview: bool = True) -> Plan:
+             mock: Optional[shim.Mocks] = None, preview: bool = True) -> Plan:
     """Run ``project``'s program (or ``program``, a directory or file) for ``stack`` under mocks.
 
     ``mock`` and ``preview`` as in :func:`run_function` (tests give computed outputs values).
@@ -215,7 +212,7 @@ def run_function(
     *,
     project: str = "project",
     stack: str = "stack",
-    mock: Optional[mocks.Mocks] = None,
+    mock: Optional[shim.Mocks] = None,
     preview: bool = True,
     config: Optional[dict[str, str]] = None,
     secret_keys: Optional[list[str]] = None,
@@ -229,14 +226,10 @@ def run_function(
     plan = Plan(project=project, stack=stack)
     mock = mock or _PreviewMocks()
     with gc_paused():
-        settings.ROOT.set(None)
-        mocks.set_mocks(mock, project=project, stack=stack, preview=preview,
-                        monitor=_RecordingMonitor(mock, plan))
-        settings.SETTINGS.engine = _RecordingEngine(plan)
-        settings.SETTINGS.root_directory = root_directory
-        set_all_config(config or {}, secret_keys or [])
-        _sync_await(run_pulumi_func(program))
-        plan.outputs = _resolve_outputs(settings.get_root_resource())
+        start_mock_run(mock, _RecordingMonitor(mock, plan), _RecordingEngine(plan), project=project, stack=stack,
+                       preview=preview, config=config or {}, secret_keys=secret_keys or [],
+                       root_directory=root_directory)
+        plan.outputs = _resolve_outputs(run_program(program))
     # Registration order depends on the event loop; URN order is stable from run to run.
     plan.resources.sort(key=lambda r: r.urn)
     return plan
@@ -246,7 +239,7 @@ def run_function(
 def gc_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector, then freeze what survived (:func:`gc.freeze`).
 
-    Issue 9 measured collections at 40-60 % of a plan; with them paused and the survivors frozen
+    ``benchmarks/plan_speed.py`` measured collections at 40-60 % of a plan; with them paused and the survivors frozen
     the prod plan took 0.43x and a 200-service stack 0.40x, with the same JSON.
     """
     enabled = gc.isenabled()

@@ -5,12 +5,14 @@ Every app answers two tools: ``whoami`` (returns the replica's name) and ``notif
 every HTTP response carries an ``X-Replica`` header naming the replica that served it, so the
 driver can tell where a session or stream landed.
 
-Modes (see ``../shared/PLATFORM-FACTS.md``, "MCP streamable HTTP"):
+Modes (https://modelcontextprotocol.io/specification/2025-11-25/basic/transports):
 
 - ``sdk-in-memory``: ``MCPServer(...).streamable_http_app()``, the official SDK's default:
   legacy sessions held in the replica's memory (``mcp/server/streamable_http_manager.py``);
   the same app answers 2026-07-28 requests statelessly.
 - ``sdk-stateless``: the same with ``stateless_http=True``.
+- ``fastmcp`` / ``fastmcp-stateless``: FastMCP's ``http_app()``, stateful by default (sessions
+  in the SDK's session manager, in memory) or with ``stateless_http=True``.
 - ``litestar``: litestar-mcp 0.16 (2026-07-28 only, ``litestar_mcp/mcp/routes.py``) whose
   ``SubscriptionManager`` fans notifications out through a Redis-backed Litestar channels
   broker (``litestar_mcp/core/sse.py``).
@@ -23,6 +25,8 @@ from typing import Any
 # framework need not pay the other's import time).
 
 REPLICA_HEADER = b"x-replica"
+PYTHON_APPS = ("sdk-in-memory", "sdk-stateless", "fastmcp", "fastmcp-stateless", "litestar")
+"""Apps served by this module; ``ts`` and ``ts-stateless`` are ``tools/conformance/ts/server.mjs``."""
 
 
 class ReplicaHeader:
@@ -62,6 +66,20 @@ def sdk_app(name: str, *, stateless: bool) -> Any:
     return ReplicaHeader(app, name)
 
 
+def fastmcp_app(name: str, *, stateless: bool) -> Any:
+    """A FastMCP server (pinned in ``tools/conformance/pyproject.toml``): stateful by default
+    (``stateless_http: bool = False``, ``fastmcp/settings.py``), or ``stateless_http=True``."""
+    from fastmcp import FastMCP
+
+    server = FastMCP("conformance")
+
+    @server.tool
+    def whoami() -> str:
+        return name
+
+    return ReplicaHeader(server.http_app(path="/mcp", stateless_http=stateless), name)
+
+
 def litestar_app(name: str, *, redis_url: str) -> Any:
     """A litestar-mcp 0.16 app whose subscriptions fan out through Redis pub/sub."""
     from litestar import Litestar, get
@@ -90,13 +108,15 @@ def litestar_app(name: str, *, redis_url: str) -> Any:
 
 
 def build(mode: str, name: str, redis_url: str | None = None) -> Any:
-    """The ASGI app for ``mode`` (``sdk-in-memory`` | ``sdk-stateless`` | ``litestar``)."""
+    """The ASGI app for ``mode`` (one of :data:`PYTHON_APPS`)."""
     if mode == "litestar":
         if not redis_url:
             raise ValueError("litestar mode needs --redis-url")
         return litestar_app(name, redis_url=redis_url)
     if mode in ("sdk-in-memory", "sdk-stateless"):
         return sdk_app(name, stateless=mode == "sdk-stateless")
+    if mode in ("fastmcp", "fastmcp-stateless"):
+        return fastmcp_app(name, stateless=mode == "fastmcp-stateless")
     raise ValueError(f"unknown server mode {mode!r}")
 
 
@@ -111,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
     parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--mode", required=True, choices=("sdk-in-memory", "sdk-stateless", "litestar"))
+    parser.add_argument("--mode", required=True, choices=PYTHON_APPS)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--name", required=True)
     parser.add_argument("--redis-url")

@@ -18,35 +18,43 @@ import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
+from .proxy import PROXY_HEADER
+
 CLIENT_KINDS = ("keeps cookies", "no cookie jar")
-"""Client kinds, in table order (``../shared/PLATFORM-FACTS.md``: the official SDK keeps cookies
-within a session; clients without a cookie jar lose them)."""
+"""Client kinds, in table order (the official SDK's HTTP client keeps cookies within a session,
+``mcp/client/streamable_http.py``; clients without a cookie jar lose them)."""
 
 
 @dataclass(frozen=True)
 class Exchange:
-    """One HTTP response seen by a client."""
+    """One HTTP exchange seen by a client: ``status`` is None for a request sent and not (yet)
+    answered; ``proxy`` names the pinning proxy that served it (``X-Pinning-Proxy``), if any."""
 
     method: str
-    status: int
+    status: int | None
     replica: str | None
     session_id: str | None
+    proxy: str | None = None
 
 
 def http_client(keep_cookies: bool, log: list[Exchange], timeout: float) -> httpx2.AsyncClient:
-    """An httpx2 client that records every response in ``log``; ``timeout`` in seconds.
+    """An httpx2 client that records every request sent and every response in ``log``;
+    ``timeout`` in seconds.
 
     Plain HTTP to 127.0.0.1 only, so no TLS context is built (``verify=False``): loading the CA
     bundle costs about 0.1 s of CPU per client, most of a run's time on 2 cores.
     """
 
+    async def sent(request: httpx2.Request) -> None:
+        log.append(Exchange(request.method, None, None, request.headers.get("mcp-session-id")))
+
     async def record(response: httpx2.Response) -> None:
         headers = response.headers
-        log.append(Exchange(response.request.method, response.status_code,
-                            headers.get("x-replica"), headers.get("mcp-session-id")))
+        log.append(Exchange(response.request.method, response.status_code, headers.get("x-replica"),
+                            headers.get("mcp-session-id"), headers.get(PROXY_HEADER)))
 
     jar = None if keep_cookies else CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
-    return httpx2.AsyncClient(cookies=jar, event_hooks={"response": [record]}, verify=False,
+    return httpx2.AsyncClient(cookies=jar, event_hooks={"request": [sent], "response": [record]}, verify=False,
                               timeout=httpx2.Timeout(timeout, read=max(timeout, 30.0)))
 
 
@@ -94,12 +102,28 @@ class SessionResult:
         """The client's GET/SSE stream was accepted (200) by the replica holding the session."""
         return any(e.method == "GET" and e.status == 200 for e in self.log)
 
+    @property
+    def get_answered(self) -> bool:
+        """The client's GET/SSE stream got an answer, whatever its status."""
+        return any(e.method == "GET" and e.status is not None for e in self.log)
+
+    @property
+    def proxies(self) -> set[str]:
+        """The pinning proxies that served this session's requests."""
+        return {e.proxy for e in self.log if e.proxy}
+
 
 async def run_session(url: str, mode: str, keep_cookies: bool, phases: Sequence[int],
-                      gate: Gate | None = None, timeout: float = 20.0) -> SessionResult:
+                      gate: Gate | None = None, timeout: float = 20.0, get_stream: bool = False) -> SessionResult:
     """One ``mcp.Client`` session: ``phases[0]`` ``whoami`` calls, then (with a ``gate``) park
     once and make ``phases[1]`` more. Bounded by ``timeout`` seconds; calls not made count as
-    failed."""
+    failed.
+
+    With ``get_stream`` (a legacy stateful server), the session stays open after its calls until
+    its GET/SSE stream is answered: the client opens that stream in the background
+    (``mcp/client/streamable_http.py``, after ``notifications/initialized``), and on a busy
+    machine six quick calls can end before it, which would count a stream never answered as one
+    refused."""
     if gate is not None and len(phases) != 2:
         raise ValueError("a gated session has exactly two phases")
     result = SessionResult(planned=sum(phases))
@@ -115,6 +139,8 @@ async def run_session(url: str, mode: str, keep_cookies: bool, phases: Sequence[
                             await gate.park()
                             parked = True
                         await _calls(client, count, result)
+                    if get_stream:
+                        await _stream_answered(result)
     except Exception as exc:  # a failed initialize or a broken transport: the session is lost
         result.error = f"{type(exc).__name__}: {exc}"[:200]
     finally:
@@ -133,9 +159,16 @@ async def _calls(client: Client, count: int, result: SessionResult) -> None:
             result.error = result.error or f"{type(exc).__name__}: {exc}"[:200]
 
 
+async def _stream_answered(result: SessionResult, timeout: float = 10.0) -> None:
+    """Wait (at most ``timeout`` seconds) for the session's GET stream to be answered."""
+    with anyio.move_on_after(timeout):
+        while not result.get_answered:
+            await anyio.sleep(0.02)
+
+
 def _creator(log: list[Exchange]) -> str | None:
     """The replica that minted the session id (first response carrying ``Mcp-Session-Id``)."""
-    return next((e.replica for e in log if e.session_id), None)
+    return next((e.replica for e in log if e.session_id and e.status is not None), None)
 
 
 @dataclass(frozen=True)
@@ -160,7 +193,7 @@ async def check_listen(url: str, replicas: Sequence[tuple[str, str]], keep_cooki
             async with http_client(keep_cookies, log, 5.0) as http, \
                     Client(streamable_http_client(url, http_client=http), read_timeout_seconds=5.0) as client:
                 async with client.listen(tools_list_changed=True) as subscription:
-                    listener = next((e.replica for e in reversed(log) if e.method == "POST"), None)
+                    listener = next((e.replica for e in reversed(log) if e.method == "POST" and e.replica), None)
                     notifier, notifier_url = next((n, u) for n, u in replicas if n != listener)
                     async with http_client(False, [], 5.0) as direct, \
                             Client(streamable_http_client(notifier_url, http_client=direct)) as other:

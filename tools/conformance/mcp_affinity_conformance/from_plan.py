@@ -7,7 +7,8 @@ would deploy:
   ``template.sessionAffinity`` (Cloud Run's cookie) -> ``cookie``; otherwise ``round-robin``. A
   serverless NEG addresses no instance, so a backend ``consistentHash`` is not emulated
   (https://cloud.google.com/run/docs/configuring/session-affinity).
-- GKE: a ConfigMap ``haproxy.cfg`` with ``stick store-response res.hdr(H)`` -> ``learned`` on H;
+- GKE: a ConfigMap ``haproxy.cfg`` with ``stick store-response res.hdr(H)`` -> ``learned`` on H,
+  run as that very configuration;
   a Service labelled ``istio.io/persistent-session: C`` -> ``cookie`` C; a DestinationRule
   ``consistentHash.httpHeaderName: H`` -> ``header-hash`` on H; otherwise ``round-robin``.
 
@@ -16,20 +17,22 @@ Each service's ``MCP_SESSION_MODE`` picks the servers measured behind that routi
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterator
 
-from mcp_affinity.cli.wire import SECRET_SIG
-from .proxy import Routing
+from mcp_affinity.wire import SECRET_SIG
+from .proxy import ROUTING_KINDS, Routing
 
 RUN = "gcp:cloudrunv2/service:Service"
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 
 SERVERS_FOR_MODE = {
-    "in-memory-sessions": ("sdk-in-memory",),
-    "stateless": ("sdk-2026", "sdk-stateless"),
-    "stateless+broker": ("litestar-2026", "sdk-2026", "sdk-stateless"),
+    "in-memory-sessions": ("sdk-in-memory", "fastmcp-in-memory", "ts-in-memory"),
+    "stateless": ("sdk-2026", "sdk-stateless", "fastmcp-stateless", "ts-stateless"),
+    "stateless+broker": ("litestar-2026", "sdk-2026", "sdk-stateless", "fastmcp-stateless", "ts-stateless"),
     "shared-sessions": (),
 }
 """Session mode -> conformance server modes. No public MCP server keeps legacy sessions in Redis,
@@ -68,7 +71,7 @@ def planned_routings(plan: dict) -> list[PlannedRouting]:
 def _cloud_run(resources: list[dict]) -> Iterator[PlannedRouting]:
     by_name: dict[str, list[dict]] = {}
     for resource in resources:
-        if resource.get("type") == RUN:
+        if resource.get("type") == RUN and not is_shard(resource["inputs"]):
             by_name.setdefault(str(resource["inputs"].get("name")), []).append(resource["inputs"])
     for name, regions in sorted(by_name.items()):
         template = regions[0].get("template") or {}
@@ -102,9 +105,10 @@ def _gke(resources: list[dict]) -> Iterator[PlannedRouting]:
 
 def _mesh_routing(kinds: dict[str, list[dict]], header: str) -> tuple[Routing, str]:
     for config_map in kinds.get("ConfigMap", []):
-        match = re.search(r"stick store-response res\.hdr\(([^)]+)\)", str((config_map.get("data") or {}).get("haproxy.cfg")))
+        config = str((config_map.get("data") or {}).get("haproxy.cfg"))
+        match = re.search(r"stick store-response res\.hdr\(([^)]+)\)", config)
         if match:
-            return Routing("learned", header=match[1]), "HAProxy learns the session id from the response"
+            return Routing("learned", header=match[1], config=config), "HAProxy learns the session id from the response"
     for service in kinds.get("Service", []):
         cookie = ((service.get("metadata") or {}).get("labels") or {}).get("istio.io/persistent-session")
         if cookie:
@@ -121,3 +125,96 @@ def _mode(env: dict[str, Any]) -> str:
     if mode == "stateless" and "MCP_NOTIFICATION_BROKER_URL" in env:
         return "stateless+broker"
     return mode if mode in SERVERS_FOR_MODE else "stateless"
+
+
+def routings_of(plans: list[dict]) -> tuple[Routing, ...]:
+    """One routing per kind, in :data:`~.proxy.ROUTING_KINDS` order, as the ``plans`` configure it
+    (the first service planned with that kind). Raises ``ValueError`` for a kind no plan has:
+    the matrix measures only what the package deploys."""
+    planned = [p.routing for plan in plans for p in planned_routings(plan)]
+    found = {}
+    for routing in planned:
+        found.setdefault(routing.kind, routing)
+    if missing := [kind for kind in ROUTING_KINDS if kind not in found]:
+        raise ValueError(f"no plan configures the routing {', '.join(missing)}")
+    return tuple(found[kind] for kind in ROUTING_KINDS)
+
+
+def plan_all(root: Path) -> list[dict]:
+    """The plans (JSON) of every stack in ``stacks/`` and every example in ``examples/`` of the
+    checkout at ``root``, as ``mcp-affinity plan --json`` gives them."""
+    from mcp_affinity.cli import find_project, run_plan
+
+    project = find_project(root)
+    plans = []
+    for folder in (project.stack_config_dir, root / "examples"):
+        where = dataclasses.replace(project, stack_config_dir=folder)
+        plans += [run_plan(where, path.name[len("Pulumi."):-len(".yaml")]).to_json()
+                  for path in sorted(folder.glob("Pulumi.*.yaml"))]
+    return plans
+URLMAP = "gcp:compute/uRLMap:URLMap"
+
+
+@dataclass(frozen=True)
+class PlannedShards:
+    """A Cloud Run service with ``pinning: shards`` as its plan says (:mod:`mcp_affinity.cloud_run_shards`).
+
+    - ``rules``: the URL map's route rules of the service's path matcher, in priority order, each
+      (session-header prefix, shard key it routes to); ``header``: the header they match.
+    - ``weights``: the default route's ``weightedBackendServices`` weights, by shard key (the
+      generator lists them in sorted key order; their backend ids are unknown in a preview).
+    - ``proxy_config``: the planned ingress configuration (the plan's ``sessionShards`` output),
+      None when the server prefixes its ids itself; ``keys``: each shard's ``MCP_SHARD_KEY``.
+    """
+
+    service: str
+    header: str
+    rules: tuple[tuple[str, str], ...]
+    weights: dict[str, int]
+    keys: tuple[str, ...]
+    proxy_config: str | None
+
+
+def planned_shards(plan: dict) -> list[PlannedShards]:
+    """Every sharded Cloud Run service of ``plan`` (the JSON of ``mcp-affinity plan --json``).
+
+    Raises ``ValueError`` when the URL map's shard routes and the shard services disagree."""
+    resources = [r for r in plan.get("resources") or [] if isinstance(r, dict)]
+    keys: dict[str, list[str]] = {}
+    for resource in resources:
+        if resource.get("type") == RUN:
+            for container in (resource["inputs"].get("template") or {}).get("containers") or []:
+                env = _env(container, "envs")
+                key = env.get("MCP_SHARD_KEY") or str(env.get("MCP_SESSION_ID_PREFIX") or "").rstrip(".")
+                if key:
+                    keys.setdefault(str(resource.get("parent", "")).rsplit("::", 1)[-1], []).append(key)
+    matchers = {m.get("name"): m for r in resources if r.get("type") == URLMAP
+                for m in r["inputs"].get("pathMatchers") or []}
+    outputs = (plan.get("outputs") or {}).get("sessionShards") or {}
+    return [_shards(service, sorted(found), matchers.get(service) or {}, outputs.get(service) or {})
+            for service, found in sorted(keys.items())]
+
+
+def _shards(service: str, keys: list[str], matcher: dict, output: dict) -> PlannedShards:
+    rules, header = [], None
+    for rule in sorted(matcher.get("routeRules") or [], key=lambda r: r.get("priority", 0)):
+        for match in rule.get("matchRules") or []:
+            for header_match in match.get("headerMatches") or []:
+                prefix = header_match.get("prefixMatch")
+                if prefix and prefix.rstrip(".") in keys:
+                    header = header_match.get("headerName")
+                    rules.append((prefix, prefix.rstrip(".")))
+    weighted = ((matcher.get("defaultRouteAction") or {}).get("weightedBackendServices") or [])
+    if sorted(key for _, key in rules) != keys or len(weighted) != len(keys) or header is None:
+        raise ValueError(f"{service}: the URL map's shard routes ({len(rules)}) and default weights "
+                         f"({len(weighted)}) do not match its {len(keys)} shard services")
+    weights = {key: int(w.get("weight", 0)) for key, w in zip(keys, weighted)}
+    return PlannedShards(service, header, tuple(rules), weights, tuple(keys), output.get("proxyConfig"))
+
+
+def is_shard(inputs: dict) -> bool:
+    """Whether a Cloud Run service's inputs are a session shard's (a container sets
+    ``MCP_SHARD_KEY`` or ``MCP_SESSION_ID_PREFIX``): measured by :func:`planned_shards` and
+    :mod:`.shards`, not as a routing of its own."""
+    return any({"MCP_SHARD_KEY", "MCP_SESSION_ID_PREFIX"} & set(_env(container, "envs"))
+               for container in (inputs.get("template") or {}).get("containers") or [])

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 COLUMNS = (
     "server mode", "routing", "client", "scenario", "sessions", "calls ok", "calls failed",
-    "sessions lost", "GET stream on session's replica", "notification across replicas", "notes",
+    "sessions lost", "GET stream on session's replica", "notification across replicas",
+    "pins added / requests", "notes",
 )
-SCENARIOS = ("steady", "kill + restart r0")
+SCENARIOS = ("steady", "kill + restart r0", "restart a pinning proxy", "random session ids")
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,9 @@ class Row:
     ``listen`` is True/False for a cross-replica ``subscriptions/listen`` check, None where the
     mode has none; ``held_by_killed`` counts sessions the killed replica had created (kill
     scenario only); ``lost_on_killed`` those of them that were lost; ``restarted_ok`` is
-    (sessions ok, sessions) opened after the killed replica came back.
+    (sessions ok, sessions) opened after the killed replica came back; ``pins_added`` is
+    (pins stored, requests sent) for the random-session-id flood; ``crossed_proxies`` counts the
+    sessions whose requests were served by more than one pinning proxy (learned only).
     """
 
     server: str
@@ -36,15 +39,18 @@ class Row:
     held_by_killed: int | None = None
     lost_on_killed: int | None = None
     restarted_ok: tuple[int, int] | None = None
+    pins_added: tuple[int, int] | None = None
+    crossed_proxies: int | None = None
     notes: str = ""
 
     def cells(self) -> tuple[str, ...]:
         """The row's cells in :data:`COLUMNS` order."""
         streams = "n/a" if self.get_streams is None else "{}/{}".format(*self.get_streams)
         listen = {None: "n/a", True: "delivered", False: "not delivered"}[self.listen]
+        pins = "n/a" if self.pins_added is None else "{}/{}".format(*self.pins_added)
         return (self.server, self.routing, self.client, self.scenario, str(self.sessions),
                 str(self.calls_ok), str(self.calls_failed), str(self.sessions_lost),
-                streams, listen, self.notes)
+                streams, listen, pins, self.notes)
 
 
 def to_markdown(rows: Sequence[Row]) -> str:

@@ -37,10 +37,19 @@ SERVER_MODES: tuple[ServerMode, ...] = (
     ServerMode("sdk-in-memory", "mcp 2.3, legacy, in-memory sessions", "sdk-in-memory", "legacy", True, True, False),
     ServerMode("sdk-stateless", "mcp 2.3, legacy, stateless_http=True", "sdk-stateless", "legacy", False, False, False),
     ServerMode("sdk-2026", "mcp 2.3, 2026-07-28 (client default)", "sdk-in-memory", "auto", False, False, True),
+    ServerMode("fastmcp-in-memory", "FastMCP 4.2.3, default (in-memory sessions)", "fastmcp", "legacy", True, True, False),
+    ServerMode("fastmcp-stateless", "FastMCP 4.2.3, stateless_http=True", "fastmcp-stateless", "legacy", False, False, False),
+    ServerMode("ts-in-memory", "TypeScript SDK 1.32.2, sessionIdGenerator: randomUUID", "ts", "legacy", True, True, False),
+    ServerMode("ts-stateless", "TypeScript SDK 1.32.2, sessionIdGenerator: undefined", "ts-stateless", "legacy", False, False, False),
     ServerMode("litestar-2026", "litestar-mcp 0.16, 2026-07-28, Redis broker", "litestar", "auto", False, False, True),
 )
-"""Sources: ``../shared/PLATFORM-FACTS.md`` "MCP streamable HTTP"; ``mcp/server/streamable_http_manager.py``
-(sessions in ``_server_instances``, a per-process dict); ``litestar_mcp/core/sse.py`` (broker fan-out)."""
+"""Sources: the MCP transport specification (modelcontextprotocol.io/specification/2025-11-25/basic/transports);
+``mcp/server/streamable_http_manager.py`` (sessions in ``_server_instances``, a per-process dict);
+``fastmcp/settings.py`` (``stateless_http: bool = False``); the TypeScript SDK's
+``StreamableHTTPServerTransport`` (``sessionIdGenerator``); ``litestar_mcp/core/sse.py`` (broker
+fan-out). The TypeScript SDK's newest protocol is 2025-11-25, so its client speaks legacy."""
+TS_SERVER = Path(__file__).resolve().parents[1] / "ts" / "server.mjs"
+"""The TypeScript replicas (``npm ci --prefix tools/conformance/ts`` installs the SDK beside it)."""
 
 
 class Replica:
@@ -58,7 +67,11 @@ class Replica:
 
     def start(self) -> None:
         """Spawn the process (returns at once; see :meth:`wait`)."""
-        argv = [sys.executable, str(_APPS), "--mode", self.app, "--port", str(self.port), "--name", self.name]
+        if self.app.startswith("ts"):
+            argv = ["node", str(TS_SERVER), "--port", str(self.port), "--name", self.name]
+            argv += ["--stateless"] if self.app == "ts-stateless" else []
+        else:
+            argv = [sys.executable, str(_APPS), "--mode", self.app, "--port", str(self.port), "--name", self.name]
         if self.redis_url:
             argv += ["--redis-url", self.redis_url]
         self.proc = Proc(argv, self.workdir / f"{self.app}-{self.name}.log")

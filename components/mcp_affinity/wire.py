@@ -1,4 +1,8 @@
-"""Pulumi's wire-format sentinels, defined once for every part of the command line.
+"""Pulumi's wire-format sentinels, the plan's placeholder for a secret and the resource type
+tokens more than one module names, defined once.
+
+The command line, the policy rules and the settings that must accept a secure value the plan
+cannot read all take them from here.
 
 The engine sends unknown values as the string ``UNKNOWN`` and secrets in an envelope
 ``{SECRET_SIG: SECRET_VALUE_SIG, "value": ...}``; see ``pulumi/sdk/python/lib/pulumi/runtime/rpc.py``.
@@ -19,7 +23,20 @@ SECRET_VALUE_SIG = "1b47061264138c4ac30d75fd1eb44270"
 """The value of ``SECRET_SIG`` that marks a secret envelope."""
 
 MASKED = "[secret]"
-"""What a secret's value becomes in every plan this tool writes."""
+"""What a secret's value becomes in every plan this tool writes, and what a ``secure:`` config value
+reads as under ``mcp-affinity plan`` (which has no key to decrypt it)."""
 
 COMPUTED = "(known after apply)"
 """How an unknown value reads in a plan, as in ``pulumi preview``."""
+
+
+# Resource type tokens (pulumi-gcp, pulumi-kubernetes) that the policy rules, the plan's picture and
+# the command line name.
+REDIS = "gcp:redis/instance:Instance"
+CLOUD_RUN = "gcp:cloudrunv2/service:Service"
+NEG = "gcp:compute/regionNetworkEndpointGroup:RegionNetworkEndpointGroup"
+BACKEND = "gcp:compute/backendService:BackendService"
+FORWARDING_RULE = "gcp:compute/globalForwardingRule:GlobalForwardingRule"
+URL_MAP = "gcp:compute/uRLMap:URLMap"
+K8S_SERVICE = "kubernetes:core/v1:Service"
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"

@@ -20,19 +20,12 @@ from collections import defaultdict
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 
-from .. import sources
-from ..affinity import DEFAULT_SESSION_HEADER
-
+from . import sources
+from .affinity import DEFAULT_SESSION_HEADER
+from .cloud_run_shards import ID_PREFIX_ENV, SHARD_KEY_ENV
+from .wire import BACKEND, CLOUD_RUN, DEPLOYMENT, K8S_SERVICE, NEG, REDIS
 from .wire import SECRET_SIG as _SIG, SECRET_VALUE_SIG as _SECRET, UNKNOWN, UNKNOWNS as _UNKNOWNS
 
-REDIS = "gcp:redis/instance:Instance"
-REDIS_CLUSTER = "gcp:redis/cluster:Cluster"
-VALKEY = "gcp:memorystore/instance:Instance"
-CLOUD_RUN = "gcp:cloudrunv2/service:Service"
-NEG = "gcp:compute/regionNetworkEndpointGroup:RegionNetworkEndpointGroup"
-BACKEND = "gcp:compute/backendService:BackendService"
-K8S_SERVICE = "kubernetes:core/v1:Service"
-DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 HEADER_ENV = "MCP_SESSION_HEADER"
 MODE_ENV = "MCP_SESSION_MODE"
 _DESTINATION_RULE = re.compile(r"^kubernetes:networking\.istio\.io/[^:]+:DestinationRule$")
@@ -50,8 +43,6 @@ INVOKER_ROLES = ("roles/run.invoker", "roles/run.servicesInvoker")
 ISTIO_DESTINATION_RULE = "https://istio.io/latest/docs/reference/config/networking/destination-rule/"
 ISTIO_PERSISTENT_SESSION = "https://github.com/istio/istio/blob/master/pilot/pkg/features/experimental.go"
 REDIS_DELETION_PROTECTION = "https://www.pulumi.com/registry/packages/gcp/api-docs/redis/instance/"
-REDIS_CLUSTER_SECURITY = "https://cloud.google.com/memorystore/docs/cluster/about-iam-auth"
-VALKEY_SECURITY = "https://cloud.google.com/memorystore/docs/valkey/about-iam-auth"
 CLOUD_RUN_INVOKER = "https://cloud.google.com/run/docs/securing/managing-access#invoker_check"
 MCP_AUTHORIZATION = "https://modelcontextprotocol.io/specification/2025-11-25/basic/authorization"
 
@@ -185,39 +176,30 @@ def _serverless_negs(resources: list[dict]) -> list[dict]:
 
 
 def _stores(resources: list[dict]) -> Iterator[dict]:
-    return (r for r in resources if r.get("type") in (REDIS, REDIS_CLUSTER, VALKEY))
+    return (r for r in resources if r.get("type") == REDIS)
 
 
-# Per store type: (field, required value) for AUTH and for TLS.
-_STORE_SECURITY = {
-    REDIS: (("authEnabled", True), ("transitEncryptionMode", "SERVER_AUTHENTICATION")),
-    REDIS_CLUSTER: (("authorizationMode", "AUTH_MODE_IAM_AUTH"),
-                    ("transitEncryptionMode", "TRANSIT_ENCRYPTION_MODE_SERVER_AUTHENTICATION")),
-    VALKEY: (("authorizationMode", "IAM_AUTH"), ("transitEncryptionMode", "SERVER_AUTHENTICATION")),
-}
+# (field, required value) for AUTH and for TLS.
+_STORE_SECURITY = (("authEnabled", True), ("transitEncryptionMode", "SERVER_AUTHENTICATION"))
 
 
 @_rule("redis-auth-tls-private", sources.MEMORYSTORE_AUTH)
 def redis_auth_tls_private(resources: list[dict], settings: Settings) -> Iterator[tuple[str, str]]:
-    """A session store (Memorystore for Redis, Redis Cluster or Valkey) has AUTH and TLS on, known at plan time.
+    """The session store (Memorystore for Redis) has AUTH and TLS on, known at plan time.
 
     Sources: https://cloud.google.com/memorystore/docs/redis/about-redis-auth (AUTH is off unless
     enabled), https://cloud.google.com/memorystore/docs/redis/about-in-transit-encryption (TLS is
     chosen at creation only), https://cloud.google.com/memorystore/docs/redis/networking (Redis
-    connect modes: PRIVATE_SERVICE_ACCESS); Redis Cluster (pulumi-gcp ``redis.Cluster``):
-    ``authorizationMode`` defaults to ``AUTH_MODE_DISABLED`` and ``transitEncryptionMode`` to
-    ``TRANSIT_ENCRYPTION_MODE_DISABLED``; Valkey (``memorystore.Instance``): ``AUTH_DISABLED`` |
-    ``IAM_AUTH`` and ``TRANSIT_ENCRYPTION_DISABLED`` | ``SERVER_AUTHENTICATION``, both immutable.
-    AUTH and TLS unknown until apply cannot be shown on and are refused; TLS cannot be added later.
+    connect modes: PRIVATE_SERVICE_ACCESS). AUTH and TLS unknown until apply cannot be shown on and are refused; TLS cannot be added later.
     """
     for store in _stores(resources):
-        wanted = dict(_STORE_SECURITY[store["type"]])
+        wanted = dict(_STORE_SECURITY)
         bad = [f"{key} is {_show(_inputs(store, key))}, must be {value!r}" for key, value in wanted.items()
                if _inputs(store, key) != value]
-        mode = _inputs(store, "connectMode") if store["type"] == REDIS else None
+        mode = _inputs(store, "connectMode")
         if mode is not None and not is_unknown(mode) and mode != "PRIVATE_SERVICE_ACCESS":
             bad.append(f"connectMode is {_show(mode)}, must be 'PRIVATE_SERVICE_ACCESS'")
-        if store["type"] == REDIS and mode is None:
+        if mode is None:
             bad.append("connectMode is unset (DIRECT_PEERING), must be 'PRIVATE_SERVICE_ACCESS'")
         if bad:
             yield store["urn"], "; ".join(bad)
@@ -429,6 +411,25 @@ def serverless_backend_no_lb_affinity(resources: list[dict], settings: Settings)
                                    "use Cloud Run's template.sessionAffinity")
 
 
+@_rule("session-shard-one-instance", sources.CLOUD_RUN_AUTOSCALING)
+def session_shard_one_instance(resources: list[dict], settings: Settings) -> Iterator[tuple[str, str]]:
+    """A session shard (a Cloud Run service whose container sets ``MCP_SHARD_KEY`` or
+    ``MCP_SESSION_ID_PREFIX``) runs exactly one instance: min and max instance count 1.
+
+    Source: https://cloud.google.com/run/docs/about-instance-autoscaling (min instances stay up, max
+    caps the count). The load balancer pins a session to a shard, not to an instance: a second
+    instance would get some of the shard's sessions' requests, and scaling to zero ends them.
+    """
+    for service in _of(resources, CLOUD_RUN):
+        containers = _list(_inputs(service, "template", "containers"))
+        if all(_env(get(c, "envs"), n) is None for c in containers for n in (SHARD_KEY_ENV, ID_PREFIX_ENV)):
+            continue
+        bad = [f"{field} is {_show(value)}" for field in ("minInstanceCount", "maxInstanceCount")
+               if not is_unknown(value := _inputs(service, "template", "scaling", field)) and value != 1]
+        if bad:
+            yield service["urn"], "a session shard must run exactly one instance: " + ", ".join(bad)
+
+
 def _same_header(value: Any, header: str) -> bool:
     """HTTP field names are case-insensitive (https://www.rfc-editor.org/rfc/rfc9110#section-5.1)."""
     return isinstance(value, str) and isinstance(header, str) and value.lower() == header.lower()
@@ -629,30 +630,21 @@ def mesh_service_has_destination_rule(resources: list[dict], settings: Settings)
                                    "DestinationRule names it: requests of one session spread over all pods")
 
 
-_STORE_PROTECTION = {REDIS: ("deletionProtection", True), REDIS_CLUSTER: ("deletionProtectionEnabled", True),
-                     VALKEY: ("deletionProtectionEnabled", False)}
-"""Store type -> (field, whether unset means protected): pulumi-gcp docs of redis.Instance (unset
-refuses deletion), redis.Cluster ("Default value is true"), memorystore.Instance ("If set to true
-deletion of the instance will fail")."""
-
-
 @_rule("production-store-protected", REDIS_DELETION_PROTECTION)
 def production_store_protected(resources: list[dict], settings: Settings) -> Iterator[tuple[str, str]]:
     """In production, the session store keeps deletion protection on.
 
     Source: https://www.pulumi.com/registry/packages/gcp/api-docs/redis/instance/ (``deletionProtection``:
-    unset or true refuses deletion, false allows it); likewise ``deletionProtectionEnabled`` of
-    ``redis.Cluster`` (default true) and ``memorystore.Instance`` (off unless true). Production
+    unset or true refuses deletion, false allows it). Production
     is decided by the stack's name before any label (:func:`is_production`), so relabelling a
     production store does not lift the rule.
     """
     if not settings.production:
         return
     for store in _stores(resources):
-        key, default = _STORE_PROTECTION[store["type"]]
-        value = _inputs(store, key)
-        if value is False or is_unknown(value) or (value is None and not default):
-            yield store["urn"], f"{key} is {_show(value)} in a production stack, must be true"
+        value = _inputs(store, "deletionProtection")
+        if value is False or is_unknown(value):
+            yield store["urn"], f"deletionProtection is {_show(value)} in a production stack, must be true"
 
 
 def stack_name(resources: list[dict], settings: Optional[Settings] = None) -> Optional[str]:

@@ -1,0 +1,287 @@
+"""Session shards on Cloud Run: the load balancer pins every legacy session, for every client.
+
+A serverless NEG addresses a Cloud Run service, never an instance
+(https://cloud.google.com/run/docs/configuring/session-affinity), so the load balancer cannot pin
+a session to the instance that holds it. It can route on a header prefix
+(``routeRules[].matchRules[].headerMatches[].prefixMatch``) and spread requests with
+``weightedBackendServices``, both supported with serverless NEG backends
+(https://cloud.google.com/load-balancing/docs/https/traffic-management-global). So with
+``pinning: shards`` a service runs as ``shards`` Cloud Run services per region, each held at
+exactly one instance (min = max = 1), each behind its own serverless NEG and backend service, each
+with a **shard key** (``{region}-s{index}``, e.g. ``europe-west1-s0``):
+
+- In each shard an ingress container (a stock HAProxy image, :data:`SHARD_PROXY_IMAGE`) prefixes
+  the session id the server mints with ``{key}.`` on responses and strips it from requests, so
+  the server never sees it. A request whose id carries another shard's key, or no key, gets
+  404 (what MCP answers for an unknown session: the client re-initializes;
+  https://modelcontextprotocol.io/specification/2025-11-25/basic/transports) and never reaches
+  the server. The configuration comes from one generator, :func:`ingress_config`, and is mounted
+  from a Secret Manager secret, Google's own pattern for a sidecar's configuration
+  (https://cloud.google.com/run/docs/internet-proxy-nginx-sidecar); the key is the container's
+  ``MCP_SHARD_KEY`` variable, so every shard of a service shares one secret.
+- With ``shardPrefixBy: server`` (servers that let the operator choose session ids, e.g. the
+  TypeScript SDK's ``sessionIdGenerator``) there is no ingress container: the server reads
+  ``MCP_SESSION_ID_PREFIX`` (``{key}.``) and starts every id it mints with it.
+- The URL map (:class:`~mcp_affinity.load_balancer.GlobalHttpsLoadBalancer`) sends a request whose
+  session header starts with ``{key}.`` to that shard, and every other request (``initialize``,
+  MCP 2026-07-28 requests without a session) to all shards with equal weights.
+
+Costs and limits:
+
+- ``regions x shards`` instances run at all times (an instance scaled to zero would end its
+  sessions), each with the server's CPU and memory plus the proxy's (:data:`PROXY_CPU`, :data:`PROXY_MEMORY`).
+- Capacity is ``regions x shards x concurrency`` requests at once, with no autoscaling beyond it.
+- Cloud Run may briefly run more instances than the maximum "such as rapid traffic surges or
+  system maintenance" (https://cloud.google.com/run/docs/about-instance-autoscaling). While a
+  shard runs two instances, both carry its key and Cloud Run spreads the shard's requests over
+  them: a request that lands on the instance not holding its session gets 404 and the client
+  re-initializes, unless it keeps Cloud Run's session-affinity cookie (set on every shard for this
+  window). No session of another shard is touched.
+- A deploy (a new revision) replaces each shard's instance and ends its sessions, as for any
+  in-memory server. Pulumi updates the shards in parallel: rolling them one at a time would save
+  no session (each shard's sessions end with its instance either way), and Cloud Run keeps the
+  old revision serving until the new one is ready, so there is no gap in capacity.
+- Several regions: the region is part of the key, so a session stays in the region that created
+  it. When a region fails its shards' sessions are lost (clients re-initialize), and the default
+  route keeps sending its share of new sessions (shards there / all shards) to it, because
+  weighted backend services split traffic by weight, not by health, until the region is removed
+  from ``regions``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import pulumi
+import pulumi_gcp as gcp
+
+from . import sources
+from .affinity import SessionMode
+from .limits import cloud_run_cpu, memory_mib
+
+SHARD_PROXY_IMAGE = "docker.io/library/haproxy:3.2.6"
+"""HAProxy 3.2 LTS from Docker Official Images, pinned to a patch tag (docker-library/official-images,
+``library/haproxy``); :func:`ingress_config` is also valid for the Debian HAProxy 2.6 the tests run."""
+
+SHARD_PROXY_PORT = 8888
+"""The ingress container's port (Cloud Run sends requests there); the server listens on ``port``."""
+
+PROXY_CPU, PROXY_MEMORY = "1", "512Mi"
+"""The ingress container's limits, added to the server's in every shard (512 MiB: the second
+generation execution environment's minimum, https://cloud.google.com/run/docs/configuring/services/memory-limits)."""
+
+INSTANCE_CPU, INSTANCE_MEMORY_MIB = 8, 32768
+"""The most an instance has across its containers (Cloud Run's CPU and memory maximums)."""
+
+PROXY_CONFIG_DIR = "/usr/local/etc/haproxy"
+PROXY_CONFIG_FILE = "haproxy.cfg"
+"""Where the official image reads its configuration (its default command)."""
+
+SHARD_KEY_ENV = "MCP_SHARD_KEY"
+"""The ingress container's variable holding its shard key (HAProxy expands ``"${...}"``)."""
+
+ID_PREFIX_ENV = "MCP_SESSION_ID_PREFIX"
+"""The server's variable with ``shardPrefixBy: server``: the prefix every session id it mints starts with."""
+
+SEPARATOR = "."
+"""Between the shard key and the server's id; keys never contain it."""
+
+SERVER_CONTAINER, PROXY_CONTAINER = "mcp", "session-shard"
+MAX_SHARDS = 500
+"""Shards per region a service may have: the URL map's match-predicate quota already stops one region
+there (two predicates per shard rule); the stack check counts regions and method routes."""
+
+PREDICATES_PER_SHARD_RULE = 2
+"""Match predicates a shard's route rule counts: its path prefix ``/`` and its header match."""
+
+URL_MAP_RULES_PER_MATCHER = 1000
+URL_MAP_PREDICATES_PER_MATCHER = 1000
+"""Quotas per path matcher (https://cloud.google.com/load-balancing/docs/quotas)."""
+
+ShardPrefixBy = Literal["proxy", "server"]
+
+NOT_FOUND = '{"jsonrpc":"2.0","id":null,"error":{"code":-32001,"message":"Session not found"}}'
+
+
+def shard_key(region: str, index: int) -> str:
+    """The key of shard ``index`` in ``region``: ``europe-west1-s0``."""
+    return f"{region}-s{index}"
+
+
+def shard_keys(regions: list[str], shards: int) -> dict[str, tuple[str, int]]:
+    """Every shard's key -> (region, index), regions sorted, then indexes."""
+    return {shard_key(region, index): (region, index) for region in sorted(regions) for index in range(shards)}
+
+
+def route_shards(args, regions: list[str]) -> dict:
+    """The load-balancer route's ``session_shards`` for a service of ``args`` in ``regions``
+    (``RouteArgs(session_shards=...)``; its backend is the service's ``shard_backend_service_ids``)."""
+    return {"header": args.session_header, "keys": list(shard_keys(regions, args.shards))}
+
+
+def ingress_config(*, header: str, listen_port: int, server_port: int, timeout_seconds: int,
+                   max_connections: int, listen_address: str = "", server_address: str = "127.0.0.1") -> str:
+    """The ingress container's ``haproxy.cfg`` (the single generator of it).
+
+    - ``header``: the session header (``Mcp-Session-Id``).
+    - ``listen_port``: where Cloud Run sends requests; ``server_port``: the server on localhost.
+    - ``timeout_seconds``: the longest a request or stream lives (client, server and tunnel timeouts).
+    - ``max_connections``: HAProxy's ``maxconn`` (about two file descriptors each).
+    - ``listen_address`` / ``server_address``: all addresses / localhost (tests bind loopback).
+
+    The shard key is read from ``MCP_SHARD_KEY`` when HAProxy starts. Responses that carry the
+    header get ``{key}.`` before the id; requests with an id of this shard lose the prefix; any
+    other id gets 404 with a JSON-RPC error (-32001, as the MCP SDKs answer an unknown session);
+    a request carrying the header twice gets 400. HAProxy configuration manual, "http-request
+    return", "replace-header", "set-header" and "Environment variables"
+    (https://docs.haproxy.org/3.2/configuration.html).
+    """
+    return f"""global
+  maxconn {max_connections}
+
+defaults
+  mode http
+  timeout connect 5s
+  timeout client {timeout_seconds}s
+  timeout server {timeout_seconds}s
+  timeout tunnel {timeout_seconds}s
+
+frontend shard
+  bind {listen_address}:{listen_port}
+  acl has_session req.hdr_cnt({header}) gt 0
+  acl own_session req.hdr({header}) -m beg "${{{SHARD_KEY_ENV}}}{SEPARATOR}"
+  http-request deny deny_status 400 if {{ req.hdr_cnt({header}) gt 1 }}
+  http-request return status 404 content-type application/json string '{NOT_FOUND}' if has_session !own_session
+  http-request replace-header {header} ^[^.]+[.](.*)$ \\1
+  http-response set-header {header} "${{{SHARD_KEY_ENV}}}{SEPARATOR}%[res.hdr({header})]" if {{ res.hdr_cnt({header}) gt 0 }}
+  default_backend server
+
+backend server
+  server mcp {server_address}:{server_port}
+"""
+
+
+def check_settings(args) -> None:
+    """Rules of ``pinning: shards`` on :class:`~mcp_affinity.CloudRunMcpServiceArgs`; raises ``ValueError``."""
+    if args.pinning != "shards":
+        if args.shards is not None or "shard_prefix_by" in args.model_fields_set:
+            raise ValueError("shards and shardPrefixBy go with pinning: shards")
+        return
+    if args.session_mode is not SessionMode.IN_MEMORY_SESSIONS:
+        raise ValueError("pinning: shards is for sessionMode in-memory-sessions; other modes scale with maxInstances")
+    if args.shards is None:
+        raise ValueError(f"pinning: shards needs shards: the number of one-instance services per region (1 to {MAX_SHARDS})")
+    fixed = sorted({"min_instances", "max_instances"} & args.model_fields_set)
+    if fixed:
+        raise ValueError("pinning: shards holds every shard at exactly one instance; remove "
+                         + " and ".join(type(args).model_fields[f].alias for f in fixed))
+    if set(args.acknowledge) - {"unauthenticated"}:
+        # unauthenticated (a public service) is about access, not pinning: it stays allowed.
+        raise ValueError("pinning: shards pins every client by the session header: acknowledge has nothing to "
+                         "accept but unauthenticated")
+    if args.shard_prefix_by == "proxy":
+        if args.port == SHARD_PROXY_PORT:
+            raise ValueError(f"port {SHARD_PROXY_PORT} is the shard proxy's: the server must listen on another port")
+        if cloud_run_cpu(args.cpu) + int(PROXY_CPU) > INSTANCE_CPU or \
+                memory_mib(args.memory) + memory_mib(PROXY_MEMORY) > INSTANCE_MEMORY_MIB:
+            raise ValueError(f"cpu / memory: the ingress container adds {PROXY_CPU} vCPU and {PROXY_MEMORY}; an "
+                             f"instance has at most {INSTANCE_CPU} vCPU and 32Gi ({sources.CLOUD_RUN_CPU}, "
+                             f"{sources.CLOUD_RUN_MEMORY}): lower the server's, or use shardPrefixBy: server")
+
+
+def shard_template(args, key: str, server: dict, config_secret=None, config_version=None) -> dict:
+    """Cloud Run ``template`` entries of shard ``key``: one instance, the server container (named,
+    with ``MCP_SESSION_ID_PREFIX`` or behind the ingress container) and the config volume."""
+    # Cloud Run's session affinity stays on (as for every in-memory service): when Cloud Run
+    # briefly runs a second instance, the cookie keeps cookie clients on the one holding their session.
+    template = {"scaling": {"min_instance_count": 1, "max_instance_count": 1}}
+    server = {**server, "name": SERVER_CONTAINER}
+    if args.shard_prefix_by == "server":
+        server["envs"] = [*server["envs"], {"name": ID_PREFIX_ENV, "value": f"{key}{SEPARATOR}"}]
+        return {**template, "containers": [server]}
+    server.pop("ports")
+    proxy = {
+        "name": PROXY_CONTAINER,
+        "image": SHARD_PROXY_IMAGE,
+        "ports": {"container_port": SHARD_PROXY_PORT},
+        "resources": {"limits": {"cpu": PROXY_CPU, "memory": PROXY_MEMORY}},
+        "envs": [{"name": SHARD_KEY_ENV, "value": key}],
+        "volume_mounts": [{"name": "shard-proxy", "mount_path": PROXY_CONFIG_DIR}],
+        # The proxy starts once the server passed its startup probe.
+        "depends_ons": [SERVER_CONTAINER],
+        "startup_probe": {"tcp_socket": {"port": SHARD_PROXY_PORT}, "period_seconds": 2, "timeout_seconds": 1,
+                          "failure_threshold": 30},
+    }
+    volume = {"name": "shard-proxy", "secret": {"secret": config_secret, "items": [
+        {"version": config_version, "path": PROXY_CONFIG_FILE}]}}
+    # The server stays the first container: CI's image path (containers[0].image) still names it.
+    return {**template, "containers": [server, proxy], "volumes": [volume]}
+
+
+def proxy_config_for(args) -> str:
+    """The ingress configuration of ``args``' shards, as deployed."""
+    return ingress_config(header=args.session_header, listen_port=SHARD_PROXY_PORT, server_port=args.port,
+                          timeout_seconds=args.timeout_seconds, max_connections=max(256, 2 * args.concurrency))
+
+
+def capacity(args, regions: int) -> str:
+    """What the shards of ``args`` hold, for the plan and the docs."""
+    count = regions * args.shards
+    return (f"{count} always-on Cloud Run instance(s) ({regions} region(s) x {args.shards} shard(s)), "
+            f"at most {count * args.concurrency} concurrent requests ({count} x concurrency {args.concurrency}), "
+            "no autoscaling beyond them")
+
+
+def build(component, name: str, regions: list[str], network, account, grants: list) -> tuple[dict, dict, dict]:
+    """Create the shards of a :class:`~mcp_affinity.CloudRunMcpService` (its ``pinning: shards``
+    branch): the ingress configuration secret (``shardPrefixBy: proxy``), then per shard key a
+    one-instance Cloud Run service, its serverless NEG and its own backend service.
+    Returns (services, NEGs, backend services), each keyed by shard key."""
+    args, names = component._args, component._names
+    child = pulumi.ResourceOptions(parent=component)
+    secret = version = None
+    if args.shard_prefix_by == "proxy":
+        secret = gcp.secretmanager.Secret(f"{name}-shard-proxy", secret_id=names["proxy-config"].value,
+                                          project=args.project, labels=args.labels,
+                                          replication={"auto": {}}, opts=child)
+        version = gcp.secretmanager.SecretVersion(f"{name}-shard-proxy", secret=secret.id,
+                                                  secret_data=proxy_config_for(args), opts=child)
+        grants = [*grants, gcp.secretmanager.SecretIamMember(
+            f"{name}-shard-proxy", secret_id=secret.id, role="roles/secretmanager.secretAccessor",
+            member=account.member, opts=child)]
+    services, negs, backends = {}, {}, {}
+    for key, (region, index) in shard_keys(regions, args.shards).items():
+        template = shard_template(args, key, component._container(), secret.id if secret else None,
+                                  version.version if version else None)
+        services[key] = component._service(name, region, network, account.email, grants,
+                                           shard=(key, names[f"service-s{index}"].value, template))
+        negs[key] = component._neg(name, region, services[key], key=key)
+        backends[key] = component._backend(name, {region: negs[key]}, key=key)
+    return services, negs, backends
+
+
+def check_url_map_quota(shard_keys_: list[str], method_rules: int, method_predicates: int) -> None:
+    """Raise ``ValueError`` when one host's path matcher would exceed the URL map's quotas
+    (:data:`URL_MAP_RULES_PER_MATCHER` route rules, :data:`URL_MAP_PREDICATES_PER_MATCHER` match
+    predicates; https://cloud.google.com/load-balancing/docs/quotas): a route rule per shard key
+    (:data:`PREDICATES_PER_SHARD_RULE` predicates each) beside ``method_rules`` method routes."""
+    regions = len({key.rsplit("-s", 1)[0] for key in shard_keys_})
+    rules = len(shard_keys_) + method_rules
+    predicates = PREDICATES_PER_SHARD_RULE * len(shard_keys_) + method_predicates
+    fit = min((URL_MAP_RULES_PER_MATCHER - method_rules) // regions,
+              (URL_MAP_PREDICATES_PER_MATCHER - method_predicates) // (PREDICATES_PER_SHARD_RULE * regions))
+    if rules > URL_MAP_RULES_PER_MATCHER or predicates > URL_MAP_PREDICATES_PER_MATCHER:
+        raise ValueError(
+            f"shards: {len(shard_keys_)} shard routes ({regions} region(s) x shards) and {method_rules} method "
+            f"route(s) need {rules} route rules and {predicates} match predicates in this service's path matcher; "
+            f"the URL map takes {URL_MAP_RULES_PER_MATCHER} and {URL_MAP_PREDICATES_PER_MATCHER} per path matcher "
+            f"({sources.URL_MAP_QUOTAS}): at most {max(fit, 0)} shards per region here")
+
+
+def plan_summary(args, regions: int) -> dict[str, str]:
+    """A sharded service in a plan's outputs: ``capacity`` (:func:`capacity`) and, with
+    ``shardPrefixBy: proxy``, ``proxyConfig`` (the mounted configuration, shown in plain text)."""
+    summary = {"capacity": capacity(args, regions)}
+    if args.shard_prefix_by == "proxy":
+        summary["proxyConfig"] = proxy_config_for(args)
+    return summary
