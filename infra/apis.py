@@ -23,6 +23,8 @@ API_USES = {
     "gkehub": "with `gke.mesh.kind: cloud-service-mesh`: the fleet membership",
     "mesh": "with `gke.mesh.kind: cloud-service-mesh`: the managed control plane",
     "binaryauthorization": "with `gke.binaryAuthorization`",
+    "iap": "with a service of `access: iap`: IAP on its backend service, its members and programmatic clients",
+    "serviceusage": "with a Cloud Run service of `access: iap`: the IAP service agent's identity, given the invoker role",
 }
 """API (``SERVICE`` of ``SERVICE.googleapis.com``) -> when a stack needs it."""
 
@@ -30,9 +32,18 @@ RESOURCE_APIS = {
     "gcp:compute": "compute", "gcp:serviceaccount": "iam", "gcp:cloudrunv2": "run", "gcp:redis": "redis",
     "gcp:secretmanager": "secretmanager", "gcp:servicenetworking": "servicenetworking", "gcp:container": "container",
     "gcp:projects": "cloudresourcemanager", "gcp:kms": "cloudkms", "gcp:artifactregistry": "artifactregistry",
-    "gcp:gkehub": "gkehub",
+    "gcp:gkehub": "gkehub", "gcp:iap": "iap",
 }
 """Pulumi type module -> the API that serves its resources."""
+
+TYPE_APIS = {"gcp:projects/serviceIdentity:ServiceIdentity": "serviceusage"}
+"""Resource types served by another API than their module's (``generateServiceIdentity`` is Service
+Usage's, https://cloud.google.com/service-usage/docs/reference/rest/v1beta1/services/generateServiceIdentity)."""
+
+
+def api_of(resource_type: str) -> str:
+    """The API (``SERVICE``) serving a Pulumi ``gcp:`` resource type."""
+    return TYPE_APIS.get(resource_type) or RESOURCE_APIS[resource_type.split("/")[0]]
 
 
 def required_apis(settings: Any) -> list[str]:
@@ -42,8 +53,10 @@ def required_apis(settings: Any) -> list[str]:
     if "cloud-run" in settings.platforms:
         apis.add("run")
         if any(args.pinning == "shards" and args.shard_prefix_by == "proxy"
-               for args, _ in settings.platforms["cloud-run"].values()):
+               for args, *_ in settings.platforms["cloud-run"].values()):
             apis.add("secretmanager")  # the shards' ingress configuration
+        if any(args.access.mode.value == "iap" for args, *_ in settings.platforms["cloud-run"].values()):
+            apis.add("serviceusage")  # the IAP service agent's identity
     if settings.session_store is not None:
         apis.update({"redis", "secretmanager"})
     if settings.network.private_services_access:
@@ -56,7 +69,15 @@ def required_apis(settings: Any) -> list[str]:
         apis.update({"artifactregistry"} if cluster.image_repositories else set())
         apis.update({"binaryauthorization"} if cluster.binary_authorization else set())
         apis.update({"gkehub", "mesh"} if gke["mesh"].kind == "cloud-service-mesh" else set())
+    if _uses_iap(settings):
+        apis.add("iap")
     return sorted(f"{api}.googleapis.com" for api in apis)
+
+
+def _uses_iap(settings: Any) -> bool:
+    services = [s.access for s in settings.config.services.values()]
+    services += [s.access for s in settings.config.mesh_services.values()]
+    return any(a.mode.value == "iap" for a in services)
 
 
 def markdown_list() -> str:

@@ -26,3 +26,7 @@ class StackOutputs(BaseModel):
     gkeCluster: Optional[str] = Field(default=None, description="GKE: the cluster's name.")
     meshServiceHosts: Optional[dict[str, str]] = Field(
         default=None, description="GKE: mesh service -> its in-cluster host (`NAME.NAMESPACE.svc.cluster.local`).")
+    serviceAccess: Optional[dict[str, str]] = Field(
+        default=None, description="Cloud Run: service -> who may call it (its `access` mode, members and clients).")
+    meshServiceAccess: Optional[dict[str, str]] = Field(
+        default=None, description="GKE: mesh service -> who may call it (its `access` mode, members and `jwt` issuer).")

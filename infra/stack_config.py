@@ -37,7 +37,7 @@ ServiceConfig = PLATFORMS["cloud-run"].ServiceConfig
 GkeConfig = PLATFORMS["gke"].GkeConfig
 MeshServiceConfig = PLATFORMS["gke"].MeshServiceConfig
 LoadBalancerConfig = config_model(GlobalHttpsLoadBalancerArgs, exclude=frozenset({
-    "prefix", "project", "labels", "deletion_protection", "routes"}))
+    "prefix", "project", "labels", "deletion_protection", "routes", "oauth_routes"}))
 
 
 def _empty_is_absent(value: Any) -> Any:
@@ -220,8 +220,12 @@ def _load_balancer(config: StackConfig, common: dict, platforms: dict,
             return where[loc[1]](loc[2:])
         return ".".join(["loadBalancer", *loc])
 
+    # Routes whose server is an OAuth resource server: their metadata URLs are routed to them.
+    oauth = sorted(k for k, (args, *_) in (platforms.get("cloud-run") or {}).items()
+                   if args is not None and args.access.mode.value == "oauth")
     return problems.build("loadBalancer", GlobalHttpsLoadBalancerArgs,
-                          {**_dump(config.load_balancer), **common, "routes": routes}, remap=remap)
+                          {**_dump(config.load_balancer), **common, "routes": routes, "oauthRoutes": oauth},
+                          remap=remap)
 
 
 def _dump(model) -> dict:

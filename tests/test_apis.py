@@ -27,8 +27,7 @@ PLANS = [("stack", s) for s in ("dev", "staging", "prod")] + [
 @pytest.mark.parametrize("kind,name", PLANS)
 def test_required_apis_are_exactly_those_of_the_planned_resources(kind, name):
     plan = plan_stack(name) if kind == "stack" else plan_example(name)
-    used = {f"{apis.RESOURCE_APIS[r.type.split('/')[0]]}.googleapis.com" for r in plan.resources
-            if r.type.startswith("gcp:")}
+    used = {f"{apis.api_of(r.type)}.googleapis.com" for r in plan.resources if r.type.startswith("gcp:")}
     required = set(plan.outputs["requiredApis"])
     assert used <= required and required - used <= FEATURE_APIS, (sorted(used), sorted(required))
 
@@ -41,8 +40,8 @@ def test_a_stack_without_a_store_needs_neither_redis_nor_service_networking():
 
 
 def test_every_api_has_its_use_listed():
-    assert set(apis.RESOURCE_APIS.values()) | {a.removesuffix(".googleapis.com") for a in FEATURE_APIS} \
-        == set(apis.API_USES)
+    assert set(apis.RESOURCE_APIS.values()) | set(apis.TYPE_APIS.values()) \
+        | {a.removesuffix(".googleapis.com") for a in FEATURE_APIS} == set(apis.API_USES)
 
 
 def _readme_line(start: str) -> str:

@@ -16,7 +16,7 @@ BACKEND = "gcp:compute/backendService:BackendService"
 
 
 def make(**overrides) -> CloudRunMcpServiceArgs:
-    values = dict(prefix="mcp-t", image="img:1", session_mode="shared-sessions")
+    values = dict(prefix="mcp-t", image="img:1", session_mode="shared-sessions", access="public")
     return CloudRunMcpServiceArgs(**{**values, **overrides})
 
 
@@ -117,8 +117,10 @@ def test_backend_service_has_no_health_check_or_timeout_and_holds_every_neg(reco
 def test_children_are_parented_to_the_component(record):
     plan = record(service)
     component = plan.get("mcp-affinity:index:CloudRunMcpService", "tools")
-    children = [r for r in plan.resources if r is not component]
+    policy = plan.get("mcp-affinity:index:EdgePolicy", "tools")
+    children = [r for r in plan.resources if r is not component and r.parent != policy.urn]
     assert children and all(r.parent == component.urn for r in children)
+    assert plan.get("gcp:compute/securityPolicy:SecurityPolicy", "tools").parent == policy.urn
 
 
 def test_ci_owned_image_is_ignored_only_when_asked(record):

@@ -27,7 +27,8 @@ KEYS = ["europe-west1-s0", "europe-west1-s1", "us-central1-s0", "us-central1-s1"
 
 
 def make(**overrides) -> CloudRunMcpServiceArgs:
-    values = dict(prefix="mcp-t", image="img:1", session_mode="in-memory-sessions", pinning="shards", shards=2)
+    values = dict(prefix="mcp-t", image="img:1", session_mode="in-memory-sessions", pinning="shards", shards=2,
+                  access="oauth")
     return CloudRunMcpServiceArgs(**{**values, **overrides})
 
 
@@ -185,8 +186,9 @@ def stack_problems(services: dict) -> list[tuple[str, str]]:
 
 def test_the_quota_refusal_lands_under_the_service_key_counting_its_regions():
     methods = {f"m{i}": {"method": "tools/call", "service": "other"} for i in range(3)}
-    service = {"image": "img:1", "sessionMode": "in-memory-sessions", "pinning": "shards", "hosts": ["tools.dev.example.com"]}
-    other = {"image": "img:1", "sessionMode": "stateless", "hosts": ["ts.dev.example.com"]}
+    service = {"image": "img:1", "sessionMode": "in-memory-sessions", "pinning": "shards", "hosts": ["tools.dev.example.com"],
+               "access": "oauth"}
+    other = {"image": "img:1", "sessionMode": "stateless", "hosts": ["ts.dev.example.com"], "access": "oauth"}
     assert stack_problems({"tools": {**service, "shards": 100, "methodRoutes": methods}, "other": other}) == []
     (problem,) = stack_problems({"tools": {**service, "shards": 300, "methodRoutes": methods}, "other": other})
     assert problem[0] == "mcp-affinity:services.tools.shards"
@@ -200,7 +202,7 @@ def test_the_example_stack_plans_shards_with_the_capacity_in_its_outputs():
     tools = plan.outputs["sessionShards"]["tools"]
     assert tools["capacity"].startswith("6 always-on Cloud Run instance(s)") and "480 concurrent requests" in tools["capacity"]
     assert tools["proxyConfig"] == shards.proxy_config_for(CloudRunMcpServiceArgs(
-        prefix="x", image="i", session_mode="in-memory-sessions", pinning="shards", shards=3))
+        prefix="x", image="i", session_mode="in-memory-sessions", pinning="shards", shards=3, access="oauth"))
     assert list(plan.outputs["sessionShards"]["typescript"]) == ["capacity"]
 
 

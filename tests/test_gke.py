@@ -29,7 +29,7 @@ POOL = "gcp:container/nodePool:NodePool"
 
 def service_args(**overrides) -> McpMeshServiceArgs:
     values = dict(prefix="mcp-t", project="my-proj", image="img:1", session_mode="shared-sessions",
-                  hosts=["notes.example.com"])
+                  hosts=["notes.example.com"], access="public")
     return McpMeshServiceArgs(**{**values, **overrides})
 
 

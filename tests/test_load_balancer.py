@@ -26,11 +26,41 @@ def lb(args=None, name="lb"):
 def test_routes_by_host_and_by_path(record):
     url_map = record(lb).get(URLMAP, "lb").inputs
     assert url_map["name"] == "mcp-t-lb-urlmap"
-    assert url_map["defaultService"] == "bs-a"
+    # Path prefixes serve on the certificate domains no route claims, never on "*" (unknown hosts).
     assert url_map["hostRules"] == [{"hosts": ["a.example.com"], "pathMatcher": "a"},
-                                    {"hosts": ["*"], "pathMatcher": "paths"}]
+                                    {"hosts": ["b.example.com"], "pathMatcher": "paths"}]
     paths = next(m for m in url_map["pathMatchers"] if m["name"] == "paths")
     assert paths["pathRules"] == [{"paths": ["/b", "/b/*"], "service": "bs-b"}]
+
+
+def test_unknown_hosts_and_paths_end_at_the_load_balancer_with_404(record):
+    plan = record(lb)
+    url_map = plan.get(URLMAP, "lb").inputs
+    placeholder = plan.get("gcp:compute/backendService:BackendService", "lb-nohost").inputs
+    assert placeholder["name"] == "mcp-t-lb-nohost" and "backends" not in placeholder
+    abort = {"faultInjectionPolicy": {"abort": {"httpStatus": 404, "percentage": 100}}}
+    assert url_map["defaultService"] == "lb-nohost-id" and url_map["defaultRouteAction"] == abort
+    paths = next(m for m in url_map["pathMatchers"] if m["name"] == "paths")
+    assert paths["defaultService"] == "lb-nohost-id" and paths["defaultRouteAction"] == abort
+    assert set(BACKENDS.values()).isdisjoint({url_map["defaultService"], paths["defaultService"]})
+    assert all("*" not in rule["hosts"] for rule in url_map["hostRules"])
+
+
+def test_a_default_route_named_on_purpose_gets_unknown_hosts(record):
+    plan = record(lambda: lb(make(default_route="a")))
+    url_map = plan.get(URLMAP, "lb").inputs
+    assert url_map["defaultService"] == "bs-a" and "defaultRouteAction" not in url_map
+    assert not plan.by_type("gcp:compute/backendService:BackendService")
+
+
+def test_oauth_metadata_urls_of_a_path_prefixed_service_reach_it(record):
+    url_map = record(lambda: lb(make(oauth_routes=["b"]))).get(URLMAP, "lb").inputs
+    paths = next(m for m in url_map["pathMatchers"] if m["name"] == "paths")
+    assert paths["pathRules"] == [
+        {"paths": ["/.well-known/oauth-protected-resource/b", "/.well-known/oauth-protected-resource/b/*"],
+         "service": "bs-b"},
+        {"paths": ["/.well-known/oauth-protected-resource"], "service": "bs-b"},
+        {"paths": ["/b", "/b/*"], "service": "bs-b"}]
 
 
 def test_method_routes_match_mcp_method_and_name_headers_most_specific_first(record):
@@ -73,7 +103,11 @@ def test_certificate_name_changes_with_domains_so_the_new_one_is_created_first(r
     ({"routes": {"a": {"hosts": ["c.example.com"]}}}, "on no certificate"),
     ({"routes": {"a": {"hosts": ["a.example.com"]}, "b": {"hosts": ["a.example.com"]}}}, "also on route a"),
     ({"routes": {"a": {"path_prefixes": ["/x"]}, "b": {"path_prefixes": ["/x"]}}}, "also on route a"),
-    ({"routes": {"a": {"hosts": ["a.example.com"]}, "b": {}, "c": {}}}, "only one can be the default"),
+    ({"routes": {"a": {"hosts": ["a.example.com"]}, "b": {}, "c": {}}}, "name it in defaultRoute on purpose"),
+    ({"routes": {"a": {"hosts": ["a.example.com"]}, "b": {}}}, "name it in defaultRoute on purpose"),
+    ({"certificates": {"main": ["a.example.com"]}, "routes": {"a": {"hosts": ["a.example.com"]}, "b": {"path_prefixes": ["/b"]}}},
+     "no route claims"),
+    ({"oauth_routes": ["zzz"]}, "'zzz' is not a route"),
     ({"routes": {"a": {}, "b": {}}, "default_route": "a"}, "nothing would reach it"),
     ({"routes": {"a": {"path_prefixes": ["/x/"]}}}, "no trailing"),
     ({"routes": {"a": {"hosts": ["a.example.com"], "method_routes": {"m": {"method": "tools/call", "service": "z"}}}}},

@@ -180,7 +180,8 @@ def test_anchors_and_merge_keys_plan(tmp_path):
         "    tools:\n      image:": "    tools: &service\n      image:",
         "    search:\n      image: europe-docker.pkg.dev/my-mcp-project-staging/mcp/search:latest\n"
         "      sessionMode: shared-sessions\n      imageManagedByCi: true\n":
-        "    search:\n      <<: *service\n      image: europe-docker.pkg.dev/my-mcp-project-staging/mcp/search:latest\n"})
+        "    search:\n      <<: *service\n      image: europe-docker.pkg.dev/my-mcp-project-staging/mcp/search:latest\n"
+        "      hosts: []\n"})
     document = yaml.safe_load(text)
     assert document["config"]["mcp-affinity:services"]["search"]["startupProbePath"] == "/healthz"
     result = plan_file(tmp_path, text)

@@ -34,7 +34,8 @@ def test_a_mesh_service_whose_namespace_is_the_autoneg_controllers_is_refused_un
 
 
 def test_kubernetes_names_derive_from_the_prefix():
-    service = McpMeshServiceArgs(prefix="acme", image="i:1", session_mode="stateless", hosts=["a.example.com"])
+    service = McpMeshServiceArgs(prefix="acme", image="i:1", session_mode="stateless", hosts=["a.example.com"],
+                                 access="oauth")
     assert service.names("notes")["namespace"].value == "acme-notes"
     mesh = MeshArgs(prefix="acme").names("mesh")
     assert (mesh["gateway_namespace"].value, mesh["gateway"].value) == ("acme-mesh-gateway", "acme-mesh-gateway")
@@ -42,7 +43,7 @@ def test_kubernetes_names_derive_from_the_prefix():
 
 def test_a_name_kubernetes_would_refuse_is_refused_before_anything_is_registered():
     service = McpMeshServiceArgs(prefix="acme", image="i:1", session_mode="in-memory-sessions", pinning="learned",
-                                 hosts=["a.example.com"])
+                                 hosts=["a.example.com"], access="oauth")
     with pytest.raises(ValueError, match="Kubernetes DNS label"):
         service.names("n" * 50)  # n...-pinning-peers has 64 characters
     with pytest.raises(ValueError, match="Helm release name"):

@@ -47,6 +47,6 @@ def test_one_replica_hands_nothing_over_and_two_hand_over_to_each_other():
                                      {"pinning_max_sessions": 5000}, {"stream_timeout_seconds": 60}])
 def test_proxy_settings_without_learned_pinning_are_refused(setting):
     with pytest.raises(ValueError, match="goes with pinning: learned"):
-        McpMeshServiceArgs(prefix="mcp", project="p-1234", image="ghcr.io/x/y:1", session_mode="stateless", hosts=["mcp.example.com"], **setting)
+        McpMeshServiceArgs(prefix="mcp", project="p-1234", image="ghcr.io/x/y:1", session_mode="stateless", hosts=["mcp.example.com"], access="oauth", **setting)
     McpMeshServiceArgs(prefix="mcp", project="p-1234", image="ghcr.io/x/y:1", session_mode="in-memory-sessions", pinning="learned",
-                       hosts=["mcp.example.com"], **setting)
+                       hosts=["mcp.example.com"], access="oauth", **setting)

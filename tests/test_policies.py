@@ -382,3 +382,19 @@ def test_real_header_hash_plan(tmp_path):
     assert plan["warnings"] and plan["warnings"][0]["urn"]  # the program's warning, with the URN it names
     backend_["inputs"]["consistentHash"]["httpHeaderName"] = "Mcp-Session-Id"
     assert found(check_plan(plan)) == [("header-hash-names-configured-header", backend_["urn"])]
+
+
+@pytest.mark.parametrize("stack,labels,flagged", [
+    ("staging", {"mcp-access": "public"}, True),
+    ("eu-prod", {"mcp-access": "public"}, True),
+    ("dev", {"mcp-access": "public", "environment": "staging"}, True),
+    ("staging", {"mcp-access": "public", "mcp-ack": "unauthenticated"}, False),
+    ("dev", {"mcp-access": "public"}, False),
+    ("staging", {"mcp-access": "iap"}, False),
+])
+def test_public_service_needs_the_acknowledgement_in_staging_and_prod(stack, labels, flagged):
+    found = [v for v in check_resources([run_service(labels=labels)], stack=stack) if v.rule == "public-service-acknowledged"]
+    assert bool(found) is flagged, found
+    deployment = res("kubernetes:apps/v1:Deployment", "mcp", {"metadata": {"name": "mcp", "labels": labels}}, parent=None)
+    found = [v for v in check_resources([deployment], stack=stack) if v.rule == "public-service-acknowledged"]
+    assert bool(found) is flagged, found

@@ -19,9 +19,10 @@ from mcp_affinity import (
     SessionStoreArgs,
 )
 from mcp_affinity.mesh import CONTROL_PLANE_NAMESPACE
+from mcp_affinity.security_policy import EdgeScopeArgs
 
 P = dict(prefix="acme", project="my-proj")
-COMPONENTS = 10
+COMPONENTS = 11  # with EdgePolicy (in each Cloud Run service and gateway backend)
 # Istio's control plane keeps Istio's names: one per cluster (see mcp_affinity.mesh).
 ISTIO_RELEASES = {"base", "istiod", "cni", "ztunnel"}
 
@@ -30,25 +31,27 @@ def program() -> None:
     for name in ("one", "two"):
         Network(f"net-{name}", NetworkArgs(**P, subnets={"europe-west1": {"ip_cidr_range": "10.0.0.0/24"}}, cloud_nat=True))
         SessionStore(f"store-{name}", SessionStoreArgs(**P), network=NETWORK)
-        CloudRunMcpService(f"svc-{name}", CloudRunMcpServiceArgs(**P, image="i:1", session_mode="shared-sessions"),
+        CloudRunMcpService(f"svc-{name}", CloudRunMcpServiceArgs(**P, image="i:1", session_mode="shared-sessions", access="public"),
                            network=NETWORK, session_store=STORE)
         GlobalHttpsLoadBalancer(f"lb-{name}", GlobalHttpsLoadBalancerArgs(
             **P, certificates={"main": ["a.example.com"]}, routes={"a": {"hosts": ["a.example.com"]}}),
             backends={"a": "bs"})
         cluster = GkeCluster(f"gke-{name}", cluster_args(prefix="acme"), network=NETWORK).ref()
         autoneg = AutonegController(f"autoneg-{name}", AutonegControllerArgs(**P), cluster=cluster)
-        gateway = MeshGatewayBackend(f"gw-{name}", MeshGatewayBackendArgs(**P), network=NETWORK, cluster=cluster)
+        gateway = MeshGatewayBackend(f"gw-{name}", MeshGatewayBackendArgs(**P), network=NETWORK, cluster=cluster,
+                                     edge_scopes={"a": EdgeScopeArgs(hosts=["a.example.com"], scoped=True)})
         mesh = Mesh(f"mesh-{name}", mesh_args(prefix="acme"), cluster=cluster, gateway_backend=gateway.ref(),
                     autoneg=autoneg.ref()).ref()
         for service in ("a", "b"):  # two on one cluster
             McpMeshService(f"mcp-{name}-{service}", McpMeshServiceArgs(
-                **P, image="i:1", session_mode="in-memory-sessions", pinning="learned", hosts=["a.example.com"]),
+                **P, image="i:1", session_mode="in-memory-sessions", pinning="learned", hosts=["a.example.com"],
+                access={"mode": "iam", "members": ["user:a@example.com"]}),
                 cluster=cluster, mesh=mesh)
         platform = McpGkePlatform(f"plat-{name}", McpGkePlatformArgs(
             **P, cluster={"region": "europe-west1", "zones": ["europe-west1-b"]},
             mesh={"kind": "cloud-service-mesh", "fleet_feature": name == "one"}), network=NETWORK).ref()
         McpMeshService(f"on-plat-{name}", McpMeshServiceArgs(**P, image="i:1", session_mode="stateless",
-                                                             hosts=["a.example.com"]),
+                                                             hosts=["a.example.com"], access="public"),
                        cluster=platform.cluster, mesh=platform.mesh)
 
 

@@ -7,13 +7,14 @@ dataclasses such as :class:`NetworkRef` and :class:`ClusterRef`, made by each co
 
     network = Network("net", NetworkArgs(prefix="acme", subnets={"europe-west1": SubnetArgs(ip_cidr_range="10.0.0.0/24")}))
     store = SessionStore("sessions", SessionStoreArgs(prefix="acme"), network=network.ref())
-    tools = CloudRunMcpService("tools", CloudRunMcpServiceArgs(prefix="acme", image="...", session_mode="shared-sessions"),
+    tools = CloudRunMcpService("tools", CloudRunMcpServiceArgs(prefix="acme", image="...", session_mode="shared-sessions", access="public"),
                                network=network.ref(), session_store=store.ref())
 
 The command line (``mcp-affinity plan/diff/check``) lives in :mod:`mcp_affinity.cli`, installed
 with the ``cli`` extra.
 """
 
+from .access import AccessArgs, AccessMode, JwtArgs
 from .affinity import DEFAULT_SESSION_HEADER, SessionMode, StoreRole
 from .autoneg import AutonegController, AutonegControllerArgs, AutonegControllerRef
 from .cloud_run_service import CloudRunMcpService, CloudRunMcpServiceArgs, CloudRunMcpServiceRef
@@ -27,11 +28,14 @@ from .load_balancer import (
 from .mesh import ISTIO_VERSION, Mesh, MeshArgs, MeshRef
 from .mesh_service import McpMeshService, McpMeshServiceArgs, McpMeshServiceRef
 from .network import Network, NetworkArgs, NetworkRef, SubnetArgs
+from .security_policy import EdgeArgs, EdgePolicy, EdgePolicyArgs, EdgePolicyRef, EdgeScopeArgs
 from .session_store import MaintenanceWindowArgs, SessionStore, SessionStoreArgs, SessionStoreRef
 from .settings import COMMON_FIELDS, Settings
 
 __all__ = [
     "COMMON_FIELDS",
+    "AccessArgs",
+    "AccessMode",
     "DEFAULT_SESSION_HEADER",
     "ISTIO_VERSION",
     "AutonegController",
@@ -42,11 +46,17 @@ __all__ = [
     "CloudRunMcpServiceArgs",
     "CloudRunMcpServiceRef",
     "ConfigError",
+    "EdgeArgs",
+    "EdgePolicy",
+    "EdgePolicyArgs",
+    "EdgePolicyRef",
+    "EdgeScopeArgs",
     "GkeCluster",
     "GkeClusterArgs",
     "GlobalHttpsLoadBalancer",
     "GlobalHttpsLoadBalancerArgs",
     "GlobalHttpsLoadBalancerRef",
+    "JwtArgs",
     "MaintenanceWindowArgs",
     "McpMeshService",
     "McpMeshServiceArgs",

@@ -19,31 +19,29 @@ one-instance services the load balancer pins by the session header, for every cl
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import AbstractSet, Annotated, Literal, Mapping, Optional
+from typing import AbstractSet, Annotated, Literal, Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_gcp as gcp
 from pydantic import Field, Strict, model_validator
 
-from . import affinity, cloud_run_shards, sources
+from . import access_bindings, affinity, cloud_run_shards, sources
+from .access import AccessArgs, AccessMode
 from .affinity import HeaderName, SessionMode, StoreRole
 from .limits import CpuCount, Env, Memory, check_cloud_run_resources
 from .naming import CLOUD_RUN_SERVICE, RFC1035, SECRET, SERVICE_ACCOUNT, PhysicalName, physical_name
 from .network import NetworkRef
+from .security_policy import EdgeArgs, EdgePolicy, EdgePolicyArgs, EdgeScopeArgs, SecurityPolicyId
 from .session_store import SessionStoreRef
 from .settings import Bool, Faults, Int, Port, Region, Settings, StrInput, UrlPath
 
 # What CI changes when it deploys a new image itself (gcloud run deploy and friends).
 CI_OWNED_PATHS = ["template.containers[0].image", "template.revision", "template.annotations", "client", "clientVersion"]
 
-SecurityPolicyId = Annotated[str, Strict(), Field(
-    pattern=r"^(projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/global/securityPolicies/)?[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")]
-"""A Cloud Armor security policy: ``projects/P/global/securityPolicies/NAME`` or its name (RFC 1035)
-(https://cloud.google.com/compute/docs/reference/rest/v1/securityPolicies)."""
-
-Acknowledgement = Literal["cookie-clients-only", "lb-hash-unsupported"]
+Acknowledgement = Literal["cookie-clients-only", "lb-hash-unsupported", "unauthenticated"]
 """What a user may acknowledge: in-memory sessions pinned only for clients that keep cookies;
-a load-balancer hash that Google documents as unsupported on serverless NEGs."""
+a load-balancer hash that Google documents as unsupported on serverless NEGs; a ``public`` service
+(required by the stack in staging and prod)."""
 
 
 class CloudRunMcpServiceArgs(Settings):
@@ -99,17 +97,22 @@ class CloudRunMcpServiceArgs(Settings):
         default=False,
         description="Pulumi sets the image once and then ignores image and revision drift, so CI can deploy new "
                     "images.")
-    public_invoker: Bool = Field(
-        default=True,
-        description="let the load balancer's unauthenticated requests in (Cloud Run IAM invoker check off); ingress "
-                    "still admits only the load balancer and the VPC.")
+    access: AccessArgs = Field(
+        description="who may call the service: `iap`, `iam`, `oauth` or `public` (see \"Who can call my server?\"); "
+                    "required. The invoker check is on for `iap` and `iam`; ingress admits only the load balancer "
+                    "and the VPC in every mode.")
+    edge: EdgeArgs = Field(
+        default_factory=EdgeArgs,
+        description="the Cloud Armor policy the package makes for the backend service(s): Origin allowlist, rate "
+                    "limits, WAF.")
     log_sample_rate: Annotated[float, Strict()] = Field(
         default=1.0, ge=0.0, le=1.0,
         description="share of requests the backend service logs (0.0 to 1.0).")
     security_policy: Optional[SecurityPolicyId] = Field(
         default=None,
-        description="a Cloud Armor security policy for the backend service "
-                    "(`projects/P/global/securityPolicies/NAME` or its name), or unset.")
+        description="your own Cloud Armor security policy for the backend service(s) "
+                    "(`projects/P/global/securityPolicies/NAME` or its name) instead of the one `edge` describes; "
+                    "unset: the package makes one.")
     # Session shards (cloud_run_shards): fields and rules live there.
     pinning: Optional[Literal["shards"]] = Field(
         default=None,
@@ -135,6 +138,8 @@ class CloudRunMcpServiceArgs(Settings):
         faults.check("cpu", lambda: check_cloud_run_resources(self.cpu, self.memory, self.concurrency))
         faults.check("notificationBroker", lambda: affinity.store_role(self.session_mode, self.notification_broker))
         faults.check("pinning", lambda: cloud_run_shards.check_settings(self))
+        if self.security_policy is not None and "edge" in self.model_fields_set:
+            faults.add("edge", "edge describes the policy the package makes; with securityPolicy (your own) leave edge out")
         if self.pinning is None:
             self._check_pinning(faults)
         faults.raise_if_any()
@@ -175,6 +180,8 @@ class CloudRunMcpServiceArgs(Settings):
             return {**names, **self._shard_names(name, regions)}
         names["service"] = physical_name(CLOUD_RUN_SERVICE, "gcp:cloudrunv2/service:Service", p, name)
         names["backend"] = physical_name(RFC1035, "gcp:compute/backendService:BackendService", p, name)
+        if self.security_policy is None:
+            names["policy"] = physical_name(RFC1035, "gcp:compute/securityPolicy:SecurityPolicy", p, name, "armor")
         for region in regions:
             names[f"neg-{region}"] = physical_name(
                 RFC1035, "gcp:compute/regionNetworkEndpointGroup:RegionNetworkEndpointGroup", p, name, region)
@@ -210,7 +217,8 @@ class CloudRunMcpService(pulumi.ComponentResource):
 
     Context: ``network`` (subnets for Direct VPC egress), ``session_store`` (needed when the
     service's store role is not ``none``), ``secret_env`` (names in ``env`` whose values become
-    Pulumi secrets, e.g. from a ``secure:`` stack value).
+    Pulumi secrets, e.g. from a ``secure:`` stack value), ``hosts`` (the hosts the load balancer
+    serves it on: default allowed origins, and custom audiences for ``iam``).
 
     Outputs: ``service_urls`` (region -> run.app URL, unreachable from the internet because of
     ingress), ``service_account_email``, ``neg_ids`` (region -> serverless NEG id) and
@@ -218,7 +226,8 @@ class CloudRunMcpService(pulumi.ComponentResource):
     ``pinning: shards`` the first two are keyed by shard key, ``backend_service_id`` is None and
     ``shard_backend_service_ids`` maps each shard key to its backend service id (else it is empty).
 
-    Raises ``ValueError`` when a region is not in the network or a needed store is missing.
+    Raises ``ValueError`` when a region is not in the network, a needed store is missing, or
+    ``access: iam`` has no hosts.
     """
 
     service_urls: dict[str, pulumi.Output[str]]
@@ -229,17 +238,19 @@ class CloudRunMcpService(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: CloudRunMcpServiceArgs, *, network: NetworkRef,
                  session_store: Optional[SessionStoreRef] = None, secret_env: AbstractSet[str] = frozenset(),
-                 opts: Optional[pulumi.ResourceOptions] = None):
+                 hosts: Sequence[str] = (), opts: Optional[pulumi.ResourceOptions] = None):
         regions = sorted(args.regions or network.regions)
         missing = set(regions) - set(network.regions)
         if missing:
             raise ValueError(f"regions {sorted(missing)} have no subnet in the network ({network.regions})")
         if args.store_role is not StoreRole.NONE and session_store is None:
             raise ValueError(f"session mode {args.session_mode.value} with store role {args.store_role.value} needs a session_store")
+        if args.access.mode is AccessMode.IAM and not hosts:
+            raise ValueError("access iam needs the hosts the load balancer serves the service on (custom audiences)")
         super().__init__("mcp-affinity:index:CloudRunMcpService", name, None, opts)
         self._args, self._names = args, args.names(name, regions)
         self._store = session_store if args.store_role is not StoreRole.NONE else None
-        self._secret_env = secret_env
+        self._secret_env, self._hosts = secret_env, sorted(hosts)
         account = gcp.serviceaccount.Account(
             name, account_id=self._names["account"].value, project=args.project,
             display_name=f"Cloud Run MCP service {name}", opts=pulumi.ResourceOptions(parent=self),
@@ -251,13 +262,17 @@ class CloudRunMcpService(pulumi.ComponentResource):
                 f"{name}-store-url", secret_id=self._store.secret_id, role="roles/secretmanager.secretAccessor",
                 member=account.member, opts=pulumi.ResourceOptions(parent=self),
             ))
+        self._policy_id = args.security_policy or self._edge_policy(name)
         if args.pinning == "shards":
             services, negs, backends = cloud_run_shards.build(self, name, regions, network, account, grants)
             self.backend_service_id = None
+            granted = {f"{name}-{key}": backend for key, backend in backends.items()}
         else:
             services = {region: self._service(name, region, network, account.email, grants) for region in regions}
             negs = {region: self._neg(name, region, service) for region, service in services.items()}
-            self.backend_service_id, backends = self._backend(name, negs).id, {}
+            backend = self._backend(name, negs)
+            self.backend_service_id, backends, granted = backend.id, {}, {name: backend}
+        access_bindings.grant(self, name, args.access, project=args.project, services=services, backends=granted)
         self.service_urls = {key: service.uri for key, service in services.items()}
         self.neg_ids = {key: neg.id for key, neg in negs.items()}
         self.shard_backend_service_ids = {key: backend.id for key, backend in backends.items()}
@@ -284,9 +299,10 @@ class CloudRunMcpService(pulumi.ComponentResource):
             location=region,
             project=args.project,
             ingress="INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER",
-            invoker_iam_disabled=args.public_invoker,
+            invoker_iam_disabled=not access_bindings.invoker_check(args.access),
+            custom_audiences=access_bindings.custom_audiences(args.access, self._hosts) or None,
             deletion_protection=args.deletion_protection,
-            labels=args.labels,
+            labels={**args.labels, **args.access.marks(args.acknowledge)},
             template={
                 "service_account": email,
                 "timeout": f"{args.timeout_seconds}s",
@@ -355,7 +371,16 @@ class CloudRunMcpService(pulumi.ComponentResource):
             protocol="HTTPS",
             backends=[{"group": neg.id} for _, neg in sorted(negs.items())],
             log_config={"enable": True, "sample_rate": args.log_sample_rate},
-            security_policy=args.security_policy,
+            security_policy=self._policy_id,
+            **access_bindings.backend_iap(args.access),
             **hashing,
             opts=pulumi.ResourceOptions(parent=self),
         )
+
+    def _edge_policy(self, name: str) -> pulumi.Output[str]:
+        """The package's Cloud Armor policy for this service's backend (its only scope)."""
+        args = self._args
+        scope = EdgeScopeArgs(edge=args.edge, hosts=self._hosts, oauth_metadata=args.access.mode is AccessMode.OAUTH)
+        policy = EdgePolicy(name, EdgePolicyArgs(prefix=args.prefix, project=args.project, labels=args.labels,
+                                                 scopes={name: scope}), opts=pulumi.ResourceOptions(parent=self))
+        return policy.policy_id

@@ -24,10 +24,13 @@ import pulumi
 import pulumi_gcp as gcp
 from pydantic import Field
 
+from . import access_bindings
+from .access import AccessArgs
 from .autoneg import autoneg_annotation
 from .gke_cluster import ClusterRef
 from .naming import RFC1035, PhysicalName, physical_name
 from .network import NetworkRef
+from .security_policy import EdgePolicy, EdgePolicyArgs, EdgeScopeArgs, SecurityPolicyId
 from .settings import Int, Settings, StrInput
 
 # Google front ends and health checkers (https://cloud.google.com/load-balancing/docs/health-check-concepts#ip-ranges).
@@ -49,6 +52,11 @@ class MeshGatewayBackendArgs(Settings):
     max_rate_per_endpoint: Int = Field(
         default=1000, ge=1,
         description="requests per second per gateway pod before the load balancer spills over.")
+    security_policy: Optional[SecurityPolicyId] = Field(
+        default=None,
+        description="your own Cloud Armor security policy for the gateway's backend service "
+                    "(`projects/P/global/securityPolicies/NAME` or its name) instead of the one the mesh services' "
+                    "`edge` describe; unset: the package makes one.")
 
     def names(self, name: str) -> dict[str, PhysicalName]:
         """Physical names: firewall rule, health check, backend service and the gateway's NEGs."""
@@ -57,6 +65,7 @@ class MeshGatewayBackendArgs(Settings):
             "firewall": physical_name(RFC1035, c + "firewall:Firewall", p, name, "lb"),
             "health_check": physical_name(RFC1035, c + "healthCheck:HealthCheck", p, name),
             "backend": physical_name(RFC1035, c + "backendService:BackendService", p, name),
+            "policy": physical_name(RFC1035, c + "securityPolicy:SecurityPolicy", p, name, "armor"),
         }
 
 
@@ -81,7 +90,9 @@ class MeshGatewayBackend(pulumi.ComponentResource):
     health check and a backend service the autoneg controller fills.
 
     Context: ``network`` (:class:`~mcp_affinity.network.NetworkRef`) and ``cluster``
-    (:class:`~mcp_affinity.gke_cluster.ClusterRef`, its node tag).
+    (:class:`~mcp_affinity.gke_cluster.ClusterRef`, its node tag); ``iap`` (the ``access`` of mesh
+    services behind IAP, or None) and ``edge_scopes`` (mesh service -> its Cloud Armor rules, scoped
+    to its hosts; ignored with ``security_policy``).
 
     Outputs: ``backend_service_id`` and ``gateway_annotations`` (the gateway Service's annotations:
     GKE's ``cloud.google.com/neg`` and the autoneg controller's ``controller.autoneg.dev/neg``
@@ -92,6 +103,7 @@ class MeshGatewayBackend(pulumi.ComponentResource):
     gateway_annotations: pulumi.Output[dict[str, str]]
 
     def __init__(self, name: str, args: MeshGatewayBackendArgs, *, network: NetworkRef, cluster: ClusterRef,
+                 iap: Optional[AccessArgs] = None, edge_scopes: Optional[Mapping[str, EdgeScopeArgs]] = None,
                  opts: Optional[pulumi.ResourceOptions] = None):
         names = args.names(name)
         super().__init__("mcp-affinity:index:MeshGatewayBackend", name, None, opts)
@@ -115,16 +127,29 @@ class MeshGatewayBackend(pulumi.ComponentResource):
             connection_draining_timeout_sec=args.drain_seconds,
             health_checks=check.id,
             log_config={"enable": True, "sample_rate": 1.0},
+            security_policy=args.security_policy or self._edge_policy(name, args, edge_scopes),
+            **(access_bindings.backend_iap(iap) if iap else {}),
             # The autoneg controller adds the gateway's NEGs as GKE creates them.
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["backends"]),
         )
         self._backend = backend
         self._annotations = autoneg_annotation(names["backend"].value, GATEWAY_PORT,
                                                max_rate_per_endpoint=args.max_rate_per_endpoint)
+        if iap is not None:
+            access_bindings.grant(self, name, iap, project=args.project, services={}, backends={name: backend})
         self.backend_service_id = backend.id
         self.gateway_annotations = pulumi.Output.from_input(self._annotations)
         self.register_outputs({"backend_service_id": self.backend_service_id,
                                "gateway_annotations": self.gateway_annotations})
+
+    def _edge_policy(self, name: str, args: MeshGatewayBackendArgs,
+                     scopes: Optional[Mapping[str, EdgeScopeArgs]]) -> Optional[pulumi.Output[str]]:
+        """The package's Cloud Armor policy: each mesh service's rules scoped to its hosts."""
+        if not scopes:
+            return None
+        policy = EdgePolicy(name, EdgePolicyArgs(prefix=args.prefix, project=args.project, labels=args.labels,
+                                                 scopes=dict(scopes)), opts=pulumi.ResourceOptions(parent=self))
+        return policy.policy_id
 
     def ref(self) -> MeshGatewayBackendRef:
         """This backend service as the mesh's gateway takes it."""

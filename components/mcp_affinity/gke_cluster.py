@@ -123,6 +123,10 @@ class GkeClusterArgs(Settings):
         default_factory=list,
         description="Artifact Registry repositories (`LOCATION/REPOSITORY`) the nodes may pull from; the node "
                     "account gets `roles/artifactregistry.reader` on these only.")
+    rbac_security_group: Optional[str] = Field(
+        default=None, pattern=r"^gke-security-groups@[a-z0-9]([a-z0-9.-]*[a-z0-9])?\.[a-z]{2,63}$", description=(
+            "Google Groups for RBAC: `gke-security-groups@YOUR-DOMAIN`, the group nesting the groups RBAC bindings "
+            "name (https://cloud.google.com/kubernetes-engine/docs/how-to/google-groups-rbac); unset: off."))
 
     @model_validator(mode="after")
     def _rules(self) -> "GkeClusterArgs":
@@ -258,6 +262,11 @@ class GkeCluster(pulumi.ComponentResource):
             gateway_api_config={"channel": "CHANNEL_STANDARD"},
             database_encryption={"state": "ENCRYPTED", "key_name": key.id} if key else {"state": "DECRYPTED"},
             binary_authorization={"evaluation_mode": "PROJECT_SINGLETON_POLICY_ENFORCE"} if args.binary_authorization else None,
+            # Pod-to-pod traffic on one node goes through the VPC too, so flow logs see it.
+            enable_intranode_visibility=True,
+            # No client certificate: it never expires and cannot be revoked; callers use IAM.
+            master_auth={"client_certificate_config": {"issue_client_certificate": False}},
+            authenticator_groups_config={"security_group": args.rbac_security_group} if args.rbac_security_group else None,
             # The default pool cannot be configured as we need; replace it with ours.
             remove_default_node_pool=True,
             initial_node_count=1,

@@ -23,16 +23,18 @@ The children are named ``{name}`` (the cluster), ``{name}-autoneg``, ``{name}-ga
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Mapping, Optional
 
 import pulumi
 from pydantic import Field, model_validator
 
+from .access import AccessArgs
 from .autoneg import AutonegController, AutonegControllerArgs
 from .gateway_backend import MeshGatewayBackend, MeshGatewayBackendArgs
 from .gke_cluster import ClusterRef, GkeCluster, GkeClusterArgs
 from .mesh import Mesh, MeshArgs, MeshRef
 from .network import NetworkRef
+from .security_policy import EdgeScopeArgs
 from .settings import COMMON_FIELDS, Settings, StrInput, config_model
 
 ClusterSettings = config_model(GkeClusterArgs, name="GkeClusterSettings")
@@ -108,7 +110,9 @@ class McpGkePlatform(pulumi.ComponentResource):
     """A GKE cluster, its autoneg controller, the gateway's backend service and the mesh.
 
     Context: ``network`` (:class:`~mcp_affinity.network.NetworkRef`; a subnet in the cluster's
-    region with the secondary ranges it names). Providers: a Google Cloud or Kubernetes provider
+    region with the secondary ranges it names); ``iap`` and ``edge_scopes`` go to the gateway's
+    backend service (:class:`~mcp_affinity.MeshGatewayBackend`: the ``access`` of mesh services
+    behind IAP, and each mesh service's Cloud Armor rules scoped to its hosts). Providers: a Google Cloud or Kubernetes provider
     in ``opts.providers`` reaches every child (Pulumi passes a component's providers on); without
     a Kubernetes provider the cluster's own is used.
 
@@ -125,6 +129,7 @@ class McpGkePlatform(pulumi.ComponentResource):
     gateway: pulumi.Output[str]
 
     def __init__(self, name: str, args: McpGkePlatformArgs, *, network: NetworkRef,
+                 iap: Optional[AccessArgs] = None, edge_scopes: Optional[Mapping[str, EdgeScopeArgs]] = None,
                  opts: Optional[pulumi.ResourceOptions] = None):
         parts = args.parts(name)
         super().__init__("mcp-affinity:index:McpGkePlatform", name, None, opts)
@@ -132,7 +137,8 @@ class McpGkePlatform(pulumi.ComponentResource):
         gke = GkeCluster(name, parts["cluster"], network=network, opts=child)
         cluster = gke.ref()
         autoneg = AutonegController(f"{name}-autoneg", parts["autoneg"], cluster=cluster, opts=child)
-        gateway = MeshGatewayBackend(f"{name}-gateway", parts["gateway"], network=network, cluster=cluster, opts=child)
+        gateway = MeshGatewayBackend(f"{name}-gateway", parts["gateway"], network=network, cluster=cluster,
+                                     iap=iap, edge_scopes=edge_scopes, opts=child)
         mesh = Mesh(f"{name}-mesh", parts["mesh"], cluster=cluster, gateway_backend=gateway.ref(),
                     autoneg=autoneg.ref(), opts=child)
         self._ref = McpGkePlatformRef(cluster, mesh.ref(), gateway.backend_service_id)

@@ -28,7 +28,7 @@ import pulumi
 import pulumi_gcp as gcp
 from pydantic import AfterValidator, Field, Strict, model_validator
 
-from . import cloud_run_shards
+from . import cloud_run_shards, edge_routes
 from .affinity import METHOD_HEADER, NAME_HEADER, HeaderName
 from .naming import RFC1035, PhysicalName, physical_name
 from .settings import Bool, Faults, Model, Name, Settings, StrInput
@@ -158,12 +158,17 @@ class GlobalHttpsLoadBalancerArgs(Settings):
                     "Every host must be on a certificate; no host or path twice.")
     default_route: Optional[Name] = Field(
         default=None,
-        description="the route for unmatched requests (default: the only route without hosts and paths). Every other"
-                    " route must have hosts, paths or be a method-route target.")
+        description="the route for requests whose host no route names, named on purpose (it then also gets "
+                    "DNS-rebinding requests); unset: those requests end at the load balancer with 404. A route "
+                    "without hosts or paths must be the default route or a method-route target.")
     http_redirect: Bool = Field(default=True, description="serve port 80 with a 301 redirect to HTTPS.")
     min_tls_version: Literal["TLS_1_2", "TLS_1_3"] = Field(
         default="TLS_1_2",
         description="the lowest TLS version the HTTPS proxy accepts.")
+    oauth_routes: list[Name] = Field(
+        default_factory=list,
+        description="routes whose server is an OAuth resource server: the metadata URLs of their path prefixes are "
+                    "routed to them (`mcp_affinity.edge_routes`).")
 
     @model_validator(mode="after")
     def _rules(self) -> "GlobalHttpsLoadBalancerArgs":
@@ -188,6 +193,14 @@ class GlobalHttpsLoadBalancerArgs(Settings):
                     others = ", ".join(sorted(set(self.routes) - {key})) or "none"
                     faults.add(("routes", key, "methodRoutes", method_key, "service"),
                                f"{method.service!r} is not another route; other routes: {others}")
+        for index, key in enumerate(self.oauth_routes):
+            if key not in self.routes:
+                faults.add(("oauthRoutes", index), f"{key!r} is not a route; routes: {', '.join(sorted(self.routes))}")
+        if not self.shared_hosts():
+            for key, route in sorted(self.routes.items()):
+                if route.path_prefixes and not route.hosts:
+                    faults.add(("routes", key, "pathPrefixes"), "path prefixes serve on the certificate domains no "
+                               "route claims by host, and there is none: add such a domain to a certificate")
         self._check_default(faults)
         faults.raise_if_any()
         return self
@@ -201,16 +214,15 @@ class GlobalHttpsLoadBalancerArgs(Settings):
             for key in bare:
                 if key != self.default_route:
                     faults.add(("routes", key), "no hosts or paths and not the default route: nothing would reach it")
-        elif len(bare) > 1:
+        else:
             for key in bare:
-                faults.add(("routes", key), f"routes {', '.join(bare)} have no hosts or paths: only one can be the default route")
+                faults.add(("routes", key), "no hosts or paths: give it hosts, or name it in defaultRoute on purpose "
+                           "(it then also receives requests for unknown hosts)")
 
-    def default_key(self) -> str:
-        """The route that receives requests no host or path rule matches."""
-        if self.default_route:
-            return self.default_route
-        bare = [k for k, r in sorted(self.routes.items()) if not r.hosts and not r.path_prefixes]
-        return bare[0] if bare else sorted(self.routes)[0]
+    def shared_hosts(self) -> list[str]:
+        """Certificate domains no route claims: where path-prefixed routes serve."""
+        claimed = {h for r in self.routes.values() for h in r.hosts}
+        return sorted({d for domains in self.certificates.values() for d in domains} - claimed)
 
     def names(self, name: str) -> dict[str, PhysicalName]:
         """Physical names of the load balancer's resources, keyed by role."""
@@ -226,6 +238,8 @@ class GlobalHttpsLoadBalancerArgs(Settings):
             names["redirect"] = physical_name(RFC1035, c + "uRLMap:URLMap", p, name, "redirect")
             names["http_proxy"] = physical_name(RFC1035, c + "targetHttpProxy:TargetHttpProxy", p, name, "http")
             names["rule_80"] = physical_name(RFC1035, c + "globalForwardingRule:GlobalForwardingRule", p, name, "80")
+        if self.default_route is None:
+            names["nohost"] = physical_name(RFC1035, c + "backendService:BackendService", p, name, "nohost")
         for key, domains in self.certificates.items():
             digest = hashlib.sha256(",".join(sorted(domains)).encode()).hexdigest()[:8]
             names[f"cert-{key}"] = physical_name(RFC1035, c + "managedSslCertificate:ManagedSslCertificate",
@@ -279,7 +293,7 @@ class GlobalHttpsLoadBalancer(pulumi.ComponentResource):
             for key, domains in sorted(args.certificates.items())
         }
         url_map = gcp.compute.URLMap(name, name=names["url_map"].value, project=args.project, opts=child,
-                                     **self._routing())
+                                     **self._routing(name))
         ssl_policy = gcp.compute.SSLPolicy(name, name=names["ssl_policy"].value, project=args.project,
                                            profile="MODERN", min_tls_version=args.min_tls_version, opts=child)
         proxy = gcp.compute.TargetHttpsProxy(
@@ -299,10 +313,15 @@ class GlobalHttpsLoadBalancer(pulumi.ComponentResource):
         """This load balancer as DNS records and monitoring take it."""
         return GlobalHttpsLoadBalancerRef(self.ip_address, self.url_map_id)
 
-    def _routing(self) -> dict:
-        """URL map arguments: one path matcher per host-routed backend, one for shared path prefixes."""
+    def _routing(self, name: str) -> dict:
+        """URL map arguments: one path matcher per host-routed backend, one for shared path prefixes;
+        unknown hosts go to the default route if named, else end with 404 (:mod:`mcp_affinity.edge_routes`)."""
         routes, backends = self._args.routes, self._backends
-        default = _target(backends[self._args.default_key()], "default_service", "default_route_action")
+        if self._args.default_route is not None:
+            default = _target(backends[self._args.default_route], "default_service", "default_route_action")
+        else:
+            placeholder = edge_routes.placeholder_backend(self, name, self._names["nohost"].value, self._args.project)
+            default = {"default_service": placeholder.id, "default_route_action": edge_routes.ABORT_404}
         host_rules, matchers = [], []
         for key, route in sorted(routes.items()):
             if route.hosts:
@@ -315,10 +334,12 @@ class GlobalHttpsLoadBalancer(pulumi.ComponentResource):
                     matcher["path_rules"] = _path_rules(route, backends[key])
                 matchers.append(matcher)
         shared = [(k, r) for k, r in sorted(routes.items()) if r.path_prefixes and not r.hosts]
-        if shared:
-            host_rules.append({"hosts": ["*"], "path_matcher": "paths"})
+        if shared and self._args.shared_hosts():
+            metadata = edge_routes.metadata_rules({k: r.path_prefixes for k, r in shared}, set(self._args.oauth_routes),
+                                                  backends)
+            host_rules.append({"hosts": self._args.shared_hosts(), "path_matcher": "paths"})
             matchers.append({"name": "paths", **default,
-                             "path_rules": [rule for k, r in shared for rule in _path_rules(r, backends[k])]})
+                             "path_rules": metadata + [rule for k, r in shared for rule in _path_rules(r, backends[k])]})
         return {**default, "host_rules": host_rules, "path_matchers": matchers}
 
     def _forwarding_rule(self, name: str, port: str, target, address) -> gcp.compute.GlobalForwardingRule:

@@ -35,14 +35,17 @@ from pydantic import Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from . import affinity
+from .access import AccessArgs
 from .affinity import METHOD_HEADER, NAME_HEADER, HeaderName, SessionMode, StoreRole
 from .autoneg import NAMESPACE_TYPE
 from .gke_cluster import ClusterRef, kubernetes_options
 from .limits import Env, Memory, Quantity
 from .load_balancer import Domain, MethodRouteArgs, check_hosts_once, check_method_matches
 from .mesh import MeshRef
+from .mesh_access import check_mesh_access, token_policies
 from .naming import KUBERNETES, SERVICE_ACCOUNT, PhysicalName, physical_name
 from . import pinning_proxy
+from .security_policy import EdgeArgs
 from .session_store import SessionStoreRef
 from .settings import Bool, Faults, Int, Name, Port, Settings, StrInput, UrlPath
 
@@ -74,10 +77,18 @@ class McpMeshServiceArgs(Settings):
     cookie_name: str = Field(
         default=affinity.DEFAULT_COOKIE, pattern=r"^[A-Za-z0-9_-]{1,64}$",
         description="the persistent-session cookie of `pinning: cookie`; refused with another pinning.")
-    acknowledge: list[Literal["cookie-clients-only"]] = Field(
+    acknowledge: list[Literal["cookie-clients-only", "unauthenticated"]] = Field(
         default_factory=list,
         description="`cookie-clients-only` accepts that `pinning: cookie` keeps sessions only for clients that keep "
-                    "cookies (measured: clients without a cookie jar lose them).")
+                    "cookies (measured: clients without a cookie jar lose them); `unauthenticated` a `public` service "
+                    "(required by the stack in staging and prod).")
+    access: AccessArgs = Field(
+        description="who may call the service: `iap`, `iam`, `oauth` or `public` (see \"Who can call my server?\"); "
+                    "required. On GKE `iap` sits on the gateway's backend service (shared by every mesh service); "
+                    "`iam`, and `oauth` with `jwt`, are checked in the mesh in front of the server.")
+    edge: EdgeArgs = Field(
+        default_factory=EdgeArgs,
+        description="this service's rules in the gateway's Cloud Armor policy, scoped to its hosts.")
     notification_broker: Bool = Field(
         default=False,
         description="a `stateless` server fans notifications out through Redis.")
@@ -131,6 +142,7 @@ class McpMeshServiceArgs(Settings):
         if self.port in ISTIO_PORTS:
             faults.add("port", f"port {self.port} is used by the Istio sidecar")
         faults.check("notificationBroker", lambda: affinity.store_role(self.session_mode, self.notification_broker))
+        faults.check(("access", "members"), lambda: check_mesh_access(self.access))
         self._check_pinning(faults)
         check_hosts_once(self.hosts, faults)
         check_method_matches(self.method_routes, faults)
@@ -277,7 +289,8 @@ class McpMeshService(pulumi.ComponentResource):
             k8s.core.v1.Secret(name, metadata=self._meta(SECRET_NAME), type="Opaque", string_data={
                 "url": pulumi.Output.secret(self._store.connection_url), "ca.crt": self._store.ca_certificate},
                 opts=opts)
-        k8s.apps.v1.Deployment(name, metadata=self._meta(), spec=self._deployment_spec(), opts=opts)
+        k8s.apps.v1.Deployment(name, metadata=self._meta(labels=args.access.marks(args.acknowledge)),
+                               spec=self._deployment_spec(), opts=opts)
         service_labels = {"istio.io/persistent-session": args.cookie_name} if args.pinning == "cookie" else {}
         learned = args.pinning == "learned"
         # With learned pinning the service's front door is the proxy; the pods sit behind it.
@@ -462,6 +475,21 @@ class McpMeshService(pulumi.ComponentResource):
                             [{"podSelector": {"matchLabels": {"app": proxy}}}], pinning_proxy.SERVE_PORT)
         else:
             self._admit(f"{name}-from-gateway", name, [self._mesh.gateway_principal], [gateway], args.port)
+        self._token_checks()
+
+    def _token_checks(self) -> None:
+        """The callers' token checks (:mod:`mcp_affinity.mesh_access`) on the pods the gateway calls, or
+        in ambient mode on the Service (its waypoint enforces them)."""
+        args, name = self._args, self._name
+        learned = args.pinning == "learned"
+        front, port = (self.proxy_name, pinning_proxy.SERVE_PORT) if learned else (name, args.port)
+        ambient = self._mesh.data_plane == "ambient"
+        target = ({"targetRefs": [{"kind": "Service", "group": "", "name": name}]} if ambient
+                  else {"selector": {"matchLabels": {"app": front}}})
+        for kind, suffix, spec in token_policies(args.hosts, args.access, None if ambient else port):
+            k8s.apiextensions.CustomResource(
+                f"{name}-{suffix}", api_version="security.istio.io/v1", kind=kind, metadata=self._meta(f"{name}-{suffix}"),
+                spec={**target, **spec}, opts=self._k8s)
 
     def _admit(self, resource: str, app: str, principals: list[str], peers: list[dict], port: int,
                policy_name: Optional[str] = None) -> None:

@@ -22,6 +22,10 @@ from pydantic import AfterValidator, Field, model_validator
 from .naming import RFC1035, PhysicalName, physical_name
 from .settings import Bool, Faults, Int, IPv4Cidr, Model, Region, Settings, StrInput
 
+DENY_PRIORITY = 65534
+"""The default-deny ingress rule's priority: above the implied rules (65535), below every allow rule
+the package makes (default 1000; https://cloud.google.com/firewall/docs/firewalls#priority_order_for_firewall_rules)."""
+
 RangeName = Annotated[str, AfterValidator(lambda v: physical_name(RFC1035, "range", v).value)]
 
 VALID_RANGES = "https://cloud.google.com/vpc/docs/subnets#valid-ranges"
@@ -58,7 +62,10 @@ class SubnetArgs(Model):
 
 
 class NetworkArgs(Settings):
-    """Settings of :class:`Network`."""
+    """Settings of :class:`Network`.
+
+    A new VPC gets a default-deny ingress firewall rule (priority 65534) and flow logs on every subnet.
+    """
 
     subnets: dict[Region, SubnetArgs] = Field(
         default_factory=dict,
@@ -119,6 +126,7 @@ class NetworkArgs(Settings):
         names = {"psa": physical_name(RFC1035, "gcp:compute/globalAddress:GlobalAddress", p, name, "psa")}
         if self.existing_network is None:
             names["vpc"] = physical_name(RFC1035, "gcp:compute/network:Network", p, name)
+            names["deny_ingress"] = physical_name(RFC1035, "gcp:compute/firewall:Firewall", p, name, "deny-ingress")
             for region in self.subnets:
                 names[f"subnet-{region}"] = physical_name(RFC1035, "gcp:compute/subnetwork:Subnetwork", p, name, region)
         if self.cloud_nat:
@@ -182,6 +190,12 @@ class Network(pulumi.ComponentResource):
             self.network_id = vpc.id
             self.subnet_ids = {region: self._subnet(name, names, args, region, subnet, child).id
                                for region, subnet in sorted(args.subnets.items())}
+            # An explicit baseline: every allow rule the package makes has a higher priority (lower number).
+            gcp.compute.Firewall(f"{name}-deny-ingress", name=names["deny_ingress"].value, project=args.project,
+                                 network=vpc.id, direction="INGRESS", priority=DENY_PRIORITY,
+                                 source_ranges=["0.0.0.0/0"], denies=[{"protocol": "all"}],
+                                 description="mcp-affinity: deny all ingress unless a rule with a higher priority allows it",
+                                 opts=child)
         self.private_services_network_id = self.network_id
         if args.private_services_access:
             connection = self._private_services(name, names, args, child)

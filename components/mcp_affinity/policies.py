@@ -32,6 +32,7 @@ _DESTINATION_RULE = re.compile(r"^kubernetes:networking\.istio\.io/[^:]+:Destina
 _NEG_PATH = re.compile(r"regions/([^/]+)/networkEndpointGroups/([^/?]+)")
 _GROUP_PATH = re.compile(r"/(networkEndpointGroups|instanceGroups)/")
 _PROD_STACK = re.compile(r"(^|[-_.])prod(uction)?($|[-_.])", re.IGNORECASE)
+_STAGING_STACK = re.compile(r"(^|[-_.])(staging|stage|stg)($|[-_.])", re.IGNORECASE)
 CLUSTER_DOMAIN = "cluster.local"
 MAX_TIMEOUT_SECONDS = 3600
 API_DEFAULT_TIMEOUT_SEC = 30  # what the API reports for a backend service left at its default
@@ -43,6 +44,7 @@ ISTIO_DESTINATION_RULE = "https://istio.io/latest/docs/reference/config/networki
 ISTIO_PERSISTENT_SESSION = "https://github.com/istio/istio/blob/master/pilot/pkg/features/experimental.go"
 REDIS_DELETION_PROTECTION = "https://www.pulumi.com/registry/packages/gcp/api-docs/redis/instance/"
 CLOUD_RUN_INVOKER = "https://cloud.google.com/run/docs/securing/managing-access#invoker_check"
+MCP_AUTHORIZATION = "https://modelcontextprotocol.io/specification/2025-11-25/basic/authorization"
 
 
 @dataclass(frozen=True, order=True)
@@ -277,7 +279,7 @@ def cloud_run_not_public(resources: list[dict], settings: Settings) -> Iterator[
     Sources: https://cloud.google.com/run/docs/securing/managing-access#invoker_check
     (``invokerIamDisabled`` lets every caller in), https://cloud.google.com/run/docs/securing/ingress
     (ingress ``all``, the default, admits the internet). The design opens the invoker check only on
-    services whose ingress is internal and load balancer (``publicInvoker``); an ``allUsers`` or
+    services whose ingress is internal and load balancer (``access`` oauth or public); an ``allUsers`` or
     ``allAuthenticatedUsers`` invoker binding is refused outright: it may name any service of the
     project (a project-level grant names all), including ones this stack does not show.
     """
@@ -290,6 +292,38 @@ def cloud_run_not_public(resources: list[dict], settings: Settings) -> Iterator[
         if _iam_public_invoker(binding):
             yield binding["urn"], ("grants a Cloud Run invoker role to allUsers or allAuthenticatedUsers; use "
                                    "invokerIamDisabled on a service with ingress INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER")
+
+
+def _environment_at_least_staging(resources: list[dict], settings: Settings) -> bool:
+    """Production (:func:`is_production`), a stack named for staging, or a resource labelled
+    ``environment: staging`` / ``prod``."""
+    name = stack_name(resources, settings) or ""
+    if settings.production or _STAGING_STACK.search(name):
+        return True
+    return any(_labels(r).get("environment") in ("staging", "prod") for r in resources)
+
+
+def _labels(resource: dict) -> dict:
+    """A Google resource's ``labels``, or a Kubernetes object's ``metadata.labels``."""
+    return _mapping(_inputs(resource, "labels")) or _mapping(_inputs(resource, "metadata", "labels"))
+
+
+@_rule("public-service-acknowledged", MCP_AUTHORIZATION)
+def public_service_acknowledged(resources: list[dict], settings: Settings) -> Iterator[tuple[str, str]]:
+    """In staging and production, a service anyone may call (``access: public``) carries the acknowledgement.
+
+    Source: https://modelcontextprotocol.io/specification/2025-11-25/basic/authorization (an MCP
+    server reachable over HTTP should authorize its callers). A service's access is the label
+    ``mcp-access`` of its Cloud Run service or Deployment; ``mcp-ack: unauthenticated`` records
+    ``acknowledge: [unauthenticated]``.
+    """
+    if not _environment_at_least_staging(resources, settings):
+        return
+    for workload in [*_of(resources, CLOUD_RUN), *_of(resources, DEPLOYMENT)]:
+        labels = _labels(workload)
+        if labels.get("mcp-access") == "public" and labels.get("mcp-ack") != "unauthenticated":
+            yield workload["urn"], ("access public lets anyone on the internet call this service in staging or "
+                                    "production: add acknowledge: [unauthenticated], or pick iap, iam or oauth")
 
 
 @_rule("serverless-neg-names-service", sources.SERVERLESS_NEG)

@@ -6,6 +6,7 @@ from typing import Any, Callable, Iterator, Optional
 
 from mcp_affinity import CloudRunMcpService, CloudRunMcpServiceArgs, NetworkArgs, RouteArgs, StoreRole
 from mcp_affinity import cloud_run_shards
+from mcp_affinity.access import AccessMode
 from mcp_affinity.settings import config_model
 
 from .context import SharedContext
@@ -25,13 +26,14 @@ def keys_set(config) -> list[str]:
 
 
 def settings(config, common: dict, problems, network: Optional[NetworkArgs]) -> Optional[dict[str, tuple]]:
-    """Each service's (settings or None, route values), validated under ``services.<name>``; the
-    route's own rules run in the load balancer, which reports them under the same key."""
+    """Each service's (settings or None, route values, served hosts), validated under
+    ``services.<name>``; the route's own rules run in the load balancer, which reports them under
+    the same key."""
     if not config.services:
         if "services" not in problems.refused_tops:
             problems.add("services", "platforms includes cloud-run: define at least one service")
         return None
-    result = {}
+    result, served = {}, served_hosts(config)
     for name, service in sorted(config.services.items()):
         key = f"services.{name}"
         values = service.model_dump(by_alias=True, exclude_unset=True)
@@ -45,22 +47,24 @@ def settings(config, common: dict, problems, network: Optional[NetworkArgs]) -> 
                 problems.add(f"{key}.regions", f"{sorted(extra)} have no subnet; network regions: {', '.join(network.regions)}")
         if config.environment == "prod" and args is not None and args.regions is not None and len(args.regions) < 2:
             problems.add(f"{key}.regions", "prod runs each service in two regions or more")
-        result[name] = (args, route)
+        if args is not None:
+            check_access(key, args.access, args.acknowledge, served[name], config.environment, problems)
+        result[name] = (args, route, served[name])
     return result
 
 
 def needs_store(services: dict[str, tuple]) -> bool:
-    return any(args is not None and args.store_role is not StoreRole.NONE for args, _ in services.values())
+    return any(args is not None and args.store_role is not StoreRole.NONE for args, *_ in services.values())
 
 
 def routes(services: dict[str, tuple]) -> dict[str, tuple[dict, Callable[[list[str]], str]]]:
     """Route key -> (route values, function from a fault's location in the route to its config key)."""
     return {name: (route, lambda loc, name=name: ".".join([f"services.{name}", *loc]))
-            for name, (_, route) in services.items()}
+            for name, (_, route, _) in services.items()}
 
 
 def named_components(services: dict[str, tuple], network: NetworkArgs) -> Iterator[tuple[str, Any]]:
-    for name, (args, _) in services.items():
+    for name, (args, *_) in services.items():
         if args is not None:
             yield f"services.{name}", lambda args=args, name=name: args.names(name, args.regions or network.regions)
 
@@ -69,15 +73,52 @@ def build(services: dict[str, tuple], context: SharedContext) -> tuple[dict[str,
     """Create the services; return (backend service id by route key, stack outputs)."""
     created = {
         name: CloudRunMcpService(name, args, network=context.network, session_store=context.session_store,
-                                 secret_env=context.secret_env("services", args.env))
-        for name, (args, _) in sorted(services.items())
+                                 secret_env=context.secret_env("services", args.env), hosts=hosts)
+        for name, (args, _, hosts) in sorted(services.items())
     }
     backends = {name: service.shard_backend_service_ids or service.backend_service_id for name, service in created.items()}
-    outputs = {"serviceUrls": {name: service.service_urls for name, service in created.items()}}
+    outputs = {"serviceUrls": {name: service.service_urls for name, service in created.items()},
+               "serviceAccess": {name: args.access.summary() for name, (args, *_) in sorted(services.items())}}
     # What each sharded service holds, and its ingress configuration in plain text: the secret's
     # payload is masked in a plan, and the configuration holds nothing secret.
     shards = {name: cloud_run_shards.plan_summary(args, len(created[name].service_urls) // args.shards)
-              for name, (args, _) in sorted(services.items()) if args.pinning == "shards"}
+              for name, (args, *_) in sorted(services.items()) if args.pinning == "shards"}
     if shards:
         outputs["sessionShards"] = shards
     return backends, outputs
+
+
+def _hosts(item) -> list[str]:
+    # A partly refused service or load balancer (already reported) may lack keys: read what is there.
+    return list(getattr(item, "hosts", None) or [])
+
+
+def served_hosts(config) -> dict[str, list[str]]:
+    """The hosts the load balancer serves each service on: its own, those of services that send it
+    MCP methods, and for a path-prefixed service (or the named default route) the certificate
+    domains no service claims."""
+    claimed = {h for s in config.services.values() for h in _hosts(s)}
+    claimed |= {h for s in (config.mesh_services or {}).values() for h in _hosts(s)}
+    load_balancer = config.load_balancer
+    certificates = (getattr(load_balancer, "certificates", None) or {}) if load_balancer is not None else {}
+    default_route = getattr(load_balancer, "default_route", None) if load_balancer is not None else None
+    shared = {d for domains in certificates.values() for d in domains} - claimed
+    served = {}
+    for name, service in config.services.items():
+        hosts = set(_hosts(service))
+        hosts |= {h for other in config.services.values() for m in (getattr(other, "method_routes", None) or {}).values()
+                  if getattr(m, "service", None) == name for h in _hosts(other)}
+        if getattr(service, "path_prefixes", None) and not _hosts(service) or default_route == name:
+            hosts |= shared
+        served[name] = sorted(hosts)
+    return served
+
+
+def check_access(key: str, access, acknowledge, hosts: list[str], environment: str, problems) -> None:
+    """Rules across settings: ``public`` needs ``acknowledge: [unauthenticated]`` in staging and prod;
+    ``iam`` needs hosts (the audiences of the callers' ID tokens)."""
+    if access.mode is AccessMode.PUBLIC and environment not in (None, "dev") and "unauthenticated" not in acknowledge:
+        problems.add(f"{key}.access", f"public lets anyone on the internet call the service; in {environment} add "
+                     "acknowledge: [unauthenticated], or pick iap, iam or oauth")
+    if access.mode is AccessMode.IAM and not hosts:
+        problems.add(f"{key}.access", "iam: callers mint ID tokens for https://HOST; give the service hosts")

@@ -15,9 +15,12 @@ from mcp_affinity import (
     McpMeshServiceArgs, Mesh, MeshArgs, MeshGatewayBackend, MeshGatewayBackendArgs, NetworkArgs,
     StoreRole,
 )
+from mcp_affinity.access import AccessMode
 from mcp_affinity.mesh_service import method_target_faults, service_host
+from mcp_affinity.security_policy import EdgeScopeArgs
 from mcp_affinity.settings import config_model
 
+from . import cloud_run
 from .context import SharedContext
 
 KEYS = ("gke", "meshServices")
@@ -71,9 +74,26 @@ def settings(config, common: dict, problems, network: Optional[NetworkArgs]) -> 
     for name, service in services.items():
         for key, message in (method_target_faults(name, service, set(services)) if service else []):
             problems.add(f"meshServices.{name}.{key}", message)
+    _check_access(config.environment, services, problems)
     return {"cluster": cluster, "mesh": mesh, "gateway": gateway, "autoneg": autoneg, "services": services,
             "hosts": {name: service.model_dump(by_alias=True, exclude_unset=True).get("hosts", [])
                       for name, service in sorted(config.mesh_services.items())}}
+
+
+def _check_access(environment: str, services: dict, problems) -> None:
+    """``public`` needs the acknowledgement in staging and prod; IAP sits on the one gateway backend
+    service, so mesh services behind it must all be ``iap`` with the same members and clients."""
+    valid = {n: s for n, s in services.items() if s is not None}
+    for name, service in valid.items():
+        cloud_run.check_access(f"meshServices.{name}", service.access, service.acknowledge, service.hosts,
+                               environment, problems)
+    iap = {n: s.access for n, s in valid.items() if s.access.mode is AccessMode.IAP}
+    first = next(iter(iap.values()), None)
+    for name, service in valid.items():
+        if first is not None and service.access != first:
+            problems.add(f"meshServices.{name}.access", "IAP sits on the gateway's backend service, which every mesh "
+                         "service shares: when one mesh service is iap, all must be iap with the same members and "
+                         "programmaticClients")
 
 
 def _check_network(cluster: GkeClusterArgs, network: NetworkArgs, problems) -> None:
@@ -129,14 +149,20 @@ def build(parts: dict[str, Any], context: SharedContext) -> tuple[dict[str, Any]
     gke = GkeCluster("gke", parts["cluster"], network=context.network)
     cluster = gke.ref()
     autoneg = AutonegController("autoneg", parts["autoneg"], cluster=cluster)
-    gateway = MeshGatewayBackend("gateway", parts["gateway"], network=context.network, cluster=cluster)
+    services_args = parts["services"]
+    iap = next((s.access for s in services_args.values() if s.access.mode is AccessMode.IAP), None)
+    scopes = {name: EdgeScopeArgs(edge=s.edge, hosts=s.hosts, scoped=True, oauth_metadata=s.access.mode is AccessMode.OAUTH)
+              for name, s in services_args.items()}
+    gateway = MeshGatewayBackend("gateway", parts["gateway"], network=context.network, cluster=cluster,
+                                 iap=iap, edge_scopes=scopes)
     mesh = Mesh("mesh", parts["mesh"], cluster=cluster, gateway_backend=gateway.ref(), autoneg=autoneg.ref()).ref()
-    hosts = {name: service_host(args.prefix, name) for name, args in parts["services"].items()}
+    hosts = {name: service_host(args.prefix, name) for name, args in services_args.items()}
     services = {
         name: McpMeshService(name, args, cluster=cluster, mesh=mesh, session_store=context.session_store,
                              route_hosts=hosts, secret_env=context.secret_env("meshServices", args.env))
         for name, args in sorted(parts["services"].items())
     }
     outputs = {"gkeCluster": gke.cluster_name,
-               "meshServiceHosts": {name: service.service_host for name, service in services.items()}}
+               "meshServiceHosts": {name: service.service_host for name, service in services.items()},
+               "meshServiceAccess": {name: args.access.summary() for name, args in sorted(services_args.items())}}
     return {ROUTE: gateway.backend_service_id}, outputs

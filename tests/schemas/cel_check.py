@@ -16,6 +16,7 @@ Kubernetes. The Kubernetes-specific parts the rules of our kinds use are added h
   comparisons with whole-microsecond constants such as ``duration('1ms')``.
 - ``<string>.split(<string>)``: the Kubernetes strings extension library
   (k8s.io/apiserver ``pkg/cel/library``, cel-go ``ext.Strings``).
+- ``url(<string>).getScheme()``: the Kubernetes URL library (``pkg/cel/library/urls.go``).
 
 A rule calling any other function outside ``CEL_BUILTINS`` is reported as unsupported, never
 skipped (``unsupported_functions``; the self-check test runs it over every stored rule).
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import re
+import urllib.parse
 from fractions import Fraction
 from typing import Any, Iterator
 
@@ -85,7 +87,22 @@ def k8s_split(value: Any, sep: Any) -> celtypes.ListType:
     return celtypes.ListType([celtypes.StringType(x) for x in str(value).split(str(sep))])
 
 
-K8S_FUNCTIONS = {"duration": k8s_duration, "split": k8s_split}
+def k8s_url(value: Any) -> celtypes.StringType:
+    """``url(string)``: Go's ``url.ParseRequestURI`` accepts an absolute URI or an absolute path;
+    anything else is an error (k8s.io/apiserver ``pkg/cel/library/urls.go``)."""
+    text = str(value)
+    parsed = urllib.parse.urlsplit(text)
+    if not (parsed.scheme or text.startswith("/")) or any(c.isspace() for c in text):
+        raise ValueError(f"URL parse error during conversion from string: {text!r}")
+    return celtypes.StringType(text)
+
+
+def k8s_get_scheme(value: Any) -> celtypes.StringType:
+    """``<URL>.getScheme()``: the scheme, empty for a path."""
+    return celtypes.StringType(urllib.parse.urlsplit(str(value)).scheme)
+
+
+K8S_FUNCTIONS = {"duration": k8s_duration, "split": k8s_split, "url": k8s_url, "getScheme": k8s_get_scheme}
 
 _STRING = re.compile(r"""[rR]?(\"\"\"[\s\S]*?\"\"\"|'''[\s\S]*?'''|"(?:\\.|[^"\\])*"|'(?:\\.|[^'\\])*')""")
 

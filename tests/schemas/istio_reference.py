@@ -72,6 +72,7 @@ FIELDS: dict[str, list[str]] = {
     "networking.istio.io/v1/Gateway": ["spec"],
     "security.istio.io/v1/PeerAuthentication": ["spec"],
     "security.istio.io/v1/AuthorizationPolicy": ["spec"],
+    "security.istio.io/v1/RequestAuthentication": ["spec"],
     "gateway.networking.k8s.io/v1/Gateway": ["spec.gatewayClassName", "spec.listeners", "spec.infrastructure"],
 }
 

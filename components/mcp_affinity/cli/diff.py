@@ -44,6 +44,7 @@ IDENTITY: dict[str, str] = {
     "backends": "group", "envs": "name", "env": "name", "containers": "name", "ports": "name",
     "volumes": "name", "volumeMounts": "mountPath", "secondaryIpRanges": "rangeName", "http": "name",
     "weeklyMaintenanceWindows": "day", "networkInterfaces": "subnetwork", "servers": "port",
+    "rules": "priority", "jwtRules": "issuer",
 }
 """List name -> the field that identifies an item (a list field joins its sorted values).
 Lists of objects not named here are matched by ``name`` when every item has a distinct one.

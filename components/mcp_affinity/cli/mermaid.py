@@ -168,7 +168,12 @@ def _lb_label(lb: dict, resources: list[dict]) -> list[str]:
 def _backend_label(backend: dict) -> list[str]:
     settings = [show(v) for v in (_get(backend, p) for p in AFFINITY_PATHS) if v not in (None, "", "NONE")]
     affinity = "affinity " + " / ".join(settings) if settings else "no LB affinity"
-    return [f"Backend {_get(backend, 'name') or backend['name']}", affinity]
+    name = f"Backend {_get(backend, 'name') or backend['name']}"
+    if str(_get(backend, "description") or "").startswith("mcp-affinity: unknown hosts"):
+        return [name, "unknown hosts: 404 at the load balancer"]
+    edge = [label for label, on in (("IAP", _get(backend, "iap.enabled") is True),
+                                    ("Cloud Armor", _get(backend, "securityPolicy") is not None)) if on]
+    return [name, *([", ".join(edge)] if edge else []), affinity]
 
 
 def _run_label(services: list[dict]) -> list[str]:

@@ -31,10 +31,11 @@ _CONTAINER = "spec.template.spec.containers.0"
 HIGHLIGHTS: dict[str, list[str]] = {
     "gcp:compute/backendService:BackendService": [
         "sessionAffinity", "localityLbPolicy", "consistentHash.httpHeaderName", "affinityCookieTtlSec",
-        "loadBalancingScheme", "protocol", "timeoutSec", "healthChecks", "securityPolicy", "logConfig.enable",
+        "loadBalancingScheme", "protocol", "timeoutSec", "healthChecks", "securityPolicy", "iap.enabled",
+        "logConfig.enable",
     ],
     "gcp:cloudrunv2/service:Service": [
-        "template.sessionAffinity", "ingress", "invokerIamDisabled", "template.timeout",
+        "template.sessionAffinity", "ingress", "invokerIamDisabled", "customAudiences", "template.timeout",
         "template.containers.0.envs.name=MCP_SESSION_HEADER.value", "template.maxInstanceRequestConcurrency",
         "template.scaling.minInstanceCount", "template.scaling.maxInstanceCount", "template.vpcAccess.egress",
         "template.containers.0.image", "deletionProtection",
@@ -53,7 +54,9 @@ HIGHLIGHTS: dict[str, list[str]] = {
     "gcp:container/cluster:Cluster": [
         "location", "nodeLocations", "releaseChannel.channel", "privateClusterConfig.enablePrivateNodes",
         "privateClusterConfig.masterIpv4CidrBlock", "workloadIdentityConfig.workloadPool", "datapathProvider",
-        "gatewayApiConfig.channel", "networkingMode", "ipAllocationPolicy", "deletionProtection",
+        "gatewayApiConfig.channel", "networkingMode", "ipAllocationPolicy", "enableIntranodeVisibility",
+        "masterAuth.clientCertificateConfig.issueClientCertificate", "authenticatorGroupsConfig.securityGroup",
+        "deletionProtection",
     ],
     "gcp:container/nodePool:NodePool": [
         "nodeConfig.machineType", "autoscaling", "nodeConfig.spot", "nodeConfig.workloadMetadataConfig.mode",
@@ -69,7 +72,14 @@ HIGHLIGHTS: dict[str, list[str]] = {
     "kubernetes:autoscaling/v2:HorizontalPodAutoscaler": ["spec.minReplicas", "spec.maxReplicas"],
     "kubernetes:helm.sh/v3:Release": ["chart", "version", "namespace"],
     "gcp:compute/healthCheck:HealthCheck": ["httpHealthCheck"],
-    "gcp:compute/firewall:Firewall": ["sourceRanges", "allows"],
+    "gcp:compute/firewall:Firewall": ["direction", "priority", "sourceRanges", "allows", "denies"],
+    "gcp:compute/securityPolicy:SecurityPolicy": [
+        "type", "adaptiveProtectionConfig.layer7DdosDefenseConfig.enable", "advancedOptionsConfig.jsonParsing"],
+    "gcp:cloudrunv2/serviceIamMember:ServiceIamMember": ["location", "role", "member"],
+    "gcp:iap/webBackendServiceIamMember:WebBackendServiceIamMember": ["role", "member"],
+    "gcp:iap/settings:Settings": ["accessSettings.oauthSettings.programmaticClients"],
+    "kubernetes:security.istio.io/v1:RequestAuthentication": ["spec.selector", "spec.jwtRules"],
+    "kubernetes:security.istio.io/v1:AuthorizationPolicy": ["spec.action", "spec.rules"],
     "gcp:secretmanager/secretVersion:SecretVersion": ["secretData"],
     "gcp:compute/managedSslCertificate:ManagedSslCertificate": ["managed.domains"],
     "gcp:compute/globalForwardingRule:GlobalForwardingRule": ["portRange", "loadBalancingScheme"],
@@ -118,8 +128,25 @@ def key_settings(type_: str, inputs: dict[str, Any]) -> list[str]:
     """``path=value`` for the type's :data:`HIGHLIGHTS` that are set, the GCP ``name`` first."""
     parts = [f"{_label(path)}={show(value)}" for path in HIGHLIGHTS.get(type_, [])
              if (value := lookup(inputs, path)) is not None]
+    if type_ == "gcp:compute/securityPolicy:SecurityPolicy" and isinstance(inputs.get("rules"), list):
+        parts += [armor_rule(rule) for rule in sorted(inputs["rules"], key=lambda r: r.get("priority", 0))]
     name = inputs.get("name") if isinstance(inputs, dict) else None
     return ([f"name={name}"] if isinstance(name, str) else []) + parts
+
+
+def armor_rule(rule: dict) -> str:
+    """One Cloud Armor rule on a line: priority, action (threshold and keys), preview, match."""
+    action = show(rule.get("action"))
+    limit = rule.get("rateLimitOptions") or {}
+    if limit:
+        threshold = limit.get("rateLimitThreshold") or {}
+        keys = "+".join(show(k.get("enforceOnKeyName") or k.get("enforceOnKeyType"))
+                        for k in limit.get("enforceOnKeyConfigs") or [])
+        action += f" {show(threshold.get('count'))}/{show(threshold.get('intervalSec'))}s per {keys} else {show(limit.get('exceedAction'))}"
+    match = rule.get("match") or {}
+    when = show((match.get("expr") or {}).get("expression") or (match.get("config") or {}).get("srcIpRanges"))
+    preview = " (preview)" if rule.get("preview") else ""
+    return f"rules[{show(rule.get('priority'))}]={action}{preview} when {when}"
 
 
 def _label(path: str) -> str:

@@ -69,7 +69,8 @@ _GCP: dict[str, tuple[str, tuple[str, ...]]] = {
         ("location", "network", "subnetwork", "networkingMode", "datapathProvider", "ipAllocationPolicy",
          "initialNodeCount", "clusterIpv4Cidr", "defaultMaxPodsPerNode", "enableAutopilot", "enableTpu",
          "enableKubernetesAlpha", "confidentialNodes", "privateClusterConfig.masterIpv4CidrBlock",
-         "privateClusterConfig.privateEndpointSubnetwork", "nodePool", "description")),
+         "privateClusterConfig.privateEndpointSubnetwork", "nodePool", "description",
+         "masterAuth.clientCertificateConfig")),
     "gcp:container/nodePool:NodePool": (
         "container/resource_container_node_pool",
         ("cluster", "location", "initialNodeCount", "maxPodsPerNode", "namePrefix", "placementPolicy",
