@@ -8,6 +8,7 @@ which is not part of the library: ``pip install -e tools/conformance`` from a ch
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -28,8 +29,9 @@ def conformance(
     from ..errors import ConfigError
     try:
         from mcp_affinity_conformance import Budget, missing_binaries, run_matrix, to_markdown
-        from mcp_affinity_conformance.from_plan import planned_routings
+        from mcp_affinity_conformance.from_plan import planned_routings, planned_shards
         from mcp_affinity_conformance.servers import SERVER_MODES
+        from mcp_affinity_conformance.shards import run_shards, to_rows
     except ImportError as error:
         typer.echo(f"error: the conformance run needs {error.name}; from a checkout: "
                    "pip install -e tools/conformance", err=True)
@@ -55,6 +57,17 @@ def conformance(
         rows = run_matrix([service.routing], modes=modes, budget=Budget(replicas, sessions, calls),
                           kill_cases=[], proxy_restart_cases=[], flood_cases={})
         lost = lost or any(r.sessions_lost for r in rows if not (r.routing == "cookie" and r.client == "no cookie jar"))
+        lines += ["", to_markdown(rows)]
+    for shards in planned_shards(plan):
+        # The server behind the shards is one the run has: the official SDK, or the TypeScript SDK
+        # where the server prefixes its own ids (the only one that lets the operator choose them).
+        mode = SERVER_MODES[0] if shards.proxy_config is not None else next(
+            m for m in SERVER_MODES if m.key == "ts-in-memory")
+        lines.append(f"## cloud-run service `{shards.service}`: in-memory-sessions, routing `shards` "
+                     f"({len(shards.keys)} shards routed by the URL map on `{shards.header}`)")
+        with tempfile.TemporaryDirectory(prefix="mcp-shards-") as workdir:
+            rows = to_rows(run_shards(shards, Path(workdir), app=mode.app, sessions=sessions, calls=calls), mode.label)
+        lost = lost or any(r.sessions_lost for r in rows)
         lines += ["", to_markdown(rows)]
     report = "\n".join(lines)
     typer.echo(report)
