@@ -129,7 +129,9 @@ def haproxy_config(*, name: str, namespace: str, pods_service: str, peers_servic
     pod per proxy replica, and stores nothing.
 
     ``/healthz`` on :data:`HEALTH_PORT` fails while no MCP pod is up; ``/metrics`` there is
-    HAProxy's Prometheus exporter (``haproxy_sticktable_used`` counts the pins).
+    HAProxy's Prometheus exporter (``haproxy_sticktable_used`` counts the pins), which the official
+    image is built with (``USE_PROMEX=1``, docker-library/haproxy ``3.0/Dockerfile``, which also
+    runs HAProxy as uid 99, the pod's ``runAsUser``).
     """
     domain = f"{namespace}.svc.cluster.local"
     names = peer_names(name, replicas)
