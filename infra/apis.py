@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from mcp_affinity.wire import PROJECT_SERVICE_IDENTITY
+
 API_USES = {
     "compute": "always: VPC, subnets, load balancer, certificates, NEGs, backend services, firewall rules",
     "iam": "always: the services' and nodes' service accounts",
@@ -36,7 +38,7 @@ RESOURCE_APIS = {
 }
 """Pulumi type module -> the API that serves its resources."""
 
-TYPE_APIS = {"gcp:projects/serviceIdentity:ServiceIdentity": "serviceusage"}
+TYPE_APIS = {PROJECT_SERVICE_IDENTITY: "serviceusage"}
 """Resource types served by another API than their module's (``generateServiceIdentity`` is Service
 Usage's, https://cloud.google.com/service-usage/docs/reference/rest/v1beta1/services/generateServiceIdentity)."""
 

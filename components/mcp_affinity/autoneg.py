@@ -54,6 +54,7 @@ from pydantic import Field, Strict, model_validator
 from .gke_cluster import ClusterRef, kubernetes_options
 from .naming import KUBERNETES, SERVICE_ACCOUNT, NameRule, PhysicalName, physical_name
 from .settings import Bool, Faults, Int, Settings, StrInput
+from .wire import CLUSTER_ROLE, CLUSTER_ROLE_BINDING, GOOGLE_SERVICE_ACCOUNT, NAMESPACE, PROJECT_CUSTOM_ROLE
 
 AUTONEG_VERSION = "v2.0.1"
 """The pinned release: the newest tag of GoogleCloudPlatform/gke-autoneg-controller (2026-04-13).
@@ -126,7 +127,6 @@ CUSTOM_ROLE = NameRule("IAM custom role id", 64,
                        min_length=3, pattern=r"[a-zA-Z0-9_.]+")
 """A project custom role id: 3 to 64 of ``[a-zA-Z0-9_.]`` (no hyphens)."""
 
-NAMESPACE_TYPE = "kubernetes:core/v1:Namespace"
 
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 K8sName = Annotated[str, Strict(), Field(pattern=_DNS_LABEL)]
@@ -217,18 +217,14 @@ class AutonegControllerArgs(Settings):
             raise ValueError(f"the {CUSTOM_ROLE.what} {role_id!r} is not allowed: letters, digits, '_' and '.' "
                              f"only ({CUSTOM_ROLE.source}): use another component name")
         return {
-            "service_account": physical_name(SERVICE_ACCOUNT, "gcp:serviceaccount/account:Account", p, name),
-            "role": physical_name(CUSTOM_ROLE, "gcp:projects/iAMCustomRole:IAMCustomRole", role_id),
-            "namespace": (physical_name(KUBERNETES, NAMESPACE_TYPE, self.namespace) if self.namespace
-                          else physical_name(KUBERNETES, NAMESPACE_TYPE, p, name)),
-            "manager_role": physical_name(KUBERNETES, "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole",
-                                          p, name, "manager"),
-            "manager_binding": physical_name(KUBERNETES, "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding",
-                                             p, name, "manager"),
-            "metrics_role": physical_name(KUBERNETES, "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole",
-                                          p, name, "metrics-auth"),
-            "metrics_binding": physical_name(KUBERNETES, "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding",
-                                             p, name, "metrics-auth"),
+            "service_account": physical_name(SERVICE_ACCOUNT, GOOGLE_SERVICE_ACCOUNT, p, name),
+            "role": physical_name(CUSTOM_ROLE, PROJECT_CUSTOM_ROLE, role_id),
+            "namespace": (physical_name(KUBERNETES, NAMESPACE, self.namespace) if self.namespace
+                          else physical_name(KUBERNETES, NAMESPACE, p, name)),
+            "manager_role": physical_name(KUBERNETES, CLUSTER_ROLE, p, name, "manager"),
+            "manager_binding": physical_name(KUBERNETES, CLUSTER_ROLE_BINDING, p, name, "manager"),
+            "metrics_role": physical_name(KUBERNETES, CLUSTER_ROLE, p, name, "metrics-auth"),
+            "metrics_binding": physical_name(KUBERNETES, CLUSTER_ROLE_BINDING, p, name, "metrics-auth"),
         }
 
     def controller_args(self) -> list[str]:

@@ -34,6 +34,7 @@ from .network import NetworkRef
 from .security_policy import EdgeArgs, EdgePolicy, EdgePolicyArgs, EdgeScopeArgs, SecurityPolicyId
 from .session_store import SessionStoreRef
 from .settings import Bool, Faults, Int, Port, Region, Settings, StrInput, UrlPath
+from .wire import BACKEND, CLOUD_RUN, GOOGLE_SERVICE_ACCOUNT, NEG, SECRET_MANAGER_SECRET, SECURITY_POLICY
 
 # What CI changes when it deploys a new image itself (gcloud run deploy and friends).
 CI_OWNED_PATHS = ["template.containers[0].image", "template.revision", "template.annotations", "client", "clientVersion"]
@@ -175,29 +176,26 @@ class CloudRunMcpServiceArgs(Settings):
         """Physical names: service account, Cloud Run service, a NEG per region, backend service;
         with shards a Cloud Run service per index, a NEG and a backend service per shard key."""
         p = self.prefix
-        names = {"account": physical_name(SERVICE_ACCOUNT, "gcp:serviceaccount/account:Account", p, name)}
+        names = {"account": physical_name(SERVICE_ACCOUNT, GOOGLE_SERVICE_ACCOUNT, p, name)}
         if self.pinning == "shards":
             return {**names, **self._shard_names(name, regions)}
-        names["service"] = physical_name(CLOUD_RUN_SERVICE, "gcp:cloudrunv2/service:Service", p, name)
-        names["backend"] = physical_name(RFC1035, "gcp:compute/backendService:BackendService", p, name)
+        names["service"] = physical_name(CLOUD_RUN_SERVICE, CLOUD_RUN, p, name)
+        names["backend"] = physical_name(RFC1035, BACKEND, p, name)
         if self.security_policy is None:
-            names["policy"] = physical_name(RFC1035, "gcp:compute/securityPolicy:SecurityPolicy", p, name, "armor")
+            names["policy"] = physical_name(RFC1035, SECURITY_POLICY, p, name, "armor")
         for region in regions:
-            names[f"neg-{region}"] = physical_name(
-                RFC1035, "gcp:compute/regionNetworkEndpointGroup:RegionNetworkEndpointGroup", p, name, region)
+            names[f"neg-{region}"] = physical_name(RFC1035, NEG, p, name, region)
         return names
 
     def _shard_names(self, name: str, regions: list[str]) -> dict[str, PhysicalName]:
         p, names = self.prefix, {}
         if self.shard_prefix_by == "proxy":
-            names["proxy-config"] = physical_name(SECRET, "gcp:secretmanager/secret:Secret", p, name, "shard-proxy")
+            names["proxy-config"] = physical_name(SECRET, SECRET_MANAGER_SECRET, p, name, "shard-proxy")
         for index in range(self.shards or 0):
-            names[f"service-s{index}"] = physical_name(CLOUD_RUN_SERVICE, "gcp:cloudrunv2/service:Service",
-                                                       p, name, f"s{index}")
+            names[f"service-s{index}"] = physical_name(CLOUD_RUN_SERVICE, CLOUD_RUN, p, name, f"s{index}")
         for key in cloud_run_shards.shard_keys(regions, self.shards or 0):
-            names[f"backend-{key}"] = physical_name(RFC1035, "gcp:compute/backendService:BackendService", p, name, key)
-            names[f"neg-{key}"] = physical_name(
-                RFC1035, "gcp:compute/regionNetworkEndpointGroup:RegionNetworkEndpointGroup", p, name, key)
+            names[f"backend-{key}"] = physical_name(RFC1035, BACKEND, p, name, key)
+            names[f"neg-{key}"] = physical_name(RFC1035, NEG, p, name, key)
         return names
 
 

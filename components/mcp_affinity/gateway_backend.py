@@ -32,6 +32,7 @@ from .naming import RFC1035, PhysicalName, physical_name
 from .network import NetworkRef
 from .security_policy import EdgePolicy, EdgePolicyArgs, EdgeScopeArgs, SecurityPolicyId
 from .settings import Int, Settings, StrInput
+from .wire import BACKEND, FIREWALL, HEALTH_CHECK, SECURITY_POLICY
 
 # Google front ends and health checkers (https://cloud.google.com/load-balancing/docs/health-check-concepts#ip-ranges).
 GOOGLE_LB_RANGES = ["35.191.0.0/16", "130.211.0.0/22"]
@@ -60,12 +61,12 @@ class MeshGatewayBackendArgs(Settings):
 
     def names(self, name: str) -> dict[str, PhysicalName]:
         """Physical names: firewall rule, health check, backend service and the gateway's NEGs."""
-        p, c = self.prefix, "gcp:compute/"
+        p = self.prefix
         return {
-            "firewall": physical_name(RFC1035, c + "firewall:Firewall", p, name, "lb"),
-            "health_check": physical_name(RFC1035, c + "healthCheck:HealthCheck", p, name),
-            "backend": physical_name(RFC1035, c + "backendService:BackendService", p, name),
-            "policy": physical_name(RFC1035, c + "securityPolicy:SecurityPolicy", p, name, "armor"),
+            "firewall": physical_name(RFC1035, FIREWALL, p, name, "lb"),
+            "health_check": physical_name(RFC1035, HEALTH_CHECK, p, name),
+            "backend": physical_name(RFC1035, BACKEND, p, name),
+            "policy": physical_name(RFC1035, SECURITY_POLICY, p, name, "armor"),
         }
 
 

@@ -28,7 +28,8 @@ from pydantic import AfterValidator, Field, Strict, model_validator
 from .naming import GKE_CLUSTER, RFC1035, SERVICE_ACCOUNT, PhysicalName, physical_name
 from .network import NetworkRef, RangeName, check_no_overlap
 from .settings import Bool, Faults, Int, IPv4Cidr, Model, Name, Region, Settings, StrInput, check_cidr
-from .wire import MASKED
+from .wire import (CONTAINER_CLUSTER, GOOGLE_SERVICE_ACCOUNT, KMS_CRYPTO_KEY, KMS_KEY_RING, KUBERNETES_PROVIDER, MASKED,
+                   NODE_POOL)
 
 # Least privilege for nodes: https://cloud.google.com/kubernetes-engine/docs/how-to/hardening-your-cluster#use_least_privilege_sa
 NODE_ROLES = ["roles/logging.logWriter", "roles/monitoring.metricWriter", "roles/monitoring.viewer",
@@ -154,13 +155,13 @@ class GkeClusterArgs(Settings):
         """Physical names: cluster, node pool, node service account, KMS key ring and key."""
         p = self.prefix
         names = {
-            "cluster": physical_name(GKE_CLUSTER, "gcp:container/cluster:Cluster", p, name),
-            "pool": physical_name(GKE_CLUSTER, "gcp:container/nodePool:NodePool", p, name, "pool"),
-            "nodes": physical_name(SERVICE_ACCOUNT, "gcp:serviceaccount/account:Account", p, name, "nodes"),
+            "cluster": physical_name(GKE_CLUSTER, CONTAINER_CLUSTER, p, name),
+            "pool": physical_name(GKE_CLUSTER, NODE_POOL, p, name, "pool"),
+            "nodes": physical_name(SERVICE_ACCOUNT, GOOGLE_SERVICE_ACCOUNT, p, name, "nodes"),
         }
         if self.secrets_encryption:
-            names["keyring"] = physical_name(RFC1035, "gcp:kms/keyRing:KeyRing", p, name)
-            names["key"] = physical_name(RFC1035, "gcp:kms/cryptoKey:CryptoKey", p, name, "secrets")
+            names["keyring"] = physical_name(RFC1035, KMS_KEY_RING, p, name)
+            names["key"] = physical_name(RFC1035, KMS_CRYPTO_KEY, p, name, "secrets")
         return names
 
     def check_ranges(self, subnet_ranges: list[tuple[str, str]]) -> None:
@@ -201,7 +202,7 @@ def kubernetes_options(opts: Optional[pulumi.ResourceOptions], cluster: ClusterR
     opts = opts or pulumi.ResourceOptions()
     given = list(opts.providers.values() if isinstance(opts.providers, dict) else opts.providers or [])
     given += [opts.provider] if opts.provider else []
-    given += [opts.parent.get_provider("kubernetes:index:Provider")] if opts.parent else []
+    given += [opts.parent.get_provider(KUBERNETES_PROVIDER)] if opts.parent else []
     if any(p is not None and p.package == "kubernetes" for p in given):
         return opts
     if cluster.kubernetes_provider is None:

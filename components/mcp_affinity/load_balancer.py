@@ -32,6 +32,8 @@ from . import cloud_run_shards, edge_routes
 from .affinity import METHOD_HEADER, NAME_HEADER, HeaderName
 from .naming import RFC1035, PhysicalName, physical_name
 from .settings import Bool, Faults, Model, Name, Settings, StrInput
+from .wire import (BACKEND, FORWARDING_RULE, GLOBAL_ADDRESS, MANAGED_SSL_CERTIFICATE, SSL_POLICY, TARGET_HTTP_PROXY,
+                   TARGET_HTTPS_PROXY, URL_MAP)
 
 _DOMAIN = re.compile(r"([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
 
@@ -226,24 +228,23 @@ class GlobalHttpsLoadBalancerArgs(Settings):
 
     def names(self, name: str) -> dict[str, PhysicalName]:
         """Physical names of the load balancer's resources, keyed by role."""
-        p, c = self.prefix, "gcp:compute/"
+        p = self.prefix
         names = {
-            "address": physical_name(RFC1035, c + "globalAddress:GlobalAddress", p, name, "ip"),
-            "url_map": physical_name(RFC1035, c + "uRLMap:URLMap", p, name, "urlmap"),
-            "ssl_policy": physical_name(RFC1035, c + "sSLPolicy:SSLPolicy", p, name, "tls"),
-            "https_proxy": physical_name(RFC1035, c + "targetHttpsProxy:TargetHttpsProxy", p, name, "https"),
-            "rule_443": physical_name(RFC1035, c + "globalForwardingRule:GlobalForwardingRule", p, name, "443"),
+            "address": physical_name(RFC1035, GLOBAL_ADDRESS, p, name, "ip"),
+            "url_map": physical_name(RFC1035, URL_MAP, p, name, "urlmap"),
+            "ssl_policy": physical_name(RFC1035, SSL_POLICY, p, name, "tls"),
+            "https_proxy": physical_name(RFC1035, TARGET_HTTPS_PROXY, p, name, "https"),
+            "rule_443": physical_name(RFC1035, FORWARDING_RULE, p, name, "443"),
         }
         if self.http_redirect:
-            names["redirect"] = physical_name(RFC1035, c + "uRLMap:URLMap", p, name, "redirect")
-            names["http_proxy"] = physical_name(RFC1035, c + "targetHttpProxy:TargetHttpProxy", p, name, "http")
-            names["rule_80"] = physical_name(RFC1035, c + "globalForwardingRule:GlobalForwardingRule", p, name, "80")
+            names["redirect"] = physical_name(RFC1035, URL_MAP, p, name, "redirect")
+            names["http_proxy"] = physical_name(RFC1035, TARGET_HTTP_PROXY, p, name, "http")
+            names["rule_80"] = physical_name(RFC1035, FORWARDING_RULE, p, name, "80")
         if self.default_route is None:
-            names["nohost"] = physical_name(RFC1035, c + "backendService:BackendService", p, name, "nohost")
+            names["nohost"] = physical_name(RFC1035, BACKEND, p, name, "nohost")
         for key, domains in self.certificates.items():
             digest = hashlib.sha256(",".join(sorted(domains)).encode()).hexdigest()[:8]
-            names[f"cert-{key}"] = physical_name(RFC1035, c + "managedSslCertificate:ManagedSslCertificate",
-                                                 p, name, key, digest)
+            names[f"cert-{key}"] = physical_name(RFC1035, MANAGED_SSL_CERTIFICATE, p, name, key, digest)
         return names
 
 

@@ -38,11 +38,12 @@ import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 from pydantic import BeforeValidator, Field, model_validator
 
-from .autoneg import NAMESPACE_TYPE, AutonegControllerRef
+from .autoneg import AutonegControllerRef
 from .gateway_backend import MeshGatewayBackendRef
 from .gke_cluster import ClusterRef, kubernetes_options
 from .naming import HELM_RELEASE, KUBERNETES, RFC1035, PhysicalName, physical_name
 from .settings import Bool, Faults, Int, Settings
+from .wire import GKE_HUB_MEMBERSHIP, HELM_V3_RELEASE, NAMESPACE
 
 ISTIO_VERSION = "1.30.3"
 """The Istio release whose charts are installed: the latest patch of the newest supported minor
@@ -50,7 +51,6 @@ ISTIO_VERSION = "1.30.3"
 
 ISTIO_CHARTS = "https://istio-release.storage.googleapis.com/charts"
 CONTROL_PLANE_NAMESPACE = "istio-system"
-RELEASE_TYPE = "kubernetes:helm.sh/v3:Release"
 
 REFUSED_MESHES = {
     "linkerd": "Linkerd cannot hash on a request header (\"Linkerd doesn't support session stickiness "
@@ -120,10 +120,10 @@ class MeshArgs(Settings):
     def names(self, name: str) -> dict[str, PhysicalName]:
         """Physical names: the gateway's namespace and Helm release (``{prefix}-{name}-gateway``)
         and, for Cloud Service Mesh, the fleet membership."""
-        names = {"gateway_namespace": physical_name(KUBERNETES, NAMESPACE_TYPE, self.prefix, name, "gateway"),
-                 "gateway": physical_name(HELM_RELEASE, RELEASE_TYPE, self.prefix, name, "gateway")}
+        names = {"gateway_namespace": physical_name(KUBERNETES, NAMESPACE, self.prefix, name, "gateway"),
+                 "gateway": physical_name(HELM_RELEASE, HELM_V3_RELEASE, self.prefix, name, "gateway")}
         if self.kind == "cloud-service-mesh":
-            names["membership"] = physical_name(RFC1035, "gcp:gkehub/membership:Membership", self.prefix, name)
+            names["membership"] = physical_name(RFC1035, GKE_HUB_MEMBERSHIP, self.prefix, name)
         return names
 
 

@@ -37,7 +37,6 @@ from pydantic.alias_generators import to_camel
 from . import affinity
 from .access import AccessArgs
 from .affinity import METHOD_HEADER, NAME_HEADER, HeaderName, SessionMode, StoreRole
-from .autoneg import NAMESPACE_TYPE
 from .gke_cluster import ClusterRef, kubernetes_options
 from .limits import Env, Memory, Quantity
 from .load_balancer import Domain, MethodRouteArgs, check_hosts_once, check_method_matches
@@ -48,6 +47,7 @@ from . import pinning_proxy
 from .security_policy import EdgeArgs
 from .session_store import SessionStoreRef
 from .settings import Bool, Faults, Int, Name, Port, Settings, StrInput, UrlPath
+from .wire import GOOGLE_SERVICE_ACCOUNT, K8S_SERVICE, NAMESPACE
 
 SECRET_NAME = "mcp-redis"
 
@@ -183,9 +183,9 @@ class McpMeshServiceArgs(Settings):
         """
         inside = [name] + ([f"{name}-pinning-peers", f"{name}-pods"] if self.pinning == "learned" else [])
         for value in inside:
-            physical_name(KUBERNETES, "kubernetes:core/v1:Service", value)
-        return {"account": physical_name(SERVICE_ACCOUNT, "gcp:serviceaccount/account:Account", self.prefix, name, "gke"),
-                "namespace": physical_name(KUBERNETES, NAMESPACE_TYPE, self.prefix, name)}
+            physical_name(KUBERNETES, K8S_SERVICE, value)
+        return {"account": physical_name(SERVICE_ACCOUNT, GOOGLE_SERVICE_ACCOUNT, self.prefix, name, "gke"),
+                "namespace": physical_name(KUBERNETES, NAMESPACE, self.prefix, name)}
 
 
 @dataclass(frozen=True)

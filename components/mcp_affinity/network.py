@@ -21,6 +21,7 @@ from pydantic import AfterValidator, Field, model_validator
 
 from .naming import RFC1035, PhysicalName, physical_name
 from .settings import Bool, Faults, Int, IPv4Cidr, Model, Region, Settings, StrInput
+from .wire import FIREWALL, GLOBAL_ADDRESS, NETWORK, ROUTER, ROUTER_NAT, SUBNETWORK
 
 DENY_PRIORITY = 65534
 """The default-deny ingress rule's priority: above the implied rules (65535), below every allow rule
@@ -123,16 +124,16 @@ class NetworkArgs(Settings):
     def names(self, name: str) -> dict[str, PhysicalName]:
         """Physical names of this network's resources, keyed by role."""
         p = self.prefix
-        names = {"psa": physical_name(RFC1035, "gcp:compute/globalAddress:GlobalAddress", p, name, "psa")}
+        names = {"psa": physical_name(RFC1035, GLOBAL_ADDRESS, p, name, "psa")}
         if self.existing_network is None:
-            names["vpc"] = physical_name(RFC1035, "gcp:compute/network:Network", p, name)
-            names["deny_ingress"] = physical_name(RFC1035, "gcp:compute/firewall:Firewall", p, name, "deny-ingress")
+            names["vpc"] = physical_name(RFC1035, NETWORK, p, name)
+            names["deny_ingress"] = physical_name(RFC1035, FIREWALL, p, name, "deny-ingress")
             for region in self.subnets:
-                names[f"subnet-{region}"] = physical_name(RFC1035, "gcp:compute/subnetwork:Subnetwork", p, name, region)
+                names[f"subnet-{region}"] = physical_name(RFC1035, SUBNETWORK, p, name, region)
         if self.cloud_nat:
             for region in self.regions:
-                names[f"router-{region}"] = physical_name(RFC1035, "gcp:compute/router:Router", p, name, region)
-                names[f"nat-{region}"] = physical_name(RFC1035, "gcp:compute/routerNat:RouterNat", p, name, region, "nat")
+                names[f"router-{region}"] = physical_name(RFC1035, ROUTER, p, name, region)
+                names[f"nat-{region}"] = physical_name(RFC1035, ROUTER_NAT, p, name, region, "nat")
         return names
 
 

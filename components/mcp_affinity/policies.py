@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 from . import sources
 from .affinity import DEFAULT_SESSION_HEADER
 from .cloud_run_shards import ID_PREFIX_ENV, SHARD_KEY_ENV
-from .wire import BACKEND, CLOUD_RUN, DEPLOYMENT, K8S_SERVICE, NEG, REDIS
+from .wire import BACKEND, CLOUD_RUN, DEPLOYMENT, K8S_SERVICE, NAMESPACE, NEG, REDIS
 from .wire import SECRET_SIG as _SIG, SECRET_VALUE_SIG as _SECRET, UNKNOWN, UNKNOWNS as _UNKNOWNS
 
 HEADER_ENV = "MCP_SESSION_HEADER"
@@ -591,7 +591,7 @@ def _in_mesh(resources: list[dict]) -> bool:
         type_ = str(r.get("type", ""))
         labels = _inputs(r, "metadata", "labels")
         if "istio.io" in type_ or (type_.startswith("kubernetes:helm.sh") and _inputs(r, "chart") == "istiod") \
-                or (type_ == "kubernetes:core/v1:Namespace" and isinstance(labels, dict)
+                or (type_ == NAMESPACE and isinstance(labels, dict)
                     and (labels.get("istio-injection") == "enabled" or "istio.io/rev" in labels)):
             return True
     return False

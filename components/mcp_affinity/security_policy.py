@@ -43,6 +43,7 @@ from .edge_routes import METADATA_PATH
 from .load_balancer import Domain, McpMethod
 from .naming import RFC1035, PhysicalName, physical_name
 from .settings import Bool, Int, Model, Name, Settings, StrInput
+from .wire import SECURITY_POLICY
 
 KNOWN_METHODS = frozenset({
     "initialize", "ping", "tools/list", "tools/call", "prompts/list", "prompts/get", "resources/list",
@@ -167,7 +168,7 @@ class EdgePolicyArgs(Settings):
     scopes: dict[Name, EdgeScopeArgs] = Field(min_length=1, description="service key -> its rules.")
 
     def names(self, name: str) -> dict[str, PhysicalName]:
-        return {"policy": physical_name(RFC1035, "gcp:compute/securityPolicy:SecurityPolicy", self.prefix, name, "armor")}
+        return {"policy": physical_name(RFC1035, SECURITY_POLICY, self.prefix, name, "armor")}
 
 
 def _quote(value: str) -> str:

@@ -26,6 +26,7 @@ from pydantic import Field, model_validator
 from .naming import REDIS_INSTANCE, SECRET, PhysicalName, physical_name
 from .network import NetworkRef
 from .settings import Faults, Int, Model, Region, Settings, StrInput
+from .wire import REDIS, SECRET_MANAGER_SECRET
 
 Day = Literal["MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY"]
 SnapshotPeriod = Literal["ONE_HOUR", "SIX_HOURS", "TWELVE_HOURS", "TWENTY_FOUR_HOURS"]
@@ -77,8 +78,8 @@ class SessionStoreArgs(Settings):
     def names(self, name: str) -> dict[str, PhysicalName]:
         """Physical names: the Redis instance and the Secret Manager secret holding its URL."""
         return {
-            "instance": physical_name(REDIS_INSTANCE, "gcp:redis/instance:Instance", self.prefix, name),
-            "secret": physical_name(SECRET, "gcp:secretmanager/secret:Secret", self.prefix, name, "url"),
+            "instance": physical_name(REDIS_INSTANCE, REDIS, self.prefix, name),
+            "secret": physical_name(SECRET, SECRET_MANAGER_SECRET, self.prefix, name, "url"),
         }
 
 

@@ -1,8 +1,8 @@
-"""Pulumi's wire-format sentinels, the plan's placeholder for a secret and the resource type
-tokens more than one module names, defined once.
+"""Pulumi's wire-format sentinels, the plan's placeholder for a secret and every resource type
+token the package names, defined once.
 
-The command line, the policy rules and the settings that must accept a secure value the plan
-cannot read all take them from here.
+The components, the command line, the policy rules, the stack program and the conformance run all
+take them from here.
 
 The engine sends unknown values as the string ``UNKNOWN`` and secrets in an envelope
 ``{SECRET_SIG: SECRET_VALUE_SIG, "value": ...}``; see ``pulumi/sdk/python/lib/pulumi/runtime/rpc.py``.
@@ -30,13 +30,67 @@ COMPUTED = "(known after apply)"
 """How an unknown value reads in a plan, as in ``pulumi preview``."""
 
 
-# Resource type tokens (pulumi-gcp, pulumi-kubernetes) that the policy rules, the plan's picture and
-# the command line name.
+# Resource type tokens (``pkg:module:Member``), as the pinned pulumi-gcp and pulumi-kubernetes name
+# them in each resource class's ``super().__init__('...')``. Every type the package, the command line,
+# the stack program and the conformance run name is here, once; ``tests/test_wire_tokens.py`` checks
+# each against the installed SDKs and that no other module spells one out.
+
+# Google Cloud (pulumi-gcp).
 REDIS = "gcp:redis/instance:Instance"
 CLOUD_RUN = "gcp:cloudrunv2/service:Service"
+CLOUD_RUN_IAM_MEMBER = "gcp:cloudrunv2/serviceIamMember:ServiceIamMember"
 NEG = "gcp:compute/regionNetworkEndpointGroup:RegionNetworkEndpointGroup"
 BACKEND = "gcp:compute/backendService:BackendService"
-FORWARDING_RULE = "gcp:compute/globalForwardingRule:GlobalForwardingRule"
 URL_MAP = "gcp:compute/uRLMap:URLMap"
+TARGET_HTTPS_PROXY = "gcp:compute/targetHttpsProxy:TargetHttpsProxy"
+TARGET_HTTP_PROXY = "gcp:compute/targetHttpProxy:TargetHttpProxy"
+SSL_POLICY = "gcp:compute/sSLPolicy:SSLPolicy"
+MANAGED_SSL_CERTIFICATE = "gcp:compute/managedSslCertificate:ManagedSslCertificate"
+FORWARDING_RULE = "gcp:compute/globalForwardingRule:GlobalForwardingRule"
+GLOBAL_ADDRESS = "gcp:compute/globalAddress:GlobalAddress"
+ADDRESS = "gcp:compute/address:Address"
+SECURITY_POLICY = "gcp:compute/securityPolicy:SecurityPolicy"
+HEALTH_CHECK = "gcp:compute/healthCheck:HealthCheck"
+FIREWALL = "gcp:compute/firewall:Firewall"
+NETWORK = "gcp:compute/network:Network"
+SUBNETWORK = "gcp:compute/subnetwork:Subnetwork"
+ROUTER = "gcp:compute/router:Router"
+ROUTER_NAT = "gcp:compute/routerNat:RouterNat"
+SERVICE_NETWORKING_CONNECTION = "gcp:servicenetworking/connection:Connection"
+CONTAINER_CLUSTER = "gcp:container/cluster:Cluster"
+NODE_POOL = "gcp:container/nodePool:NodePool"
+GKE_HUB_MEMBERSHIP = "gcp:gkehub/membership:Membership"
+KMS_KEY_RING = "gcp:kms/keyRing:KeyRing"
+KMS_CRYPTO_KEY = "gcp:kms/cryptoKey:CryptoKey"
+SECRET_MANAGER_SECRET = "gcp:secretmanager/secret:Secret"
+SECRET_VERSION = "gcp:secretmanager/secretVersion:SecretVersion"
+SECRET_IAM_MEMBER = "gcp:secretmanager/secretIamMember:SecretIamMember"
+GOOGLE_SERVICE_ACCOUNT = "gcp:serviceaccount/account:Account"
+SERVICE_ACCOUNT_IAM_MEMBER = "gcp:serviceaccount/iAMMember:IAMMember"
+PROJECT_IAM_MEMBER = "gcp:projects/iAMMember:IAMMember"
+PROJECT_CUSTOM_ROLE = "gcp:projects/iAMCustomRole:IAMCustomRole"
+PROJECT_SERVICE_IDENTITY = "gcp:projects/serviceIdentity:ServiceIdentity"
+IAP_BACKEND_IAM_MEMBER = "gcp:iap/webBackendServiceIamMember:WebBackendServiceIamMember"
+IAP_SETTINGS = "gcp:iap/settings:Settings"
+
+GET_PROJECT = "gcp:organizations/getProject:getProject"
+"""The token of the ``gcp.organizations.get_project`` invoke (a function, not a resource type)."""
+
+# Kubernetes (pulumi-kubernetes).
 K8S_SERVICE = "kubernetes:core/v1:Service"
+NAMESPACE = "kubernetes:core/v1:Namespace"
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+HORIZONTAL_POD_AUTOSCALER = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
+CLUSTER_ROLE = "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole"
+CLUSTER_ROLE_BINDING = "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding"
+HELM_V3_RELEASE = "kubernetes:helm.sh/v3:Release"
+
+# Istio's custom resources: ``CustomResource`` registers ``kubernetes:{apiVersion}:{kind}``.
+DESTINATION_RULE = "kubernetes:networking.istio.io/v1:DestinationRule"
+VIRTUAL_SERVICE = "kubernetes:networking.istio.io/v1:VirtualService"
+ISTIO_GATEWAY = "kubernetes:networking.istio.io/v1:Gateway"
+REQUEST_AUTHENTICATION = "kubernetes:security.istio.io/v1:RequestAuthentication"
+AUTHORIZATION_POLICY = "kubernetes:security.istio.io/v1:AuthorizationPolicy"
+
+KUBERNETES_PROVIDER = "kubernetes:index:Provider"
+"""A member of the ``kubernetes`` package for ``Resource.get_provider``, which reads only the package."""

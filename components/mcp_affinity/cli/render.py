@@ -21,20 +21,25 @@ from rich.markup import escape
 from rich.tree import Tree
 
 from .runner import Plan, PlannedResource
-from ..wire import COMPUTED, SECRET_SIG, UNKNOWNS
+from ..wire import (
+    AUTHORIZATION_POLICY, BACKEND, CLOUD_RUN, CLOUD_RUN_IAM_MEMBER, COMPUTED, CONTAINER_CLUSTER, DEPLOYMENT,
+    DESTINATION_RULE, FIREWALL, FORWARDING_RULE, HEALTH_CHECK, HELM_V3_RELEASE, HORIZONTAL_POD_AUTOSCALER,
+    IAP_BACKEND_IAM_MEMBER, IAP_SETTINGS, ISTIO_GATEWAY, K8S_SERVICE, MANAGED_SSL_CERTIFICATE, NEG, NODE_POOL, REDIS,
+    REQUEST_AUTHENTICATION, SECRET_SIG, SECRET_VERSION, SECURITY_POLICY, SSL_POLICY, SUBNETWORK, UNKNOWNS, URL_MAP,
+    VIRTUAL_SERVICE,
+)
 
-_MESH = "kubernetes:networking.istio.io/v1"
 _CONTAINER = "spec.template.spec.containers.0"
 
 # Per resource type, the input paths a reviewer looks at; affinity and routing first. A path part
 # ``key=value`` picks the list item whose ``key`` is ``value`` (an env var by name).
 HIGHLIGHTS: dict[str, list[str]] = {
-    "gcp:compute/backendService:BackendService": [
+    BACKEND: [
         "sessionAffinity", "localityLbPolicy", "consistentHash.httpHeaderName", "affinityCookieTtlSec",
         "loadBalancingScheme", "protocol", "timeoutSec", "healthChecks", "securityPolicy", "iap.enabled",
         "logConfig.enable",
     ],
-    "gcp:cloudrunv2/service:Service": [
+    CLOUD_RUN: [
         "template.sessionAffinity", "ingress", "invokerIamDisabled", "customAudiences", "template.timeout",
         "template.containers.0.envs.name=MCP_SESSION_HEADER.value", "template.maxInstanceRequestConcurrency",
         "template.scaling.minInstanceCount", "template.scaling.maxInstanceCount", "template.vpcAccess.egress",
@@ -43,48 +48,46 @@ HIGHLIGHTS: dict[str, list[str]] = {
         "template.containers.1.envs.name=MCP_SHARD_KEY.value", "template.containers.0.envs.name=MCP_SESSION_ID_PREFIX.value",
         "template.containers.1.image", "template.volumes",
     ],
-    "gcp:compute/regionNetworkEndpointGroup:RegionNetworkEndpointGroup": [
-        "networkEndpointType", "region", "cloudRun.service", "cloudRun.urlMask"],
-    "gcp:compute/uRLMap:URLMap": ["hostRules", "pathMatchers", "defaultService", "defaultRouteAction",
-                                  "defaultUrlRedirect"],
-    "gcp:redis/instance:Instance": [
+    NEG: ["networkEndpointType", "region", "cloudRun.service", "cloudRun.urlMask"],
+    URL_MAP: ["hostRules", "pathMatchers", "defaultService", "defaultRouteAction", "defaultUrlRedirect"],
+    REDIS: [
         "tier", "memorySizeGb", "authEnabled", "transitEncryptionMode", "connectMode", "readReplicasMode",
         "replicaCount", "redisVersion", "persistenceConfig.persistenceMode", "deletionProtection",
     ],
-    "gcp:container/cluster:Cluster": [
+    CONTAINER_CLUSTER: [
         "location", "nodeLocations", "releaseChannel.channel", "privateClusterConfig.enablePrivateNodes",
         "privateClusterConfig.masterIpv4CidrBlock", "workloadIdentityConfig.workloadPool", "datapathProvider",
         "gatewayApiConfig.channel", "networkingMode", "ipAllocationPolicy", "enableIntranodeVisibility",
         "masterAuth.clientCertificateConfig.issueClientCertificate", "authenticatorGroupsConfig.securityGroup",
         "deletionProtection",
     ],
-    "gcp:container/nodePool:NodePool": [
+    NODE_POOL: [
         "nodeConfig.machineType", "autoscaling", "nodeConfig.spot", "nodeConfig.workloadMetadataConfig.mode",
     ],
-    f"{_MESH}:DestinationRule": ["spec.host", "spec.trafficPolicy"],
-    f"{_MESH}:VirtualService": ["spec.hosts", "spec.gateways", "spec.http"],
-    f"{_MESH}:Gateway": ["spec.selector", "spec.servers"],
-    "kubernetes:core/v1:Service": ["spec.sessionAffinity", "spec.selector", "spec.ports", "metadata.annotations"],
-    "kubernetes:apps/v1:Deployment": [
+    DESTINATION_RULE: ["spec.host", "spec.trafficPolicy"],
+    VIRTUAL_SERVICE: ["spec.hosts", "spec.gateways", "spec.http"],
+    ISTIO_GATEWAY: ["spec.selector", "spec.servers"],
+    K8S_SERVICE: ["spec.sessionAffinity", "spec.selector", "spec.ports", "metadata.annotations"],
+    DEPLOYMENT: [
         f"{_CONTAINER}.env.name=MCP_SESSION_HEADER.value", f"{_CONTAINER}.image",
         "spec.template.spec.terminationGracePeriodSeconds", "spec.template.metadata.annotations",
     ],
-    "kubernetes:autoscaling/v2:HorizontalPodAutoscaler": ["spec.minReplicas", "spec.maxReplicas"],
-    "kubernetes:helm.sh/v3:Release": ["chart", "version", "namespace"],
-    "gcp:compute/healthCheck:HealthCheck": ["httpHealthCheck"],
-    "gcp:compute/firewall:Firewall": ["direction", "priority", "sourceRanges", "allows", "denies"],
-    "gcp:compute/securityPolicy:SecurityPolicy": [
-        "type", "adaptiveProtectionConfig.layer7DdosDefenseConfig.enable", "advancedOptionsConfig.jsonParsing"],
-    "gcp:cloudrunv2/serviceIamMember:ServiceIamMember": ["location", "role", "member"],
-    "gcp:iap/webBackendServiceIamMember:WebBackendServiceIamMember": ["role", "member"],
-    "gcp:iap/settings:Settings": ["accessSettings.oauthSettings.programmaticClients"],
-    "kubernetes:security.istio.io/v1:RequestAuthentication": ["spec.selector", "spec.jwtRules"],
-    "kubernetes:security.istio.io/v1:AuthorizationPolicy": ["spec.action", "spec.rules"],
-    "gcp:secretmanager/secretVersion:SecretVersion": ["secretData"],
-    "gcp:compute/managedSslCertificate:ManagedSslCertificate": ["managed.domains"],
-    "gcp:compute/globalForwardingRule:GlobalForwardingRule": ["portRange", "loadBalancingScheme"],
-    "gcp:compute/sSLPolicy:SSLPolicy": ["minTlsVersion", "profile"],
-    "gcp:compute/subnetwork:Subnetwork": ["region", "ipCidrRange"],
+    HORIZONTAL_POD_AUTOSCALER: ["spec.minReplicas", "spec.maxReplicas"],
+    HELM_V3_RELEASE: ["chart", "version", "namespace"],
+    HEALTH_CHECK: ["httpHealthCheck"],
+    FIREWALL: ["direction", "priority", "sourceRanges", "allows", "denies"],
+    SECURITY_POLICY: ["type", "adaptiveProtectionConfig.layer7DdosDefenseConfig.enable",
+                      "advancedOptionsConfig.jsonParsing"],
+    CLOUD_RUN_IAM_MEMBER: ["location", "role", "member"],
+    IAP_BACKEND_IAM_MEMBER: ["role", "member"],
+    IAP_SETTINGS: ["accessSettings.oauthSettings.programmaticClients"],
+    REQUEST_AUTHENTICATION: ["spec.selector", "spec.jwtRules"],
+    AUTHORIZATION_POLICY: ["spec.action", "spec.rules"],
+    SECRET_VERSION: ["secretData"],
+    MANAGED_SSL_CERTIFICATE: ["managed.domains"],
+    FORWARDING_RULE: ["portRange", "loadBalancingScheme"],
+    SSL_POLICY: ["minTlsVersion", "profile"],
+    SUBNETWORK: ["region", "ipCidrRange"],
 }
 
 
@@ -128,7 +131,7 @@ def key_settings(type_: str, inputs: dict[str, Any]) -> list[str]:
     """``path=value`` for the type's :data:`HIGHLIGHTS` that are set, the GCP ``name`` first."""
     parts = [f"{_label(path)}={show(value)}" for path in HIGHLIGHTS.get(type_, [])
              if (value := lookup(inputs, path)) is not None]
-    if type_ == "gcp:compute/securityPolicy:SecurityPolicy" and isinstance(inputs.get("rules"), list):
+    if type_ == SECURITY_POLICY and isinstance(inputs.get("rules"), list):
         parts += [armor_rule(rule) for rule in sorted(inputs["rules"], key=lambda r: r.get("priority", 0))]
     name = inputs.get("name") if isinstance(inputs, dict) else None
     return ([f"name={name}"] if isinstance(name, str) else []) + parts

@@ -23,55 +23,62 @@ from __future__ import annotations
 
 from typing import Iterable, Optional
 
+from ..wire import (
+    ADDRESS, BACKEND, CLOUD_RUN, CLOUD_RUN_IAM_MEMBER, CONTAINER_CLUSTER, FIREWALL, FORWARDING_RULE, GLOBAL_ADDRESS,
+    GOOGLE_SERVICE_ACCOUNT, HEALTH_CHECK, HELM_V3_RELEASE, MANAGED_SSL_CERTIFICATE, NEG, NETWORK, NODE_POOL,
+    PROJECT_IAM_MEMBER, REDIS, SECRET_IAM_MEMBER, SECRET_MANAGER_SECRET, SECRET_VERSION, SERVICE_ACCOUNT_IAM_MEMBER,
+    SERVICE_NETWORKING_CONNECTION, SSL_POLICY, SUBNETWORK, TARGET_HTTP_PROXY, TARGET_HTTPS_PROXY, URL_MAP,
+)
+
 TF = "hashicorp/terraform-provider-google@e03b7622a26c google/services/{}.go (ForceNew)"
 K8S = "pulumi/pulumi-kubernetes provider/pkg/provider/diff.go (forceNewProperties)"
 HELM = "pulumi/pulumi-kubernetes provider/pkg/provider/helm_release.go (Diff, forceNewFields)"
 
 # Type token -> (source file under google/services, create-only paths besides name and project).
 _GCP: dict[str, tuple[str, tuple[str, ...]]] = {
-    "gcp:cloudrunv2/service:Service": ("cloudrunv2/resource_cloud_run_v2_service", ("location",)),
-    "gcp:compute/regionNetworkEndpointGroup:RegionNetworkEndpointGroup": (
+    CLOUD_RUN: ("cloudrunv2/resource_cloud_run_v2_service", ("location",)),
+    NEG: (
         "compute/resource_compute_region_network_endpoint_group",
         ("region", "networkEndpointType", "cloudRun", "cloudFunction", "appEngine", "network", "subnetwork",
          "pscTargetService", "description")),
-    "gcp:compute/backendService:BackendService": ("compute/resource_compute_backend_service", ()),
-    "gcp:compute/uRLMap:URLMap": ("compute/resource_compute_url_map", ()),
-    "gcp:compute/targetHttpsProxy:TargetHttpsProxy": (
+    BACKEND: ("compute/resource_compute_backend_service", ()),
+    URL_MAP: ("compute/resource_compute_url_map", ()),
+    TARGET_HTTPS_PROXY: (
         "compute/resource_compute_target_https_proxy", ("description", "proxyBind", "httpKeepAliveTimeoutSec")),
-    "gcp:compute/targetHttpProxy:TargetHttpProxy": (
+    TARGET_HTTP_PROXY: (
         "compute/resource_compute_target_http_proxy", ("description", "proxyBind", "httpKeepAliveTimeoutSec")),
-    "gcp:compute/sSLPolicy:SSLPolicy": ("compute/resource_compute_ssl_policy", ("description",)),
-    "gcp:compute/managedSslCertificate:ManagedSslCertificate": (
+    SSL_POLICY: ("compute/resource_compute_ssl_policy", ("description",)),
+    MANAGED_SSL_CERTIFICATE: (
         "compute/resource_compute_managed_ssl_certificate", ("managed", "type", "description")),
-    "gcp:compute/globalAddress:GlobalAddress": (
+    GLOBAL_ADDRESS: (
         "compute/resource_compute_global_address",
         ("address", "addressType", "ipVersion", "network", "prefixLength", "purpose", "description")),
-    "gcp:compute/address:Address": (
+    ADDRESS: (
         "compute/resource_compute_address",
         ("address", "addressType", "ipVersion", "networkTier", "network", "subnetwork", "prefixLength", "purpose",
          "region", "description")),
-    "gcp:compute/globalForwardingRule:GlobalForwardingRule": (
+    FORWARDING_RULE: (
         "compute/resource_compute_global_forwarding_rule",
         ("ipAddress", "ipProtocol", "ipVersion", "portRange", "network", "networkTier", "subnetwork",
          "sourceIpRanges", "metadataFilters", "description")),
-    "gcp:compute/network:Network": (
+    NETWORK: (
         "compute/resource_compute_network", ("autoCreateSubnetworks", "internalIpv6Range", "description")),
-    "gcp:compute/subnetwork:Subnetwork": (
+    SUBNETWORK: (
         "compute/resource_compute_subnetwork", ("network", "region", "reservedInternalRange", "description")),
-    "gcp:compute/firewall:Firewall": ("compute/resource_compute_firewall", ("direction", "network")),
-    "gcp:compute/healthCheck:HealthCheck": ("compute/resource_compute_health_check", ()),
-    "gcp:redis/instance:Instance": (
+    FIREWALL: ("compute/resource_compute_firewall", ("direction", "network")),
+    HEALTH_CHECK: ("compute/resource_compute_health_check", ()),
+    REDIS: (
         "redis/resource_redis_instance",
         ("region", "tier", "authorizedNetwork", "connectMode", "transitEncryptionMode", "reservedIpRange",
          "locationId", "alternativeLocationId", "customerManagedKey")),
-    "gcp:container/cluster:Cluster": (
+    CONTAINER_CLUSTER: (
         "container/resource_container_cluster",
         ("location", "network", "subnetwork", "networkingMode", "datapathProvider", "ipAllocationPolicy",
          "initialNodeCount", "clusterIpv4Cidr", "defaultMaxPodsPerNode", "enableAutopilot", "enableTpu",
          "enableKubernetesAlpha", "confidentialNodes", "privateClusterConfig.masterIpv4CidrBlock",
          "privateClusterConfig.privateEndpointSubnetwork", "nodePool", "description",
          "masterAuth.clientCertificateConfig")),
-    "gcp:container/nodePool:NodePool": (
+    NODE_POOL: (
         "container/resource_container_node_pool",
         ("cluster", "location", "initialNodeCount", "maxPodsPerNode", "namePrefix", "placementPolicy",
          "queuedProvisioning", "networkConfig.podRange", "networkConfig.podIpv4CidrBlock",
@@ -81,19 +88,17 @@ _GCP: dict[str, tuple[str, tuple[str, ...]]] = {
          "nodeConfig.shieldedInstanceConfig", "nodeConfig.metadata", "nodeConfig.minCpuPlatform",
          "nodeConfig.guestAccelerator", "nodeConfig.localSsdCount", "nodeConfig.bootDiskKmsKey",
          "nodeConfig.sandboxConfig", "nodeConfig.reservationAffinity", "nodeConfig.advancedMachineFeatures")),
-    "gcp:secretmanager/secret:Secret": (
+    SECRET_MANAGER_SECRET: (
         "secretmanager/resource_secret_manager_secret", ("secretId", "replication", "tags")),
-    "gcp:secretmanager/secretVersion:SecretVersion": (
+    SECRET_VERSION: (
         "secretmanager/resource_secret_manager_secret_version", ("secret", "secretData", "isSecretDataBase64")),
-    "gcp:serviceaccount/account:Account": ("resourcemanager/resource_google_service_account", ("accountId",)),
-    "gcp:servicenetworking/connection:Connection": (
+    GOOGLE_SERVICE_ACCOUNT: ("resourcemanager/resource_google_service_account", ("accountId",)),
+    SERVICE_NETWORKING_CONNECTION: (
         "servicenetworking/resource_service_networking_connection", ("network", "service")),
 }
 _IAM_MEMBER = ("../tpgiamresource/resource_iam_member", ("member", "role", "condition"))
-_IAM_PARENTS = {"gcp:projects/iAMMember:IAMMember": ("project",),
-                "gcp:serviceaccount/iAMMember:IAMMember": ("serviceAccountId",),
-                "gcp:secretmanager/secretIamMember:SecretIamMember": ("secretId",),
-                "gcp:cloudrunv2/serviceIamMember:ServiceIamMember": ("name", "location")}
+_IAM_PARENTS = {PROJECT_IAM_MEMBER: ("project",), SERVICE_ACCOUNT_IAM_MEMBER: ("serviceAccountId",),
+                SECRET_IAM_MEMBER: ("secretId",), CLOUD_RUN_IAM_MEMBER: ("name", "location")}
 
 # Kubernetes kind -> create-only paths besides metadata.name and metadata.namespace (K8S).
 _K8S: dict[str, tuple[str, ...]] = {
@@ -106,10 +111,10 @@ _K8S: dict[str, tuple[str, ...]] = {
 }
 
 STATEFUL: dict[str, str] = {
-    "gcp:redis/instance:Instance": "the session store: every session and stream in it is lost",
-    "gcp:container/cluster:Cluster": "the GKE cluster: every workload on it is recreated",
-    "gcp:container/nodePool:NodePool": "the node pool: every pod on it is evicted",
-    "gcp:secretmanager/secret:Secret": "the secret: all its versions are destroyed",
+    REDIS: "the session store: every session and stream in it is lost",
+    CONTAINER_CLUSTER: "the GKE cluster: every workload on it is recreated",
+    NODE_POOL: "the node pool: every pod on it is evicted",
+    SECRET_MANAGER_SECRET: "the secret: all its versions are destroyed",
 }
 """Types whose replacement loses state, and what is lost; a diff flags their replacement at the top."""
 
@@ -125,7 +130,7 @@ def create_only(type_: str, inputs: Optional[dict] = None) -> tuple[tuple[str, .
     if type_ in _IAM_PARENTS:
         source, paths = _IAM_MEMBER
         return (*_IAM_PARENTS[type_], *paths), TF.format(source)
-    if type_ == "kubernetes:helm.sh/v3:Release":
+    if type_ == HELM_V3_RELEASE:
         return ("name", "namespace"), HELM
     if type_.startswith("kubernetes:") and not type_.startswith("kubernetes:helm.sh"):
         kind = (inputs or {}).get("kind") or type_.rsplit(":", 1)[-1]

@@ -33,6 +33,7 @@ from ..pulumi_shim import run_program, start_mock_run, sync_await as _sync_await
 from .project import PulumiProject
 
 from ..wire import COMPUTED, MASKED, SECRET_SIG, SECRET_VALUE_SIG, UNKNOWN  # noqa: F401 (re-exported)
+from ..wire import GET_PROJECT
 
 
 @dataclass
@@ -160,7 +161,7 @@ class _PreviewMocks(shim.Mocks):
 
     def call(self, args: shim.MockCallArgs):
         # Invokes run for real at preview; offline, the project number reads as a placeholder.
-        if args.token == "gcp:organizations/getProject:getProject":
+        if args.token == GET_PROJECT:
             return {"number": "PROJECT_NUMBER", "projectId": args.args.get("projectId")}
         return {}
 

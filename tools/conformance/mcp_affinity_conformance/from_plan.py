@@ -23,11 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from mcp_affinity.wire import SECRET_SIG
+from mcp_affinity.wire import CLOUD_RUN, SECRET_SIG, URL_MAP
 from .proxy import ROUTING_KINDS, Routing
 
-RUN = "gcp:cloudrunv2/service:Service"
-DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 
 SERVERS_FOR_MODE = {
     "in-memory-sessions": ("sdk-in-memory", "fastmcp-in-memory", "ts-in-memory"),
@@ -71,7 +69,7 @@ def planned_routings(plan: dict) -> list[PlannedRouting]:
 def _cloud_run(resources: list[dict]) -> Iterator[PlannedRouting]:
     by_name: dict[str, list[dict]] = {}
     for resource in resources:
-        if resource.get("type") == RUN and not is_shard(resource["inputs"]):
+        if resource.get("type") == CLOUD_RUN and not is_shard(resource["inputs"]):
             by_name.setdefault(str(resource["inputs"].get("name")), []).append(resource["inputs"])
     for name, regions in sorted(by_name.items()):
         template = regions[0].get("template") or {}
@@ -152,7 +150,6 @@ def plan_all(root: Path) -> list[dict]:
         plans += [run_plan(where, path.name[len("Pulumi."):-len(".yaml")]).to_json()
                   for path in sorted(folder.glob("Pulumi.*.yaml"))]
     return plans
-URLMAP = "gcp:compute/uRLMap:URLMap"
 
 
 @dataclass(frozen=True)
@@ -182,13 +179,13 @@ def planned_shards(plan: dict) -> list[PlannedShards]:
     resources = [r for r in plan.get("resources") or [] if isinstance(r, dict)]
     keys: dict[str, list[str]] = {}
     for resource in resources:
-        if resource.get("type") == RUN:
+        if resource.get("type") == CLOUD_RUN:
             for container in (resource["inputs"].get("template") or {}).get("containers") or []:
                 env = _env(container, "envs")
                 key = env.get("MCP_SHARD_KEY") or str(env.get("MCP_SESSION_ID_PREFIX") or "").rstrip(".")
                 if key:
                     keys.setdefault(str(resource.get("parent", "")).rsplit("::", 1)[-1], []).append(key)
-    matchers = {m.get("name"): m for r in resources if r.get("type") == URLMAP
+    matchers = {m.get("name"): m for r in resources if r.get("type") == URL_MAP
                 for m in r["inputs"].get("pathMatchers") or []}
     outputs = (plan.get("outputs") or {}).get("sessionShards") or {}
     return [_shards(service, sorted(found), matchers.get(service) or {}, outputs.get(service) or {})
