@@ -81,11 +81,6 @@ class ProxySizing:
         total = BASE_MEMORY_MIB * 2**20 + self.max_sessions * BYTES_PER_PIN + self.max_connections * BYTES_PER_CONNECTION
         return 16 * math.ceil(total / 2**20 / 16)
 
-    def max_sessions_in(self, memory_mib: int) -> int:
-        """How many pins fit in ``memory_mib`` beside this many connections (the inverse of ``memory_mib``)."""
-        spare = memory_mib * 2**20 - BASE_MEMORY_MIB * 2**20 - self.max_connections * BYTES_PER_CONNECTION
-        return max(0, spare // BYTES_PER_PIN)
-
 
 def peer_names(name: str, replicas: int) -> list[str]:
     """The StatefulSet's pod names: HAProxy takes its local peer name from the host name."""
