@@ -40,7 +40,7 @@ def header_hash(tmp_path_factory) -> dict:
     stack["config"]["mcp-affinity:services"]["tools"].update(loadBalancerHash=True, acknowledge=["lb-hash-unsupported"])
     (folder / "Pulumi.yaml").write_text(yaml.safe_dump(project))
     (folder / "Pulumi.staging.yaml").write_text(yaml.safe_dump(stack))
-    return run_plan(find_project(folder), "staging").to_json()
+    return run_plan(find_project(folder), "staging").document()
 
 
 def res(urn: str, type_: str, name: str, parent: str, inputs: dict, custom: bool = True) -> dict:

@@ -55,6 +55,10 @@ class PlannedResource:
     delete_before_replace: bool = False
     replace_on_changes: list[str] = field(default_factory=list)
     provider: Optional[str] = None
+    provider_ref: Optional[str] = None
+    """The engine's provider reference, ``"<provider URN>::<provider id>"``."""
+    property_dependencies: dict[str, list[str]] = field(default_factory=dict)
+    """Input name -> the URNs its value came from (the engine's ``propertyDependencies``)."""
 
     def manifest(self) -> dict[str, Any]:
         """The inputs as the provider would send them on: secrets unwrapped, whole numbers as ints.
@@ -72,8 +76,23 @@ class PlannedResource:
                 "replaceOnChanges": list(self.replace_on_changes), "provider": self.provider}
 
     def to_json(self) -> dict[str, Any]:
+        """The resource as checks and the diff read it (:func:`.plan_file.validate`'s resources)."""
         return {"urn": self.urn, "type": self.type, "name": self.name, "parent": self.parent,
-                "custom": self.custom, "inputs": self.inputs, "options": self.options()}
+                "custom": self.custom, "inputs": self.inputs, "options": self.options(),
+                "dependencies": list(self.dependencies)}
+
+    def to_step(self) -> dict[str, Any]:
+        """A ``create`` step as ``pulumi preview --json`` writes it (see :mod:`.plan_file`)."""
+        optional = {"parent": self.parent, "protect": self.protect, "provider": self.provider_ref,
+                    "dependencies": list(self.dependencies), "propertyDependencies": self.property_dependencies,
+                    "ignoreChanges": list(self.ignore_changes), "replaceOnChanges": list(self.replace_on_changes)}
+        state = {"urn": self.urn, "custom": self.custom, "type": self.type, "inputs": self.inputs,
+                 # omitted when empty, as the engine's ``omitempty`` fields are
+                 **{k: v for k, v in optional.items() if v not in (None, [], {}, False)}}
+        step: dict[str, Any] = {"op": "create", "urn": self.urn, "newState": state, "detailedDiff": None}
+        if self.delete_before_replace:
+            step["deleteBeforeReplace"] = True  # an addition: the engine's state does not record it
+        return step
 
 
 class LoggedWarning(str):
@@ -87,7 +106,8 @@ class LoggedWarning(str):
         return warning
 
     def to_json(self) -> dict[str, Any]:
-        return {"message": str(self), "urn": self.urn}
+        """A diagnostic as ``pulumi preview --json`` writes it: ``{"urn", "message", "severity"}``."""
+        return {"urn": self.urn, "message": str(self), "severity": "warning"}
 
 
 @dataclass
@@ -101,10 +121,19 @@ class Plan:
     warnings: list[LoggedWarning] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        """``{"project", "stack", "resources": [...], "outputs": {...}, "warnings": [{"message", "urn"}]}``."""
-        return {"project": self.project, "stack": self.stack,
-                "resources": [r.to_json() for r in self.resources], "outputs": self.outputs,
-                "warnings": [w.to_json() for w in self.warnings]}
+        """The plan in the shape of ``pulumi preview --json`` (:mod:`.plan_file` describes it): every
+        resource a ``create`` step, the warnings as ``diagnostics``; our additions ``project``,
+        ``stack`` and ``outputs`` in fields of their own."""
+        return {"steps": [r.to_step() for r in self.resources],
+                "changeSummary": {"create": len(self.resources)} if self.resources else {},
+                "diagnostics": [w.to_json() for w in self.warnings],
+                "project": self.project, "stack": self.stack, "outputs": self.outputs}
+
+    def document(self) -> dict[str, Any]:
+        """The plan as ``check``, ``diff`` and the picture read it: :func:`.plan_file.validate` of
+        :meth:`to_json` (``{"project", "stack", "resources": [...], "outputs", "warnings", ...}``)."""
+        from .plan_file import validate
+        return validate(self.to_json())
 
     def by_type(self, type_: str) -> list[PlannedResource]:
         return [r for r in self.resources if r.type == type_]
@@ -126,7 +155,8 @@ class _RecordingMonitor(shim.MockMonitor):
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
             bag = json_format.MessageToDict(request.object, preserving_proto_field_name=True)
-            carried = {urn for deps in request.propertyDependencies.values() for urn in deps.urns}
+            by_input = {key: sorted(set(deps.urns)) for key, deps in request.propertyDependencies.items() if deps.urns}
+            carried = {urn for urns in by_input.values() for urn in urns}
             self.plan.resources.append(PlannedResource(
                 urn=response.urn, type=request.type, name=request.name,
                 parent=request.parent or None, custom=bool(request.custom), inputs=mask_secrets(bag),
@@ -137,6 +167,7 @@ class _RecordingMonitor(shim.MockMonitor):
                 replace_on_changes=list(request.replaceOnChanges),
                 # A provider reference is "<provider URN>::<provider id>".
                 provider=request.provider.rsplit("::", 1)[0] if request.provider else None,
+                provider_ref=request.provider or None, property_dependencies=dict(sorted(by_input.items())),
             ))
         return response
 
