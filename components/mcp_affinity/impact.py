@@ -41,16 +41,15 @@ from enum import Enum
 from typing import Any, Iterable, Iterator, Optional
 
 from .wire import (
-    AUTHORIZATION_POLICY, BACKEND, CLOUD_RUN, CLOUD_RUN_IAM_MEMBER, COMPUTED, DEPLOYMENT, IAP_BACKEND_IAM_MEMBER,
-    IAP_SETTINGS, REDIS, REQUEST_AUTHENTICATION, SECRET_SIG, SECURITY_POLICY, UNKNOWNS,
+    AUTHORIZATION_POLICY, BACKEND, CLOUD_RUN, CLOUD_RUN_IAM_MEMBER, COMPUTED, CONFIG_MAP, DEPLOYMENT,
+    HORIZONTAL_POD_AUTOSCALER, IAP_BACKEND_IAM_MEMBER, IAP_SETTINGS, REDIS, REQUEST_AUTHENTICATION, SECRET_SIG,
+    SECURITY_POLICY, STATEFUL_SET, UNKNOWNS,
 )
 
 SERVICE_COMPONENTS = ("mcp-affinity:index:CloudRunMcpService", "mcp-affinity:index:McpMeshService")
 GATEWAY_COMPONENT = "mcp-affinity:index:MeshGatewayBackend"
 GATEWAY = "mesh gateway"
 """The name under which the mesh gateway's backend (in front of every mesh service) is reported."""
-STATEFUL_SET = "kubernetes:apps/v1:StatefulSet"
-CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
 MODE_ENV = "MCP_SESSION_MODE"
 STORE_ENVS = ("MCP_SESSION_STORE_URL", "MCP_NOTIFICATION_BROKER_URL")
 IN_MEMORY = "in-memory-sessions"
@@ -152,7 +151,7 @@ def review(changes: Iterable[Change], before: list[dict], after: list[dict]) -> 
                 for service, found in sorted(causes.items())]
     sessions += [SessionImpact(str(service), SessionVerdict.KEEPS, index.kept(str(service)))
                  for service in sorted(s for s in touched if s != GATEWAY)]
-    access = [a for change in changes for a in _access(change, index)]
+    access = [a for change in changes for a in _access(change, index)] + list(_memberships(changes, index))
     return Review(tuple(sessions), tuple(sorted(access, key=lambda a: (a.service, a.urn, a.text))))
 
 
@@ -176,7 +175,7 @@ class _Index:
     def __init__(self, before: list[dict], after: list[dict]):
         self.by_urn = {r["urn"]: r for r in before}
         self.by_urn.update({r["urn"]: r for r in after})
-        self.after = after
+        self.before, self.after = before, after
         self._service = {urn: self._find(urn) for urn in self.by_urn}
         self._members: dict[str, list[dict]] = {}
         for urn, service in self._service.items():
@@ -238,7 +237,7 @@ class _Index:
     def _pod_count(self, deployment: dict) -> str:
         name = _get(deployment, "metadata", "name")
         for scaler in self.after:
-            if scaler["type"].endswith(":HorizontalPodAutoscaler") and _get(scaler, "spec", "scaleTargetRef", "name") == name \
+            if scaler["type"] == HORIZONTAL_POD_AUTOSCALER and _get(scaler, "spec", "scaleTargetRef", "name") == name \
                     and scaler.get("parent") == deployment.get("parent"):
                 return f"{_count(_get(scaler, 'spec', 'minReplicas') or 1)}-{_count(_get(scaler, 'spec', 'maxReplicas'))}"
         return _count(_get(deployment, "spec", "replicas") or 1)
@@ -283,13 +282,7 @@ def _access(change: Change, index: _Index) -> Iterator[AccessChange]:
 
 def _access_changes(change: Change) -> Iterator[tuple[Direction, str]]:
     old, new, op = change.old or {}, change.new or {}, change.op
-    if change.type in (CLOUD_RUN_IAM_MEMBER, IAP_BACKEND_IAM_MEMBER):
-        what = "Cloud Run invoker" if change.type == CLOUD_RUN_IAM_MEMBER else "IAP member"
-        if op in ("delete", "replace") or (op == "update" and _moved(change, "member")):
-            yield Direction.NARROWS, f"{what} removed: {_show(old.get('member'))}"
-        if op in ("create", "replace") or (op == "update" and _moved(change, "member")):
-            yield Direction.WIDENS, f"{what} added: {_show(new.get('member'))}"
-    elif change.type == IAP_SETTINGS:
+    if change.type == IAP_SETTINGS:
         yield from _members("IAP programmatic client", _clients(old), _clients(new))
     elif change.type == BACKEND:
         yield from _backend(change)
@@ -305,6 +298,28 @@ def _access_changes(change: Change) -> Iterator[tuple[Direction, str]]:
             yield Direction.NARROWS, f"{kind} {_name(change)} added"
         elif _under(change, "spec"):
             yield Direction.CHANGES, f"{kind} {_name(change)} rules changed"
+
+
+_MEMBERS = {CLOUD_RUN_IAM_MEMBER: "Cloud Run invoker", IAP_BACKEND_IAM_MEMBER: "IAP member"}
+
+
+def _memberships(changes: list[Change], index: _Index) -> Iterator[AccessChange]:
+    """Members a service lets in, before and after: one binding per shard or region is one member,
+    so a region added with the same members lets nobody new in. Members known only after apply
+    (a service agent's) are left out."""
+    touched: dict[tuple[str, str], str] = {}
+    for change in changes:
+        if change.type in _MEMBERS and (service := index.service(change.urn)):
+            touched.setdefault((service, change.type), change.urn)
+    for (service, type_), urn in sorted(touched.items()):
+        before, after = (_known_members(side, type_, service, index) for side in (index.before, index.after))
+        for direction, text in _members(_MEMBERS[type_], before, after):
+            yield AccessChange(service, direction, text, urn)
+
+
+def _known_members(resources: list[dict], type_: str, service: str, index: _Index) -> set[str]:
+    return {str(member) for r in resources if r["type"] == type_ and index.service(r["urn"]) == service
+            for member in [(r.get("inputs") or {}).get("member")] if isinstance(member, str) and member not in UNKNOWNS}
 
 
 def _workload(change: Change) -> Iterator[tuple[Direction, str]]:
@@ -459,10 +474,6 @@ def _under(change: Change, prefix: str) -> bool:
 
 def _tops(change: Change) -> set[str]:
     return {p.split(".")[0].split("[")[0] for p in change.paths}
-
-
-def _moved(change: Change, key: str) -> bool:
-    return key in _tops(change)
 
 
 def _get(bag: Any, *path: str) -> Any:
