@@ -145,7 +145,8 @@ def review(changes: Iterable[Change], before: list[dict], after: list[dict]) -> 
     for change in changes:
         for service, cause in _session_causes(change, index):
             causes.setdefault(service, []).append((cause, change.urn))
-    touched = {index.service(c.urn) for c in changes} - {None} - set(causes)
+    # A service only added keeps nothing: it has no live sessions yet.
+    touched = {index.service(c.urn) for c in changes if c.op != "create"} - {None} - set(causes)
     sessions = [SessionImpact(service, SessionVerdict.ENDS, index.holders(service, [u for _, u in found]),
                               _reasons(found), tuple(u for _, u in found))
                 for service, found in sorted(causes.items())]
@@ -199,7 +200,7 @@ class _Index:
             if parent is None:
                 # A preview lists only what changes. The URN's type names every ancestor's type: under a
                 # service, the components between are named after it (its EdgePolicy ``tools``).
-                chain = _urn_chain(urn)
+                chain = _urn_chain(urn)[:-1]  # its ancestors' types
                 return GATEWAY if GATEWAY_COMPONENT in chain else name if set(chain) & set(SERVICE_COMPONENTS) else None
             current = parent.get("parent")
         return None
@@ -235,12 +236,13 @@ class _Index:
         return ", ".join(parts)
 
     def _pod_count(self, deployment: dict) -> str:
-        name = _get(deployment, "metadata", "name")
-        for scaler in self.after:
-            if scaler["type"] == HORIZONTAL_POD_AUTOSCALER and _get(scaler, "spec", "scaleTargetRef", "name") == name \
-                    and scaler.get("parent") == deployment.get("parent"):
-                return f"{_count(_get(scaler, 'spec', 'minReplicas') or 1)}-{_count(_get(scaler, 'spec', 'maxReplicas'))}"
-        return _count(_get(deployment, "spec", "replicas") or 1)
+        """``2-8`` (its autoscaler's range) or ``3`` (``spec.replicas``)."""
+        inputs = deployment.get("inputs") or {}
+        for scaler in self.members(self.service(deployment["urn"]) or ""):
+            spec = _get(scaler.get("inputs") or {}, "spec") or {}
+            if scaler["type"] == HORIZONTAL_POD_AUTOSCALER and _get(spec, "scaleTargetRef", "name") == _get(inputs, "metadata", "name"):
+                return f"{_count(spec.get('minReplicas') or 1)}-{_count(spec.get('maxReplicas'))}"
+        return _count(_get(inputs, "spec", "replicas") or 1)
 
     def kept(self, service: str) -> str:
         mode = self.mode(service)

@@ -123,7 +123,8 @@ def _preview(document: dict) -> dict[str, Any]:
     project, stack = document.get("project"), document.get("stack")
     if not (isinstance(project, str) and project and isinstance(stack, str) and stack):
         project, stack = _names_from(urns, project, stack)
-    ops = {op for seen in merged.values() for op in seen["ops"]}
+    # The root stack's step is always written, as "same" when nothing of it changes: not a sign of --show-sames.
+    ops = {op for urn, seen in merged.items() if f"::{ROOT_TYPE}::" not in urn for op in seen["ops"]}
     head = _side(merged, "newState", project, stack, document)
     head["complete"] = ops <= {"create"} or "same" in ops
     olds = any(seen.get("oldState") for seen in merged.values())
