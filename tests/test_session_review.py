@@ -201,3 +201,10 @@ def test_cloud_run_ingress_and_invoker_check():
 
 def test_the_verdict_is_a_small_enum_ready_for_drains():
     assert [v.value for v in impact.SessionVerdict] == ["ends", "keeps"]
+
+
+def test_the_readme_shows_this_review(sides):
+    from conftest import ROOT
+
+    block = (ROOT / "README.md").read_text().split("<!-- session-review:begin -->\n```text\n", 1)[1]
+    assert block.split("```\n<!-- session-review:end -->", 1)[0] == to_text(diff_plans(*sides))
