@@ -71,6 +71,8 @@ def settings(config, common: dict, problems, network: Optional[NetworkArgs]) -> 
         if gateway_namespace not in autoneg.watch_namespaces:
             problems.add("gke.autoneg.watchNamespaces", f"leaves out the gateway's namespace {gateway_namespace}: "
                          "the controller would never attach the gateway's NEGs; add it")
+    for name, service in sorted(config.mesh_services.items()):
+        cloud_run.check_plain_secrets(f"meshServices.{name}", "meshServices", getattr(service, "env", None) or {}, problems)
     for name, service in services.items():
         for key, message in (method_target_faults(name, service, set(services)) if service else []):
             problems.add(f"meshServices.{name}.{key}", message)
