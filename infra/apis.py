@@ -75,6 +75,7 @@ def required_apis(settings: Any) -> list[str]:
         apis.update({"artifactregistry"} if cluster.image_repositories else set())
         apis.update({"binaryauthorization"} if cluster.binary_authorization else set())
         apis.update({"gkehub", "mesh"} if gke["mesh"].kind == "cloud-service-mesh" else set())
+        apis.update({"secretmanager"} if any(s is not None and s.secret_env for s in gke["services"].values()) else set())
     if _uses_iap(settings):
         apis.add("iap")
     return sorted(f"{api}.googleapis.com" for api in apis)

@@ -221,3 +221,80 @@ def test_masking_hides_every_flagged_value_and_keeps_the_rest(secret, plain):
     masked = mask_flagged_env({"template": {"containers": [{"envs": entries}]}})
     values = [e["value"] for e in masked["template"]["containers"][0]["envs"]]
     assert values == [*plain, "[secret]"]
+
+
+# GKE -------------------------------------------------------------------------------------------
+
+def _gke_service(record, **overrides):
+    from helpers import NETWORK as NET, STORE, cluster_args, mesh_args
+    from mcp_affinity import (AutonegController, AutonegControllerArgs, GkeCluster, Mesh, MeshGatewayBackend,
+                              MeshGatewayBackendArgs, McpMeshService, McpMeshServiceArgs)
+
+    def program():
+        cluster = GkeCluster("gke", cluster_args(secret_sync=True), network=NET).ref()
+        autoneg = AutonegController("gke-autoneg", AutonegControllerArgs(prefix="mcp-t", project="my-proj"), cluster=cluster)
+        gateway = MeshGatewayBackend("gke-gateway", MeshGatewayBackendArgs(prefix="mcp-t", project="my-proj"),
+                                     network=NET, cluster=cluster)
+        mesh = Mesh("gke-mesh", mesh_args(), cluster=cluster, gateway_backend=gateway.ref(), autoneg=autoneg.ref())
+        args = McpMeshServiceArgs(**{**dict(prefix="mcp-t", project="my-proj", image="img:1", session_mode="stateless",
+                                            hosts=["notes.example.com"], access="public"), **overrides})
+        McpMeshService("notes", args, cluster=cluster, mesh=mesh.ref(), session_store=STORE)
+    return record(program)
+
+
+def test_gke_syncs_the_secret_versions_into_a_secret_the_pods_read(record):
+    plan = _gke_service(record, secret_env={"OPENAI_API_KEY": {"secret": "openai", "version": 3},
+                                            "OTHER": {"secret": "projects/shared-prj/secrets/other"}})
+    cluster = plan.get("gcp:container/cluster:Cluster", "gke").inputs
+    assert cluster["secretSyncConfig"] == {"enabled": True} and cluster["secretManagerConfig"] == {"enabled": True}
+    provider = plan.get("kubernetes:secrets-store.csi.x-k8s.io/v1:SecretProviderClass", "notes-env-provider").inputs
+    assert provider["metadata"]["namespace"] == "mcp-t-notes" and provider["spec"]["provider"] == "gke"
+    listed = yaml.safe_load(provider["spec"]["parameters"]["secrets"])
+    assert listed == [{"resourceName": "projects/my-proj/secrets/openai/versions/3", "path": "OPENAI_API_KEY"},
+                      {"resourceName": "projects/shared-prj/secrets/other/versions/latest", "path": "OTHER"}]
+    sync = plan.get("kubernetes:secret-sync.gke.io/v1:SecretSync", "notes-env")
+    assert sync.inputs["metadata"]["name"] == "notes-env"
+    assert sync.inputs["spec"] == {"serviceAccountName": "notes", "secretProviderClassName": "notes-env", "secretObject": {
+        "type": "Opaque", "data": [{"sourcePath": "OPENAI_API_KEY", "targetKey": "OPENAI_API_KEY"},
+                                   {"sourcePath": "OTHER", "targetKey": "OTHER"}]}}
+    deployment = plan.get("kubernetes:apps/v1:Deployment", "notes")
+    (app,) = [c for c in deployment.inputs["spec"]["template"]["spec"]["containers"] if c["image"] == "img:1"]
+    env = {e["name"]: e for e in app["env"]}
+    assert env["OPENAI_API_KEY"] == {"name": "OPENAI_API_KEY",
+                                     "valueFrom": {"secretKeyRef": {"name": "notes-env", "key": "OPENAI_API_KEY"}}}
+    assert sync.urn in deployment.dependencies  # the Secret exists before the pods that read it
+    members = {(g.inputs["secretId"], g.inputs["member"]) for g in plan.by_type(GRANT) if g.name.startswith("notes")}
+    principal = ("principal://iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/"
+                 "my-proj.svc.id.goog/subject/ns/mcp-t-notes/sa/notes")
+    assert members == {(s, m) for s in ("openai", "other")
+                       for m in (principal, "serviceAccount:sa@p.iam.gserviceaccount.com")}
+    assert all(g.inputs["role"] == SECRET_ACCESSOR for g in plan.by_type(GRANT))
+    assert {g.urn for g in plan.by_type(GRANT) if g.name.startswith("notes")} <= set(sync.dependencies)
+
+
+def test_gke_secret_env_needs_the_clusters_secret_sync():
+    config = mutate(NS + "meshServices.notes.secretEnv", {"OPENAI_API_KEY": {"secret": "openai", "version": 3}})
+    found = problems(config)
+    assert [k for k, _ in found] == [NS + "meshServices.notes.secretEnv"]
+    assert "gke.secretSync: true" in found[0][1]
+    config[NS + "gke"]["secretSync"] = True
+    assert problems(config) == []
+
+
+def test_a_mesh_service_refuses_secret_env_on_a_cluster_without_sync(record):
+    from helpers import STORE, gke as make_gke
+    from mcp_affinity import McpMeshService, McpMeshServiceArgs
+
+    def program():
+        cluster, _, mesh = make_gke()
+        args = McpMeshServiceArgs(prefix="mcp-t", project="my-proj", image="img:1", session_mode="stateless",
+                                  hosts=["notes.example.com"], access="public", secret_env={"K": {"secret": "s"}})
+        McpMeshService("notes", args, cluster=cluster, mesh=mesh, session_store=STORE)
+    with pytest.raises(ValueError, match="secret synchronization"):
+        record(program)
+
+
+def test_without_secret_env_the_cluster_keeps_sync_off():
+    from conftest import plan_stack
+    cluster = plan_stack("staging").get("gcp:container/cluster:Cluster", "gke").inputs
+    assert "secretSyncConfig" not in cluster and "secretManagerConfig" not in cluster

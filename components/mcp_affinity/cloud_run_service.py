@@ -141,7 +141,7 @@ class CloudRunMcpServiceArgs(Settings):
     access: AccessArgs = Field(
         description="who may call the service: `iap`, `iam`, `oauth` or `public` (see \"Who can call my server?\"); "
                     "required. The invoker check is on for `iap` and `iam`; ingress admits only the load balancer "
-                    "and the VPC in every mode.")
+                    "and the VPC in every mode, and the run.app URL is off (`defaultUri`).")
     edge: EdgeArgs = Field(
         default_factory=EdgeArgs,
         description="the Cloud Armor policy the package makes for the backend service(s): Origin allowlist, rate "

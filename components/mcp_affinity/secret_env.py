@@ -3,8 +3,9 @@
 - ``secretEnv.NAME: {secret, version}`` maps a variable to a Secret Manager secret version. Cloud Run
   reads it itself at instance start (``env[].value_source.secret_key_ref {secret, version}``); the
   service's account needs ``roles/secretmanager.secretAccessor`` on the secret
-  (https://cloud.google.com/run/docs/configuring/services/secrets). The value never passes through
-  Pulumi, the stack file, a plan or a diff.
+  (https://cloud.google.com/run/docs/configuring/services/secrets). On GKE, GKE's secret
+  synchronization copies the versions into a Kubernetes Secret the pods read
+  (:func:`gke_secret_sync`). The value never passes through Pulumi, the stack file, a plan or a diff.
 - A plain ``env`` value is written in the stack file and shown in every plan and diff. One that
   Yelp's detect-secrets (https://github.com/Yelp/detect-secrets) flags, scanning the value alone
   (never the variable's name, so ``OPENAI_API_KEY: https://...`` passes), is refused by
@@ -18,6 +19,7 @@ from typing import Annotated, Any, Iterable, Mapping, Optional
 
 import pulumi
 import pulumi_gcp as gcp
+import pulumi_kubernetes as k8s
 from pydantic import AfterValidator, Field, Strict
 
 from .limits import EnvName
@@ -171,3 +173,51 @@ def cloud_run_env(secret_env: Mapping[str, SecretRef]) -> list[dict]:
     """Cloud Run ``envs`` entries reading each variable from its secret version."""
     return [{"name": name, "value_source": {"secret_key_ref": {"secret": ref.secret, "version": ref.version}}}
             for name, ref in sorted(secret_env.items())]
+
+
+SYNC_API_VERSION = "secret-sync.gke.io/v1"
+PROVIDER_CLASS_API_VERSION = "secrets-store.csi.x-k8s.io/v1"
+
+
+def workload_principal(project: "gcp.organizations.AwaitableGetProjectResult", namespace: str,
+                       account: str) -> pulumi.Output[str]:
+    """The Workload Identity Federation principal of a Kubernetes service account in ``project``
+    (a ``get_project_output`` result),
+    ``principal://iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/PROJECT.svc.id.goog/subject/ns/NS/sa/KSA``
+    (https://cloud.google.com/kubernetes-engine/docs/concepts/workload-identity#principal-id-examples)."""
+    return pulumi.Output.format(
+        "principal://iam.googleapis.com/projects/{0}/locations/global/workloadIdentityPools/{1}.svc.id.goog/subject/ns/{2}/sa/{3}",
+        project.number, project.project_id, namespace, account)
+
+
+def gke_secret_sync(parent: pulumi.Resource, name: str, *, secret_env: Mapping[str, SecretRef], project: Optional[str],
+                    namespace: str, account: str, google_account: pulumi.Input[str],
+                    opts: pulumi.ResourceOptions) -> tuple[str, list]:
+    """GKE's secret synchronization (GKE 1.33+, cluster ``secret_sync_config``,
+    https://cloud.google.com/secret-manager/docs/sync-k8-secrets): a ``SecretProviderClass``
+    (provider ``gke``) listing each secret version, and a ``SecretSync`` that the GKE controller
+    reads as the Kubernetes service account ``account`` and writes to the Kubernetes Secret of the
+    same name, one key per variable. The accessor role on every secret goes to that account's
+    Workload Identity principal and to ``google_account`` (the Google service account it is bound
+    to). Returns (the Secret's name ``{name}-env``, the resources the pods wait for)."""
+    secret_name = f"{name}-env"
+    found = gcp.organizations.get_project_output(project_id=project)
+    grants = [*grant_access(parent, f"{name}-wi", secret_env, workload_principal(found, namespace, account), project),
+              *grant_access(parent, name, secret_env, google_account, project)]
+    meta = {"name": secret_name, "namespace": namespace, "labels": {"app": name}}
+    listed = found.project_id.apply(lambda own: "\n".join(
+        f"- resourceName: \"{ref.resource_name(own)}\"\n  path: \"{variable}\"" for variable, ref in sorted(secret_env.items())))
+    provider = k8s.apiextensions.CustomResource(
+        f"{name}-env-provider", api_version=PROVIDER_CLASS_API_VERSION, kind="SecretProviderClass", metadata=meta,
+        spec={"provider": "gke", "parameters": {"secrets": listed}}, opts=opts)
+    sync = k8s.apiextensions.CustomResource(
+        f"{name}-env", api_version=SYNC_API_VERSION, kind="SecretSync", metadata=meta,
+        spec={"serviceAccountName": account, "secretProviderClassName": secret_name, "secretObject": {
+            "type": "Opaque", "data": [{"sourcePath": v, "targetKey": v} for v in sorted(secret_env)]}},
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[provider, *grants])))
+    return secret_name, [sync]
+
+
+def kubernetes_env(secret_env: Mapping[str, SecretRef], secret_name: str) -> list[dict]:
+    """Container ``env`` entries reading each variable from the synced Kubernetes Secret."""
+    return [{"name": v, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": v}}} for v in sorted(secret_env)]

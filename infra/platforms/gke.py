@@ -77,6 +77,10 @@ def settings(config, common: dict, problems, network: Optional[NetworkArgs]) -> 
         for key, message in (method_target_faults(name, service, set(services)) if service else []):
             problems.add(f"meshServices.{name}.{key}", message)
     _check_access(config.environment, services, problems)
+    for name, service in services.items():
+        if service is not None and service.secret_env and cluster is not None and not cluster.secret_sync:
+            problems.add(f"meshServices.{name}.secretEnv", "GKE reads secretEnv through its secret synchronization: "
+                         "set gke.secretSync: true (GKE 1.33 or later)")
     return {"cluster": cluster, "mesh": mesh, "gateway": gateway, "autoneg": autoneg, "services": services,
             "hosts": {name: service.model_dump(by_alias=True, exclude_unset=True).get("hosts", [])
                       for name, service in sorted(config.mesh_services.items())}}
