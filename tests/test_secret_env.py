@@ -298,3 +298,53 @@ def test_without_secret_env_the_cluster_keeps_sync_off():
     from conftest import plan_stack
     cluster = plan_stack("staging").get("gcp:container/cluster:Cluster", "gke").inputs
     assert "secretSyncConfig" not in cluster and "secretManagerConfig" not in cluster
+
+
+def _object(properties: dict, required: list) -> dict:
+    return {"type": "object", "properties": properties, "required": required}
+
+
+_TEXT = {"type": "string"}
+# The spec schemas as published: SecretProviderClass (kubernetes-sigs/secrets-store-csi-driver,
+# deploy/secrets-store.csi.x-k8s.io_secretproviderclasses.yaml, v1) and GKE's SecretSync
+# (secret-sync.gke.io/v1, https://cloud.google.com/secret-manager/docs/sync-k8-secrets).
+PROVIDER_CLASS_SPEC = _object({
+    "provider": _TEXT, "parameters": {"type": "object", "additionalProperties": _TEXT},
+    "secretObjects": {"type": "array", "items": {"type": "object"}}}, [])
+SECRET_SYNC_SPEC = _object({
+    "serviceAccountName": _TEXT, "secretProviderClassName": _TEXT, "forceSynchronization": _TEXT,
+    "secretSyncControllerName": _TEXT,
+    "secretObject": _object({
+        "type": _TEXT, "labels": {"type": "object", "additionalProperties": _TEXT},
+        "annotations": {"type": "object", "additionalProperties": _TEXT},
+        "data": {"type": "array", "items": _object({"sourcePath": _TEXT, "targetKey": _TEXT},
+                                                    ["sourcePath", "targetKey"])}}, ["data", "type"])},
+    ["secretObject", "secretProviderClassName", "serviceAccountName"])
+
+
+def test_the_synced_objects_fit_their_published_schemas_and_name_real_objects(record):
+    from schemas import crd_check
+    plan = _gke_service(record, secret_env={"OPENAI_API_KEY": {"secret": "openai", "version": 3}})
+    provider = plan.get("kubernetes:secrets-store.csi.x-k8s.io/v1:SecretProviderClass", "notes-env-provider").manifest()
+    sync = plan.get("kubernetes:secret-sync.gke.io/v1:SecretSync", "notes-env").manifest()
+    assert crd_check.validate("spc", PROVIDER_CLASS_SPEC, provider["spec"]) == []
+    assert crd_check.validate("sync", SECRET_SYNC_SPEC, sync["spec"]) == []
+    for manifest in (provider, sync):
+        assert crd_check.validate_metadata(manifest["metadata"], True) == []
+    # The sync reads as the pods' own service account, the class it names, each path the class lists.
+    assert plan.get("kubernetes:core/v1:ServiceAccount", "notes").inputs["metadata"]["name"] == \
+        sync["spec"]["serviceAccountName"]
+    assert sync["spec"]["secretProviderClassName"] == provider["metadata"]["name"]
+    paths = {item["path"] for item in yaml.safe_load(provider["spec"]["parameters"]["secrets"])}
+    assert {d["sourcePath"] for d in sync["spec"]["secretObject"]["data"]} == paths
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.dictionaries(st.sampled_from(["OPENAI_API_KEY", "DB_URL", "LEVEL", "TOKEN", "MODEL", "DATA_DIR"]),
+                       st.sampled_from([*SECRETS, *PLAIN]), max_size=5))
+def test_the_stack_refuses_exactly_the_flagged_values_and_never_prints_them(env):
+    found = problems(mutate(NS + "services.tools.env", env))
+    expected = sorted(NS + f"services.tools.env.{k}" for k, v in env.items() if v in SECRETS)
+    assert sorted(key for key, _ in found) == expected
+    text = " ".join(message for _, message in found)
+    assert not any(v in text for v in env.values() if v in SECRETS)

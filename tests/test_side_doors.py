@@ -12,21 +12,16 @@ from pydantic import ValidationError
 
 from conftest import GcpMocks, plan_example, plan_stack
 from helpers import NETWORK
-from mcp_affinity import AccessArgs, CloudRunMcpService, CloudRunMcpServiceArgs
+from mcp_affinity import AccessArgs, CloudRunMcpService
 from mcp_affinity.access_bindings import backend_iap
 from mcp_affinity.cli.runner import run_function
 from mcp_affinity.cloud_run_service import DEFAULT_URI_REASON
 from test_hostile_config import NS, mutate, problems
+from test_secret_env import RUN, make
 
-RUN = "gcp:cloudrunv2/service:Service"
 BACKEND = "gcp:compute/backendService:BackendService"
 CLIENT = "1234567890-abcdef.apps.googleusercontent.com"
 REASON = "Pub/Sub push from the VPC until the load balancer carries it"
-
-
-def make(**overrides) -> CloudRunMcpServiceArgs:
-    values = dict(prefix="mcp-t", image="img:1", session_mode="stateless", access="public")
-    return CloudRunMcpServiceArgs(**{**values, **overrides})
 
 
 # defaultUriDisabled --------------------------------------------------------------------------------
