@@ -197,10 +197,20 @@ def _with_plain_key(tmp_path, stack: str = "leaky") -> dict:
     return plan
 
 
-def test_a_plan_masks_a_flagged_env_value_of_a_component_in_your_own_program(record):
-    args = make(env={"OPENAI_API_KEY": LIVE_KEY})
-    plan = record(lambda: CloudRunMcpService("tools", args, network=NETWORK, secret_env={"OPENAI_API_KEY"}))
-    assert LIVE_KEY not in json.dumps(plan.to_json())
+def test_a_plan_masks_a_flagged_env_value_of_any_resource(record):
+    import pulumi_gcp as gcp
+    import pulumi_kubernetes as k8s
+
+    def program():
+        gcp.cloudrunv2.Service("raw", location="europe-west1", template={"containers": [{"image": "i", "envs": [
+            {"name": "OPENAI_API_KEY", "value": LIVE_KEY}, {"name": "LEVEL", "value": "info"}]}]})
+        k8s.apps.v1.Deployment("raw", spec={"selector": {}, "template": {"spec": {"containers": [
+            {"name": "app", "image": "i", "env": [{"name": "TOKEN", "value": SECRETS[1]}]}]}}})
+    plan = record(program)
+    text = json.dumps(plan.to_json())
+    assert LIVE_KEY not in text and SECRETS[1] not in text
+    assert envs(plan, "raw")["LEVEL"]["value"] == "info"
+    assert envs(plan, "raw")["OPENAI_API_KEY"]["value"] == "[secret]"
 
 
 def test_diff_and_picture_of_an_older_plan_never_show_a_flagged_value(tmp_path):
