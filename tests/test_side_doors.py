@@ -189,3 +189,19 @@ def test_auto_deploy_needs_adaptive_protection():
     from mcp_affinity.security_policy import EdgeArgs
     with pytest.raises(ValidationError, match="needs adaptiveProtection: true"):
         EdgeArgs.model_validate({"adaptiveProtection": False, "adaptiveProtectionAutoDeploy": True})
+
+
+def test_the_policy_flags_a_fronted_service_whose_run_app_url_is_on_without_a_reason():
+    from mcp_affinity.policies import check_plan
+    from test_policies import backend, neg, res, run_service  # noqa: F401 (res keeps the fixture module whole)
+
+    def violations(**inputs):
+        found = check_plan({"project": "p", "stack": "dev", "resources": [
+            run_service(**inputs), neg(), backend(group="tools-eu-id")]})
+        return [v for v in found if v.rule == "cloud-run-ingress-and-timeout"]
+
+    assert violations() == []
+    (found,) = violations(defaultUriDisabled=False)
+    assert "run.app URL is on" in found.message and DEFAULT_URI_REASON in found.message
+    assert violations(defaultUriDisabled=False, annotations={DEFAULT_URI_REASON: REASON}) == []
+    assert len(violations(defaultUriDisabled=None)) == 1
