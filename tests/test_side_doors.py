@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings, strategies as st
 from pydantic import ValidationError
 
 from conftest import GcpMocks, plan_example, plan_stack
@@ -79,6 +80,27 @@ def test_consumer_accounts_are_refused_with_the_managed_client():
                                                "group:fans@googlegroups.com"]))
     assert "someone@gmail.com" in str(error.value) and "fans@googlegroups.com" in str(error.value)
     assert "a@example.com" not in str(error.value).split("consumer")[0]
+
+
+_DOMAINS = ["example.com", "partner.example", "gmail.com", "GMail.com", "googlemail.com", "googlegroups.com"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["user", "group", "serviceAccount"]), st.sampled_from(_DOMAINS)),
+                min_size=1, max_size=4, unique=True), st.booleans())
+def test_managed_client_refuses_exactly_the_consumer_members(members, own_client):
+    values = [f"{kind}:someone@{domain}" for kind, domain in members]
+    consumer = [m for m, (kind, domain) in zip(values, members)
+                if kind != "serviceAccount" and domain.lower() in ("gmail.com", "googlemail.com", "googlegroups.com")]
+    access = iap(members=values)
+    if own_client:
+        access["oauthClient"] = {"clientId": CLIENT, "clientSecret": {"secret": "s"}}
+    if consumer and not own_client:
+        with pytest.raises(ValidationError) as error:
+            AccessArgs.model_validate(access)
+        assert all(m in str(error.value) for m in consumer)
+    else:
+        assert AccessArgs.model_validate(access).members == values
 
 
 @pytest.mark.parametrize("member", ["user:Someone@GMAIL.com", "user:x@googlemail.com"])
