@@ -15,15 +15,16 @@ from __future__ import annotations
 import copy
 import ipaddress
 
-import pulumi
 import pytest
+from hypothesis import given, settings, strategies as st
 from pydantic import ValidationError
 
-from conftest import ROOT, plan_example, plan_stack
+from conftest import ROOT, GcpMocks, plan_example, plan_stack
 from helpers import NETWORK, STORE, cluster_args, gke
 from mcp_affinity import McpGkePlatform, McpGkePlatformArgs, McpMeshService, McpMeshServiceArgs
 from mcp_affinity.gateway_backend import GatewayAccess, MeshGatewayBackend, MeshGatewayBackendArgs
 from mcp_affinity.mesh import MeshRef
+from mcp_affinity.cli.runner import run_function
 from mcp_affinity.mesh_service import gateway_access
 from schemas.istio_check import validate_object
 from schemas.validate import validate_kubernetes
@@ -313,3 +314,54 @@ def test_the_readmes_gke_example_puts_its_services_rules_on_the_gateway():
     limit = next(r for r in rules if r["description"] == "per-client limit")
     assert limit["rateLimitOptions"]["rateLimitThreshold"]["count"] == 300
     assert "notes\\\\.acme\\\\.example" in limit["match"]["expr"]["expression"]
+
+
+ACCESSES = [IAP, {**IAP, "members": ["user:x@example.com"]}, "public", "oauth",
+            {"mode": "iam", "members": ["serviceAccount:bot@p.iam.gserviceaccount.com"]}]
+
+
+@settings(max_examples=20, deadline=None)
+@given(services=st.dictionaries(st.sampled_from(["a", "b", "c"]),
+                                st.tuples(st.sampled_from(range(len(ACCESSES))), st.sampled_from([None, 50, 300])),
+                                min_size=1),
+       served=st.sets(st.sampled_from(["a", "b", "c"])))
+def test_a_service_plans_only_where_its_gateway_enforces_its_access_and_rules(services, served):
+    """Mesh services of mixed access and edge, some of them given to the platform: each service the
+    plan accepts is behind IAP exactly when it is ``iap``, with its members, and its per-client
+    limit is the one the gateway's policy applies to its host; a service is refused only where that
+    does not hold."""
+    settings_ = {name: args(ACCESSES[access], hosts=[f"{name}.example.com"],
+                            **({"edge": {"rate_limit": {"requests": rate}}} if rate else {}))
+                 for name, (access, rate) in services.items()}
+    given_ = {name: settings_[name] for name in served if name in settings_}
+    accepted, refused = [], []
+
+    def program():
+        ref = platform(mesh_services=given_)
+        for name, service in settings_.items():
+            try:
+                McpMeshService(name, service, cluster=ref.cluster, mesh=ref.mesh)
+                accepted.append(name)
+            except ValidationError:
+                refused.append(name)
+
+    iap = {str(s.access) for s in given_.values() if s.access.mode.value == "iap"}
+    mixed = bool(iap) and (len(iap) > 1 or any(s.access.mode.value != "iap" for s in given_.values()))
+    if mixed:
+        with pytest.raises(ValueError, match="all must be iap"):
+            gateway_access(given_)
+        return
+    plan = run_function(program, project="t", stack="t", mock=GcpMocks(), preview=False)
+    backend = plan.get(BACKEND, "gke-gateway").inputs
+    rules = plan.get(POLICY, "gke-gateway").inputs["rules"]
+    for name in accepted:
+        service = settings_[name]
+        assert (backend.get("iap") == {"enabled": True}) == (service.access.mode.value == "iap")
+        if service.access.mode.value == "iap":
+            members = {r.inputs["member"] for r in plan.resources if r.name.startswith("gke-gateway-iap-member")}
+            assert members == set(service.access.members)
+        host = name + "\\\\.example\\\\.com"
+        limit = next(r for r in rules if r["description"] == "per-client limit"
+                     and host in r["match"].get("expr", {}).get("expression", ""))
+        assert limit["rateLimitOptions"]["rateLimitThreshold"]["count"] == service.edge.rate_limit.requests
+    assert set(refused) == set(settings_) - set(given_)  # refused exactly where the gateway does not carry it

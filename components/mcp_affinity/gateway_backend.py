@@ -62,11 +62,13 @@ class GatewayAccess:
     - ``iap_audience``: with ``iap``, the audience of IAP's signed header
       ``/projects/PROJECT_NUMBER/global/backendServices/BACKEND_SERVICE_ID``
       (https://cloud.google.com/iap/docs/signed-headers-howto).
+    - ``security_policy``: the Cloud Armor policy on the backend service (the package's id, or yours).
     """
 
     iap: Optional[AccessArgs] = None
     edge_scopes: Optional[Mapping[str, EdgeScopeArgs]] = None
     iap_audience: Optional[StrInput] = None
+    security_policy: Optional[StrInput] = None
 
 
 class MeshGatewayBackendArgs(Settings):
@@ -158,6 +160,7 @@ class MeshGatewayBackend(pulumi.ComponentResource):
             name, name=names["health_check"].value, project=args.project,
             http_health_check={"port": STATUS_PORT, "request_path": "/healthz/ready"}, opts=child,
         )
+        policy = args.security_policy or self._edge_policy(name, args, edge_scopes)
         backend = gcp.compute.BackendService(
             name,
             name=names["backend"].value,
@@ -168,7 +171,7 @@ class MeshGatewayBackend(pulumi.ComponentResource):
             connection_draining_timeout_sec=args.drain_seconds,
             health_checks=check.id,
             log_config={"enable": True, "sample_rate": 1.0},
-            security_policy=args.security_policy or self._edge_policy(name, args, edge_scopes),
+            security_policy=policy,
             **(access_bindings.backend_iap(iap) if iap else {}),
             # The autoneg controller adds the gateway's NEGs as GKE creates them.
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["backends"]),
@@ -179,7 +182,7 @@ class MeshGatewayBackend(pulumi.ComponentResource):
         if iap is not None:
             access_bindings.grant(self, name, iap, project=args.project, services={}, backends={name: backend})
         scopes = None if args.security_policy else dict(edge_scopes or {})
-        self._access = GatewayAccess(iap, scopes, iap_audience(args.project, backend) if iap else None)
+        self._access = GatewayAccess(iap, scopes, iap_audience(args.project, backend) if iap else None, policy)
         self.backend_service_id = backend.id
         self.gateway_annotations = pulumi.Output.from_input(self._annotations)
         self.register_outputs({"backend_service_id": self.backend_service_id,
