@@ -118,6 +118,18 @@ def test_the_stack_refuses_a_mesh_services_edge_beside_the_gateways_own_policy()
     assert dict(problems(config))[NS + "meshServices.notes.edge"].startswith("does nothing")
 
 
+def test_the_stack_refuses_learned_pinning_in_ambient_mode_and_an_open_control_plane_under_their_keys():
+    config = copy.deepcopy(BASE)
+    config[NS + "gke"]["mesh"] = {"dataPlane": "ambient", "waypoint": True}
+    config[NS + "gke"]["masterAuthorizedNetworks"] = {"anyone": "0.0.0.0/0"}
+    config[NS + "meshServices"]["notes"].update(sessionMode="in-memory-sessions", pinning="learned")
+    found = dict(problems(config))
+    assert "past the waypoint" in found[NS + "meshServices.notes.pinning"]
+    assert "control-plane-internet" in found[NS + "gke.masterAuthorizedNetworks.anyone"]
+    config[NS + "gke"]["acknowledge"] = ["control-plane-internet"]
+    assert NS + "gke.masterAuthorizedNetworks.anyone" not in dict(problems(config))
+
+
 def test_mixed_iap_settings_are_refused_before_anything_exists():
     with pytest.raises(ValueError, match="all must be iap"):
         gateway_access({"a": args(IAP), "b": args(), })

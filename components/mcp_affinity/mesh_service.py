@@ -623,12 +623,18 @@ def check_context(name: str, args: McpMeshServiceArgs, mesh: MeshRef) -> None:
     service ``name`` that ``mesh`` cannot keep: :func:`gateway_faults`, and ``pinning: learned`` in
     ambient mode (the proxy calls pods past the waypoint)."""
     faults = Faults("McpMeshService")
-    for key, message in gateway_faults(name, args, mesh.gateway_access):
+    for key, message in gateway_faults(name, args, mesh.gateway_access) + data_plane_faults(args, mesh.data_plane):
         faults.add(key, message)
-    if mesh.data_plane == "ambient" and args.pinning == "learned":
-        faults.add("pinning", "pinning: learned is refused in ambient mode: the proxy calls the pods by their "
-                              "addresses, past the waypoint that holds the access checks; use dataPlane sidecar")
     faults.raise_if_any()
+
+
+def data_plane_faults(args: McpMeshServiceArgs, data_plane: str) -> list[tuple[str, str]]:
+    """``(key, message)`` for settings the mesh's ``data_plane`` cannot keep safe: ``pinning: learned``
+    in ambient mode, whose proxy calls the pods by their addresses, past the waypoint."""
+    if data_plane == "ambient" and args.pinning == "learned":
+        return [("pinning", "pinning: learned is refused in ambient mode: the proxy calls the pods by their "
+                            "addresses, past the waypoint that holds the access checks; use dataPlane sidecar")]
+    return []
 
 
 def service_host(prefix: str, name: str) -> str:

@@ -16,7 +16,7 @@ from mcp_affinity import (
     StoreRole,
 )
 from mcp_affinity.access import AccessMode
-from mcp_affinity.mesh_service import gateway_access, method_target_faults, service_host
+from mcp_affinity.mesh_service import data_plane_faults, gateway_access, method_target_faults, service_host
 from mcp_affinity.settings import config_model
 
 from . import cloud_run
@@ -72,6 +72,8 @@ def settings(config, common: dict, problems, network: Optional[NetworkArgs]) -> 
                          "the controller would never attach the gateway's NEGs; add it")
     for name, service in services.items():
         for key, message in (method_target_faults(name, service, set(services)) if service else []):
+            problems.add(f"meshServices.{name}.{key}", message)
+        for key, message in (data_plane_faults(service, mesh.data_plane) if service and mesh else []):
             problems.add(f"meshServices.{name}.{key}", message)
     _check_access(config.environment, services, problems)
     if gateway is not None and gateway.security_policy:
