@@ -239,15 +239,16 @@ def _gke_service(record, **overrides):
     from helpers import NETWORK as NET, STORE, cluster_args, mesh_args
     from mcp_affinity import (AutonegController, AutonegControllerArgs, GkeCluster, Mesh, MeshGatewayBackend,
                               MeshGatewayBackendArgs, McpMeshService, McpMeshServiceArgs)
+    from mcp_affinity.mesh_service import gateway_access
 
     def program():
+        args = McpMeshServiceArgs(**{**dict(prefix="mcp-t", project="my-proj", image="img:1", session_mode="stateless",
+                                            hosts=["notes.example.com"], access="public"), **overrides})
         cluster = GkeCluster("gke", cluster_args(secret_sync=True), network=NET).ref()
         autoneg = AutonegController("gke-autoneg", AutonegControllerArgs(prefix="mcp-t", project="my-proj"), cluster=cluster)
         gateway = MeshGatewayBackend("gke-gateway", MeshGatewayBackendArgs(prefix="mcp-t", project="my-proj"),
-                                     network=NET, cluster=cluster)
+                                     network=NET, cluster=cluster, **gateway_access({"notes": args}))
         mesh = Mesh("gke-mesh", mesh_args(), cluster=cluster, gateway_backend=gateway.ref(), autoneg=autoneg.ref())
-        args = McpMeshServiceArgs(**{**dict(prefix="mcp-t", project="my-proj", image="img:1", session_mode="stateless",
-                                            hosts=["notes.example.com"], access="public"), **overrides})
         McpMeshService("notes", args, cluster=cluster, mesh=mesh.ref(), session_store=STORE)
     return record(program)
 
@@ -296,9 +297,9 @@ def test_a_mesh_service_refuses_secret_env_on_a_cluster_without_sync(record):
     from mcp_affinity import McpMeshService, McpMeshServiceArgs
 
     def program():
-        cluster, _, mesh = make_gke()
         args = McpMeshServiceArgs(prefix="mcp-t", project="my-proj", image="img:1", session_mode="stateless",
                                   hosts=["notes.example.com"], access="public", secret_env={"K": {"secret": "s"}})
+        cluster, _, mesh = make_gke(services={"notes": args})
         McpMeshService("notes", args, cluster=cluster, mesh=mesh, session_store=STORE)
     with pytest.raises(ValueError, match="secret synchronization"):
         record(program)
