@@ -14,14 +14,15 @@ diffs, operations, and overall output as JSON"; the document is Pulumi's ``Previ
 ``detailedDiff`` always present; each state an ``apitype.ResourceV3``; unchanged resources left out
 (no ``--show-sames``) except the root stack; secrets as ``"[secret]"``; then ``diagnostics``,
 ``duration`` (nanoseconds) and ``changeSummary``; indented by four spaces. Run
-``.venv/bin/python tests/session_review.py`` to rewrite it; ``tests/test_session_review.py``
-fails while it and the plans disagree.
+``.venv/bin/python tests/session_review.py`` to rewrite it and the README's sample;
+``tests/test_session_review.py`` fails while they and the plans disagree.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -33,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from conftest import ROOT  # noqa: E402
 from mcp_affinity.cli import find_project, run_plan  # noqa: E402
-from mcp_affinity.cli.diff import diff_plans  # noqa: E402
+from mcp_affinity.cli.diff import diff_plans, to_text  # noqa: E402
 from mcp_affinity.cli.runner import Plan  # noqa: E402
 from mcp_affinity.wire import SECRET_SIG  # noqa: E402
 
@@ -124,11 +125,24 @@ def _blind(value: Any) -> Any:
     return [_blind(v) for v in value] if isinstance(value, list) else value
 
 
-def write_fixture() -> None:
+README = ROOT / "README.md"
+_BLOCK = re.compile(r"(<!-- session-review:begin -->\n```text\n)(.*?)(```\n<!-- session-review:end -->)", re.S)
+
+
+def readme_block(text: str) -> str:
+    """The review the README shows (README "What a change does to live sessions and to who may call")."""
+    match = _BLOCK.search(text)
+    return match.group(2) if match else ""
+
+
+def write_fixture_and_readme() -> None:
+    base, head = plans()
     FIXTURE.parent.mkdir(exist_ok=True)
-    FIXTURE.write_text(json.dumps(preview_digest(*plans()), indent=4) + "\n")
+    FIXTURE.write_text(json.dumps(preview_digest(base, head), indent=4) + "\n")
+    review = to_text(diff_plans(base, head))
+    README.write_text(_BLOCK.sub(lambda m: m.group(1) + review + m.group(3), README.read_text()))
 
 
 if __name__ == "__main__":
-    write_fixture()
-    print(f"{FIXTURE.relative_to(ROOT)} rewritten")
+    write_fixture_and_readme()
+    print(f"{FIXTURE.relative_to(ROOT)} and the README's session review rewritten")

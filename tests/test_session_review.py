@@ -16,7 +16,9 @@ from mcp_affinity.policies import check_change
 from mcp_affinity.wire import (
     AUTHORIZATION_POLICY, BACKEND, CLOUD_RUN, DEPLOYMENT, HORIZONTAL_POD_AUTOSCALER, REDIS, SECRET_SIG, SECURITY_POLICY,
 )
-from session_review import FIXTURE, ONCALL, bump_image, plan_example_as, plans, preview_digest, with_oncall
+from session_review import (
+    FIXTURE, ONCALL, README, bump_image, plan_example_as, plans, preview_digest, readme_block, with_oncall,
+)
 
 runner = CliRunner()
 LEAD = "ends live sessions: tools (6 shard instances)"
@@ -204,7 +206,4 @@ def test_the_verdict_is_a_small_enum_ready_for_drains():
 
 
 def test_the_readme_shows_this_review(sides):
-    from conftest import ROOT
-
-    block = (ROOT / "README.md").read_text().split("<!-- session-review:begin -->\n```text\n", 1)[1]
-    assert block.split("```\n<!-- session-review:end -->", 1)[0] == to_text(diff_plans(*sides))
+    assert readme_block(README.read_text()) == to_text(diff_plans(*sides)), "run: .venv/bin/python tests/session_review.py"
