@@ -207,3 +207,20 @@ def test_the_verdict_is_a_small_enum_ready_for_drains():
 
 def test_the_readme_shows_this_review(sides):
     assert readme_block(README.read_text()) == to_text(diff_plans(*sides)), "run: .venv/bin/python tests/session_review.py"
+
+
+def test_the_plan_json_says_what_holds_each_services_sessions(files):
+    """`sessionImpact`, an addition of our own beside the preview-shaped steps."""
+    document = json.loads(files[1].read_text())
+    assert document["sessionImpact"]["tools"] == {
+        "mode": "in-memory-sessions", "holders": "6 shard instances",
+        "endsWhen": ["a new revision (a change under template) or a shard removed"]}
+    assert document["sessionImpact"]["typescript"]["holders"] == "2 shard instances"
+
+
+def test_plan_quiet_prints_only_the_summary():
+    from conftest import ROOT
+
+    result = runner.invoke(app, ["plan", "--stack", "dev", "--program", str(ROOT), "--quiet"])
+    assert result.exit_code == 0 and "resources to create in stack 'dev'" in result.output
+    assert "outputs:" not in result.output and "requiredApis" not in result.output

@@ -128,14 +128,6 @@ class Review:
     def ending(self) -> tuple[SessionImpact, ...]:
         return tuple(s for s in self.sessions if s.verdict is SessionVerdict.ENDS)
 
-    def to_json(self) -> dict[str, Any]:
-        """``{"sessions": [{"service", "verdict", "holders", "reasons"}], "access": [{"service",
-        "direction", "change", "urn"}]}``."""
-        return {"sessions": [{"service": s.service, "verdict": s.verdict.value, "holders": s.holders,
-                              "reasons": list(s.reasons)} for s in self.sessions],
-                "access": [{"service": a.service, "direction": a.direction.value, "change": a.text, "urn": a.urn}
-                           for a in self.access]}
-
 
 def review(changes: Iterable[Change], before: list[dict], after: list[dict]) -> Review:
     """Classify ``changes`` (see the module docstring); ``before`` / ``after`` the stack's resources."""
@@ -154,6 +146,30 @@ def review(changes: Iterable[Change], before: list[dict], after: list[dict]) -> 
                  for service in sorted(s for s in touched if s != GATEWAY)]
     access = [a for change in changes for a in _access(change, index)] + list(_memberships(changes, index))
     return Review(tuple(sessions), tuple(sorted(access, key=lambda a: (a.service, a.urn, a.text))))
+
+
+_ENDS_WHEN = {CLOUD_RUN: "a new revision (a change under template) or a shard removed",
+              DEPLOYMENT: "a pod template change", STATEFUL_SET: "a change of the pinning proxy's pods or configuration",
+              REDIS: "the session store replaced or deleted"}
+
+
+def session_holders(resources: list[dict]) -> dict[str, dict[str, Any]]:
+    """Per service of a plan, what holds its live sessions and what would end them:
+    ``{service: {"mode", "holders", "endsWhen": [...]}}`` (``holders`` "" and ``endsWhen`` [] for a
+    stateless service). Written into the plan JSON as ``sessionImpact``."""
+    index = _Index([], resources)
+    found = {}
+    for service, members in sorted(index._members.items()):
+        mode = index.mode(service)
+        if service == GATEWAY or mode is None:
+            continue
+        if mode == IN_MEMORY:
+            holding = [r for r in members if r["type"] in (CLOUD_RUN, DEPLOYMENT, STATEFUL_SET)]
+        else:
+            holding = [r for r in resources if r["type"] == REDIS] if index.uses_store(service) else []
+        found[service] = {"mode": mode, "holders": index.holders(service, [r["urn"] for r in holding]),
+                          "endsWhen": sorted({_ENDS_WHEN[r["type"]] for r in holding})}
+    return found
 
 
 def service_map(resources: list[dict]) -> dict[str, str]:

@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import pulumi
 from google.protobuf import json_format
-from .. import pulumi_shim as shim
+from .. import impact, pulumi_shim as shim
 from ..pulumi_shim import run_program, start_mock_run, sync_await as _sync_await
 
 from .project import PulumiProject
@@ -124,11 +124,13 @@ class Plan:
     def to_json(self) -> dict[str, Any]:
         """The plan in the shape of ``pulumi preview --json`` (:mod:`.plan_file` describes it): every
         resource a ``create`` step, the warnings as ``diagnostics``; our additions ``project``,
-        ``stack`` and ``outputs`` in fields of their own."""
+        ``stack``, ``outputs`` and ``sessionImpact`` (:func:`mcp_affinity.impact.session_holders`)
+        in fields of their own."""
         return {"steps": [r.to_step() for r in self.resources],
                 "changeSummary": {"create": len(self.resources)} if self.resources else {},
                 "diagnostics": [w.to_json() for w in self.warnings],
-                "project": self.project, "stack": self.stack, "outputs": self.outputs}
+                "project": self.project, "stack": self.stack, "outputs": self.outputs,
+                "sessionImpact": impact.session_holders([r.to_json() for r in self.resources])}
 
     def document(self) -> dict[str, Any]:
         """The plan as ``check``, ``diff`` and the picture read it: :func:`.plan_file.validate` of
