@@ -224,3 +224,14 @@ def test_plan_quiet_prints_only_the_summary():
     result = runner.invoke(app, ["plan", "--stack", "dev", "--program", str(ROOT), "--quiet"])
     assert result.exit_code == 0 and "resources to create in stack 'dev'" in result.output
     assert "outputs:" not in result.output and "requiredApis" not in result.output
+
+
+@pytest.mark.parametrize("replicas,ends", [(1, True), (2, False)])
+def test_a_pinning_proxy_change_ends_sessions_only_without_a_peer(replicas, ends):
+    """Measured (tests/e2e, proxy restart): a restarted replica gets its pins back from its peer."""
+    proxy = lambda image: res("tools-pinning", "kubernetes:apps/v1:StatefulSet", {  # noqa: E731
+        "spec": {"replicas": replicas, "template": {"spec": {"containers": [{"image": image}]}}}})
+    server = deployment("in-memory-sessions", "a:1")
+    (session,) = review_of([proxy("haproxy:3.0"), server], [proxy("haproxy:3.2"), server]).sessions
+    assert (session.verdict.value == "ends") is ends
+    assert (session.holders == "the pinning proxy's pins") is ends

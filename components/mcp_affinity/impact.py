@@ -19,8 +19,12 @@ Sessions end when what holds them goes (the platform facts):
   shard removed ends its sessions (a shard added moves no key: ids carry their shard's key);
 - an in-memory Deployment's pod template (``spec.template``): the rollout replaces every pod
   (https://kubernetes.io/docs/concepts/workloads/controllers/deployment/#updating-a-deployment);
-- the learned-pinning proxy's pod template or configuration: its replicas restart and relearn pins
-  (:mod:`mcp_affinity.pinning_proxy`), so the pins of live sessions are lost;
+- the learned-pinning proxy's pod template or configuration when it runs one replica: the restarted
+  proxy starts with an empty table. With two or more, a restarted replica gets the pins back from
+  its peers (measured: ``tests/e2e/test_conformance.py``, the proxy-restart rows), and a StatefulSet
+  rolls one pod at a time
+  (https://kubernetes.io/docs/concepts/workloads/controllers/statefulset/#rolling-updates), so the
+  pins survive;
 - the session store replaced or deleted: every session and stream in it is lost.
 
 Stateless services, and shared sessions whose store is kept, keep their sessions. The verdict is a
@@ -149,7 +153,7 @@ def review(changes: Iterable[Change], before: list[dict], after: list[dict]) -> 
 
 
 _ENDS_WHEN = {CLOUD_RUN: "a new revision (a change under template) or a shard removed",
-              DEPLOYMENT: "a pod template change", STATEFUL_SET: "a change of the pinning proxy's pods or configuration",
+              DEPLOYMENT: "a pod template change", STATEFUL_SET: "a change of the (one-replica) pinning proxy",
               REDIS: "the session store replaced or deleted"}
 
 
@@ -164,7 +168,8 @@ def session_holders(resources: list[dict]) -> dict[str, dict[str, Any]]:
         if service == GATEWAY or mode is None:
             continue
         if mode == IN_MEMORY:
-            holding = [r for r in members if r["type"] in (CLOUD_RUN, DEPLOYMENT, STATEFUL_SET)]
+            kinds = (CLOUD_RUN, DEPLOYMENT, STATEFUL_SET) if index.lone_proxy(service) else (CLOUD_RUN, DEPLOYMENT)
+            holding = [r for r in members if r["type"] in kinds]
         else:
             holding = [r for r in resources if r["type"] == REDIS] if index.uses_store(service) else []
         found[service] = {"mode": mode, "holders": index.holders(service, [r["urn"] for r in holding]),
@@ -231,6 +236,11 @@ class _Index:
                 return value
         return None
 
+    def lone_proxy(self, service: str) -> bool:
+        """True when the service's pinning proxy runs fewer than two replicas (no peer keeps its pins)."""
+        proxies = [r for r in self.members(service) if r["type"] == STATEFUL_SET]
+        return any((_get(r.get("inputs") or {}, "spec", "replicas") or 1) < 2 for r in proxies)
+
     def uses_store(self, service: str) -> bool:
         return any(workload_uses_store(r) for r in self.members(service))
 
@@ -286,10 +296,11 @@ def _session_causes(change: Change, index: _Index) -> Iterator[tuple[str, str]]:
             yield service, "new revision"
     elif change.type == DEPLOYMENT and (change.op != "update" or _under(change, "spec.template")):
         yield service, "pod template changed, pods replaced"
-    elif change.type == STATEFUL_SET and (change.op != "update" or _under(change, "spec.template")):
-        yield service, "pinning proxy restarts"
-    elif change.type == CONFIG_MAP and "haproxy.cfg" in str(_get(change.new or change.old or {}, "data")):
-        yield service, "pinning proxy configuration changed"
+    elif index.lone_proxy(service):
+        if change.type == STATEFUL_SET and (change.op != "update" or _under(change, "spec.template")):
+            yield service, "pinning proxy restarts, one replica: no peer keeps the pins"
+        elif change.type == CONFIG_MAP and "haproxy.cfg" in str(_get(change.new or change.old or {}, "data")):
+            yield service, "pinning proxy configuration changed, one replica: no peer keeps the pins"
 
 
 def _access(change: Change, index: _Index) -> Iterator[AccessChange]:
