@@ -27,6 +27,7 @@ API_USES = {
     "binaryauthorization": "with `gke.binaryAuthorization`",
     "iap": "with a service of `access: iap`: IAP on its backend service, its members and programmatic clients",
     "serviceusage": "with a Cloud Run service of `access: iap`: the IAP service agent's identity, given the invoker role",
+    "monitoring": "with `monitoring` on (staging and prod by default): the dashboard and alert policies",
 }
 """API (``SERVICE`` of ``SERVICE.googleapis.com``) -> when a stack needs it."""
 
@@ -34,7 +35,7 @@ RESOURCE_APIS = {
     "gcp:compute": "compute", "gcp:serviceaccount": "iam", "gcp:cloudrunv2": "run", "gcp:redis": "redis",
     "gcp:secretmanager": "secretmanager", "gcp:servicenetworking": "servicenetworking", "gcp:container": "container",
     "gcp:projects": "cloudresourcemanager", "gcp:kms": "cloudkms", "gcp:artifactregistry": "artifactregistry",
-    "gcp:gkehub": "gkehub", "gcp:iap": "iap",
+    "gcp:gkehub": "gkehub", "gcp:iap": "iap", "gcp:monitoring": "monitoring",
 }
 """Pulumi type module -> the API that serves its resources."""
 
@@ -73,6 +74,8 @@ def required_apis(settings: Any) -> list[str]:
         apis.update({"gkehub", "mesh"} if gke["mesh"].kind == "cloud-service-mesh" else set())
     if _uses_iap(settings):
         apis.add("iap")
+    if getattr(settings, "monitoring", None) is not None:
+        apis.add("monitoring")
     return sorted(f"{api}.googleapis.com" for api in apis)
 
 

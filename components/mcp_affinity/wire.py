@@ -72,6 +72,8 @@ PROJECT_CUSTOM_ROLE = "gcp:projects/iAMCustomRole:IAMCustomRole"
 PROJECT_SERVICE_IDENTITY = "gcp:projects/serviceIdentity:ServiceIdentity"
 IAP_BACKEND_IAM_MEMBER = "gcp:iap/webBackendServiceIamMember:WebBackendServiceIamMember"
 IAP_SETTINGS = "gcp:iap/settings:Settings"
+DASHBOARD = "gcp:monitoring/dashboard:Dashboard"
+ALERT_POLICY = "gcp:monitoring/alertPolicy:AlertPolicy"
 
 GET_PROJECT = "gcp:organizations/getProject:getProject"
 """The token of the ``gcp.organizations.get_project`` invoke (a function, not a resource type)."""

@@ -1,0 +1,361 @@
+"""Monitoring (#20): the dashboard and alert policies a stack plans, their PromQL proven by
+``promtool``, the dashboard checked against the Monitoring API's schema, and bad settings refused.
+
+Every expression checked here is read from the planned resources (what ``pulumi up`` would send),
+never rebuilt by the test.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pulumi
+import pytest
+
+from conftest import ROOT, plan_example, plan_stack
+from mcp_affinity import McpMonitoring, MonitoringArgs, MonitoringTargets, ProxyTarget, ServiceTarget
+from mcp_affinity.monitoring import alert_rules, rules_file
+from mcp_affinity.wire import ALERT_POLICY, DASHBOARD
+from test_hostile_config import NS, mutate, problems
+
+LB = 'loadbalancing_googleapis_com:https_request_count{monitored_resource="https_lb_rule",backend_target_name=~"%s"%s}'
+NOT_FOUND, ERRORS, DENIED = ',response_code="404"', ',response_code_class="500"', ',response_code=~"403|429"'
+
+
+def lb(backends: str, extra: str = "") -> str:
+    return LB % (backends, extra)
+
+
+PROMTOOL = shutil.which("promtool")
+needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool missing: apt-get install -y prometheus")
+
+
+def policies(plan) -> dict[str, dict]:
+    """Planned alert policies by ``target/rule``: their one PromQL condition and the policy's inputs."""
+    result = {}
+    for policy in plan.by_type(ALERT_POLICY):
+        (condition,) = policy.inputs["conditions"]
+        promql = condition["conditionPrometheusQueryLanguage"]
+        result[f"{promql['labels']['target']}/{promql['alertRule']}"] = {**policy.inputs, "promql": promql}
+    return result
+
+
+def dashboard(plan) -> dict:
+    (board,) = plan.by_type(DASHBOARD)
+    return json.loads(board.inputs["dashboardJson"])
+
+
+def tiles(plan) -> dict[str, dict]:
+    return {tile["widget"]["title"]: tile["widget"]["xyChart"] for tile in dashboard(plan)["mosaicLayout"]["tiles"]}
+
+
+# --- what each stack plans ----------------------------------------------------------------------
+
+def test_dev_plans_no_dashboard_and_no_alert():
+    plan = plan_stack("dev")
+    assert plan.by_type(DASHBOARD) == [] and plan.by_type(ALERT_POLICY) == []
+    assert "monitoring.googleapis.com" not in plan.outputs["requiredApis"]
+    for name in ("cloud-run-shards", "gke-in-memory-learned"):
+        assert plan_example(name).by_type(ALERT_POLICY) == []
+
+
+@pytest.mark.parametrize("stack,prefix,services", [
+    ("staging", "mcp-stg", ("gke", "search", "tools")),
+    ("prod", "mcp-prd", ("gke", "search", "tools")),
+])
+def test_staging_and_prod_plan_a_dashboard_and_every_alert_for_every_service(stack, prefix, services):
+    plan = plan_stack(stack)
+    assert len(plan.by_type(DASHBOARD)) == 1
+    expected = {f"{s}/{rule}" for s in services for rule in ("McpErrorRatio", "McpSessionsLost", "McpDenialSurge")}
+    assert set(policies(plan)) == expected | {"session-store/McpStoreMemoryHigh"}
+    assert "monitoring.googleapis.com" in plan.outputs["requiredApis"]
+    for key, policy in policies(plan).items():
+        assert policy["combiner"] == "OR" and policy["displayName"].startswith(prefix)
+        assert "\n\nRunbook: " in policy["documentation"]["content"], key
+        assert policy["promql"]["duration"] == "300s" and policy["promql"]["evaluationInterval"] == "60s"
+        assert policy["promql"]["disableMetricValidation"] is True
+
+
+def test_each_alert_watches_its_service_with_its_threshold():
+    found = policies(plan_stack("staging"))
+    lost = found["tools/McpSessionsLost"]["promql"]["query"]
+    assert lost == f'sum by (backend_target_name) (rate({lb("mcp-stg-tools", NOT_FOUND)}[5m])) > 0.1'
+    errors = found["search/McpErrorRatio"]["promql"]["query"]
+    assert errors == (f'sum by (backend_target_name) (rate({lb("mcp-stg-search", ERRORS)}[5m]))'
+                      f' / sum by (backend_target_name) (rate({lb("mcp-stg-search")}[5m])) > 0.05')
+    denied = found["gke/McpDenialSurge"]["promql"]["query"]
+    assert denied == f'sum by (backend_target_name) (rate({lb("mcp-stg-gateway", DENIED)}[5m])) > 1.0'
+    store = found["session-store/McpStoreMemoryHigh"]["promql"]["query"]
+    assert store == ('max(redis_googleapis_com:stats_memory_usage_ratio{monitored_resource="redis_instance",'
+                     'instance_id=~".*/mcp-stg-sessions"}) > 0.8')
+
+
+def test_each_panel_shows_its_query_threshold_and_target():
+    charts = tiles(plan_stack("staging"))
+    assert set(charts) >= {"tools: requests by response class", "tools: latency p50 / p95 / p99", "tools: 5xx ratio",
+                           "tools: sessions lost (404)", "tools: denied (403, 429)", "tools: instances",
+                           "gke: sessions lost (404)", "session store: memory usage ratio",
+                           "session store: connected clients"}
+    lost = charts["tools: sessions lost (404)"]
+    assert lost["dataSets"][0]["timeSeriesQuery"]["prometheusQuery"] == \
+        f'sum by (backend_target_name) (rate({lb("mcp-stg-tools", NOT_FOUND)}[5m]))'
+    assert lost["thresholds"] == [{"value": 0.1, "color": "RED", "direction": "ABOVE", "label": "alert"}]
+    latency = [d["timeSeriesQuery"]["prometheusQuery"] for d in charts["tools: latency p50 / p95 / p99"]["dataSets"]]
+    assert latency == [f'histogram_quantile({q}, sum by (le) (rate(loadbalancing_googleapis_com:https_total_latencies_bucket'
+                       f'{{monitored_resource="https_lb_rule",backend_target_name=~"mcp-stg-tools"}}[5m])))'
+                       for q in (0.5, 0.95, 0.99)]
+    instances = charts["tools: instances"]["dataSets"][0]["timeSeriesQuery"]["prometheusQuery"]
+    assert instances == ('sum by (service_name, location) (run_googleapis_com:container_instance_count'
+                         '{monitored_resource="cloud_run_revision",service_name=~"mcp-stg-tools"})')
+    assert "thresholds" not in charts["tools: instances"]  # autoscaled: no fixed count to hold
+    assert charts["session store: memory usage ratio"]["thresholds"][0]["value"] == 0.8
+
+
+# --- the component on its own: shards, pinning proxies, channels ----------------------------------
+
+TARGETS = MonitoringTargets(
+    services={"tools": ServiceTarget(("t-tools-europe-west1-s0", "t-tools-europe-west1-s1"), ("t-tools-s0", "t-tools-s1"),
+                                     sharded=True)},
+    proxies={"notes": ProxyTarget("t-notes", replicas=2, table_size=10000)}, store_instance="t-sessions")
+CHANNELS = {"oncall": "projects/my-proj/notificationChannels/123", "chat": "projects/my-proj/notificationChannels/456"}
+
+
+def _component(record, **thresholds):
+    args = MonitoringArgs(prefix="t", project="my-proj", notification_channels=CHANNELS, thresholds=thresholds)
+    return record(lambda: McpMonitoring("mon", args, targets=TARGETS))
+
+
+def test_a_shard_without_its_instance_and_the_pinning_proxies_have_alerts(record):
+    found = policies(_component(record, pinTableRatio=0.9))
+    assert set(found) == {"tools/McpErrorRatio", "tools/McpSessionsLost", "tools/McpDenialSurge",
+                          "tools/McpShardWithoutInstance", "notes/McpPinTableFull", "notes/McpPinnedSessionsLost",
+                          "notes/McpUnknownSessionIds", "session-store/McpStoreMemoryHigh"}
+    assert found["tools/McpShardWithoutInstance"]["promql"]["query"] == (
+        'sum by (service_name, location) (run_googleapis_com:container_instance_count{monitored_resource='
+        '"cloud_run_revision",service_name=~"t-tools-s0|t-tools-s1"}) < 1')
+    assert found["notes/McpPinTableFull"]["promql"]["query"] == (
+        'max by (pod) (haproxy_sticktable_used{namespace="t-notes",name="replicas"} / '
+        'haproxy_sticktable_size{namespace="t-notes",name="replicas"}) > 0.9')
+    assert found["notes/McpPinnedSessionsLost"]["promql"]["query"] == (
+        'sum by (namespace) (rate(haproxy_backend_redispatch_warnings_total{namespace="t-notes",proxy="replicas"}[5m])) > 0.1')
+    for policy in found.values():  # every alert notifies every named channel, in a stable order
+        assert policy["notificationChannels"] == [CHANNELS["chat"], CHANNELS["oncall"]]
+
+
+def test_one_replica_proxy_has_no_handover_alert(record):
+    targets = MonitoringTargets(proxies={"notes": ProxyTarget("t-notes", replicas=1, table_size=100)})
+    rules = alert_rules(MonitoringArgs(prefix="t"), targets)
+    assert [r.alert for r in rules] == ["McpPinTableFull", "McpPinnedSessionsLost"]
+
+
+def test_nothing_to_watch_registers_nothing(record):
+    with pytest.raises(ValueError, match="nothing to watch"):
+        record(lambda: McpMonitoring("mon", MonitoringArgs(prefix="t"), targets=MonitoringTargets()))
+
+
+@pulumi.runtime.test
+def test_component_outputs_the_rule_file_of_its_alerts(gcp_mocks):
+    args = MonitoringArgs(prefix="t", project="my-proj")
+    monitoring = McpMonitoring("mon", args, targets=TARGETS)
+
+    def check(text):
+        rules = [r for g in json.loads(text)["groups"] for r in g["rules"]]
+        assert [r["expr"] for r in rules] == [r.expr for r in alert_rules(args, TARGETS)]
+    return monitoring.prometheus_rules.apply(check)
+
+
+# --- PromQL proven by promtool ------------------------------------------------------------------
+
+def planned_rules(plan) -> list[dict]:
+    """The planned alert policies as Prometheus alerting rules (name, expression, hold, target)."""
+    return [{"alert": p["promql"]["alertRule"], "expr": p["promql"]["query"], "for": p["promql"]["duration"],
+             "labels": {"target": key.split("/")[0]}} for key, p in sorted(policies(plan).items())]
+
+
+def _write_rules(path: Path, rules: list[dict]) -> Path:
+    path.write_text(json.dumps({"groups": [{"name": "mcp-affinity", "interval": "60s", "rules": rules}]}))
+    return path
+
+
+@needs_promtool
+@pytest.mark.parametrize("source", ["staging", "prod", "component"])
+def test_promtool_checks_every_planned_expression(source, record, tmp_path):
+    plan = _component(record) if source == "component" else plan_stack(source)
+    rules = planned_rules(plan)
+    assert rules
+    result = subprocess.run([PROMTOOL, "check", "rules", str(_write_rules(tmp_path / "rules.yml", rules))],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(rules)} rules found" in result.stdout
+
+
+def _series(name: str, labels: dict[str, str], values: str) -> dict:
+    inner = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    return {"series": f"{name}{{{inner}}}", "values": values}
+
+
+LB_NAME = "loadbalancing_googleapis_com:https_request_count"
+TOOLS = {"monitored_resource": "https_lb_rule", "backend_target_name": "t-tools-europe-west1-s0"}
+SHARD = {"monitored_resource": "cloud_run_revision", "location": "europe-west1"}
+PROXY = {"namespace": "t-notes", "pod": "notes-pinning-0"}
+
+
+def _alert(name: str, target: str, **grouping: str) -> dict:
+    return {"alertname": name, "target": target, **grouping}
+
+
+PROMTOOL_CASES = {
+    # 404s at 2/s out of 10/s on a shard: sessions lost; 5xx stays at 0.
+    "sessions lost": ([_series(LB_NAME, {**TOOLS, "response_code": "404", "response_code_class": "400"}, "0+120x20"),
+                       _series(LB_NAME, {**TOOLS, "response_code": "200", "response_code_class": "200"}, "0+480x20")],
+                      "McpSessionsLost", [_alert("McpSessionsLost", "tools", backend_target_name=TOOLS["backend_target_name"])]),
+    "errors over 5 %": ([_series(LB_NAME, {**TOOLS, "response_code": "503", "response_code_class": "500"}, "0+60x20"),
+                         _series(LB_NAME, {**TOOLS, "response_code": "200", "response_code_class": "200"}, "0+540x20")],
+                        "McpErrorRatio", [_alert("McpErrorRatio", "tools", backend_target_name=TOOLS["backend_target_name"])]),
+    "errors under 5 %": ([_series(LB_NAME, {**TOOLS, "response_code": "503", "response_code_class": "500"}, "0+6x20"),
+                          _series(LB_NAME, {**TOOLS, "response_code": "200", "response_code_class": "200"}, "0+594x20")],
+                         "McpErrorRatio", []),
+    "denials": ([_series(LB_NAME, {**TOOLS, "response_code": "429", "response_code_class": "400"}, "0+600x20")],
+                "McpDenialSurge", [_alert("McpDenialSurge", "tools", backend_target_name=TOOLS["backend_target_name"])]),
+    "shard without instance": ([_series("run_googleapis_com:container_instance_count",
+                                        {**SHARD, "service_name": "t-tools-s0", "state": "active"}, "1x20"),
+                                _series("run_googleapis_com:container_instance_count",
+                                        {**SHARD, "service_name": "t-tools-s1", "state": "active"}, "1x5 0x15")],
+                               "McpShardWithoutInstance", [_alert("McpShardWithoutInstance", "tools", service_name="t-tools-s1", location="europe-west1")]),
+    "pin table at 90 %": ([_series("haproxy_sticktable_used", {**PROXY, "name": "replicas", "type": "binary"}, "9000x20"),
+                           _series("haproxy_sticktable_size", {**PROXY, "name": "replicas", "type": "binary"}, "10000x20")],
+                          "McpPinTableFull", [_alert("McpPinTableFull", "notes", pod=PROXY["pod"])]),
+    "pin table at 50 %": ([_series("haproxy_sticktable_used", {**PROXY, "name": "replicas", "type": "binary"}, "5000x20"),
+                           _series("haproxy_sticktable_size", {**PROXY, "name": "replicas", "type": "binary"}, "10000x20")],
+                          "McpPinTableFull", []),
+    "store memory": ([_series("redis_googleapis_com:stats_memory_usage_ratio",
+                              {"monitored_resource": "redis_instance",
+                               "instance_id": "projects/my-proj/locations/europe-west1/instances/t-sessions"}, "0.85x20")],
+                     "McpStoreMemoryHigh", [_alert("McpStoreMemoryHigh", "session-store")]),
+}
+
+
+@needs_promtool
+def test_promtool_unit_tests_fire_each_alert_and_only_it(record, tmp_path):
+    """Per case: the series given, evaluated after 15 minutes, fire exactly the alerts listed (with
+    the planned 5-minute hold); the other alerts of the case's kind stay silent."""
+    rules = planned_rules(_component(record))
+    _write_rules(tmp_path / "rules.yml", rules)
+    tests = []
+    for case, (series, alert, firing) in PROMTOOL_CASES.items():
+        for name in sorted({r["alert"] for r in rules}):
+            expected = [{"exp_labels": labels} for labels in firing if labels["alertname"] == name]
+            tests.append({"name": f"{case}: {name}", "interval": "1m", "input_series": series,
+                          "alert_rule_test": [{"eval_time": "15m", "alertname": name,
+                                               "exp_alerts": expected if name == alert else []}]})
+    suite = tmp_path / "tests.yml"
+    suite.write_text(json.dumps({"rule_files": ["rules.yml"], "evaluation_interval": "1m", "tests": tests}))
+    result = subprocess.run([PROMTOOL, "test", "rules", str(suite)], capture_output=True, text=True, timeout=120,
+                            cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@needs_promtool
+def test_promtool_unit_test_fails_when_an_alert_does_not_fire(record, tmp_path):
+    """The harness above can fail: a case expecting an alert that its series do not cause."""
+    _write_rules(tmp_path / "rules.yml", planned_rules(_component(record)))
+    series, _, _ = PROMTOOL_CASES["pin table at 50 %"]
+    suite = tmp_path / "tests.yml"
+    suite.write_text(json.dumps({"rule_files": ["rules.yml"], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m", "input_series": series, "alert_rule_test": [{
+            "eval_time": "15m", "alertname": "McpPinTableFull", "exp_alerts": [{"exp_labels": _alert("McpPinTableFull", "notes")}]}]}]}))
+    result = subprocess.run([PROMTOOL, "test", "rules", str(suite)], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode != 0
+
+
+def test_rules_file_matches_the_planned_policies(record):
+    """One generator, two consumers: the rule file holds the planned conditions' expressions."""
+    args = MonitoringArgs(prefix="t", project="my-proj", notification_channels=CHANNELS)
+    file_rules = json.loads(rules_file(alert_rules(args, TARGETS)))["groups"][0]["rules"]
+    assert sorted((r["alert"], r["expr"], r["for"]) for r in file_rules) == \
+        sorted((r["alert"], r["expr"], r["for"]) for r in planned_rules(_component(record)))
+
+
+# --- the dashboard against the Monitoring API's schema --------------------------------------------
+
+def _discovery() -> dict:
+    googleapiclient = pytest.importorskip("googleapiclient")
+    path = Path(googleapiclient.__file__).parent / "discovery_cache" / "documents" / "monitoring.v1.json"
+    return json.loads(path.read_text())
+
+
+def schema_faults(value, schema: dict, schemas: dict, path: str = "") -> list[str]:
+    """Where ``value`` breaks a Discovery-document schema: unknown fields, wrong types, values
+    outside an enum (Discovery schemas are not JSON Schema: ``$ref`` names a schema, int64 is a
+    string or a number in JSON, unknown fields are refused by the API's JSON parser)."""
+    if "$ref" in schema:
+        return schema_faults(value, schemas[schema["$ref"]], schemas, path)
+    kind = schema.get("type")
+    if kind == "object":
+        if not isinstance(value, dict):
+            return [f"{path}: expected an object"]
+        faults, properties = [], schema.get("properties", {})
+        for key, item in value.items():
+            if key in properties:
+                faults += schema_faults(item, properties[key], schemas, f"{path}.{key}")
+            elif "additionalProperties" in schema:
+                faults += schema_faults(item, schema["additionalProperties"], schemas, f"{path}.{key}")
+            else:
+                faults.append(f"{path}.{key}: unknown field")
+        return faults
+    if kind == "array":
+        if not isinstance(value, list):
+            return [f"{path}: expected a list"]
+        return [f for i, item in enumerate(value) for f in schema_faults(item, schema["items"], schemas, f"{path}[{i}]")]
+    checks = {"string": lambda v: isinstance(v, str) or (schema.get("format") in ("int64", "uint64") and isinstance(v, int)),
+              "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+              "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+              "boolean": lambda v: isinstance(v, bool)}
+    if kind in checks and not checks[kind](value):
+        return [f"{path}: expected {kind}, got {value!r}"]
+    if "enum" in schema and value not in schema["enum"]:
+        return [f"{path}: {value!r} is not one of {schema['enum']}"]
+    return []
+
+
+@pytest.mark.parametrize("source", ["staging", "prod", "component"])
+def test_dashboard_json_validates_against_the_monitoring_api_schema(source, record):
+    discovery = _discovery()
+    plan = _component(record) if source == "component" else plan_stack(source)
+    board = dashboard(plan)
+    assert schema_faults(board, {"$ref": "Dashboard"}, discovery["schemas"]) == []
+    assert all(t["xPos"] + t["width"] <= board["mosaicLayout"]["columns"] for t in board["mosaicLayout"]["tiles"])
+
+
+def test_schema_check_refuses_what_the_api_would():
+    schemas = _discovery()["schemas"]
+    bad = {"displayName": "x", "mosaicLayout": {"columns": 48, "tiles": [{"widget": {"xyChart": {
+        "dataSets": [{"timeSeriesQuery": {"promQuery": "up"}, "plotType": "CURVE"}]}}}]}}
+    assert schema_faults(bad, {"$ref": "Dashboard"}, schemas) == [
+        ".mosaicLayout.tiles[0].widget.xyChart.dataSets[0].timeSeriesQuery.promQuery: unknown field",
+        f".mosaicLayout.tiles[0].widget.xyChart.dataSets[0].plotType: 'CURVE' is not one of "
+        f"{schemas['DataSet']['properties']['plotType']['enum']}"]
+
+
+# --- bad input ----------------------------------------------------------------------------------
+
+def test_bad_monitoring_settings_are_reported_together_under_their_keys():
+    config = mutate(NS + "monitoring", {
+        "notificationChannels": {"oncall": "projects/P/notificationChannels/ID",
+                                 "email": "ops@example.com", "fine": "projects/123456789012/notificationChannels/42"},
+        "thresholds": {"errorRatio": 1.5, "pinTableRatio": 0, "forSeconds": -1}})
+    found = dict(problems(config))
+    assert set(found) == {NS + "monitoring.notificationChannels.oncall", NS + "monitoring.notificationChannels.email",
+                          NS + "monitoring.thresholds.errorRatio", NS + "monitoring.thresholds.pinTableRatio",
+                          NS + "monitoring.thresholds.forSeconds"}
+    assert "projects/PROJECT_ID/notificationChannels/CHANNEL_ID" in found[NS + "monitoring.notificationChannels.oncall"]
+    assert "got 'ops@example.com'" in found[NS + "monitoring.notificationChannels.email"]
+    assert "less than 1" in found[NS + "monitoring.thresholds.errorRatio"]
+
+
+def test_monitoring_can_be_turned_off_in_staging_and_on_in_dev():
+    assert problems(mutate(NS + "monitoring", {"enabled": False})) == []
+    assert problems(mutate(NS + "monitoring", {"enabled": "no"})) != []
