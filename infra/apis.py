@@ -28,6 +28,7 @@ API_USES = {
     "iap": "with a service of `access: iap`: IAP on its backend service, its members and programmatic clients",
     "serviceusage": "with a Cloud Run service of `access: iap`: the IAP service agent's identity, given the invoker role",
     "monitoring": "with `monitoring` on (staging and prod by default): the dashboard and alert policies",
+    "logging": "with `monitoring` on: the log-based metrics over the load balancer's and the shards' logs",
 }
 """API (``SERVICE`` of ``SERVICE.googleapis.com``) -> when a stack needs it."""
 
@@ -35,7 +36,7 @@ RESOURCE_APIS = {
     "gcp:compute": "compute", "gcp:serviceaccount": "iam", "gcp:cloudrunv2": "run", "gcp:redis": "redis",
     "gcp:secretmanager": "secretmanager", "gcp:servicenetworking": "servicenetworking", "gcp:container": "container",
     "gcp:projects": "cloudresourcemanager", "gcp:kms": "cloudkms", "gcp:artifactregistry": "artifactregistry",
-    "gcp:gkehub": "gkehub", "gcp:iap": "iap", "gcp:monitoring": "monitoring",
+    "gcp:gkehub": "gkehub", "gcp:iap": "iap", "gcp:monitoring": "monitoring", "gcp:logging": "logging",
 }
 """Pulumi type module -> the API that serves its resources."""
 
@@ -75,7 +76,7 @@ def required_apis(settings: Any) -> list[str]:
     if _uses_iap(settings):
         apis.add("iap")
     if getattr(settings, "monitoring", None) is not None:
-        apis.add("monitoring")
+        apis.update({"monitoring", "logging"})
     return sorted(f"{api}.googleapis.com" for api in apis)
 
 

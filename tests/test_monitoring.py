@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -19,7 +20,8 @@ import pytest
 from conftest import ROOT, plan_example, plan_stack
 from mcp_affinity import McpMonitoring, MonitoringArgs, MonitoringTargets, ProxyTarget, ServiceTarget
 from mcp_affinity.monitoring import alert_rules, rules_file
-from mcp_affinity.wire import ALERT_POLICY, DASHBOARD
+from mcp_affinity.cloud_run_shards import LOG_FIELDS
+from mcp_affinity.wire import ALERT_POLICY, DASHBOARD, LOG_METRIC
 from test_hostile_config import NS, mutate, problems
 
 LB = 'loadbalancing_googleapis_com:https_request_count{monitored_resource="https_lb_rule",backend_target_name=~"%s"%s}'
@@ -142,11 +144,16 @@ def _component(record, **thresholds):
 def test_a_shard_without_its_instance_and_the_pinning_proxies_have_alerts(record):
     found = policies(_component(record, pinTableRatio=0.9))
     assert set(found) == {"tools/McpErrorRatio", "tools/McpSessionsLost", "tools/McpDenialSurge",
-                          "tools/McpShardWithoutInstance", "notes/McpPinTableFull", "notes/McpPinnedSessionsLost",
+                          "tools/McpShardWithoutInstance", "tools/McpForeignShardKeys",
+                          "notes/McpPinTableFull", "notes/McpPinnedSessionsLost",
                           "notes/McpUnknownSessionIds", "session-store/McpStoreMemoryHigh"}
     assert found["tools/McpShardWithoutInstance"]["promql"]["query"] == (
         'sum by (service_name, location) (run_googleapis_com:container_instance_count{monitored_resource='
         '"cloud_run_revision",service_name=~"t-tools-s0|t-tools-s1"}) < 1')
+    assert found["tools/McpForeignShardKeys"]["promql"]["query"] == (
+        'sum by (service_name) (rate(logging_googleapis_com:user_t_mcp_server_operation_duration_count'
+        '{monitored_resource="cloud_run_revision",service_name=~"t-tools-s0|t-tools-s1",mcp_session_verdict="foreign"}[5m]))'
+        ' > 1.0')
     assert found["notes/McpPinTableFull"]["promql"]["query"] == (
         'max by (pod) (haproxy_sticktable_used{namespace="t-notes",name="replicas"} / '
         'haproxy_sticktable_size{namespace="t-notes",name="replicas"}) > 0.9')
@@ -241,6 +248,10 @@ PROMTOOL_CASES = {
     "pin table at 50 %": ([_series("haproxy_sticktable_used", {**PROXY, "name": "replicas", "type": "binary"}, "5000x20"),
                            _series("haproxy_sticktable_size", {**PROXY, "name": "replicas", "type": "binary"}, "10000x20")],
                           "McpPinTableFull", []),
+    "foreign shard keys": ([_series("logging_googleapis_com:user_t_mcp_server_operation_duration_count",
+                                    {"monitored_resource": "cloud_run_revision", "service_name": "t-tools-s1",
+                                     "mcp_session_verdict": "foreign", "mcp_method_name": "tools/call"}, "0+600x20")],
+                           "McpForeignShardKeys", [_alert("McpForeignShardKeys", "tools", service_name="t-tools-s1")]),
     "store memory": ([_series("redis_googleapis_com:stats_memory_usage_ratio",
                               {"monitored_resource": "redis_instance",
                                "instance_id": "projects/my-proj/locations/europe-west1/instances/t-sessions"}, "0.85x20")],
@@ -367,3 +378,67 @@ def test_bad_monitoring_settings_are_reported_together_under_their_keys():
 def test_monitoring_can_be_turned_off_in_staging_and_on_in_dev():
     assert problems(mutate(NS + "monitoring", {"enabled": False})) == []
     assert problems(mutate(NS + "monitoring", {"enabled": "no"})) != []
+
+
+# --- log-based metrics: only fields Google documents, and the fields the shard ingress writes -------
+
+DOCUMENTED_FIELDS = {
+    # https://cloud.google.com/load-balancing/docs/https/https-logging-monitoring (resource http_load_balancer)
+    "resource.type", "resource.labels.backend_service_name", "httpRequest.status", "jsonPayload.statusDetails",
+    # https://cloud.google.com/armor/docs/request-logging
+    "jsonPayload.enforcedSecurityPolicy.outcome", "jsonPayload.previewSecurityPolicy.outcome",
+    # https://cloud.google.com/run/docs/logging (resource cloud_run_revision; a JSON line becomes jsonPayload)
+    "resource.labels.service_name",
+} | {f"jsonPayload.{field}" for field in LOG_FIELDS}
+FIELD = r"\b(resource\.[a-z_.]+|httpRequest\.[A-Za-z_.]+|jsonPayload\.[A-Za-z_.]+)"
+
+
+def log_metric_fields(metric: dict) -> set[str]:
+    texts = [metric["filter"], *metric.get("labelExtractors", {}).values(), metric.get("valueExtractor", "")]
+    return {found for text in texts for found in re.findall(FIELD, text)}
+
+
+def test_staging_counts_load_balancer_requests_by_status_iap_and_armor():
+    (metric,) = plan_stack("staging").by_type(LOG_METRIC)
+    inputs = metric.inputs
+    assert inputs["name"] == "mcp-stg/mcp.lb.request.count"
+    assert inputs["filter"] == ('resource.type="http_load_balancer" AND resource.labels.backend_service_name=~'
+                                '"^(mcp-stg-gateway|mcp-stg-search|mcp-stg-tools)$"')
+    assert inputs["labelExtractors"]["preview_outcome"] == "EXTRACT(jsonPayload.previewSecurityPolicy.outcome)"
+    assert sorted(label["key"] for label in inputs["metricDescriptor"]["labels"]) == sorted(inputs["labelExtractors"])
+    charts = tiles(plan_stack("staging"))
+    iap = charts["tools: IAP refusals"]["dataSets"][0]["timeSeriesQuery"]["prometheusQuery"]
+    assert iap == ('sum by (status) (rate(logging_googleapis_com:user_mcp_stg_mcp_lb_request_count{backend=~"mcp-stg-tools",'
+                   'status_details="handled_by_identity_aware_proxy",status=~"4.."}[5m]))')
+
+
+@pytest.mark.parametrize("source", ["staging", "prod", "component"])
+def test_log_filters_use_only_documented_fields(source, record):
+    plan = _component(record) if source == "component" else plan_stack(source)
+    metrics = plan.by_type(LOG_METRIC)
+    assert metrics
+    for metric in metrics:
+        assert log_metric_fields(metric.inputs) <= DOCUMENTED_FIELDS, metric.inputs["name"]
+
+
+def test_shard_operations_are_a_distribution_by_method_tool_and_verdict(record):
+    metrics = {m.inputs["name"]: m.inputs for m in _component(record).by_type(LOG_METRIC)}
+    shard = metrics["t/mcp.server.operation.duration"]
+    assert shard["filter"] == ('resource.type="cloud_run_revision" AND resource.labels.service_name=~"^(t-tools-s0|t-tools-s1)$"'
+                               ' AND jsonPayload.mcp_session_verdict:*')
+    assert shard["valueExtractor"] == "EXTRACT(jsonPayload.duration_ms)"
+    assert shard["metricDescriptor"] == {"metricKind": "DELTA", "valueType": "DISTRIBUTION", "unit": "ms", "labels": [
+        {"key": k, "valueType": "STRING"} for k in ("mcp_method_name", "gen_ai_tool_name", "mcp_session_verdict")]}
+
+
+def test_the_field_check_refuses_an_undocumented_field():
+    assert log_metric_fields({"filter": 'jsonPayload.backendTargetProjectNumber="1"'}) - DOCUMENTED_FIELDS
+
+
+def test_the_ingress_log_format_is_one_json_object_of_the_fields_the_metric_extracts():
+    """The shipped log format, its HAProxy expressions replaced by values, is one JSON object of
+    :data:`LOG_FIELDS` (``tests/e2e/test_monitoring.py`` reads the lines a real HAProxy writes)."""
+    from mcp_affinity.cloud_run_shards import LOG_FORMAT
+
+    sample = re.sub(r"%\[[^]]+\]", "x", LOG_FORMAT).replace("%ST", "404").replace("%Ta", "3")
+    assert sorted(json.loads(sample)) == sorted(LOG_FIELDS)

@@ -28,6 +28,25 @@ becomes ``:``, every other special character ``_``; a distribution is a histogra
   ``haproxy_backend_http_responses_total``), scraped by Managed Service for Prometheus, which
   adds the pod's ``namespace`` (https://cloud.google.com/stackdriver/docs/managed-prometheus/setup-managed).
 
+Two log-based metrics (:func:`log_metrics`) add what no built-in metric carries:
+
+- ``{prefix}/mcp.lb.request.count`` over the load balancer's request logs (``resource.type =
+  "http_load_balancer"``): per backend service, ``httpRequest.status``, ``jsonPayload.statusDetails``
+  (``handled_by_identity_aware_proxy`` marks IAP's answers), and Cloud Armor's
+  ``jsonPayload.enforcedSecurityPolicy.outcome`` and ``jsonPayload.previewSecurityPolicy.outcome``
+  (a rule in preview that would have denied). Fields from
+  https://cloud.google.com/load-balancing/docs/https/https-logging-monitoring and
+  https://cloud.google.com/armor/docs/request-logging; the logs are sampled at the backend
+  service's ``logSampleRate``.
+- ``{prefix}/mcp.server.operation.duration`` (ms, a distribution, after OpenTelemetry's
+  ``mcp.server.operation.duration``) over the shard ingress containers' JSON log lines
+  (``resource.type = "cloud_run_revision"``, https://cloud.google.com/run/docs/logging): per
+  ``mcp_method_name``, ``gen_ai_tool_name`` and ``mcp_session_verdict`` (``own``, ``foreign``,
+  ``none``), fields :data:`~mcp_affinity.cloud_run_shards.LOG_FORMAT` writes.
+
+A log-based metric reads in PromQL as ``logging_googleapis_com:user_{name}`` with every special
+character ``_``.
+
 Alert policies take PromQL conditions (``conditionPrometheusQueryLanguage``:
 https://cloud.google.com/monitoring/api/ref_v3/rest/v3/projects.alertPolicies#prometheusquerylanguagecondition);
 metric validation is off so a policy over a metric that has no data yet (a new exporter) applies.
@@ -56,6 +75,9 @@ PINS_USED = 'haproxy_sticktable_used{{namespace="{namespace}",name="{table}"}}'
 PINS_SIZE = 'haproxy_sticktable_size{{namespace="{namespace}",name="{table}"}}'
 REDISPATCHES = 'haproxy_backend_redispatch_warnings_total{{namespace="{namespace}",proxy="{backend}"}}'
 HANDOVER_4XX = 'haproxy_backend_http_responses_total{{namespace="{namespace}",proxy="handover",code="4xx"}}'
+
+LB_LOG_METRIC = "{prefix}/mcp.lb.request.count"
+SHARD_LOG_METRIC = "{prefix}/mcp.server.operation.duration"
 
 WINDOW = "5m"
 """The rate window of every expression (Cloud Monitoring samples these metrics every 60 s)."""
@@ -170,6 +192,50 @@ class AlertRule:
     runbook: str
 
 
+@dataclass(frozen=True)
+class LogMetric:
+    """A log-based metric: ``name``, Logging ``filter``, ``labels`` (label -> extractor),
+    ``value`` (the extractor of a distribution's value, or None for a counter) and ``unit``."""
+
+    name: str
+    description: str
+    filter: str
+    labels: dict[str, str]
+    value: Optional[str] = None
+    unit: str = "1"
+
+    @property
+    def promql_name(self) -> str:
+        """``logging_googleapis_com:user_`` + the name with each special character ``_``
+        (https://cloud.google.com/monitoring/promql/promql-mapping)."""
+        return "logging_googleapis_com:user_" + re.sub(r"[^A-Za-z0-9_]", "_", self.name)
+
+
+def log_metrics(args: MonitoringArgs, targets: MonitoringTargets) -> list[LogMetric]:
+    """The log-based metrics the panels and alerts read: load-balancer requests of the watched
+    backend services, and with shards the ingress containers' operations."""
+    backends = sorted(b for s in targets.services.values() for b in s.backend_services)
+    metrics = []
+    if backends:
+        metrics.append(LogMetric(
+            LB_LOG_METRIC.format(prefix=args.prefix), "MCP requests at the load balancer: status, IAP, Cloud Armor",
+            f'resource.type="http_load_balancer" AND resource.labels.backend_service_name=~"^({_alternatives(backends)})$"',
+            {"backend": "EXTRACT(resource.labels.backend_service_name)", "status": "EXTRACT(httpRequest.status)",
+             "status_details": "EXTRACT(jsonPayload.statusDetails)",
+             "armor_outcome": "EXTRACT(jsonPayload.enforcedSecurityPolicy.outcome)",
+             "preview_outcome": "EXTRACT(jsonPayload.previewSecurityPolicy.outcome)"}))
+    shards = sorted(c for s in targets.services.values() if s.sharded for c in s.cloud_run_services)
+    if shards:
+        metrics.append(LogMetric(
+            SHARD_LOG_METRIC.format(prefix=args.prefix), "MCP operations at the shard ingress: method, tool, session verdict",
+            f'resource.type="cloud_run_revision" AND resource.labels.service_name=~"^({_alternatives(shards)})$" '
+            "AND jsonPayload.mcp_session_verdict:*",
+            {"mcp_method_name": "EXTRACT(jsonPayload.mcp_method_name)", "gen_ai_tool_name": "EXTRACT(jsonPayload.gen_ai_tool_name)",
+             "mcp_session_verdict": "EXTRACT(jsonPayload.mcp_session_verdict)"},
+            value="EXTRACT(jsonPayload.duration_ms)", unit="ms"))
+    return metrics
+
+
 def _alternatives(names) -> str:
     """A regex matching exactly ``names`` (physical names hold no regex metacharacter but ``-``)."""
     return "|".join(sorted(names))
@@ -212,6 +278,7 @@ def panels(args: MonitoringArgs, targets: MonitoringTargets) -> list[Panel]:
             Panel(f"{name}: denied (403, 429)", name, {"${backend_target_name}": q["denied"]}, "1/s",
                   t.denials_per_second),
         ]
+        result += _log_panels(args, name, service)
         if q["instances"]:
             result.append(Panel(f"{name}: instances" + (" per shard (exactly 1)" if service.sharded else ""), name,
                                 {"${service_name} ${location}": q["instances"]}, "1",
@@ -226,6 +293,40 @@ def panels(args: MonitoringArgs, targets: MonitoringTargets) -> list[Panel]:
                    Panel("session store: connected clients", store,
                          {"clients": f"sum({REDIS_CLIENTS.format(instance=store)})"}, "1")]
     return result
+
+
+def _lb_log(args: MonitoringArgs, service: ServiceTarget, extra: str) -> str:
+    name = LogMetric(LB_LOG_METRIC.format(prefix=args.prefix), "", "", {}).promql_name
+    return f'{name}{{backend=~"{_alternatives(service.backend_services)}"{extra}}}'
+
+
+def _shard_log(args: MonitoringArgs, service: ServiceTarget, suffix: str, extra: str = "") -> str:
+    name = LogMetric(SHARD_LOG_METRIC.format(prefix=args.prefix), "", "", {}).promql_name
+    return (f'{name}_{suffix}{{monitored_resource="cloud_run_revision",'
+            f'service_name=~"{_alternatives(service.cloud_run_services)}"{extra}}}')
+
+
+def _log_panels(args: MonitoringArgs, name: str, service: ServiceTarget) -> list[Panel]:
+    """Panels over the log-based metrics: Cloud Armor and IAP at the load balancer; per MCP method,
+    tool and session verdict behind shards."""
+    panels_ = [
+        Panel(f"{name}: Cloud Armor denials and WAF preview matches", name, {
+            "denied": _rate(_lb_log(args, service, ',armor_outcome="DENY"'), "status"),
+            "preview would deny": _rate(_lb_log(args, service, ',preview_outcome="DENY"'), "status")}, "1/s"),
+        Panel(f"{name}: IAP refusals", name, {
+            "${status}": _rate(_lb_log(args, service, ',status_details="handled_by_identity_aware_proxy",status=~"4.."'),
+                               "status")}, "1/s"),
+    ]
+    if service.sharded:
+        panels_ += [
+            Panel(f"{name}: requests by MCP method and session verdict", name, {
+                "${mcp_method_name} ${mcp_session_verdict}": _rate(_shard_log(args, service, "count"),
+                                                                     "mcp_method_name, mcp_session_verdict")}, "1/s"),
+            Panel(f"{name}: p95 latency by MCP method and tool", name, {
+                "${mcp_method_name} ${gen_ai_tool_name}": "histogram_quantile(0.95, " + _rate(
+                    _shard_log(args, service, "bucket"), "le, mcp_method_name, gen_ai_tool_name") + ")"}, "ms"),
+        ]
+    return panels_
 
 
 def _pin_ratio(proxy: ProxyTarget) -> str:
@@ -261,6 +362,13 @@ def alert_rules(args: MonitoringArgs, targets: MonitoringTargets) -> list[AlertR
                       "needs its IAP/IAM access or the service's edge limits changed."),
         ]
         if service.sharded:
+            foreign = _rate(_shard_log(args, service, "count", ',mcp_session_verdict="foreign"'), "service_name")
+            rules.append(AlertRule(
+                "McpForeignShardKeys", name, f"{foreign} > {t.denials_per_second}", t.denials_per_second, wait,
+                f"{name}: requests carry session ids of no shard of theirs",
+                "The shard ingress answered 404 to ids that are not its own: made-up ids (a scan or a broken client), "
+                "or a URL map that sends a shard's key elsewhere (read the planned route rules). Read the shard "
+                "logs' mcp_session_verdict and the callers in the load balancer's logs."))
             rules.append(AlertRule(
                 "McpShardWithoutInstance", name, f"{q['instances']} < 1", 1, wait,
                 f"{name}: a shard runs no instance",
@@ -351,6 +459,9 @@ class McpMonitoring(pulumi.ComponentResource):
         rules = alert_rules(args, targets)  # raises before anything is registered
         super().__init__("mcp-affinity:index:McpMonitoring", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        metrics = [self._log_metric(name, args, metric, child) for metric in log_metrics(args, targets)]
+        # The dashboard and policies read the log-based metrics: create those first.
+        child = pulumi.ResourceOptions(parent=self, depends_on=metrics)
         body = dashboard_json(f"{args.prefix} MCP services", panels(args, targets), args.labels)
         dashboard = gcp.monitoring.Dashboard(name, project=args.project, dashboard_json=json.dumps(body, sort_keys=True),
                                              opts=child)
@@ -360,6 +471,19 @@ class McpMonitoring(pulumi.ComponentResource):
         self.prometheus_rules = pulumi.Output.from_input(rules_file(rules))
         self.register_outputs({"dashboard_id": self.dashboard_id, "alert_policy_names": self.alert_policy_names,
                                "prometheus_rules": self.prometheus_rules})
+
+    @staticmethod
+    def _log_metric(name: str, args: MonitoringArgs, metric: LogMetric, child) -> gcp.logging.Metric:
+        kind = "DISTRIBUTION" if metric.value else "INT64"
+        return gcp.logging.Metric(
+            f"{name}-{metric.name.rsplit('/', 1)[1].replace('.', '-')}", name=metric.name, project=args.project,
+            description=metric.description, filter=metric.filter, label_extractors=metric.labels,
+            value_extractor=metric.value,
+            bucket_options={"exponential_buckets": {"num_finite_buckets": 24, "growth_factor": 2, "scale": 1}}
+            if metric.value else None,
+            metric_descriptor={"metric_kind": "DELTA", "value_type": kind, "unit": metric.unit,
+                               "labels": [{"key": key, "value_type": "STRING"} for key in metric.labels]},
+            opts=child)
 
     @staticmethod
     def _policy(name: str, args: MonitoringArgs, rule: AlertRule, child) -> gcp.monitoring.AlertPolicy:

@@ -74,6 +74,7 @@ IAP_BACKEND_IAM_MEMBER = "gcp:iap/webBackendServiceIamMember:WebBackendServiceIa
 IAP_SETTINGS = "gcp:iap/settings:Settings"
 DASHBOARD = "gcp:monitoring/dashboard:Dashboard"
 ALERT_POLICY = "gcp:monitoring/alertPolicy:AlertPolicy"
+LOG_METRIC = "gcp:logging/metric:Metric"
 
 GET_PROJECT = "gcp:organizations/getProject:getProject"
 """The token of the ``gcp.organizations.get_project`` invoke (a function, not a resource type)."""

@@ -29,7 +29,9 @@ import anyio
 import httpx2
 import pytest
 
-from mcp_affinity.monitoring import MonitoringArgs, MonitoringTargets, ProxyTarget, alert_rules, rules_file
+from mcp_affinity.monitoring import (
+    MonitoringArgs, MonitoringTargets, ProxyTarget, ServiceTarget, alert_rules, rules_file,
+)
 
 from .conftest import require_parts
 
@@ -149,3 +151,32 @@ def _requests(proxies, name: str) -> float:
         connection.close()
     found = re.search(r'^haproxy_frontend_http_requests_total\{proxy="mcp"\} (\S+)$', text, re.M)
     return float(found[1]) if found else 0.0
+
+
+def test_shard_ingress_logs_method_tool_and_session_verdict_of_every_request(shard_plans, tmp_path):
+    """The planned ingress configuration of ``examples/Pulumi.cloud-run-shards.yaml`` in front of
+    real servers writes one JSON line per request; the log-based metric's extractors find their
+    fields in every line, and the verdicts count what was sent: ids of no shard ``foreign``."""
+    require_parts()
+    import json
+
+    from mcp_affinity_conformance.shards import ShardedDeployment, flood, steady
+
+    from mcp_affinity.monitoring import log_metrics
+
+    planned = shard_plans["tools"]
+    with ShardedDeployment(planned, tmp_path) as deployment:
+        sessions = anyio.run(steady, deployment.url, False, 2, 2)
+        sent = anyio.run(flood, deployment.url, planned.header, planned.keys, 20)
+    assert sum(r.ok for r in sessions) == 4 and sent.statuses == {404: 20}
+    lines = [json.loads(line) for shard in deployment.shards.values()
+             for line in (tmp_path / f"ingress-{shard.key}.log").read_text().splitlines() if line.startswith("{")]
+    targets = MonitoringTargets(services={"tools": ServiceTarget(("b",), ("s",), sharded=True)})
+    (shard_metric,) = [m for m in log_metrics(MonitoringArgs(prefix="e2e"), targets) if m.value]
+    fields = [re.fullmatch(r"EXTRACT\(jsonPayload\.(\w+)\)", e)[1] for e in [*shard_metric.labels.values(), shard_metric.value]]
+    assert all(field in line for line in lines for field in fields)
+    verdicts = [line["mcp_session_verdict"] for line in lines]
+    assert verdicts.count("foreign") == sent.sent - sent.with_shard_key  # ids without a shard key
+    assert verdicts.count("none") >= 2  # each session's initialize
+    calls = [line for line in lines if line["mcp_method_name"] == "tools/call" and line["mcp_session_verdict"] == "own"]
+    assert {line["gen_ai_tool_name"] for line in calls} == {"whoami"} and len(calls) >= 4 + sent.with_shard_key
