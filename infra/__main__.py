@@ -37,7 +37,7 @@ def build(settings: StackSettings) -> dict[str, Any]:
     outputs["loadBalancerIp"] = lb.ip_address
     if settings.monitoring is not None:
         watch = McpMonitoring("monitoring", settings.monitoring, targets=monitoring_targets(settings))
-        outputs["monitoringDashboard"] = watch.dashboard_id
+        outputs.update(monitoringDashboard=watch.dashboard_id, monitoringAlerts=watch.alerts)
     outputs["requiredApis"] = required_apis(settings)
     return outputs
 

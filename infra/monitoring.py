@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from mcp_affinity.monitoring import MonitoringArgs, MonitoringTargets, ProxyTarget, ServiceTarget
+from mcp_affinity.monitoring import MonitoringArgs, MonitoringTargets, ServiceTarget
 from mcp_affinity.settings import config_model
 
 MonitoringConfig = config_model(MonitoringArgs)
@@ -40,12 +40,11 @@ def targets(settings: Any) -> MonitoringTargets:
                 tuple(v.value for k, v in names.items() if k.startswith("service-s")), sharded=True)
         else:
             services[name] = ServiceTarget((names["backend"].value,), (names["service"].value,))
-    proxies: dict[str, ProxyTarget] = {}
     gke = settings.platforms.get("gke")
     if gke:
         # Every mesh service sits behind the gateway's one backend service.
         services["gke"] = ServiceTarget((gke["gateway"].names("gateway")["backend"].value,))
-        proxies = {name: ProxyTarget(args.names(name)["namespace"].value, args.pinning_replicas, args.pinning_max_sessions)
-                   for name, args in sorted(gke["services"].items()) if args.pinning == "learned"}
+    # No pinning proxies: nothing scrapes their exporters yet (the mesh admits only the gateway to
+    # their pods), and an alert over a metric nobody collects would never fire.
     store = settings.session_store.names("sessions")["instance"].value if settings.session_store else None
-    return MonitoringTargets(services, proxies, store)
+    return MonitoringTargets(services, {}, store)

@@ -442,3 +442,32 @@ def test_the_ingress_log_format_is_one_json_object_of_the_fields_the_metric_extr
 
     sample = re.sub(r"%\[[^]]+\]", "x", LOG_FORMAT).replace("%ST", "404").replace("%Ta", "3")
     assert sorted(json.loads(sample)) == sorted(LOG_FIELDS)
+
+
+def test_the_plan_and_the_picture_show_what_is_monitored():
+    from conftest import plan_document
+    from mcp_affinity.cli.mermaid import to_mermaid
+
+    outputs = plan_stack("staging").outputs
+    assert outputs["monitoringAlerts"]["tools"] == [
+        "McpErrorRatio: more than 5% of requests answered 5xx",
+        "McpSessionsLost: more than 0.1/s requests answered 404 (session not found)",
+        "McpDenialSurge: more than 1.0/s requests refused with 403 or 429"]
+    assert '  mon_monitoring["monitoring<br/>1 dashboard<br/>10 alert policies<br/>1 log-based metrics"]' in \
+        to_mermaid(plan_document("staging")).splitlines()
+    assert "mon_" not in to_mermaid(plan_document("dev")) and "monitoringAlerts" not in plan_stack("dev").outputs
+
+
+def test_monitoring_turned_on_in_dev_plans_it(tmp_path):
+    """dev with ``monitoring: {enabled: true}`` watches its services and store."""
+    import yaml
+
+    from mcp_affinity.cli import find_project, run_plan
+    import dataclasses
+
+    config = yaml.safe_load((ROOT / "stacks" / "Pulumi.dev.yaml").read_text())
+    config["config"]["mcp-affinity:monitoring"] = {"enabled": True}
+    (tmp_path / "Pulumi.devmon.yaml").write_text(yaml.safe_dump(config))
+    plan = run_plan(dataclasses.replace(find_project(ROOT), stack_config_dir=tmp_path), "devmon")
+    assert len(plan.by_type(DASHBOARD)) == 1 and plan.by_type(ALERT_POLICY)
+    assert "monitoring.googleapis.com" in plan.outputs["requiredApis"]

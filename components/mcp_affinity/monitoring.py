@@ -144,7 +144,11 @@ class ServiceTarget:
 
 @dataclass(frozen=True)
 class ProxyTarget:
-    """A learned-pinning proxy on GKE: its namespace, replica count and stick-table size (pins)."""
+    """A learned-pinning proxy on GKE: its namespace, replica count and stick-table size (pins).
+
+    Its alerts read the proxies' HAProxy exporter (port 8404, ``/metrics``) as Managed Service for
+    Prometheus labels it (``namespace``, ``pod``): give proxy targets only where something scrapes
+    them (a ``PodMonitoring`` the mesh lets through; the stack program does not make one yet)."""
 
     namespace: str
     replicas: int
@@ -410,6 +414,14 @@ def _proxy_rules(args: MonitoringArgs, name: str, proxy: ProxyTarget) -> list[Al
     return rules
 
 
+def alert_summary(rules: list[AlertRule]) -> dict[str, list[str]]:
+    """Target -> ``"McpSessionsLost: <summary>"`` per alert, in order: what a plan shows."""
+    summary: dict[str, list[str]] = {}
+    for rule in rules:
+        summary.setdefault(rule.target, []).append(f"{rule.alert}: {rule.summary.removeprefix(rule.target + ': ')}")
+    return summary
+
+
 def rules_file(rules: list[AlertRule], interval_seconds: int = EVALUATION_INTERVAL_SECONDS,
                for_seconds: Optional[int] = None) -> str:
     """A Prometheus rule file (YAML; JSON is YAML) of ``rules`` in one group, for ``promtool`` and a
@@ -446,12 +458,14 @@ class McpMonitoring(pulumi.ComponentResource):
 
     Context: ``targets`` (:class:`MonitoringTargets`). Raises ``ValueError`` when ``targets`` is empty.
 
-    Outputs: ``dashboard_id``, ``alert_policy_names`` (rule name/target -> policy name) and
+    Outputs: ``dashboard_id``, ``alert_policy_names`` (rule name/target -> policy name),
+    ``alerts`` (target -> one line per alert: its name and when it fires; for plans and docs) and
     ``prometheus_rules`` (:func:`rules_file` of the same expressions).
     """
 
     dashboard_id: pulumi.Output[str]
     alert_policy_names: pulumi.Output[dict]
+    alerts: pulumi.Output[dict]
     prometheus_rules: pulumi.Output[str]
 
     def __init__(self, name: str, args: MonitoringArgs, *, targets: MonitoringTargets,
@@ -469,8 +483,9 @@ class McpMonitoring(pulumi.ComponentResource):
         self.dashboard_id = dashboard.id
         self.alert_policy_names = pulumi.Output.all(**{k: p.name for k, p in policies.items()})
         self.prometheus_rules = pulumi.Output.from_input(rules_file(rules))
+        self.alerts = pulumi.Output.from_input(alert_summary(rules))
         self.register_outputs({"dashboard_id": self.dashboard_id, "alert_policy_names": self.alert_policy_names,
-                               "prometheus_rules": self.prometheus_rules})
+                               "alerts": self.alerts, "prometheus_rules": self.prometheus_rules})
 
     @staticmethod
     def _log_metric(name: str, args: MonitoringArgs, metric: LogMetric, child) -> gcp.logging.Metric:
