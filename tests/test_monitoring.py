@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pulumi
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from conftest import ROOT, plan_example, plan_stack
 from mcp_affinity import McpMonitoring, MonitoringArgs, MonitoringTargets, ProxyTarget, ServiceTarget
@@ -132,7 +133,7 @@ def test_each_panel_shows_its_query_threshold_and_target():
 TARGETS = MonitoringTargets(
     services={"tools": ServiceTarget(("t-tools-europe-west1-s0", "t-tools-europe-west1-s1"), ("t-tools-s0", "t-tools-s1"),
                                      sharded=True)},
-    proxies={"notes": ProxyTarget("t-notes", replicas=2, table_size=10000)}, store_instance="t-sessions")
+    proxies={"notes": ProxyTarget("t-notes", replicas=2)}, store_instance="t-sessions")
 CHANNELS = {"oncall": "projects/my-proj/notificationChannels/123", "chat": "projects/my-proj/notificationChannels/456"}
 
 
@@ -164,7 +165,7 @@ def test_a_shard_without_its_instance_and_the_pinning_proxies_have_alerts(record
 
 
 def test_one_replica_proxy_has_no_handover_alert(record):
-    targets = MonitoringTargets(proxies={"notes": ProxyTarget("t-notes", replicas=1, table_size=100)})
+    targets = MonitoringTargets(proxies={"notes": ProxyTarget("t-notes", replicas=1)})
     rules = alert_rules(MonitoringArgs(prefix="t"), targets)
     assert [r.alert for r in rules] == ["McpPinTableFull", "McpPinnedSessionsLost"]
 
@@ -471,3 +472,24 @@ def test_monitoring_turned_on_in_dev_plans_it(tmp_path):
     plan = run_plan(dataclasses.replace(find_project(ROOT), stack_config_dir=tmp_path), "devmon")
     assert len(plan.by_type(DASHBOARD)) == 1 and plan.by_type(ALERT_POLICY)
     assert "monitoring.googleapis.com" in plan.outputs["requiredApis"]
+
+
+names = st.from_regex(r"[a-z][a-z0-9]{0,6}(-[a-z0-9]{1,4})?", fullmatch=True)
+
+
+@settings(max_examples=60, deadline=None)
+@given(services=st.dictionaries(names, st.lists(names, min_size=1, max_size=4, unique=True), min_size=1, max_size=4),
+       lost=st.floats(min_value=0.001, max_value=10000), ratio=st.floats(min_value=0.01, max_value=0.99))
+def test_every_alert_selects_exactly_its_services_backends_and_compares_with_its_threshold(services, lost, ratio):
+    """Over generated services: each service's expressions select its own backend services and no
+    other service's (Prometheus anchors ``=~``), and end in the threshold the settings give."""
+    targets = MonitoringTargets(services={name: ServiceTarget(tuple(b), tuple(b), sharded=True)
+                                          for name, b in services.items()})
+    args = MonitoringArgs(prefix="p", thresholds={"lostSessionsPerSecond": lost, "errorRatio": ratio})
+    everyone = {b for backends in services.values() for b in backends}
+    for rule in alert_rules(args, targets):
+        own = set(services[rule.target])
+        for pattern in re.findall(r'(?:backend_target_name|service_name)=~"([^"]+)"', rule.expr):
+            assert {b for b in everyone if re.fullmatch(pattern, b)} == own, (rule.alert, pattern)
+        expected = {"McpSessionsLost": f"> {lost}", "McpErrorRatio": f"> {ratio}", "McpShardWithoutInstance": "< 1"}
+        assert rule.expr.endswith(expected.get(rule.alert, f"> {args.thresholds.denials_per_second}"))

@@ -144,7 +144,8 @@ class ServiceTarget:
 
 @dataclass(frozen=True)
 class ProxyTarget:
-    """A learned-pinning proxy on GKE: its namespace, replica count and stick-table size (pins).
+    """A learned-pinning proxy on GKE: its namespace and replica count (with two or more, ids no
+    replica knows are handed over, and counted).
 
     Its alerts read the proxies' HAProxy exporter (port 8404, ``/metrics``) as Managed Service for
     Prometheus labels it (``namespace``, ``pod``): give proxy targets only where something scrapes
@@ -152,7 +153,6 @@ class ProxyTarget:
 
     namespace: str
     replicas: int
-    table_size: int
 
 
 @dataclass(frozen=True)
@@ -439,8 +439,10 @@ def dashboard_json(title: str, panel_list: list[Panel], labels: dict[str, str]) 
     a 48-column mosaic, two charts per row, each a PromQL ``xyChart``."""
     tiles = []
     for index, panel in enumerate(panel_list):
+        # A fixed name is the series' legend; a query of many series keeps Monitoring's own legend
+        # (its labels), named here only for the reader ("${label}").
         chart = {"dataSets": [{"timeSeriesQuery": {"prometheusQuery": query, "unitOverride": panel.unit},
-                               "plotType": "LINE", "legendTemplate": legend}
+                               "plotType": "LINE", **({} if legend.startswith("${") else {"legendTemplate": legend})}
                               for legend, query in panel.queries.items()],
                  "yAxis": {"label": panel.unit, "scale": "LINEAR"}}
         if panel.threshold is not None:
