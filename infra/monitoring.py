@@ -47,4 +47,6 @@ def targets(settings: Any) -> MonitoringTargets:
     # No pinning proxies: nothing scrapes their exporters yet (the mesh admits only the gateway to
     # their pods), and an alert over a metric nobody collects would never fire.
     store = settings.session_store.names("sessions")["instance"].value if settings.session_store else None
-    return MonitoringTargets(services, {}, store)
+    certificates = {key: tuple(domains) for key, domains in sorted(settings.load_balancer.certificates.items())} \
+        if settings.load_balancer is not None else {}
+    return MonitoringTargets(services, {}, store, certificates)

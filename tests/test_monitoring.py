@@ -22,7 +22,7 @@ from conftest import ROOT, plan_example, plan_stack
 from mcp_affinity import McpMonitoring, MonitoringArgs, MonitoringTargets, ProxyTarget, ServiceTarget
 from mcp_affinity.monitoring import alert_rules, rules_file
 from mcp_affinity.cloud_run_shards import LOG_FIELDS
-from mcp_affinity.wire import ALERT_POLICY, DASHBOARD, LOG_METRIC
+from mcp_affinity.wire import ALERT_POLICY, DASHBOARD, LOG_METRIC, UPTIME_CHECK
 from test_hostile_config import NS, mutate, problems
 
 LB = 'loadbalancing_googleapis_com:https_request_count{monitored_resource="https_lb_rule",backend_target_name=~"%s"%s}'
@@ -48,10 +48,12 @@ def promtool() -> str:
 
 
 def policies(plan) -> dict[str, dict]:
-    """Planned alert policies by ``target/rule``: their one PromQL condition and the policy's inputs."""
+    """Planned PromQL alert policies by ``target/rule``: their one condition and the policy's inputs."""
     result = {}
     for policy in plan.by_type(ALERT_POLICY):
         (condition,) = policy.inputs["conditions"]
+        if "conditionPrometheusQueryLanguage" not in condition:
+            continue  # the certificate checks' threshold condition
         promql = condition["conditionPrometheusQueryLanguage"]
         result[f"{promql['labels']['target']}/{promql['alertRule']}"] = {**policy.inputs, "promql": promql}
     return result
@@ -454,7 +456,7 @@ def test_the_plan_and_the_picture_show_what_is_monitored():
         "McpErrorRatio: more than 5% of requests answered 5xx",
         "McpSessionsLost: more than 0.1/s requests answered 404 (session not found)",
         "McpDenialSurge: more than 1.0/s requests refused with 403 or 429"]
-    assert '  mon_monitoring["monitoring<br/>1 dashboard<br/>10 alert policies<br/>1 log-based metrics"]' in \
+    assert '  mon_monitoring["monitoring<br/>1 dashboard<br/>11 alert policies<br/>1 log-based metrics"]' in \
         to_mermaid(plan_document("staging")).splitlines()
     assert "mon_" not in to_mermaid(plan_document("dev")) and "monitoringAlerts" not in plan_stack("dev").outputs
 
@@ -493,3 +495,23 @@ def test_every_alert_selects_exactly_its_services_backends_and_compares_with_its
             assert {b for b in everyone if re.fullmatch(pattern, b)} == own, (rule.alert, pattern)
         expected = {"McpSessionsLost": f"> {lost}", "McpErrorRatio": f"> {ratio}", "McpShardWithoutInstance": "< 1"}
         assert rule.expr.endswith(expected.get(rule.alert, f"> {args.thresholds.denials_per_second}"))
+
+
+def test_each_certificate_domain_is_checked_over_https_and_alerted_on():
+    plan = plan_stack("staging")
+    checks = {c.inputs["monitoredResource"]["labels"]["host"]: c.inputs for c in plan.by_type(UPTIME_CHECK)}
+    assert sorted(checks) == ["api.mcp.staging.example.com", "notes.mcp.staging.example.com", "tools.mcp.staging.example.com"]
+    for check in checks.values():
+        assert check["httpCheck"] == {"path": "/", "port": 443, "useSsl": True, "validateSsl": True, "requestMethod": "GET",
+                                      "acceptedResponseStatusCodes": [{"statusClass": "STATUS_CLASS_ANY"}]}
+        assert check["monitoredResource"]["labels"]["project_id"] == "my-mcp-project-staging"
+    (policy,) = [p.inputs for p in plan.by_type(ALERT_POLICY) if p.name == "monitoring-main-certificate"]
+    (condition,) = policy["conditions"]
+    threshold = condition["conditionThreshold"]
+    assert threshold["filter"] == ('metric.type="monitoring.googleapis.com/uptime_check/check_passed" AND resource.type='
+                                   '"uptime_url" AND (resource.label.host="tools.mcp.staging.example.com" OR resource.label.host='
+                                   '"api.mcp.staging.example.com" OR resource.label.host="notes.mcp.staging.example.com")')
+    assert (threshold["comparison"], threshold["thresholdValue"]) == ("COMPARISON_GT", 1)
+    assert threshold["aggregations"][0]["crossSeriesReducer"] == "REDUCE_COUNT_FALSE"
+    assert "Runbook: " in policy["documentation"]["content"]
+    assert plan.outputs["monitoringAlerts"]["certificate main"][0].startswith("McpCertificateNotActive")

@@ -47,6 +47,14 @@ Two log-based metrics (:func:`log_metrics`) add what no built-in metric carries:
 A log-based metric reads in PromQL as ``logging_googleapis_com:user_{name}`` with every special
 character ``_``.
 
+A managed certificate has no metric of its status: an HTTPS uptime check per certificate domain
+validates the certificate the load balancer serves (``validateSsl``; any HTTP status passes, so
+IAP or a server's 404 do not count), and ``McpCertificateNotActive`` fires while a domain's
+checks fail (a certificate still ``PROVISIONING`` serves none that validates). Uptime checks and
+their alert follow https://cloud.google.com/monitoring/uptime-checks and its alerting page; the
+condition is a threshold on ``monitoring.googleapis.com/uptime_check/check_passed``, which is
+boolean, not PromQL.
+
 Alert policies take PromQL conditions (``conditionPrometheusQueryLanguage``:
 https://cloud.google.com/monitoring/api/ref_v3/rest/v3/projects.alertPolicies#prometheusquerylanguagecondition);
 metric validation is off so a policy over a metric that has no data yet (a new exporter) applies.
@@ -84,6 +92,12 @@ WINDOW = "5m"
 
 PIN_TABLE, PIN_BACKEND = "replicas", "replicas"
 """The pinning proxy's stick table and backend (``pinning_proxy.haproxy_config``)."""
+
+CERTIFICATE_ALERT = "McpCertificateNotActive"
+CERTIFICATE_SUMMARY = "HTTPS checks of a certificate domain fail (certificate not ACTIVE or not valid)"
+CERTIFICATE_RUNBOOK = ("A Google-managed certificate turns ACTIVE only once each domain's DNS A record points at the "
+                       "load balancer (the loadBalancerIp output): check the records and the certificate's status "
+                       "(gcloud compute ssl-certificates describe); provisioning takes up to 60 minutes after DNS.")
 
 RULE_GROUP = "mcp-affinity"
 EVALUATION_INTERVAL_SECONDS = 60
@@ -163,9 +177,11 @@ class MonitoringTargets:
     services: dict[str, ServiceTarget] = field(default_factory=dict)
     proxies: dict[str, ProxyTarget] = field(default_factory=dict)
     store_instance: Optional[str] = None
+    certificates: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Google-managed certificates by key: their domains, each checked over HTTPS."""
 
     def empty(self) -> bool:
-        return not (self.services or self.proxies or self.store_instance)
+        return not (self.services or self.proxies or self.store_instance or self.certificates)
 
 
 @dataclass(frozen=True)
@@ -476,18 +492,51 @@ class McpMonitoring(pulumi.ComponentResource):
         super().__init__("mcp-affinity:index:McpMonitoring", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         metrics = [self._log_metric(name, args, metric, child) for metric in log_metrics(args, targets)]
+        certificates = {key: self._certificate(name, args, key, domains, child)
+                        for key, domains in sorted(targets.certificates.items())}
         # The dashboard and policies read the log-based metrics: create those first.
         child = pulumi.ResourceOptions(parent=self, depends_on=metrics)
         body = dashboard_json(f"{args.prefix} MCP services", panels(args, targets), args.labels)
         dashboard = gcp.monitoring.Dashboard(name, project=args.project, dashboard_json=json.dumps(body, sort_keys=True),
                                              opts=child)
         policies = {f"{rule.target}/{rule.alert}": self._policy(name, args, rule, child) for rule in rules}
+        policies.update({f"{key}/{CERTIFICATE_ALERT}": policy for key, policy in certificates.items()})
         self.dashboard_id = dashboard.id
         self.alert_policy_names = pulumi.Output.all(**{k: p.name for k, p in policies.items()})
         self.prometheus_rules = pulumi.Output.from_input(rules_file(rules))
-        self.alerts = pulumi.Output.from_input(alert_summary(rules))
+        summary = alert_summary(rules)
+        for key in sorted(targets.certificates):
+            summary[f"certificate {key}"] = [f"{CERTIFICATE_ALERT}: {CERTIFICATE_SUMMARY}"]
+        self.alerts = pulumi.Output.from_input(summary)
         self.register_outputs({"dashboard_id": self.dashboard_id, "alert_policy_names": self.alert_policy_names,
                                "alerts": self.alerts, "prometheus_rules": self.prometheus_rules})
+
+    @staticmethod
+    def _certificate(name: str, args: MonitoringArgs, key: str, domains: tuple[str, ...],
+                     child) -> gcp.monitoring.AlertPolicy:
+        """An HTTPS uptime check per domain of certificate ``key`` and the policy over them."""
+        checks = [gcp.monitoring.UptimeCheckConfig(
+            f"{name}-{key}-{index}", project=args.project, display_name=f"{args.prefix} certificate {key}: {domain}",
+            period="300s", timeout="10s",
+            monitored_resource={"type": "uptime_url", "labels": {"host": domain, "project_id": args.project}}
+            if args.project else {"type": "uptime_url", "labels": {"host": domain}},
+            http_check={"path": "/", "port": 443, "use_ssl": True, "validate_ssl": True, "request_method": "GET",
+                        "accepted_response_status_codes": [{"status_class": "STATUS_CLASS_ANY"}]},
+            opts=child) for index, domain in enumerate(domains)]
+        hosts = " OR ".join(f'resource.label.host="{domain}"' for domain in domains)
+        return gcp.monitoring.AlertPolicy(
+            f"{name}-{key}-certificate", project=args.project, combiner="OR",
+            display_name=f"{args.prefix} certificate {key}: {CERTIFICATE_SUMMARY}",
+            conditions=[{"display_name": f"certificate {key}: {CERTIFICATE_SUMMARY}", "condition_threshold": {
+                "filter": f'metric.type="monitoring.googleapis.com/uptime_check/check_passed" AND '
+                          f'resource.type="uptime_url" AND ({hosts})',
+                "aggregations": [{"alignment_period": "1200s", "per_series_aligner": "ALIGN_NEXT_OLDER",
+                                  "cross_series_reducer": "REDUCE_COUNT_FALSE", "group_by_fields": ["resource.label.host"]}],
+                "comparison": "COMPARISON_GT", "threshold_value": 1, "duration": f"{args.thresholds.for_seconds}s"}}],
+            documentation={"mime_type": "text/markdown", "subject": f"{args.prefix}: certificate {key} not valid",
+                           "content": f"certificate {key}: {CERTIFICATE_SUMMARY}.\n\nRunbook: {CERTIFICATE_RUNBOOK}"},
+            notification_channels=[args.notification_channels[k] for k in sorted(args.notification_channels)],
+            user_labels=args.labels, opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=checks)))
 
     @staticmethod
     def _log_metric(name: str, args: MonitoringArgs, metric: LogMetric, child) -> gcp.logging.Metric:

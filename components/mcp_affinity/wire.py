@@ -75,6 +75,7 @@ IAP_SETTINGS = "gcp:iap/settings:Settings"
 DASHBOARD = "gcp:monitoring/dashboard:Dashboard"
 ALERT_POLICY = "gcp:monitoring/alertPolicy:AlertPolicy"
 LOG_METRIC = "gcp:logging/metric:Metric"
+UPTIME_CHECK = "gcp:monitoring/uptimeCheckConfig:UptimeCheckConfig"
 
 GET_PROJECT = "gcp:organizations/getProject:getProject"
 """The token of the ``gcp.organizations.get_project`` invoke (a function, not a resource type)."""
