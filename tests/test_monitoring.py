@@ -368,11 +368,11 @@ def test_bad_monitoring_settings_are_reported_together_under_their_keys():
     config = mutate(NS + "monitoring", {
         "notificationChannels": {"oncall": "projects/P/notificationChannels/ID",
                                  "email": "ops@example.com", "fine": "projects/123456789012/notificationChannels/42"},
-        "thresholds": {"errorRatio": 1.5, "pinTableRatio": 0, "forSeconds": -1}})
+        "thresholds": {"errorRatio": 1.5, "pinTableRatio": 0, "forSeconds": -1, "denialsPerSecond": "5"}})
     found = dict(problems(config))
     assert set(found) == {NS + "monitoring.notificationChannels.oncall", NS + "monitoring.notificationChannels.email",
                           NS + "monitoring.thresholds.errorRatio", NS + "monitoring.thresholds.pinTableRatio",
-                          NS + "monitoring.thresholds.forSeconds"}
+                          NS + "monitoring.thresholds.forSeconds", NS + "monitoring.thresholds.denialsPerSecond"}
     assert "projects/PROJECT_ID/notificationChannels/CHANNEL_ID" in found[NS + "monitoring.notificationChannels.oncall"]
     assert "got 'ops@example.com'" in found[NS + "monitoring.notificationChannels.email"]
     assert "less than 1" in found[NS + "monitoring.thresholds.errorRatio"]

@@ -113,8 +113,9 @@ def _check_channel(value: str) -> str:
 
 
 ChannelId = Annotated[str, Strict(), AfterValidator(_check_channel)]
-Ratio = Annotated[float, Field(gt=0, lt=1)]
-Rate = Annotated[float, Field(gt=0, le=10000)]
+Ratio = Annotated[float, Strict(), Field(gt=0, lt=1)]
+Rate = Annotated[float, Strict(), Field(gt=0, le=10000)]
+"""A number, never a text such as "0.5" (which YAML would give for a quoted value)."""
 
 
 class ThresholdsArgs(Model):
