@@ -110,13 +110,16 @@ def test_staging_draws_lb_backend_neg_cloud_run_store(staging):
                line.endswith('<br/>tier BASIC<br/>TLS SERVER_AUTHENTICATION"]') for line in lines)
     assert lines[lines.index('  subgraph grp_tools["CloudRunMcpService tools"]') + 1].startswith("    be_tools[")
     # Other platforms in the stack may add edges; the Cloud Run chains must be exactly these.
-    assert [e for e in edges(text) if "search" in e or "tools" in e] == [
+    assert [e for e in edges(text) if ("search" in e or "tools" in e) and not e.startswith("mon_")] == [
         f"lb_{lb} --> be_search", "be_search --> neg_search",
         f"lb_{lb} --> be_tools", "be_tools --> neg_tools",
         "neg_search --> run_mcp_stg_search", "neg_tools --> run_mcp_stg_tools",
         f"run_mcp_stg_search -->|sessions| store_{store}",
         f"run_mcp_stg_tools -->|sessions| store_{store}",
     ]
+    # Monitoring watches the backends its metrics and alerts name.
+    assert {e for e in edges(text) if e.startswith("mon_")} == {
+        f"mon_monitoring -->|watches| be_{name}" for name in ("search", "tools", "gateway")}
 
 
 def test_staging_mesh_services_reach_gateway_rule_and_store(staging):

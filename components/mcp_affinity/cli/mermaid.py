@@ -25,7 +25,10 @@ from typing import Any, Iterable, Optional
 
 from ..cloud_run_shards import ID_PREFIX_ENV, SEPARATOR, SHARD_KEY_ENV
 from ..policies import HEADER_ENV, pod_env
-from ..wire import BACKEND, CLOUD_RUN, CONFIG_MAP, FORWARDING_RULE, NEG, REDIS, STATEFUL_SET, UNKNOWNS, URL_MAP
+from ..wire import (
+    ALERT_POLICY, BACKEND, CLOUD_RUN, CONFIG_MAP, DASHBOARD, FORWARDING_RULE, LOG_METRIC, NEG, REDIS, STATEFUL_SET, UNKNOWNS,
+    URL_MAP,
+)
 from .render import lookup, show
 
 LB_COMPONENT = ":GlobalHttpsLoadBalancer"
@@ -162,6 +165,7 @@ def _build(plan: dict) -> _Graph:
         store_id = graph.node("store", store["name"], _store_label(store), store["parent"], [store])
         for workload in workloads:  # drawn where the workload reads the store's address
             graph.edge(workload, store_id, "sessions")
+    _monitoring(graph, resources, entries)
     return graph
 
 
@@ -174,6 +178,18 @@ def _gateway_members(gateway: dict, resources: list[dict]) -> list[dict]:
     """The gateway and the Helm release that installs it (its Service names the backend for autoneg)."""
     return [gateway] + [r for r in resources if r["parent"] == gateway["parent"] and _kind(r) == "Release"
                         and r["name"].endswith("gateway")]
+
+
+def _monitoring(graph: _Graph, resources: list[dict], entries: list[str]) -> None:
+    """What a monitoring component builds, watching the load balancer's traffic: drawn to each
+    backend its metrics and alerts name (the plan links them by the backend's name)."""
+    for component in (r for r in resources if r["type"].endswith(":McpMonitoring")):
+        counts = [(len(_of(resources, t, component["urn"])), what) for t, what in (
+            (DASHBOARD, "dashboard"), (ALERT_POLICY, "alert policies"), (LOG_METRIC, "log-based metrics"))]
+        node = graph.node("mon", component["name"], ["monitoring", *(f"{n} {what}" for n, what in counts)], None,
+                          [component, *(r for r in resources if r["parent"] == component["urn"])])
+        for target in [*entries, *(n for n in graph.members if n.startswith("be_"))]:
+            graph.edge(node, target, "watches")
 
 
 def _cloud_run(graph: _Graph, resources: list[dict], entries: list[str], gateways: list[str]) -> list[str]:
