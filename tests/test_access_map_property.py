@@ -11,11 +11,12 @@ services.
 from __future__ import annotations
 
 import dataclasses
+import os
 import tempfile
 from pathlib import Path
 
 import yaml
-from hypothesis import HealthCheck, Phase, given, settings, strategies as st
+from hypothesis import HealthCheck, Phase, event, given, settings, strategies as st
 
 from conftest import ROOT
 from mcp_affinity import ConfigError
@@ -59,8 +60,13 @@ def cloud_run_services(draw, names: list[str]) -> dict:
     for name, service in services.items():
         targets = [n for n in names if n != name]
         if "hosts" in service and targets and draw(st.booleans()):
-            service["methodRoutes"] = {"r": {"method": "tools/call", "service": draw(st.sampled_from(targets)),
+            target = draw(st.sampled_from(targets))
+            service["methodRoutes"] = {"r": {"method": "tools/call", "service": target,
                                              **({"name": "render"} if draw(st.booleans()) else {})}}
+            if draw(st.booleans()):  # half the routes go to a service set up to hold the host's access and edge
+                services[target]["access"] = service["access"]
+                services[target].pop("edge", None)
+                services[target].update({"edge": service["edge"]} if "edge" in service else {})
     return services
 
 
@@ -72,6 +78,8 @@ def mesh_services(draw) -> dict:
                                        {"mode": "iam", "members": [MEMBERS[2]]}]))
         services[name] = {"image": IMAGE, "sessionMode": "stateless", "hosts": [f"{name}.example.com"], "access": access}
     if draw(st.booleans()):
+        if draw(st.booleans()):
+            services["mtwo"]["access"] = services["mone"]["access"]
         services["mone"]["methodRoutes"] = {"r": {"method": "tools/call", "service": "mtwo"}}
     return services
 
@@ -120,12 +128,15 @@ def crossing_routes(config: dict) -> set[tuple[str, str, str]]:
             for route in (service.get("methodRoutes") or {}).values()}
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+@settings(max_examples=int(os.environ.get("ACCESS_MAP_EXAMPLES", "12")), deadline=None, suppress_health_check=[HealthCheck.too_slow],
           phases=[Phase.explicit, Phase.reuse, Phase.generate])  # no shrinking: each plan takes a second or more
 @given(stacks())
 def test_every_route_ends_where_its_hosts_access_holds(stack):
     result = plan_or_refusal(stack)
     config = stack["config"]
+    event("refused" if isinstance(result, ConfigError) else "planned")
+    event(f"method routes: {len(crossing_routes(config))}")
+    event("with gke" if "mcp-affinity:gke" in config else "cloud run only")
     if isinstance(result, ConfigError):
         text = str(result)
         # Refused only for a method route, under its key, naming both services.

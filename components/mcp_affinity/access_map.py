@@ -23,8 +23,11 @@ what the settings meant:
 edge (the rule ``method-route-holds-host-access`` of :mod:`mcp_affinity.policies`): the same IAP
 members and clients, the same invoker members, the same token policy, and Cloud Armor rules at least
 as strict (an Origin allowlist within the host's, the ``Mcp-Method`` refusal where the host has it,
-per-client and per-tool limits no looser, compared as requests per second). An input unknown until
-apply (a CrossGuard preview of a new stack) cannot be judged and is left out.
+per-client and per-tool limits no looser, compared as requests per second). The allowlist may also
+name ``https://HOST`` of the load balancer's own hosts whose services have the host's access: a page
+there is served by such a service, no foreign origin (the default allowlist of a method route's
+target names the hosts that route to it and its own). An input unknown until apply (a CrossGuard
+preview of a new stack) cannot be judged and is left out.
 """
 
 from __future__ import annotations
@@ -150,13 +153,14 @@ class Route:
     """One route of one host: ``kind`` default, path, method, shard, metadata or mesh-method;
     ``match`` as people read it; ``ends``: where it goes (several for weighted shards);
     ``method``/``name``: the ``Mcp-Method``/``Mcp-Name`` it matches (method routes);
-    ``owner``: where the host's own requests end (the host's default), against which it is judged."""
+    ``source``: the URN of the URL map or VirtualService that routes it; ``owner``: where the host's
+    own requests end (the host's default), against which it is judged."""
 
     host: str
     kind: str
     match: str
     ends: tuple[End, ...]
-    url_map: str
+    source: str
     method: Optional[str] = None
     name: Optional[str] = None
     owner: tuple[End, ...] = field(default=(), compare=False)
@@ -322,7 +326,7 @@ def _targets(reader: _Reader, url_map: Mapping[str, Any], where: dict, path: str
 def _url_map_routes(reader: _Reader, url_map: Mapping[str, Any]) -> Iterator[Route]:
     inputs = reader.inputs(url_map)
     matchers = {m.get("name"): (i, m) for i, m in enumerate(inputs.get("pathMatchers") or []) if isinstance(m, dict)}
-    name = url_map.get("name", "")
+    name = url_map["urn"]
     default = _targets(reader, url_map, inputs, "", "defaultService", "defaultRouteAction")
     if default or inputs.get("hostRules"):
         yield Route("*", "default", "unknown hosts" + _aborts(inputs), _ends(reader, default, "*"), name)
@@ -351,17 +355,17 @@ def _aborts(where: Mapping[str, Any]) -> str:
     return f" ({abort.get('httpStatus', 0):g} at the load balancer)" if abort.get("percentage") == 100 else ""
 
 
-def _rule_route(host: str, rule: Mapping[str, Any], ends: tuple[End, ...], url_map: str, own: tuple[End, ...]) -> Route:
+def _rule_route(host: str, rule: Mapping[str, Any], ends: tuple[End, ...], source: str, own: tuple[End, ...]) -> Route:
     headers = [h for m in rule.get("matchRules") or [] for h in (m or {}).get("headerMatches") or []]
     by_name = {str(h.get("headerName", "")).lower(): h for h in headers}
     if "mcp-method" in by_name:
         method = by_name["mcp-method"].get("exactMatch")
         name = (by_name.get("mcp-name") or {}).get("exactMatch")
-        return Route(host, "method", f"{method}{' ' + name if name else ''}", ends, url_map, method, name, own)
+        return Route(host, "method", f"{method}{' ' + name if name else ''}", ends, source, method, name, own)
     shown = ", ".join(f"{h.get('headerName')} {'^' + str(h['prefixMatch']) if 'prefixMatch' in h else h.get('exactMatch')}"
                       for h in headers)
     # A shard of the host's own service: judged against the shard it names (same service, same rules).
-    return Route(host, "shard", shown or "route rule", ends, url_map, owner=ends)
+    return Route(host, "shard", shown or "route rule", ends, source, owner=ends)
 
 
 def _ends(reader: _Reader, backends: list[Mapping[str, Any]], host: str) -> tuple[End, ...]:
@@ -380,7 +384,7 @@ def _mesh_routes(reader: _Reader, edge_routes: list[Route]) -> Iterator[Route]:
         for host in spec.get("hosts") or []:
             edge = gateway.get(host)
             own = (_mesh_end(reader, default, edge),)
-            yield Route(host, "mesh-default", "/* (mesh)", own, service.get("name", ""), owner=own)
+            yield Route(host, "mesh-default", "/* (mesh)", own, service["urn"], owner=own)
             for route in routes:
                 if route is default:
                     continue
@@ -388,8 +392,7 @@ def _mesh_routes(reader: _Reader, edge_routes: list[Route]) -> Iterator[Route]:
                 method = (headers.get("mcp-method") or {}).get("exact")
                 name = (headers.get("mcp-name") or {}).get("exact")
                 match = f"{method}{' ' + name if name else ''} (mesh)" if method else f"{route.get('name')} (mesh)"
-                yield Route(host, "method", match, (_mesh_end(reader, route, edge),), service.get("name", ""),
-                            method, name, own)
+                yield Route(host, "method", match, (_mesh_end(reader, route, edge),), service["urn"], method, name, own)
 
 
 def _mesh_end(reader: _Reader, route: Mapping[str, Any], edge: Optional[Route]) -> End:
@@ -420,18 +423,23 @@ def _mesh_end(reader: _Reader, route: Mapping[str, Any], edge: Optional[Route]) 
 def crossings(found: AccessMap) -> list[tuple[Route, End, list[str]]]:
     """(route, end, what differs) for each route ending where its host's access or edge does not hold."""
     result, seen = [], set()
+    defaults = [(r.host, e.access) for r in found.routes if r.kind == "default" and r.host != "*" for e in r.ends]
     for route in found.routes:
         for end in route.ends:
             for own in route.owner:
-                differences = differs(own, end, route) if own.urn != end.urn else []
+                # Pages of the load balancer's own hosts served with the same access are no foreign origin.
+                siblings = {f"https://{host}" for host, access in defaults if access == own.access}
+                differences = differs(own, end, route, siblings) if own.urn != end.urn else []
                 if differences and (route, end.urn) not in seen:
                     seen.add((route, end.urn))
                     result.append((route, end, differences))
     return result
 
 
-def differs(own: End, end: End, route: Route) -> list[str]:
-    """What ``end`` does not hold of ``own`` for the requests ``route`` sends it (empty: it holds)."""
+def differs(own: End, end: End, route: Route, siblings: frozenset[str] | set[str] = frozenset()) -> list[str]:
+    """What ``end`` does not hold of ``own`` for the requests ``route`` sends it (empty: it holds);
+    ``siblings``: origins ``end`` may admit beyond the host's allowlist (the load balancer's own
+    hosts whose services have the host's access)."""
     out = []
     if own.access is not None and end.access is not None:
         a, b = own.access, end.access
@@ -443,7 +451,7 @@ def differs(own: End, end: End, route: Route) -> list[str]:
                                      or (a.tokens[1] is not None and (b.tokens[1] is None or not b.tokens[1] <= a.tokens[1]))):
             out.append(f"mesh token policy {a.tokens} on the host, {b.tokens} at the route's end")
     if own.edge is not None and end.edge is not None:
-        out += _edge_differences(own.edge, end.edge, route)
+        out += _edge_differences(own.edge, end.edge, route, frozenset(siblings))
     return out
 
 
@@ -455,10 +463,10 @@ def _set(value) -> str:
     return "off" if value is None else "on for " + (", ".join(sorted(value)) or "nobody")
 
 
-def _edge_differences(a: Edge, b: Edge, route: Route) -> list[str]:
+def _edge_differences(a: Edge, b: Edge, route: Route, siblings: frozenset[str]) -> list[str]:
     out = []
-    if a.origins is not None and (b.origins is None or not b.origins <= a.origins):
-        extra = "any origin" if b.origins is None else ", ".join(sorted(b.origins - a.origins))
+    if a.origins is not None and (b.origins is None or not b.origins <= a.origins | siblings):
+        extra = "any origin" if b.origins is None else ", ".join(sorted(b.origins - a.origins - siblings))
         out.append(f"Origin check: the route's end admits {extra}, which the host refuses")
     if a.method_header and not b.method_header:
         out.append("the host refuses POST without Mcp-Method, the route's end does not")
