@@ -19,18 +19,20 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping, Optional
 
-from .wire import BACKEND, SECURITY_POLICY, UNKNOWNS, URL_MAP
+from .wire import BACKEND, NEG, SECURITY_POLICY, UNKNOWNS, URL_MAP
 
 REFERENCES = "references"
 """The key of a planned resource's references (input path -> URN) in the plan JSON."""
 
-KINDS = {BACKEND: "backend service", SECURITY_POLICY: "security policy", URL_MAP: "URL map"}
+KINDS = {BACKEND: "backend service", SECURITY_POLICY: "security policy", URL_MAP: "URL map", NEG: "NEG"}
 """How a referenced resource is named to people, by type (others: the type's last part)."""
 
-COLLECTIONS = {"backendServices": BACKEND, "securityPolicies": SECURITY_POLICY, "urlMaps": URL_MAP}
-"""Compute API collections whose ids and self-links this module reads, and their resource types."""
+COLLECTIONS = {"backendServices": BACKEND, "securityPolicies": SECURITY_POLICY, "urlMaps": URL_MAP,
+               "networkEndpointGroups": NEG}
+"""Compute API collections whose ids and self-links this module reads, and their resource types
+(global ones, and regional network endpoint groups: ``projects/P/regions/R/networkEndpointGroups/N``)."""
 
-_SELF_LINK = re.compile(r"(?:^|/)projects/([^/]+)/global/(" + "|".join(COLLECTIONS) + r")/([^/]+)$")
+_SELF_LINK = re.compile(r"(?:^|/)projects/[^/]+/(?:global|regions/([^/]+))/(" + "|".join(COLLECTIONS) + r")/([^/]+)$")
 
 
 def label(resource: Mapping[str, Any]) -> str:
@@ -42,7 +44,7 @@ def label(resource: Mapping[str, Any]) -> str:
 
 class Index:
     """The resources of one plan (plan shape, see :mod:`mcp_affinity.cli.plan_file`), indexed once
-    by URN and by (type, project, physical ``name``)."""
+    by URN and by (type, region of a regional resource, physical ``name``)."""
 
     def __init__(self, resources: list[Mapping[str, Any]]):
         self.by_urn = {r["urn"]: r for r in resources}
@@ -50,7 +52,8 @@ class Index:
         for resource in resources:
             inputs = resource.get("inputs") or {}
             if resource.get("type") in KINDS and isinstance(inputs.get("name"), str):
-                self._by_name.setdefault((resource["type"], inputs["name"]), resource)
+                region = inputs.get("region") if resource["type"] == NEG else None
+                self._by_name.setdefault((resource["type"], region, inputs["name"]), resource)
 
     def target(self, resource: Mapping[str, Any], path: str, value: Any) -> Optional[Mapping[str, Any]]:
         """The planned resource the input at ``path`` of ``resource`` (whose value is ``value``)
@@ -61,7 +64,7 @@ class Index:
         if isinstance(value, str) and value not in UNKNOWNS:
             match = _SELF_LINK.search(value)
             if match:
-                return self._by_name.get((COLLECTIONS[match.group(2)], match.group(3)))
+                return self._by_name.get((COLLECTIONS[match.group(2)], match.group(1), match.group(3)))
         return None
 
 
