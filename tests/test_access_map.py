@@ -299,3 +299,22 @@ def test_check_of_a_saved_plan_keeps_the_references_and_refuses_the_crossing(tmp
     path.write_text(json.dumps({**plan, "resources": [{**plan["resources"][0], "references": ["x"]}]}))
     result = CliRunner().invoke(app, ["check", str(path)])
     assert result.exit_code == 2 and "references must map input paths to URNs" in result.output
+
+
+def test_a_mesh_method_route_to_a_service_without_the_hosts_token_check_crosses():
+    from mcp_affinity.mesh_access import token_policies
+    from mcp_affinity.wire import VIRTUAL_SERVICE
+
+    plan = json.loads(json.dumps(plan_example("gke-stateless").to_json()))
+    assert [v for v in check_plan(plan) if v.rule == RULE] == []
+    route = named(plan, VIRTUAL_SERVICE, "tools-route")
+    namespace = route["inputs"]["spec"]["http"][-1]["route"][0]["destination"]["host"].split(".")[1]
+    access = AccessArgs.model_validate({"mode": "iam", "members": ["user:ana@example.com"]})
+    for kind, suffix, spec in token_policies(["mcp.dev.example.com"], access, 8080):  # tools now checks ID tokens
+        plan["resources"].append({"urn": f"urn:pulumi:t::p::{kind}::{suffix}", "type": f"kubernetes:security.istio.io/v1:{kind}",
+                                  "name": suffix, "inputs": {"metadata": {"namespace": namespace}, "spec": spec}})
+    (violation,) = [v for v in check_plan(plan) if v.rule == RULE]
+    assert violation.urn == route["urn"]
+    assert violation.message.startswith("mcp.dev.example.com: tools/call render_video (mesh) ends at mesh service render")
+    assert "mesh token check (required from accounts.google.com, https://accounts.google.com, callers ana@example.com) " \
+           "on the host, (none) at the route's end" in violation.message

@@ -107,12 +107,12 @@ class Edge:
 class Access:
     """Who a backend admits: ``iap`` (None: off; else members and programmatic clients),
     ``invoker`` (None: the invoker check off on some service behind it; else its members),
-    ``tokens`` (GKE: (issuers, callers' emails or None for any token holder); None: no token
-    policy), ``mode``: the ``mcp-access`` label of the services behind it, when known."""
+    ``tokens`` (GKE: (issuers, callers' emails or None for any token holder, whether a request
+    without a token is refused); None: no token policy), ``mode``: the ``mcp-access`` label of the services behind it, when known."""
 
     iap: Optional[tuple[frozenset[str], frozenset[str]]] = None
     invoker: Optional[frozenset[str]] = None
-    tokens: Optional[tuple[frozenset[str], Optional[frozenset[str]]]] = None
+    tokens: Optional[tuple[frozenset[str], Optional[frozenset[str]], bool]] = None
     mode: Optional[str] = None
 
     def summary(self) -> str:
@@ -123,9 +123,9 @@ class Access:
         if self.invoker is not None and self.iap is None:  # behind IAP the invoker is IAP's service agent
             parts.append("invoker: " + (", ".join(sorted(self.invoker)) or "nobody"))
         if self.tokens is not None:
-            issuers, emails = self.tokens
-            parts.append("tokens from " + ", ".join(sorted(issuers)) +
-                         (f", callers {', '.join(sorted(emails))}" if emails is not None else ""))
+            issuers, emails, required = self.tokens
+            parts.append(("token required from " if required else "token checked when sent, from ") +
+                         ", ".join(sorted(issuers)) + (f", callers {', '.join(sorted(emails))}" if emails is not None else ""))
         if not parts:
             parts.append(f"{self.mode}: no identity check at the edge" if self.mode else "no identity check")
         return f"{self.mode or 'access'} ({'; '.join(parts)})" if self.mode and parts[0][:len(self.mode)] != self.mode \
@@ -404,6 +404,7 @@ def _mesh_end(reader: _Reader, route: Mapping[str, Any], edge: Optional[Route]) 
     gateway = edge.ends[0] if edge is not None and len(edge.ends) == 1 else None
     issuers: set[str] = set()
     emails: Optional[set[str]] = None
+    required = False
     for policy in reader.of.get(REQUEST_AUTHENTICATION, []):
         if ((reader.inputs(policy).get("metadata") or {}).get("namespace")) == namespace:
             issuers |= {r.get("issuer") for r in (reader.inputs(policy).get("spec") or {}).get("jwtRules") or []}
@@ -411,10 +412,11 @@ def _mesh_end(reader: _Reader, route: Mapping[str, Any], edge: Optional[Route]) 
         spec = reader.inputs(policy).get("spec") or {}
         if (reader.inputs(policy).get("metadata") or {}).get("namespace") == namespace and spec.get("action") == "DENY":
             for rule in spec.get("rules") or []:
+                required |= any((f.get("source") or {}).get("notRequestPrincipals") for f in rule.get("from") or [])
                 for when in rule.get("when") or []:
                     if when.get("key") == "request.auth.claims[email]":
                         emails = (emails or set()) | set(when.get("notValues") or [])
-    tokens = (frozenset(issuers), frozenset(emails) if emails is not None else None) if issuers else None
+    tokens = (frozenset(issuers), frozenset(emails) if emails is not None else None, required) if issuers else None
     iap = gateway.access.iap if gateway is not None and gateway.access is not None else None
     return End(f"mesh:{destination}", f"mesh service {parts[0]}", Access(iap=iap, tokens=tokens),
                gateway.edge if gateway is not None else None)
@@ -447,12 +449,20 @@ def differs(own: End, end: End, route: Route, siblings: frozenset[str] | set[str
             out.append(f"IAP {_iap(a.iap)} on the host, {_iap(b.iap)} at the route's end")
         if a.invoker != b.invoker:
             out.append(f"invoker check {_set(a.invoker)} on the host, {_set(b.invoker)} at the route's end")
-        if a.tokens is not None and (b.tokens is None or not b.tokens[0] <= a.tokens[0]
+        if a.tokens is not None and (b.tokens is None or not b.tokens[0] <= a.tokens[0] or (a.tokens[2] and not b.tokens[2])
                                      or (a.tokens[1] is not None and (b.tokens[1] is None or not b.tokens[1] <= a.tokens[1]))):
-            out.append(f"mesh token policy {a.tokens} on the host, {b.tokens} at the route's end")
+            out.append(f"mesh token check ({_tokens(a.tokens)}) on the host, ({_tokens(b.tokens)}) at the route's end")
     if own.edge is not None and end.edge is not None:
         out += _edge_differences(own.edge, end.edge, route, frozenset(siblings))
     return out
+
+
+def _tokens(value) -> str:
+    if value is None:
+        return "none"
+    issuers, emails, required = value
+    return (("required" if required else "when sent") + " from " + ", ".join(sorted(issuers)) +
+            (f", callers {', '.join(sorted(emails))}" if emails is not None else ""))
 
 
 def _iap(value) -> str:
