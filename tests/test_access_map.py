@@ -72,27 +72,33 @@ def test_the_plan_text_shows_the_backend_service_a_route_names():
     assert "(known after apply)" not in line
 
 
-def test_after_apply_ids_and_self_links_name_the_same_resources():
-    """A CrossGuard stack policy sees real ids and no recorded references: the same map comes out."""
-    plan = stateless()
-    physical = {r["urn"]: r["inputs"].get("name") for r in plan["resources"]}
-    applied = copy.deepcopy(plan)
-    for resource in applied["resources"]:
+def applied(plan: dict) -> dict:
+    """``plan`` as a CrossGuard stack policy sees it after apply: no recorded references, each input
+    that named a backend service, Cloud Armor policy or NEG holding its self-link."""
+    result = copy.deepcopy(plan)
+    by_urn = {r["urn"]: r for r in plan["resources"]}
+    for resource in result["resources"]:
         for path, urn in resource.pop("references", {}).items():
-            *parents, last = path.split(".")
-            holder = resource["inputs"]
-            for part in parents:
-                holder = holder[int(part)] if isinstance(holder, list) else holder[part]
-            target = next(r for r in plan["resources"] if r["urn"] == urn)
+            target = by_urn[urn]
             where = {BACKEND: "global/backendServices", SECURITY_POLICY: "global/securityPolicies",
                      NEG: f"regions/{target['inputs'].get('region')}/networkEndpointGroups"}.get(target["type"])
             if where:
-                link = f"https://www.googleapis.com/compute/v1/projects/my-mcp-project-dev/{where}/{physical[urn]}"
-                holder[int(last) if isinstance(holder, list) else last] = link
-    route = next(r for r in access_map(applied["resources"]).routes if r.kind == "method")
+                *parents, last = path.split(".")
+                holder = resource["inputs"]
+                for part in parents:
+                    holder = holder[int(part)] if isinstance(holder, list) else holder[part]
+                holder[int(last) if isinstance(holder, list) else last] = (
+                    f"https://www.googleapis.com/compute/v1/projects/my-mcp-project-dev/{where}/{target['inputs']['name']}")
+    return result
+
+
+def test_after_apply_ids_and_self_links_name_the_same_resources():
+    """A CrossGuard stack policy sees real ids and no recorded references: the same map comes out."""
+    plan = stateless()
+    route = next(r for r in access_map(applied(plan)["resources"]).routes if r.kind == "method")
     assert [e.label for e in route.ends] == ["backend service render"]
     assert [(key, str(limit)) for key, limit in route.ends[0].edge.per_tool] == [(("tools/call", "render_video"), "10/60s")]
-    assert access_lines(applied["resources"]) == access_lines(plan["resources"])
+    assert access_lines(applied(plan)["resources"]) == access_lines(plan["resources"])
 
 
 def test_a_reference_unknown_until_apply_is_not_judged():
@@ -200,19 +206,7 @@ def test_the_policy_pack_runs_the_rule_over_applied_resources():
     plan = stateless()
     named(plan, BACKEND, "render")["inputs"]["iap"] = {"enabled": True}
     resources = [SimpleNamespace(resource_type=r["type"], props=r["inputs"], urn=r["urn"], name=r["name"], parent=None,
-                                 opts=SimpleNamespace(parent=None), provider=object()) for r in plan["resources"]]
-    # The pack sees no recorded references: resolve them as after apply, by self-link.
-    for resource, document in zip(resources, plan["resources"]):
-        for path, urn in (document.get("references") or {}).items():
-            target = next(r for r in plan["resources"] if r["urn"] == urn)
-            if target["type"] in (BACKEND, SECURITY_POLICY):
-                *parents, last = path.split(".")
-                holder = resource.props
-                for part in parents:
-                    holder = holder[int(part)] if isinstance(holder, list) else holder[part]
-                kind = "backendServices" if target["type"] == BACKEND else "securityPolicies"
-                holder[int(last) if isinstance(holder, list) else last] = \
-                    f"projects/my-mcp-project-dev/global/{kind}/{target['inputs']['name']}"
+                                 opts=SimpleNamespace(parent=None), provider=object()) for r in applied(plan)["resources"]]
     reported = []
     policy.validate(SimpleNamespace(resources=resources, get_config=lambda: {}),
                     lambda message, urn=None: reported.append((urn, message)))
