@@ -127,9 +127,10 @@ class Access:
             parts.append(("token required from " if required else "token checked when sent, from ") +
                          ", ".join(sorted(issuers)) + (f", callers {', '.join(sorted(emails))}" if emails is not None else ""))
         if not parts:
-            parts.append(f"{self.mode}: no identity check at the edge" if self.mode else "no identity check")
-        return f"{self.mode or 'access'} ({'; '.join(parts)})" if self.mode and parts[0][:len(self.mode)] != self.mode \
-            else "; ".join(parts)
+            return f"{self.mode}: no identity check at the edge" if self.mode else "no identity check"
+        shown = "; ".join(parts)
+        # The mode label names what the checks are for (``iam (invoker: ...)``), unless a check says it already.
+        return f"{self.mode} ({shown})" if self.mode and not shown.startswith(self.mode) else shown
 
 
 @dataclass(frozen=True)

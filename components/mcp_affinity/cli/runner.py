@@ -271,7 +271,6 @@ def _trace_references(plan: Plan) -> None:
         resource.inputs = _unmark(resource.inputs, plan.ids, "", found)
         resource.raw_inputs = _unmark(resource.raw_inputs, plan.ids, "", {})
         resource.references = found
-        # A provider reference is "<URN>::<id>"; the id part was never kept.
     plan.outputs = _unmark(plan.outputs, plan.ids, "", {}, shown=COMPUTED)
     plan.ids = {}
 
