@@ -71,6 +71,8 @@ def settings(config, common: dict, problems, network: Optional[NetworkArgs]) -> 
         if gateway_namespace not in autoneg.watch_namespaces:
             problems.add("gke.autoneg.watchNamespaces", f"leaves out the gateway's namespace {gateway_namespace}: "
                          "the controller would never attach the gateway's NEGs; add it")
+    for name, service in sorted(config.mesh_services.items()):
+        cloud_run.check_plain_secrets(f"meshServices.{name}", "meshServices", getattr(service, "env", None) or {}, problems)
     for name, service in services.items():
         for key, message in (method_target_faults(name, service, set(services)) if service else []):
             problems.add(f"meshServices.{name}.{key}", message)
@@ -84,6 +86,10 @@ def settings(config, common: dict, problems, network: Optional[NetworkArgs]) -> 
         for key, message in (data_plane_faults(service, mesh.data_plane) if service and mesh else []):
             problems.add(f"meshServices.{name}.{key}", message)
     _check_access(config.environment, services, problems)
+    for name, service in services.items():
+        if service is not None and service.secret_env and cluster is not None and not cluster.secret_sync:
+            problems.add(f"meshServices.{name}.secretEnv", "GKE reads secretEnv through its secret synchronization: "
+                         "set gke.secretSync: true (GKE 1.33 or later)")
     if gateway is not None and gateway.security_policy:
         for name in [n for n, s in services.items() if s is not None and "edge" in s.model_fields_set]:
             problems.add(f"meshServices.{name}.edge", "does nothing: gke.gateway.securityPolicy puts a policy of your "

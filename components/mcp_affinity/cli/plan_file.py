@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..references import REFERENCES
+from ..secret_env import mask_flagged_env
 
 
 class PlanError(ValueError):
@@ -93,7 +94,8 @@ def _resource(resource: Any, index: int) -> dict[str, Any]:
     urn = resource["urn"]
     normalized = {"urn": urn, "type": resource["type"], "name": resource.get("name", urn.rsplit("::", 1)[-1]),
                   "parent": resource.get("parent"), "custom": resource.get("custom", True),
-                  "inputs": resource.get("inputs", {}), "options": options if "options" in resource else None}
+                  # A plan written before env values were scanned may hold one that looks like a secret.
+                  "inputs": mask_flagged_env(resource.get("inputs", {})), "options": options if "options" in resource else None}
     references = resource.get(REFERENCES)
     if references is not None:
         if not isinstance(references, dict) or not all(isinstance(k, str) and isinstance(v, str)
