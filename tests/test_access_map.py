@@ -152,8 +152,10 @@ def test_the_diff_shows_a_route_that_now_ends_elsewhere_and_its_access_map_chang
 def test_every_shipped_stack_and_example_passes_the_rule():
     from conftest import plan_stack
 
-    plans = [plan_stack(s).to_json() for s in ("dev", "staging", "prod")]
-    plans += [plan_example(e).to_json() for e in ("cloud-run-stateless", "cloud-run-shards", "gke-stateless")]
+    stacks = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in (ROOT / "stacks").glob("Pulumi.*.yaml"))
+    examples = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in (ROOT / "examples").glob("Pulumi.*.yaml"))
+    assert len(stacks) >= 3 and len(examples) >= 6
+    plans = [plan_stack(s).to_json() for s in stacks] + [plan_example(e).to_json() for e in examples]
     assert [v for plan in plans for v in check_plan(plan) if v.rule == RULE] == []
 
 

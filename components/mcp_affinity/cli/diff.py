@@ -18,6 +18,10 @@ one item does not show every later item as changed; an item's path then reads
 position (``containers.0.image``). Added resources are shown with their key settings
 (:data:`render.HIGHLIGHTS`).
 
+An input naming another planned resource is compared and shown as that resource (``backend
+service tools``, :mod:`mcp_affinity.references`), so a route that now ends at another backend shows;
+:func:`access_changes` gives the head's access map with its changed routes marked.
+
 Values are shown with :func:`render.show`; a secret envelope is a single leaf whose plaintext is
 compared but never shown, so a plan file holding plaintext secrets cannot leak them into a comment.
 """

@@ -1,4 +1,6 @@
-"""Text rendering of a plan: the resource tree with the settings a reviewer checks, and a summary.
+"""Text rendering of a plan: the resource tree with the settings a reviewer checks, the access map
+(:func:`access_lines`) and a summary. An input naming another planned resource shows it
+(``backend service tools``, :mod:`mcp_affinity.references`) rather than ``(known after apply)``.
 
 Every affinity and routing decision is shown on both platforms: the backend service's affinity and
 hashing, Cloud Run's own cookie affinity, ingress and timeout, the URL map's host rules, path
