@@ -56,7 +56,8 @@ def test_a_real_preview_renders_the_same_review_as_two_plans(files):
         from_plans = runner.invoke(app, ["diff", str(base), str(head), "-f", format, "--no-mermaid"])
         from_preview = runner.invoke(app, ["diff", str(preview), "-f", format, "--no-mermaid"])
         assert from_plans.exit_code == from_preview.exit_code == 0, from_preview.output
-        assert from_preview.output == from_plans.output
+        # The access map needs every resource, which a preview without --show-sames does not list.
+        assert from_preview.output == from_plans.output.split("access map (")[0].split("\n<details><summary>Access map")[0]
         assert LEAD in from_preview.output and f"IAP member removed: {ONCALL}" in from_preview.output
 
 

@@ -61,10 +61,11 @@ def plan(
     to_stdout = json_file == Path("-")
     # With --json - standard output carries the JSON alone, so it can be piped (jq, gcloud).
     text_out = errors if to_stdout else console
+    document, read = result.to_json(), result.document()  # as written; as check, diff and the picture read it
     if not quiet:
         _print_renderable(render.tree(result), text_out)
+        _print("\n".join(render.access_lines(read["resources"])), text_out)
     _print("\n".join(render.summary(result, outputs=not quiet)), text_out)
-    document = result.to_json()
     if to_stdout:
         sys.stdout.write(json.dumps(document, indent=2, sort_keys=True) + "\n")
         sys.stdout.flush()
@@ -72,8 +73,8 @@ def plan(
         _write(json_file, json.dumps(document, indent=2, sort_keys=True) + "\n")
         _print(f"plan written to {json_file}")
     if mermaid_file is not None:
-        _write(mermaid_file, mermaid.to_mermaid(document))
-    _report(policies.check_plan(document))
+        _write(mermaid_file, mermaid.to_mermaid(read))
+    _report(policies.check_plan(read))
 
 
 @app.command()
@@ -115,10 +116,12 @@ def _diff_text(base: Path, head: Optional[Path], format: str, picture: bool) -> 
     base_plan, head_plan = _sides(base, head)
     result = plan_diff.diff_plans(base_plan, head_plan)
     violations = policies.check_change(result.review, head_plan)
+    # The access map and the picture need every resource: a preview without --show-sames lists only what changes.
+    access = plan_diff.access_changes(base_plan, head_plan) if head_plan["complete"] else []
     if format == "text":
-        return result, plan_diff.to_text(result, violations)
-    text = plan_diff.to_markdown(result, violations=violations)
-    if picture and head_plan["complete"]:  # a preview without --show-sames lists only what changes
+        return result, plan_diff.to_text(result, violations) + "".join(f"{line}\n" for line in access)
+    text = plan_diff.to_markdown(result, violations=violations) + plan_diff.access_markdown(access)
+    if picture and head_plan["complete"]:
         text += "\n<details><summary>Topology</summary>\n\n```mermaid\n" + mermaid.to_mermaid(head_plan) + "```\n</details>\n"
     return result, text
 

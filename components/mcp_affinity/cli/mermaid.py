@@ -14,7 +14,8 @@ another resource's output (the engine's ``propertyDependencies``; in a preview t
 unknown, the reference is not), or an input that names another resource (a NEG's Cloud Run
 service, a VirtualService's gateway and host, a proxy configuration's pod Service), directly or
 through resources the picture does not draw (a service's secret that holds the store's address).
-Ordering-only dependencies (``dependsOn``) are not links. :func:`graph` gives the nodes with their
+The references the plan resolves (``references``: an input that is another planned resource's id)
+are links too. Ordering-only dependencies (``dependsOn``) are not. :func:`graph` gives the nodes with their
 members and the edges, for tests that hold the picture to the plan.
 """
 
@@ -57,6 +58,7 @@ class Links:
         for resource in resources:
             explicit = set((resource.get("options") or {}).get("dependsOn") or [])
             found = {u for u in resource.get("dependencies") or [] if u not in explicit and u in self.refers}
+            found |= {u for u in (resource.get("references") or {}).values() if u in self.refers}
             found |= {u for token in set(_tokens(resource.get("inputs"))) for u in names.get(token, ())}
             self.refers[resource["urn"]] = found - {resource["urn"]}
 

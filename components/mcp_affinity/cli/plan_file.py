@@ -10,10 +10,11 @@
      "changeSummary": {"create": int},
      "diagnostics": [{"urn": str | null, "message": str, "severity": "warning"}],
      # our additions, in fields of their own:
-     "project": str, "stack": str, "outputs": {...}}
+     "project": str, "stack": str, "outputs": {...}, "sessionImpact": {...}}
 
 A step may also carry ``deleteBeforeReplace`` (our addition: the engine's state does not record
-that option). A real ``pulumi preview --json`` is read as well: its steps add ``oldState``,
+that option) and ``references`` (our addition: input path -> URN of the planned resource whose id
+the unknown input is, :mod:`mcp_affinity.references`). A real ``pulumi preview --json`` is read as well: its steps add ``oldState``,
 ``replaceReasons``, ``diffReasons`` and ``detailedDiff``, ops ``same``, ``update``, ``replace``,
 ``delete`` and the replacement steps; secrets read ``[secret]``; the stack's outputs are the root
 ``pulumi:pulumi:Stack`` step's ``outputs``; project and stack come from the URNs. Plans written
@@ -23,7 +24,7 @@ before this shape (``{"project", "stack", "resources": [...], "outputs", "warnin
 
     {"project": str, "stack": str, "outputs": {...}, "warnings": [{"message": str, "urn": str | null}],
      "resources": [{"urn", "type", "name", "parent", "custom", "inputs", "options", "dependencies",
-                    "step"}],
+                    "step", "references" (where there are some)}],
      "complete": bool, "before": <the same shape, or None>}
 
 ``options`` is ``{"protect", "ignoreChanges", "dependsOn", "deleteBeforeReplace",
@@ -41,6 +42,7 @@ import json
 from pathlib import Path
 from typing import Any, Optional
 
+from ..references import REFERENCES
 from ..secret_env import mask_flagged_env
 
 
@@ -118,6 +120,8 @@ def _preview(document: dict) -> dict[str, Any]:
         seen["ops"].append(step["op"])
         seen["reasons"] += [r for r in step.get("replaceReasons") or [] if isinstance(r, str)]
         seen["delete_first"] = seen.get("delete_first") or step.get("deleteBeforeReplace") is True
+        if step.get(REFERENCES) is not None:
+            seen[REFERENCES] = step[REFERENCES]
         for side in ("oldState", "newState"):
             if step.get(side):
                 seen[side] = step[side]
@@ -178,7 +182,8 @@ def _state(urn: str, state: dict, seen: Optional[dict], index: int) -> dict[str,
                "provider": provider.rsplit("::", 1)[0] if isinstance(provider, str) and provider else None}
     resource = _resource({"urn": urn, "type": state.get("type"), "parent": state.get("parent") or None,
                           "custom": state.get("custom", True), "inputs": state.get("inputs") or {},
-                          "options": options}, index)
+                          "options": options, **({REFERENCES: seen[REFERENCES]} if seen and REFERENCES in seen else {})},
+                         index)
     resource["dependencies"] = sorted(set(dependencies) | carried)
     ops = (seen or {}).get("ops") or []
     op = "replace" if any(o in ("replace", "create-replacement") for o in ops) else ops[0] if ops else None
@@ -210,12 +215,19 @@ def _resource(resource: Any, index: int) -> dict[str, Any]:
             raise PlanError(f"is not a plan: {where}.options.{key} must list strings")
     urn = resource["urn"]
     dependencies = resource.get("dependencies")
-    return {"urn": urn, "type": resource["type"], "name": resource.get("name", urn.rsplit("::", 1)[-1]),
-            "parent": resource.get("parent"), "custom": resource.get("custom", True),
-            # A plan written before env values were scanned may hold one that looks like a secret.
-            "inputs": mask_flagged_env(resource.get("inputs", {})), "options": options if "options" in resource else None,
-            "dependencies": [u for u in dependencies if isinstance(u, str)] if isinstance(dependencies, list) else [],
-            "step": None}
+    normalized = {"urn": urn, "type": resource["type"], "name": resource.get("name", urn.rsplit("::", 1)[-1]),
+                  "parent": resource.get("parent"), "custom": resource.get("custom", True),
+                  # A plan written before env values were scanned may hold one that looks like a secret.
+                  "inputs": mask_flagged_env(resource.get("inputs", {})), "options": options if "options" in resource else None,
+                  "dependencies": [u for u in dependencies if isinstance(u, str)] if isinstance(dependencies, list) else [],
+                  "step": None}
+    references = resource.get(REFERENCES)
+    if references is not None:
+        if not isinstance(references, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                       for k, v in references.items()):
+            raise PlanError(f"is not a plan: {where}.{REFERENCES} must map input paths to URNs (strings)")
+        normalized[REFERENCES] = references
+    return normalized
 
 
 def _warnings(warnings: Any) -> list[dict[str, Any]]:
