@@ -236,3 +236,16 @@ def test_a_pinning_proxy_change_ends_sessions_only_without_a_peer(replicas, ends
     (session,) = review_of([proxy("haproxy:3.0"), server], [proxy("haproxy:3.2"), server]).sessions
     assert (session.verdict.value == "ends") is ends
     assert (session.holders == "the pinning proxy's pins") is ends
+
+
+def test_plan_checks_and_draws_the_plan_as_read_not_as_written(tmp_path, monkeypatch):
+    """The written JSON is preview-shaped; the policy rules and the picture get its resources."""
+    from conftest import ROOT
+    from mcp_affinity import policies
+
+    seen, real = [], policies.check_plan
+    monkeypatch.setattr(policies, "check_plan", lambda document, **kw: seen.append(len(document["resources"])) or real(document, **kw))
+    picture = tmp_path / "p.mmd"
+    result = runner.invoke(app, ["plan", "--stack", "dev", "--program", str(ROOT), "-q", "--mermaid", str(picture)])
+    assert result.exit_code == 0 and seen and seen[0] > 20, result.output
+    assert "Load balancer" in picture.read_text() and " --> " in picture.read_text()
