@@ -17,13 +17,17 @@ gateway (:class:`~mcp_affinity.MeshGatewayBackend`) and the mesh with its ingres
 - Everything in the cluster waits for the node pool, which starts with no nodes.
 
 The children are named ``{name}`` (the cluster), ``{name}-autoneg``, ``{name}-gateway`` and
-``{name}-mesh``; their physical names follow (``{prefix}-{name}-gateway``, ...).
+``{name}-mesh``; their physical names follow (``{prefix}-{name}-gateway``, ...). A program that
+created the four parts itself, at the stack's root, moves them under the platform with ``adopt``:
+each part keeps its name (so its physical names) and gets an alias to its old URN, so ``pulumi up``
+replaces nothing (https://www.pulumi.com/docs/iac/operations/stack-management/refactoring-with-aliases/,
+"Wrapping resources in a component").
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Optional
+from typing import Literal, Mapping, Optional
 
 import pulumi
 from pydantic import Field, model_validator
@@ -71,17 +75,18 @@ class McpGkePlatformArgs(Settings):
         self.parts()  # each part's own rules, before any resource exists
         return self
 
-    def parts(self, name: Optional[str] = None) -> dict[str, Settings]:
+    def parts(self, name: Optional[str] = None, mesh_name: Optional[str] = None) -> dict[str, Settings]:
         """Each part's settings, with the common settings: ``cluster``, ``mesh``, ``gateway``, ``autoneg``.
 
-        With the platform's ``name``, the autoneg controller watches the gateway's namespace by
-        default; raises ``ValueError`` when ``autoneg.watch_namespaces`` leaves it out.
+        With the platform's ``name`` (and ``mesh_name``, the Mesh's own, ``{name}-mesh`` by default),
+        the autoneg controller watches the gateway's namespace by default; raises ``ValueError``
+        when ``autoneg.watch_namespaces`` leaves it out.
         """
         common = {n: getattr(self, n) for n in COMMON_FIELDS}
         mesh = MeshArgs(**self.mesh.model_dump(exclude_unset=True), **common)
         autoneg = self.autoneg.model_dump(exclude_unset=True)
         if name is not None:
-            gateway_namespace = mesh.names(f"{name}-mesh")["gateway_namespace"].value
+            gateway_namespace = mesh.names(mesh_name or f"{name}-mesh")["gateway_namespace"].value
             autoneg.setdefault("watch_namespaces", [gateway_namespace])
             if gateway_namespace not in autoneg["watch_namespaces"]:
                 raise ValueError(f"autoneg.watch_namespaces leaves out the gateway's namespace "
@@ -93,6 +98,10 @@ class McpGkePlatformArgs(Settings):
                                               drain_seconds=mesh.drain_seconds),
             "autoneg": AutonegControllerArgs(**autoneg, **common),
         }
+
+
+Part = Literal["cluster", "autoneg", "gateway", "mesh"]
+"""The four parts of :class:`McpGkePlatform`, as ``adopt`` names them."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +128,14 @@ class McpGkePlatform(pulumi.ComponentResource):
     Outputs: ``cluster_name``, ``workload_pool``, ``backend_service_id`` and ``gateway``
     (``NAMESPACE/NAME`` of the Istio Gateway); :meth:`ref` bundles what mesh services take.
 
+    ``adopt`` (part -> name, e.g. ``{"cluster": "gke", "autoneg": "autoneg", "gateway": "gateway",
+    "mesh": "mesh"}``): parts your program created before at the stack's root, under those names.
+    Each adopted part keeps its name and gets ``pulumi.Alias(parent=pulumi.ROOT_STACK_RESOURCE)``;
+    its children inherit the alias, so every URN the stack holds still matches and ``pulumi up``
+    moves the resources under the platform without replacing or deleting any (Pulumi's
+    "Refactoring with aliases", above). ``infra/`` adopts its former top-level ``gke``,
+    ``autoneg``, ``gateway`` and ``mesh``.
+
     Raises ``ValueError`` when the network has no subnet in the cluster's region, or when
     ``autoneg.watch_namespaces`` leaves out the gateway's namespace.
     """
@@ -130,17 +147,22 @@ class McpGkePlatform(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: McpGkePlatformArgs, *, network: NetworkRef,
                  iap: Optional[AccessArgs] = None, edge_scopes: Optional[Mapping[str, EdgeScopeArgs]] = None,
-                 opts: Optional[pulumi.ResourceOptions] = None):
-        parts = args.parts(name)
+                 adopt: Optional[Mapping[Part, str]] = None, opts: Optional[pulumi.ResourceOptions] = None):
+        names = part_names(name, adopt)
+        parts = args.parts(name, names["mesh"])
         super().__init__("mcp-affinity:index:McpGkePlatform", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        gke = GkeCluster(name, parts["cluster"], network=network, opts=child)
+
+        def child(part: str) -> pulumi.ResourceOptions:
+            moved = [pulumi.Alias(parent=pulumi.ROOT_STACK_RESOURCE)] if adopt and part in adopt else None
+            return pulumi.ResourceOptions(parent=self, aliases=moved)
+
+        gke = GkeCluster(names["cluster"], parts["cluster"], network=network, opts=child("cluster"))
         cluster = gke.ref()
-        autoneg = AutonegController(f"{name}-autoneg", parts["autoneg"], cluster=cluster, opts=child)
-        gateway = MeshGatewayBackend(f"{name}-gateway", parts["gateway"], network=network, cluster=cluster,
-                                     iap=iap, edge_scopes=edge_scopes, opts=child)
-        mesh = Mesh(f"{name}-mesh", parts["mesh"], cluster=cluster, gateway_backend=gateway.ref(),
-                    autoneg=autoneg.ref(), opts=child)
+        autoneg = AutonegController(names["autoneg"], parts["autoneg"], cluster=cluster, opts=child("autoneg"))
+        gateway = MeshGatewayBackend(names["gateway"], parts["gateway"], network=network, cluster=cluster,
+                                     iap=iap, edge_scopes=edge_scopes, opts=child("gateway"))
+        mesh = Mesh(names["mesh"], parts["mesh"], cluster=cluster, gateway_backend=gateway.ref(),
+                    autoneg=autoneg.ref(), opts=child("mesh"))
         self._ref = McpGkePlatformRef(cluster, mesh.ref(), gateway.backend_service_id)
         self.cluster_name = gke.cluster_name
         self.workload_pool = gke.workload_pool
@@ -152,3 +174,13 @@ class McpGkePlatform(pulumi.ComponentResource):
     def ref(self) -> McpGkePlatformRef:
         """The platform as mesh services and the load balancer take it."""
         return self._ref
+
+
+def part_names(name: str, adopt: Optional[Mapping[str, str]] = None) -> dict[str, str]:
+    """The names of the platform's children: ``{name}``, ``{name}-autoneg``, ``{name}-gateway`` and
+    ``{name}-mesh``, or the name ``adopt`` gives a part; ``ValueError`` for an unknown part."""
+    names = {"cluster": name, "autoneg": f"{name}-autoneg", "gateway": f"{name}-gateway", "mesh": f"{name}-mesh"}
+    unknown = sorted(set(adopt or {}) - set(names))
+    if unknown:
+        raise ValueError(f"adopt: unknown part {', '.join(unknown)}; parts: {', '.join(names)}")
+    return {**names, **(adopt or {})}

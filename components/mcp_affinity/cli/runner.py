@@ -55,6 +55,9 @@ class PlannedResource:
     delete_before_replace: bool = False
     replace_on_changes: list[str] = field(default_factory=list)
     provider: Optional[str] = None
+    aliases: list[str] = field(default_factory=list)
+    """The URNs this resource was known by (its ``aliases`` option and its parents'), as the engine
+    derives them; ``diff`` matches a resource whose URN moved through them."""
 
     def manifest(self) -> dict[str, Any]:
         """The inputs as the provider would send them on: secrets unwrapped, whole numbers as ints.
@@ -72,8 +75,9 @@ class PlannedResource:
                 "replaceOnChanges": list(self.replace_on_changes), "provider": self.provider}
 
     def to_json(self) -> dict[str, Any]:
-        return {"urn": self.urn, "type": self.type, "name": self.name, "parent": self.parent,
-                "custom": self.custom, "inputs": self.inputs, "options": self.options()}
+        document = {"urn": self.urn, "type": self.type, "name": self.name, "parent": self.parent,
+                    "custom": self.custom, "inputs": self.inputs, "options": self.options()}
+        return {**document, "aliases": list(self.aliases)} if self.aliases else document
 
 
 class LoggedWarning(str):
@@ -121,10 +125,32 @@ class _RecordingMonitor(shim.MockMonitor):
     def __init__(self, mock: shim.Mocks, plan: Plan):
         super().__init__(mock)
         self.plan = plan
+        self.stack_urn = ""
+        self.aliases_of: dict[str, list[str]] = {}
+
+    def alias_urns(self, request, urn: str) -> list[str]:
+        """The URNs a registration's aliases name, as the engine derives them: each alias spec with
+        the current name, type and parent where it leaves them out (no parent: the stack's root),
+        and the resource under each of its parent's aliases (children inherit a parent's move;
+        https://www.pulumi.com/docs/iac/operations/stack-management/refactoring-with-aliases/). An alias to another
+        stack or project is not modelled."""
+        found = []
+        for alias in request.aliases:
+            if alias.WhichOneof("alias") == "urn":
+                found.append(alias.urn)
+                continue
+            spec = alias.spec
+            parent = self.stack_urn if spec.noParent else (spec.parentUrn or request.parent)
+            found.append(self.make_urn(parent, spec.type or request.type, spec.name or request.name))
+        found += [self.make_urn(parent, request.type, request.name) for parent in self.aliases_of.get(request.parent, [])]
+        return sorted(set(found) - {urn})
 
     def RegisterResource(self, request):
         response = super().RegisterResource(request)
-        if request.type != "pulumi:pulumi:Stack":
+        if request.type == "pulumi:pulumi:Stack":
+            self.stack_urn = response.urn
+        else:
+            aliases = self.aliases_of[response.urn] = self.alias_urns(request, response.urn)
             bag = json_format.MessageToDict(request.object, preserving_proto_field_name=True)
             carried = {urn for deps in request.propertyDependencies.values() for urn in deps.urns}
             self.plan.resources.append(PlannedResource(
@@ -137,6 +163,7 @@ class _RecordingMonitor(shim.MockMonitor):
                 replace_on_changes=list(request.replaceOnChanges),
                 # A provider reference is "<provider URN>::<provider id>".
                 provider=request.provider.rsplit("::", 1)[0] if request.provider else None,
+                aliases=aliases,
             ))
         return response
 
