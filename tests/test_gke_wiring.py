@@ -67,8 +67,12 @@ FORMER_PROGRAM = textwrap.dedent('''
         return {platform.ROUTE: gateway.backend_service_id}, outputs
 
 
-    platform.build = former_build
-    runpy.run_path(INFRA + "/__main__.py", run_name="__main__")
+    # The module may outlive this run (a test imported it before): patch it for this run only.
+    current, platform.build = platform.build, former_build
+    try:
+        runpy.run_path(INFRA + "/__main__.py", run_name="__main__")
+    finally:
+        platform.build = current
 ''')
 
 

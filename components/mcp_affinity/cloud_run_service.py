@@ -33,7 +33,7 @@ from .naming import CLOUD_RUN_SERVICE, RFC1035, SECRET, SERVICE_ACCOUNT, Physica
 from .network import NetworkRef
 from .security_policy import EdgeArgs, EdgePolicy, EdgePolicyArgs, EdgeScopeArgs, SecurityPolicyId
 from .session_store import SessionStoreRef
-from .settings import Bool, Faults, Int, Port, Region, Settings, StrInput, UrlPath
+from .settings import Bool, Faults, Int, Port, Region, Settings, StrInput, UrlPath, takes_settings
 from .wire import BACKEND, CLOUD_RUN, GOOGLE_SERVICE_ACCOUNT, NEG, SECRET_MANAGER_SECRET, SECURITY_POLICY
 
 # What CI changes when it deploys a new image itself (gcloud run deploy and friends).
@@ -234,6 +234,7 @@ class CloudRunMcpService(pulumi.ComponentResource):
     backend_service_id: Optional[pulumi.Output[str]]
     shard_backend_service_ids: dict[str, pulumi.Output[str]]
 
+    @takes_settings
     def __init__(self, name: str, args: CloudRunMcpServiceArgs, *, network: NetworkRef,
                  session_store: Optional[SessionStoreRef] = None, secret_env: AbstractSet[str] = frozenset(),
                  hosts: Sequence[str] = (), opts: Optional[pulumi.ResourceOptions] = None):

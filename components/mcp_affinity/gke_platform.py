@@ -39,7 +39,7 @@ from .gke_cluster import ClusterRef, GkeCluster, GkeClusterArgs
 from .mesh import Mesh, MeshArgs, MeshRef
 from .network import NetworkRef
 from .security_policy import EdgeScopeArgs
-from .settings import COMMON_FIELDS, Settings, StrInput, config_model
+from .settings import COMMON_FIELDS, Settings, StrInput, config_model, takes_settings
 
 ClusterSettings = config_model(GkeClusterArgs, name="GkeClusterSettings")
 MeshSettings = config_model(MeshArgs, name="MeshSettings")
@@ -145,6 +145,7 @@ class McpGkePlatform(pulumi.ComponentResource):
     backend_service_id: pulumi.Output[str]
     gateway: pulumi.Output[str]
 
+    @takes_settings
     def __init__(self, name: str, args: McpGkePlatformArgs, *, network: NetworkRef,
                  iap: Optional[AccessArgs] = None, edge_scopes: Optional[Mapping[str, EdgeScopeArgs]] = None,
                  adopt: Optional[Mapping[Part, str]] = None, opts: Optional[pulumi.ResourceOptions] = None):
