@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Literal, Mapping, Optional
 
 import pulumi
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from .access import AccessArgs
 from .autoneg import AutonegController, AutonegControllerArgs
@@ -39,7 +39,8 @@ from .gke_cluster import ClusterRef, GkeCluster, GkeClusterArgs
 from .mesh import Mesh, MeshArgs, MeshRef
 from .network import NetworkRef
 from .security_policy import EdgeScopeArgs
-from .settings import COMMON_FIELDS, Settings, StrInput, config_model, takes_settings
+from .errors import written_path
+from .settings import COMMON_FIELDS, Faults, Settings, StrInput, config_model, nested_validation, takes_settings
 
 ClusterSettings = config_model(GkeClusterArgs, name="GkeClusterSettings")
 MeshSettings = config_model(MeshArgs, name="MeshSettings")
@@ -79,25 +80,41 @@ class McpGkePlatformArgs(Settings):
         """Each part's settings, with the common settings: ``cluster``, ``mesh``, ``gateway``, ``autoneg``.
 
         With the platform's ``name`` (and ``mesh_name``, the Mesh's own, ``{name}-mesh`` by default),
-        the autoneg controller watches the gateway's namespace by default; raises ``ValueError``
-        when ``autoneg.watch_namespaces`` leaves it out.
+        the autoneg controller watches the gateway's namespace by default, and a list without it
+        is refused. Raises ``pydantic.ValidationError`` with every part's faults under its key
+        (``cluster.zones.1``).
         """
-        common = {n: getattr(self, n) for n in COMMON_FIELDS}
-        mesh = MeshArgs(**self.mesh.model_dump(exclude_unset=True), **common)
-        autoneg = self.autoneg.model_dump(exclude_unset=True)
-        if name is not None:
-            gateway_namespace = mesh.names(mesh_name or f"{name}-mesh")["gateway_namespace"].value
-            autoneg.setdefault("watch_namespaces", [gateway_namespace])
-            if gateway_namespace not in autoneg["watch_namespaces"]:
-                raise ValueError(f"autoneg.watch_namespaces leaves out the gateway's namespace "
-                                 f"{gateway_namespace!r}: its NEGs would never be attached")
-        return {
-            "cluster": GkeClusterArgs(**self.cluster.model_dump(exclude_unset=True), **common),
-            "mesh": mesh,
-            "gateway": MeshGatewayBackendArgs(**self.gateway.model_dump(exclude_unset=True), **common,
-                                              drain_seconds=mesh.drain_seconds),
-            "autoneg": AutonegControllerArgs(**autoneg, **common),
-        }
+        faults = Faults("McpGkePlatformArgs")
+        with nested_validation():  # each part's faults join this model's, under the part's key
+            common = {n: getattr(self, n) for n in COMMON_FIELDS}
+            mesh = _part(faults, "mesh", MeshArgs, {**self.mesh.model_dump(exclude_unset=True), **common})
+            autoneg = self.autoneg.model_dump(exclude_unset=True)
+            if name is not None and mesh is not None:
+                gateway_namespace = mesh.names(mesh_name or f"{name}-mesh")["gateway_namespace"].value
+                autoneg.setdefault("watch_namespaces", [gateway_namespace])
+                if gateway_namespace not in autoneg["watch_namespaces"]:
+                    faults.add(("autoneg", "watchNamespaces"), f"leaves out the gateway's namespace "
+                               f"{gateway_namespace!r}: its NEGs would never be attached")
+            drain = mesh.drain_seconds if mesh is not None else MeshArgs.model_fields["drain_seconds"].default
+            parts = {
+                "cluster": _part(faults, "cluster", GkeClusterArgs, {**self.cluster.model_dump(exclude_unset=True), **common}),
+                "mesh": mesh,
+                "gateway": _part(faults, "gateway", MeshGatewayBackendArgs,
+                                 {**self.gateway.model_dump(exclude_unset=True), **common, "drain_seconds": drain}),
+                "autoneg": _part(faults, "autoneg", AutonegControllerArgs, {**autoneg, **common}),
+            }
+        faults.raise_if_any()
+        return parts
+
+
+def _part(faults: Faults, key: str, model: type[Settings], values: dict) -> Optional[Settings]:
+    """``model(**values)``, or None with each fault recorded under ``key``."""
+    try:
+        return model(**values)
+    except ValidationError as error:
+        for item in error.errors():
+            faults.add((key, *written_path(model, item["loc"])), item["msg"].removeprefix("Value error, "))
+        return None
 
 
 Part = Literal["cluster", "autoneg", "gateway", "mesh"]

@@ -17,8 +17,9 @@ import inspect
 import ipaddress
 import re
 import typing
+from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Annotated, Any, Callable, Mapping, Optional
+from typing import Annotated, Any, Callable, Iterator, Mapping, Optional
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
@@ -35,6 +36,17 @@ _VALIDATING: ContextVar[int] = ContextVar("mcp_affinity_validating", default=0)
 """How many settings models are being validated around this point (0 in a program's own code)."""
 
 
+@contextmanager
+def nested_validation() -> Iterator[None]:
+    """Models made inside raise pydantic's ``ValidationError`` (to be merged into an outer model's
+    faults) instead of :class:`~mcp_affinity.errors.SettingsError`."""
+    token = _VALIDATING.set(_VALIDATING.get() + 1)
+    try:
+        yield
+    finally:
+        _VALIDATING.reset(token)
+
+
 class Model(BaseModel):
     """A strict settings model: unknown keys are errors, camelCase aliases, snake_case names.
 
@@ -49,22 +61,27 @@ class Model(BaseModel):
                               validate_default=True, hide_input_in_errors=False)
 
     def __init__(self, /, **data: Any) -> None:
-        if _VALIDATING.get():
-            super().__init__(**data)
-            return
+        outermost = not _VALIDATING.get()
         try:
-            super().__init__(**data)
+            with nested_validation():
+                super().__init__(**data)
         except ValidationError as error:
+            if not outermost:
+                raise
             raise SettingsError.of(type(self).__name__, error, type(self)) from None
+
+    @classmethod
+    def model_validate(cls, obj: Any, **kwargs: Any) -> Any:
+        with nested_validation():
+            return super().model_validate(obj, **kwargs)
 
     @model_validator(mode="wrap")
     @classmethod
     def _nested(cls, data: Any, handler: Callable[[Any], Any]) -> Any:
-        token = _VALIDATING.set(_VALIDATING.get() + 1)
-        try:
+        # A model validated as a field of another (its own rules run after this returns, still
+        # inside the outer model's __init__ or model_validate).
+        with nested_validation():
             return handler(data)
-        finally:
-            _VALIDATING.reset(token)
 
 
 def _check_prefix(value: str) -> str:
@@ -236,6 +253,8 @@ def takes_settings(init: Callable[..., None]) -> Callable[..., None]:
             init(*bound.args, **bound.kwargs)
         except SettingsError:
             raise
+        except ValidationError as error:  # a rule across parts, run again with the component's name
+            raise SettingsError.of(what, error, type(bound.arguments["args"])) from None
         except ValueError as error:
             if "urn" in vars(self):  # registered already: not a settings fault
                 raise
