@@ -67,7 +67,9 @@ class CloudRunMcpServiceArgs(Settings):
     acknowledge: list[Acknowledgement] = Field(
         default_factory=list,
         description="what you accept knowingly: `cookie-clients-only` (in-memory sessions on more than one instance "
-                    "survive only for clients that keep cookies), `lb-hash-unsupported`.")
+                    "survive only for clients that keep cookies), `lb-hash-unsupported` (a load-balancer hash Google "
+                    "documents as unsupported on serverless NEGs), `unauthenticated` (a `public` service; required by "
+                    "the stack in staging and prod).")
     regions: Optional[list[Region]] = Field(
         default=None, min_length=1,
         description="where it runs; unset runs it in every region of the network.")
@@ -164,8 +166,10 @@ class CloudRunMcpServiceArgs(Settings):
             faults.add("sessionMode",
                        "in-memory sessions on Cloud Run are pinned only by Cloud Run's session-affinity cookie, which "
                        "works only for clients that keep cookies (the official Python SDK does, mcp-remote since "
-                       f"August 2026, many clients do not; {sources.CLOUD_RUN_SESSION_AFFINITY}). Run one instance "
-                       "(maxInstances: 1 and one region in regions), or add acknowledge: [cookie-clients-only]")
+                       f"August 2026, many clients do not; {sources.CLOUD_RUN_SESSION_AFFINITY}). Shard the sessions "
+                       "(pinning: shards, shards: N: one-instance services the load balancer picks by session id, "
+                       "any client), run one instance (maxInstances: 1 and one region in regions), or add "
+                       "acknowledge: [cookie-clients-only]")
 
     @property
     def store_role(self) -> StoreRole:

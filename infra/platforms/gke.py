@@ -101,7 +101,8 @@ def _check_access(environment: str, services: dict, problems) -> None:
 
 def _check_network(cluster: GkeClusterArgs, network: NetworkArgs, problems) -> None:
     if cluster.region not in network.regions:
-        problems.add("gke.region", f"{cluster.region!r} has no subnet; network regions: {', '.join(network.regions)}")
+        problems.add("gke.region", f"{cluster.region!r} has no subnet; network regions: {', '.join(network.regions)}",
+                     after=("network",))
     elif network.existing_network is None:
         subnet = network.subnets[cluster.region]
         missing = {cluster.pods_range, cluster.services_range} - set(subnet.secondary_ranges)
