@@ -44,7 +44,7 @@ def call(component, **given):
 
 
 def test_every_component_is_covered():
-    assert len(COMPONENTS) == 11
+    assert len(COMPONENTS) == 12
     assert {"args", "iap", "edge_scopes"} <= {p for c in COMPONENTS for p in settings_parameters(c)}
 
 
@@ -75,16 +75,16 @@ SUBNETS = {"europe-west1": {"ipCidrRange": "10.0.0.0/20", "secondaryRanges": {"p
 
 
 def test_dicts_plan_like_models(record):
-    """McpGkePlatform(iap={...}) used to end in AttributeError: 'dict' object has no attribute 'mode'."""
+    """McpGkePlatform(iap={...}) used to end in AttributeError: 'dict' object has no attribute 'mode';
+    here every settings argument is a dict, a map of dicts included (``mesh_services``)."""
 
     def program():
+        notes = {**COMMON, "image": "europe-docker.pkg.dev/acme/mcp/notes:1.0.0", "sessionMode": "stateless",
+                 "hosts": ["notes.acme.example"], "access": {"mode": "iap", "members": ["group:mcp@acme.example"]}}
         network = Network("net", {**COMMON, "cloudNat": True, "subnets": SUBNETS})
         gke = McpGkePlatform("gke", {**COMMON, "cluster": {"region": "europe-west1", "zones": ["europe-west1-b"]}},
-                             network=network.ref(), iap={"mode": "iap", "members": ["group:mcp@acme.example"]})
-        McpMeshService("notes", {**COMMON, "image": "europe-docker.pkg.dev/acme/mcp/notes:1.0.0",
-                                 "sessionMode": "stateless", "hosts": ["notes.acme.example"],
-                                 "access": {"mode": "iap", "members": ["group:mcp@acme.example"]}},
-                       cluster=gke.ref().cluster, mesh=gke.ref().mesh)
+                             network=network.ref(), mesh_services={"notes": notes})
+        McpMeshService("notes", notes, cluster=gke.ref().cluster, mesh=gke.ref().mesh)
 
     plan = record(program)
     backend = plan.get("gcp:compute/backendService:BackendService", "gke-gateway").inputs

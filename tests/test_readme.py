@@ -74,8 +74,7 @@ MISTAKES = [
     # (example, text in it, the mistake, the field the message must name)
     (0, 'session_mode="shared-sessions"', 'session_mode="shared"', "sessionMode"),
     (0, '"ip_cidr_range": "10.0.0.0/24"', '"ip_cidr_range": "10.0.0.1/24"', "subnets.europe-west1.ipCidrRange"),
-    (1, '"zones": ["europe-west1-b", "europe-west1-c"]', '"zones": ["europe-west1-b", "europe-west4-c"]',
-     "cluster.zones.1"),
+    (1, '"europe-west1-b", "europe-west1-c"]', '"europe-west1-b", "europe-west4-c"]', "cluster.zones.1"),
     (1, 'access="oauth"', 'access="0auth"', "access.mode"),
 ]
 

@@ -34,12 +34,13 @@ from pydantic import Field, ValidationError, model_validator
 
 from .access import AccessArgs
 from .autoneg import AutonegController, AutonegControllerArgs
-from .gateway_backend import MeshGatewayBackend, MeshGatewayBackendArgs
+from .errors import written_path
+from .gateway_backend import GatewayAccess, MeshGatewayBackend, MeshGatewayBackendArgs
 from .gke_cluster import ClusterRef, GkeCluster, GkeClusterArgs
 from .mesh import Mesh, MeshArgs, MeshRef
+from .mesh_service import McpMeshServiceArgs, gateway_access
 from .network import NetworkRef
 from .security_policy import EdgeScopeArgs
-from .errors import written_path
 from .settings import COMMON_FIELDS, Faults, Settings, StrInput, config_model, nested_validation, takes_settings
 
 ClusterSettings = config_model(GkeClusterArgs, name="GkeClusterSettings")
@@ -124,21 +125,27 @@ Part = Literal["cluster", "autoneg", "gateway", "mesh"]
 @dataclass(frozen=True)
 class McpGkePlatformRef:
     """What mesh services and the load balancer take from the platform: ``cluster``
-    (:class:`~mcp_affinity.gke_cluster.ClusterRef`), ``mesh`` (:class:`~mcp_affinity.mesh.MeshRef`)
-    and ``backend_service_id`` (the gateway's backend service, a load-balancer backend)."""
+    (:class:`~mcp_affinity.gke_cluster.ClusterRef`), ``mesh`` (:class:`~mcp_affinity.mesh.MeshRef`),
+    ``backend_service_id`` (the gateway's backend service, a load-balancer backend) and
+    ``gateway_access`` (what that backend service enforces: IAP and its members, the Cloud Armor
+    rules; :class:`~mcp_affinity.gateway_backend.GatewayAccess`)."""
 
     cluster: ClusterRef
     mesh: MeshRef
     backend_service_id: StrInput
+    gateway_access: Optional[GatewayAccess] = None
 
 
 class McpGkePlatform(pulumi.ComponentResource):
     """A GKE cluster, its autoneg controller, the gateway's backend service and the mesh.
 
     Context: ``network`` (:class:`~mcp_affinity.network.NetworkRef`; a subnet in the cluster's
-    region with the secondary ranges it names); ``iap`` and ``edge_scopes`` go to the gateway's
-    backend service (:class:`~mcp_affinity.MeshGatewayBackend`: the ``access`` of mesh services
-    behind IAP, and each mesh service's Cloud Armor rules scoped to its hosts). Providers: a Google Cloud or Kubernetes provider
+    region with the secondary ranges it names); ``mesh_services`` (name -> the settings of each
+    :class:`~mcp_affinity.McpMeshService` it will serve), from which the gateway's backend service
+    takes IAP (when they are ``iap``) and each one's Cloud Armor rules scoped to its hosts; or the
+    same given as ``iap`` and ``edge_scopes`` (:class:`~mcp_affinity.MeshGatewayBackend`). Without
+    either the backend service gets the default policy, and a mesh service refuses a gateway that
+    does not carry its ``access`` and ``edge``. Providers: a Google Cloud or Kubernetes provider
     in ``opts.providers`` reaches every child (Pulumi passes a component's providers on); without
     a Kubernetes provider the cluster's own is used.
 
@@ -153,8 +160,10 @@ class McpGkePlatform(pulumi.ComponentResource):
     "Refactoring with aliases", above). ``infra/`` adopts its former top-level ``gke``,
     ``autoneg``, ``gateway`` and ``mesh``.
 
-    Raises ``ValueError`` when the network has no subnet in the cluster's region, or when
-    ``autoneg.watch_namespaces`` leaves out the gateway's namespace.
+    Raises :class:`~mcp_affinity.errors.SettingsError` when the network has no subnet in the
+    cluster's region, when ``autoneg.watch_namespaces`` leaves out the gateway's namespace, when
+    ``mesh_services`` mix IAP settings (:func:`~mcp_affinity.mesh_service.gateway_access`) or come
+    with ``iap`` or ``edge_scopes``.
     """
 
     cluster_name: pulumi.Output[str]
@@ -164,8 +173,15 @@ class McpGkePlatform(pulumi.ComponentResource):
 
     @takes_settings
     def __init__(self, name: str, args: McpGkePlatformArgs, *, network: NetworkRef,
+                 mesh_services: Optional[Mapping[str, McpMeshServiceArgs]] = None,
                  iap: Optional[AccessArgs] = None, edge_scopes: Optional[Mapping[str, EdgeScopeArgs]] = None,
                  adopt: Optional[Mapping[Part, str]] = None, opts: Optional[pulumi.ResourceOptions] = None):
+        if mesh_services is not None:
+            if iap is not None or edge_scopes is not None:
+                raise ValueError("give mesh_services, or iap and edge_scopes, not both: the gateway takes them "
+                                 "from the mesh services")
+            access = gateway_access(mesh_services)
+            iap, edge_scopes = access["iap"], access["edge_scopes"]
         names = part_names(name, adopt)
         parts = args.parts(name, names["mesh"])
         super().__init__("mcp-affinity:index:McpGkePlatform", name, None, opts)
@@ -181,7 +197,8 @@ class McpGkePlatform(pulumi.ComponentResource):
                                      iap=iap, edge_scopes=edge_scopes, opts=child("gateway"))
         mesh = Mesh(names["mesh"], parts["mesh"], cluster=cluster, gateway_backend=gateway.ref(),
                     autoneg=autoneg.ref(), opts=child("mesh"))
-        self._ref = McpGkePlatformRef(cluster, mesh.ref(), gateway.backend_service_id)
+        mesh_ref = mesh.ref()
+        self._ref = McpGkePlatformRef(cluster, mesh_ref, gateway.backend_service_id, mesh_ref.gateway_access)
         self.cluster_name = gke.cluster_name
         self.workload_pool = gke.workload_pool
         self.backend_service_id = gateway.backend_service_id

@@ -15,8 +15,7 @@ from mcp_affinity import (
     McpMeshServiceArgs, MeshArgs, MeshGatewayBackendArgs, NetworkArgs, StoreRole,
 )
 from mcp_affinity.access import AccessMode
-from mcp_affinity.mesh_service import method_target_faults, service_host
-from mcp_affinity.security_policy import EdgeScopeArgs
+from mcp_affinity.mesh_service import data_plane_faults, gateway_access, method_target_faults, service_host
 from mcp_affinity.settings import config_model
 
 from . import cloud_run
@@ -70,10 +69,22 @@ def settings(config, common: dict, problems, network: Optional[NetworkArgs]) -> 
         if gateway_namespace not in autoneg.watch_namespaces:
             problems.add("gke.autoneg.watchNamespaces", f"leaves out the gateway's namespace {gateway_namespace}: "
                          "the controller would never attach the gateway's NEGs; add it")
+    for name, service in sorted(config.mesh_services.items()):
+        cloud_run.check_plain_secrets(f"meshServices.{name}", "meshServices", getattr(service, "env", None) or {}, problems)
     for name, service in services.items():
         for key, message in (method_target_faults(name, service, set(services)) if service else []):
             problems.add(f"meshServices.{name}.{key}", message)
+        for key, message in (data_plane_faults(service, mesh.data_plane) if service and mesh else []):
+            problems.add(f"meshServices.{name}.{key}", message)
     _check_access(config.environment, services, problems)
+    for name, service in services.items():
+        if service is not None and service.secret_env and cluster is not None and not cluster.secret_sync:
+            problems.add(f"meshServices.{name}.secretEnv", "GKE reads secretEnv through its secret synchronization: "
+                         "set gke.secretSync: true (GKE 1.33 or later)")
+    if gateway is not None and gateway.security_policy:
+        for name in [n for n, s in services.items() if s is not None and "edge" in s.model_fields_set]:
+            problems.add(f"meshServices.{name}.edge", "does nothing: gke.gateway.securityPolicy puts a policy of your "
+                         "own on the gateway's backend service; drop one")
     platform = None
     if None not in (cluster, mesh, gateway, autoneg):
         platform = problems.build("gke", McpGkePlatformArgs, platform_values(cluster, mesh, gateway, autoneg))
@@ -166,10 +177,7 @@ def platform_values(cluster: GkeClusterArgs, mesh: MeshArgs, gateway: MeshGatewa
 def build(parts: dict[str, Any], context: SharedContext) -> tuple[dict[str, Any], dict[str, Any]]:
     """The platform (cluster, autoneg, gateway backend, mesh), then services; return (backends, outputs)."""
     services_args = parts["services"]
-    iap = next((s.access for s in services_args.values() if s.access.mode is AccessMode.IAP), None)
-    scopes = {name: EdgeScopeArgs(edge=s.edge, hosts=s.hosts, scoped=True, oauth_metadata=s.access.mode is AccessMode.OAUTH)
-              for name, s in services_args.items()}
-    platform = McpGkePlatform("gke", parts["platform"], network=context.network, iap=iap, edge_scopes=scopes,
+    platform = McpGkePlatform("gke", parts["platform"], network=context.network, **gateway_access(services_args),
                               adopt=ADOPTED)
     ref = platform.ref()
     hosts = {name: service_host(args.prefix, name) for name, args in services_args.items()}
