@@ -45,7 +45,7 @@ def test_plan_succeeds_and_writes_json_with_options_and_warnings(dev_plan):
     assert document["changeSummary"] == {"create": len(document["steps"])} and len(document["steps"]) > 20
     assert {s["op"] for s in document["steps"]} == {"create"} and all(s["detailedDiff"] is None for s in document["steps"])
     state_fields = {"urn", "custom", "type", "inputs", "parent", "protect", "provider", "dependencies",
-                    "propertyDependencies", "ignoreChanges", "replaceOnChanges"}
+                    "propertyDependencies", "aliases", "ignoreChanges", "replaceOnChanges"}
     assert set().union(*(s["newState"] for s in document["steps"])) <= state_fields
     assert all(s["urn"] == s["newState"]["urn"] for s in document["steps"])
     options = {key for r in validate(document)["resources"] for key in r["options"]}

@@ -11,7 +11,7 @@ import sys
 import pytest
 import yaml
 from pulumi.runtime.config import set_all_config
-from pydantic import ValidationError
+from mcp_affinity.errors import SettingsError
 
 from conftest import ROOT, plan_example
 from helpers import NETWORK
@@ -109,7 +109,7 @@ def test_bad_shard_settings_are_refused(overrides, message):
     if message is None:  # the limits' edge that still fits
         assert make(**overrides).pinning == "shards"
         return
-    with pytest.raises(ValidationError, match=message):
+    with pytest.raises(SettingsError, match=message):
         make(**overrides)
 
 
@@ -150,7 +150,7 @@ def test_a_method_route_or_the_default_to_a_sharded_service_spreads_over_its_sha
 
 
 def test_shards_need_hosts_and_a_backend_per_shard_key():
-    with pytest.raises(ValidationError, match="needs hosts and no pathPrefixes"):
+    with pytest.raises(SettingsError, match="needs hosts and no pathPrefixes"):
         GlobalHttpsLoadBalancerArgs(prefix="mcp-t", certificates={"main": ["a.example.com"]}, routes={
             "tools": {"path_prefixes": ["/t"], "session_shards": {"header": "Mcp-Session-Id", "keys": KEYS}}})
     with pytest.raises(ValueError, match="a map of backends goes with session shards, one per shard key"):
@@ -164,7 +164,7 @@ def test_shards_need_hosts_and_a_backend_per_shard_key():
 def test_a_shard_count_beyond_the_url_map_quota_is_refused_with_what_fits():
     keys = [shards.shard_key(region, i) for region in ("europe-west1", "us-central1") for i in range(480)]
     methods = {f"m{i}": {"method": "tools/call", "name": f"t{i}", "service": "heavy"} for i in range(20)}
-    with pytest.raises(ValidationError, match=r"need 980 route rules and 1980 match predicates.*at most 235 shards per region"):
+    with pytest.raises(SettingsError, match=r"need 980 route rules and 1980 match predicates.*at most 235 shards per region"):
         GlobalHttpsLoadBalancerArgs(prefix="mcp-t", certificates={"main": ["a.example.com"]}, routes={
             "tools": {"hosts": ["a.example.com"], "method_routes": methods,
                       "session_shards": {"header": "Mcp-Session-Id", "keys": keys}}, "heavy": {}})

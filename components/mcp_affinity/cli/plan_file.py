@@ -5,7 +5,7 @@
 ``PreviewDigest``, ``pkg/display/json.go``, each state an ``apitype.ResourceV3``)::
 
     {"steps": [{"op": "create", "urn": str, "newState": {"urn", "type", "custom", "parent", "inputs",
-                "protect", "provider", "dependencies", "propertyDependencies", "ignoreChanges",
+                "protect", "provider", "dependencies", "propertyDependencies", "aliases", "ignoreChanges",
                 "replaceOnChanges"}, "detailedDiff": null}],
      "changeSummary": {"create": int},
      "diagnostics": [{"urn": str | null, "message": str, "severity": "warning"}],
@@ -24,7 +24,7 @@ before this shape (``{"project", "stack", "resources": [...], "outputs", "warnin
 
     {"project": str, "stack": str, "outputs": {...}, "warnings": [{"message": str, "urn": str | null}],
      "resources": [{"urn", "type", "name", "parent", "custom", "inputs", "options", "dependencies",
-                    "step", "references" (where there are some)}],
+                    "step", "aliases", "references" (where there are some)}],
      "complete": bool, "before": <the same shape, or None>}
 
 ``options`` is ``{"protect", "ignoreChanges", "dependsOn", "deleteBeforeReplace",
@@ -182,7 +182,8 @@ def _state(urn: str, state: dict, seen: Optional[dict], index: int) -> dict[str,
                "provider": provider.rsplit("::", 1)[0] if isinstance(provider, str) and provider else None}
     resource = _resource({"urn": urn, "type": state.get("type"), "parent": state.get("parent") or None,
                           "custom": state.get("custom", True), "inputs": state.get("inputs") or {},
-                          "options": options, **({REFERENCES: seen[REFERENCES]} if seen and REFERENCES in seen else {})},
+                          "options": options, "aliases": [a for a in state.get("aliases") or [] if isinstance(a, str)],
+                          **({REFERENCES: seen[REFERENCES]} if seen and REFERENCES in seen else {})},
                          index)
     resource["dependencies"] = sorted(set(dependencies) | carried)
     ops = (seen or {}).get("ops") or []
@@ -203,7 +204,8 @@ def _resource(resource: Any, index: int) -> dict[str, Any]:
     for key in ("urn", "type"):
         if not isinstance(resource.get(key), str) or not resource[key]:
             raise PlanError(f"is not a plan: {where}.{key} must be a non-empty string, got {_kind(resource.get(key))}")
-    expected = {"name": str, "parent": (str, type(None)), "custom": bool, "inputs": dict, "options": dict}
+    expected = {"name": str, "parent": (str, type(None)), "custom": bool, "inputs": dict, "options": dict,
+                "aliases": list}
     for key, types in expected.items():
         if key in resource and not isinstance(resource[key], types):
             raise PlanError(f"is not a plan: {where}.{key} has the wrong type ({_kind(resource[key])})")
@@ -213,6 +215,8 @@ def _resource(resource: Any, index: int) -> dict[str, Any]:
             raise PlanError(f"is not a plan: {where}.options.{key} has the wrong type ({_kind(options[key])})")
         if types is list and key in options and not all(isinstance(v, str) for v in options[key]):
             raise PlanError(f"is not a plan: {where}.options.{key} must list strings")
+    if not all(isinstance(v, str) for v in resource.get("aliases", [])):
+        raise PlanError(f"is not a plan: {where}.aliases must list strings (URNs)")
     urn = resource["urn"]
     dependencies = resource.get("dependencies")
     normalized = {"urn": urn, "type": resource["type"], "name": resource.get("name", urn.rsplit("::", 1)[-1]),
@@ -220,7 +224,7 @@ def _resource(resource: Any, index: int) -> dict[str, Any]:
                   # A plan written before env values were scanned may hold one that looks like a secret.
                   "inputs": mask_flagged_env(resource.get("inputs", {})), "options": options if "options" in resource else None,
                   "dependencies": [u for u in dependencies if isinstance(u, str)] if isinstance(dependencies, list) else [],
-                  "step": None}
+                  "step": None, "aliases": list(resource.get("aliases", []))}
     references = resource.get(REFERENCES)
     if references is not None:
         if not isinstance(references, dict) or not all(isinstance(k, str) and isinstance(v, str)
