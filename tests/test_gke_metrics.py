@@ -10,7 +10,6 @@ PromQL by ``promtool``.
 from __future__ import annotations
 
 import dataclasses
-import json
 import subprocess
 
 import pytest
@@ -55,8 +54,8 @@ def test_the_cluster_has_managed_collection_on():
 
 
 def test_telemetry_adds_mcp_method_and_name_from_the_headers_to_the_request_metrics(learned):
-    telemetry = plan_stack("staging").get(TELEMETRY, "search-mcp-dimensions").inputs
-    assert telemetry["metadata"]["namespace"] == "mcp-stg-search" and telemetry["metadata"]["name"] == "mcp-dimensions"
+    telemetry = plan_stack("staging").get(TELEMETRY, "notes-mcp-dimensions").inputs
+    assert telemetry["metadata"]["namespace"] == "mcp-stg-notes" and telemetry["metadata"]["name"] == "mcp-dimensions"
     tags = {"mcp_method": {"operation": "UPSERT", "value": "request.headers['mcp-method']"},
             "mcp_name": {"operation": "UPSERT", "value": "request.headers['mcp-name']"}}
     assert telemetry["spec"] == {"metrics": [{"providers": [{"name": "prometheus"}], "overrides": [
@@ -72,11 +71,11 @@ def test_monitoring_off_plans_nothing_to_scrape():
 
 def test_the_front_sidecars_are_scraped_and_only_the_collectors_reach_their_port(learned):
     staging = plan_stack("staging")
-    assert _spec(staging, POD_MONITORING, "search-sidecar-metrics") == {
-        "selector": {"matchLabels": {"app": "search"}},
+    assert _spec(staging, POD_MONITORING, "notes-sidecar-metrics") == {
+        "selector": {"matchLabels": {"app": "notes"}},
         "endpoints": [{"port": "http-envoy-prom", "path": "/stats/prometheus", "scheme": "http", "interval": "30s"}]}
-    assert _spec(staging, NP, "search-sidecar-metrics") == {
-        "podSelector": {"matchLabels": {"app": "search"}}, "policyTypes": ["Ingress"],
+    assert _spec(staging, NP, "notes-sidecar-metrics") == {
+        "podSelector": {"matchLabels": {"app": "notes"}}, "policyTypes": ["Ingress"],
         "ingress": [{"from": COLLECTORS, "ports": [{"protocol": "TCP", "port": 15090}]}]}
     # With learned pinning the gateway calls the proxy: its sidecar reports the requests.
     assert _spec(learned, POD_MONITORING, "legacy-sidecar-metrics")["selector"] == {"matchLabels": {"app": "legacy-pinning"}}
@@ -115,3 +114,69 @@ def test_every_new_object_is_valid_against_its_schema(learned):
                 assert errors == [], (resource.name, errors)
                 kinds.append(manifest["kind"])
     assert sorted(set(kinds)) == ["AuthorizationPolicy", "NetworkPolicy", "PeerAuthentication", "PodMonitoring", "Telemetry"]
+
+
+def test_the_schema_check_refuses_a_podmonitoring_the_api_would():
+    bad = {"apiVersion": "monitoring.googleapis.com/v1", "kind": "PodMonitoring",
+           "metadata": {"name": "x", "namespace": "y"},
+           "spec": {"selector": {"matchLabels": {"app": "x"}}, "endpoints": [{"port": "health", "interval": "often"}],
+                    "scrapeAll": True}}
+    errors = validate_object(bad)
+    assert any("scrapeAll" in e for e in errors) and any("interval" in e for e in errors), errors
+
+
+# --- alerts and panels over what is scraped ------------------------------------------------------
+
+NS = 'namespace="mcp-ex5-legacy"'
+ISTIO = 'reporter="destination",destination_workload_namespace="mcp-ex5-legacy",destination_workload="legacy-pinning"'
+
+
+def test_the_pinning_proxy_alerts_watch_the_scraped_exporter(learned):
+    found = policies(learned)
+    assert {k for k in found if k.startswith("legacy/")} == {
+        "legacy/McpPinTableFull", "legacy/McpPinnedSessionsLost", "legacy/McpUnknownSessionIds"}
+    assert found["legacy/McpPinTableFull"]["promql"]["query"] == (
+        f'max by (pod) (haproxy_sticktable_used{{{NS},name="replicas"}} / '
+        f'haproxy_sticktable_size{{{NS},name="replicas"}}) > 0.8')
+    assert found["legacy/McpPinnedSessionsLost"]["promql"]["query"] == (
+        f'sum by (namespace) (rate(haproxy_backend_redispatch_warnings_total{{{NS},proxy="replicas"}}[5m])) > 0.1')
+    assert found["legacy/McpUnknownSessionIds"]["promql"]["query"] == (
+        f'sum by (namespace) (rate(haproxy_backend_http_responses_total{{{NS},proxy="handover",code="4xx"}}[5m])) > 1.0')
+    assert learned.outputs["monitoringAlerts"]["legacy"][0].startswith("McpPinTableFull: ")
+    # The names the alerts select are the ones the shipped HAProxy configuration gives.
+    config = learned.get("kubernetes:core/v1:ConfigMap", "legacy-pinning").inputs["data"]["haproxy.cfg"]
+    assert "backend replicas" in config and "backend handover" in config and "stick-table" in config
+
+
+def test_no_proxy_alert_without_learned_pinning():
+    assert not [k for k in policies(plan_stack("staging")) if k.split("/")[1].startswith(("McpPin", "McpUnknown"))]
+
+
+def test_per_method_panels_read_istio_metrics_with_the_mcp_dimensions(learned):
+    charts = tiles(learned)
+    queries = {title: [d["timeSeriesQuery"]["prometheusQuery"] for d in chart["dataSets"]]
+               for title, chart in charts.items() if title.startswith("legacy: ")}
+    assert queries["legacy: requests by MCP method"] == [
+        f"sum by (mcp_method) (rate(istio_requests_total{{{ISTIO}}}[5m]))"]
+    assert queries["legacy: tool calls by tool"] == [
+        f'sum by (mcp_name) (rate(istio_requests_total{{{ISTIO},mcp_method="tools/call"}}[5m]))']
+    assert queries["legacy: 5xx ratio by MCP method"] == [
+        f'sum by (mcp_method) (rate(istio_requests_total{{{ISTIO},response_code=~"5.."}}[5m])) / '
+        f"sum by (mcp_method) (rate(istio_requests_total{{{ISTIO}}}[5m]))"]
+    assert queries["legacy: latency p50 / p95 / p99 by MCP method"] == [
+        f"histogram_quantile({q}, sum by (le, mcp_method) (rate(istio_request_duration_milliseconds_bucket{{{ISTIO}}}[5m])))"
+        for q in (0.5, 0.95, 0.99)]
+    assert charts["legacy: pins in use / table size"]["thresholds"][0]["value"] == 0.8
+    staging = tiles(plan_stack("staging"))["notes: requests by MCP method"]["dataSets"][0]["timeSeriesQuery"]
+    assert 'destination_workload="notes"' in staging["prometheusQuery"]  # no proxy: the server pods report
+
+
+def test_promtool_checks_the_gke_alerts_and_panels(learned, tmp_path, promtool):
+    rules = planned_rules(learned)
+    panels = [d["timeSeriesQuery"]["prometheusQuery"] for chart in tiles(learned).values() for d in chart["dataSets"]]
+    rules += [{"record": f"mcp:panel{index}", "expr": query} for index, query in enumerate(panels)]
+    result = subprocess.run([promtool, "check", "rules", str(_write_rules(tmp_path / "rules.yml", rules))],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(rules)} rules found" in result.stdout
+    assert any("istio_request_duration_milliseconds_bucket" in q for q in panels)
