@@ -73,7 +73,7 @@ def test_the_front_sidecars_are_scraped_and_only_the_collectors_reach_their_port
     staging = plan_stack("staging")
     assert _spec(staging, POD_MONITORING, "notes-sidecar-metrics") == {
         "selector": {"matchLabels": {"app": "notes"}},
-        "endpoints": [{"port": "http-envoy-prom", "path": "/stats/prometheus", "scheme": "http", "interval": "30s"}]}
+        "endpoints": [{"port": 15090, "path": "/stats/prometheus", "scheme": "http", "interval": "30s"}]}
     assert _spec(staging, NP, "notes-sidecar-metrics") == {
         "podSelector": {"matchLabels": {"app": "notes"}}, "policyTypes": ["Ingress"],
         "ingress": [{"from": COLLECTORS, "ports": [{"protocol": "TCP", "port": 15090}]}]}
@@ -85,8 +85,8 @@ def test_the_pinning_proxies_exporter_is_scraped_through_a_port_level_exception(
     port = pinning_proxy.HEALTH_PORT
     proxy = {"matchLabels": {"app": "legacy-pinning"}}
     assert _spec(learned, POD_MONITORING, "legacy-proxy-metrics") == {
-        "selector": proxy, "endpoints": [{"port": "health", "path": "/metrics", "scheme": "http", "interval": "30s"}]}
-    # The StatefulSet names that container port, so the PodMonitoring finds it.
+        "selector": proxy, "endpoints": [{"port": port, "path": "/metrics", "scheme": "http", "interval": "30s"}]}
+    # The StatefulSet declares that container port.
     (haproxy,) = learned.get("kubernetes:apps/v1:StatefulSet", "legacy-pinning").inputs["spec"]["template"]["spec"]["containers"]
     assert {"name": "health", "containerPort": port} in haproxy["ports"]
     # Strict mTLS stays for every other port of the proxy; the collectors hold no mesh certificate.
@@ -119,10 +119,11 @@ def test_every_new_object_is_valid_against_its_schema(learned):
 def test_the_schema_check_refuses_a_podmonitoring_the_api_would():
     bad = {"apiVersion": "monitoring.googleapis.com/v1", "kind": "PodMonitoring",
            "metadata": {"name": "x", "namespace": "y"},
-           "spec": {"selector": {"matchLabels": {"app": "x"}}, "endpoints": [{"port": "health", "interval": "often"}],
+           "spec": {"selector": {"matchLabels": {"app": "x"}}, "endpoints": [{"port": 8404, "interval": "often", "proxyUrl": "not a url"}],
                     "scrapeAll": True}}
     errors = validate_object(bad)
     assert any("scrapeAll" in e for e in errors) and any("interval" in e for e in errors), errors
+    assert any("proxyUrl" in e and "isURL" in e for e in errors), errors
 
 
 # --- alerts and panels over what is scraped ------------------------------------------------------

@@ -26,7 +26,7 @@ from .load_balancer import (
     GlobalHttpsLoadBalancer, GlobalHttpsLoadBalancerArgs, GlobalHttpsLoadBalancerRef, MethodRouteArgs, RouteArgs,
 )
 from .mesh import ISTIO_VERSION, Mesh, MeshArgs, MeshRef
-from .mesh_metrics import McpMeshMetrics
+from .mesh_metrics import McpMeshMetrics, McpMeshMetricsArgs
 from .mesh_service import McpMeshService, McpMeshServiceArgs, McpMeshServiceRef
 from .monitoring import McpMonitoring, MeshTarget, MonitoringArgs, MonitoringTargets, ProxyTarget, ServiceTarget, ThresholdsArgs
 from .network import Network, NetworkArgs, NetworkRef, SubnetArgs
@@ -65,6 +65,7 @@ __all__ = [
     "McpMeshServiceRef",
     "McpGkePlatform",
     "McpMeshMetrics",
+    "McpMeshMetricsArgs",
     "McpMonitoring",
     "McpGkePlatformArgs",
     "McpGkePlatformRef",

@@ -11,10 +11,10 @@ Per mesh service namespace (``{prefix}-{name}``), with monitoring on:
   https://istio.io/latest/docs/reference/config/telemetry/). A request without the header gets
   the value Istio's stats filter gives an expression it cannot evaluate (``unknown``).
 - a ``PodMonitoring`` (monitoring.googleapis.com/v1) of the front workload's sidecar (the pods the
-  gateway calls: the pinning proxy with ``pinning: learned``, else the server pods), port
-  ``http-envoy-prom`` (15090) ``/stats/prometheus``, where Envoy reports those metrics as the
+  gateway calls: the pinning proxy with ``pinning: learned``, else the server pods), port 15090
+  (``http-envoy-prom``) ``/stats/prometheus``, where Envoy reports those metrics as the
   destination; and with ``pinning: learned`` one of the proxies' HAProxy exporter (port
-  ``health``, :data:`~mcp_affinity.pinning_proxy.HEALTH_PORT`, ``/metrics``)
+  :data:`~mcp_affinity.pinning_proxy.HEALTH_PORT`, 8404, ``/metrics``)
   (https://cloud.google.com/stackdriver/docs/managed-prometheus/setup-managed,
   https://cloud.google.com/stackdriver/docs/managed-prometheus/exporters/istio).
 - the managed collectors (pods of namespace ``gmp-system``) admitted to those ports. 15090 is
@@ -33,22 +33,24 @@ Managed collection must be on in the cluster (``GkeCluster`` sets
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Annotated, Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
+from pydantic import Field, Strict
 
 from . import pinning_proxy
 from .affinity import METHOD_HEADER, NAME_HEADER
 from .gke_cluster import ClusterRef, kubernetes_options
+from .settings import Settings, takes_settings
 
 COLLECTOR_NAMESPACE = "gmp-system"
 """Where GKE runs the managed Prometheus collectors."""
 
-ENVOY_METRICS_PORT, ENVOY_METRICS_PORT_NAME = 15090, "http-envoy-prom"
-"""The sidecar's Prometheus port, as the injector declares it on the ``istio-proxy`` container."""
-
-SCRAPE_INTERVAL = "30s"
+ENVOY_METRICS_PORT = 15090
+"""The sidecar's Prometheus port (``http-envoy-prom`` on the injected ``istio-proxy`` container).
+Scrapes name ports by number: a ``PodMonitoring`` takes either, and a number does not depend on the
+injector's port names."""
 
 DIMENSIONS = {"mcp_method": METHOD_HEADER, "mcp_name": NAME_HEADER}
 """Metric label -> the request header it is taken from."""
@@ -67,14 +69,23 @@ def telemetry_spec() -> dict:
         {"match": {"metric": metric, "mode": "SERVER"}, "tagOverrides": tags} for metric in ISTIO_METRICS]}]}
 
 
-def pod_monitoring_spec(app: str, port: str, path: str) -> dict:
-    """A ``PodMonitoring`` spec scraping ``path`` on container port ``port`` of pods labelled ``app``."""
+def pod_monitoring_spec(app: str, port: int, path: str, interval_seconds: int) -> dict:
+    """A ``PodMonitoring`` spec scraping ``path`` on container port ``port`` (a number) of pods
+    labelled ``app`` every ``interval_seconds``."""
     return {"selector": {"matchLabels": {"app": app}},
-            "endpoints": [{"port": port, "path": path, "scheme": "http", "interval": SCRAPE_INTERVAL}]}
+            "endpoints": [{"port": port, "path": path, "scheme": "http", "interval": f"{interval_seconds}s"}]}
+
+
+class McpMeshMetricsArgs(Settings):
+    """Settings of :class:`McpMeshMetrics`."""
+
+    scrape_interval_seconds: Annotated[int, Strict(), Field(ge=5, le=300)] = Field(
+        default=30, description="how often the managed collectors scrape each pod (5 to 300 s; billed per sample).")
 
 
 class McpMeshMetrics(pulumi.ComponentResource):
-    """The ``Telemetry``, ``PodMonitoring`` objects and collector admissions of one mesh service.
+    """The ``Telemetry``, ``PodMonitoring`` objects and collector admissions of one mesh service
+    (``args``: :class:`McpMeshMetricsArgs`).
 
     Context: ``namespace`` (the service's, which must exist: pass its component in
     ``opts.depends_on``), ``front`` (the ``app`` label of the pods the gateway calls), ``proxy``
@@ -87,14 +98,18 @@ class McpMeshMetrics(pulumi.ComponentResource):
 
     scraped: pulumi.Output[dict]
 
-    def __init__(self, name: str, *, namespace: str, front: str, proxy: Optional[str], cluster: ClusterRef,
-                 opts: Optional[pulumi.ResourceOptions] = None):
+    @takes_settings
+    def __init__(self, name: str, args: McpMeshMetricsArgs, *, namespace: str, front: str, proxy: Optional[str],
+                 cluster: ClusterRef, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("mcp-affinity:index:McpMeshMetrics", name, None, kubernetes_options(opts, cluster))
-        self._name, self._namespace = name, namespace
-        self._child = pulumi.ResourceOptions(parent=self)
+        self._name, self._namespace, self._args = name, namespace, args
+        # Like every Kubernetes object of the package, wait for the node pool, and for the namespace.
+        after = (opts.depends_on if isinstance(opts.depends_on, list) else [opts.depends_on]) \
+            if opts and opts.depends_on else []
+        self._child = pulumi.ResourceOptions(parent=self, depends_on=[*cluster.ready, *after])
         self._custom(f"{name}-mcp-dimensions", "telemetry.istio.io/v1", "Telemetry", "mcp-dimensions", telemetry_spec())
         self._custom(f"{name}-sidecar-metrics", "monitoring.googleapis.com/v1", "PodMonitoring", f"{front}-sidecar",
-                     pod_monitoring_spec(front, ENVOY_METRICS_PORT_NAME, "/stats/prometheus"))
+                     pod_monitoring_spec(front, ENVOY_METRICS_PORT, "/stats/prometheus", args.scrape_interval_seconds))
         self._admit_collectors(f"{name}-sidecar-metrics", front, ENVOY_METRICS_PORT)
         scraped = {front: ["/stats/prometheus"]}
         if proxy is not None:
@@ -120,7 +135,7 @@ class McpMeshMetrics(pulumi.ComponentResource):
         port = pinning_proxy.HEALTH_PORT
         selector = {"matchLabels": {"app": proxy}}
         self._custom(f"{self._name}-proxy-metrics", "monitoring.googleapis.com/v1", "PodMonitoring", proxy,
-                     pod_monitoring_spec(proxy, "health", "/metrics"))
+                     pod_monitoring_spec(proxy, port, "/metrics", self._args.scrape_interval_seconds))
         self._custom(f"{self._name}-proxy-metrics-mtls", "security.istio.io/v1", "PeerAuthentication",
                      f"{proxy}-metrics", {"selector": selector, "mtls": {"mode": "STRICT"},
                                           "portLevelMtls": {str(port): {"mode": "PERMISSIVE"}}})

@@ -52,7 +52,7 @@ REFERENCE = HERE / "istio" / f"{ISTIO_VERSION}.yaml"
 
 ISTIO_REPO = "istio/istio"
 GATEWAY_API_REPO = "kubernetes-sigs/gateway-api"
-GMP_REPO, GMP_TAG = "GoogleCloudPlatform/prometheus-engine", "v0.15.3"
+GMP_REPO, GMP_TAG = "GoogleCloudPlatform/prometheus-engine", "v0.17.2"
 """Managed Service for Prometheus's CRDs (PodMonitoring, which McpMeshMetrics plans): GKE installs
 them with managed collection; the fields we use are in every v1 release since."""
 MIRRORS = {  # where the search tool's `fetch` puts them; override with the environment variables
