@@ -181,3 +181,23 @@ def test_promtool_checks_the_gke_alerts_and_panels(learned, tmp_path, promtool):
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"SUCCESS: {len(rules)} rules found" in result.stdout
     assert any("istio_request_duration_milliseconds_bucket" in q for q in panels)
+
+
+def test_the_component_scrapes_at_its_interval_and_without_a_proxy_admits_only_the_sidecar_port(record):
+    import pulumi_kubernetes as k8s
+
+    from mcp_affinity import McpMeshMetrics, McpMeshMetricsArgs
+    from mcp_affinity.gke_cluster import ClusterRef
+
+    def program():
+        cluster = ClusterRef("c", "my-proj.svc.id.goog", "tag", kubernetes_provider=k8s.Provider("k", kubeconfig="{}"))
+        McpMeshMetrics("notes", McpMeshMetricsArgs(prefix="t", scrape_interval_seconds=60), namespace="t-notes",
+                       front="notes", proxy=None, cluster=cluster)
+
+    plan = record(program)
+    (monitoring,) = plan.by_type(POD_MONITORING)
+    assert monitoring.inputs["spec"]["endpoints"][0]["interval"] == "60s"
+    assert [r.inputs["spec"]["ingress"][0]["ports"] for r in plan.by_type(NP)] == [[{"protocol": "TCP", "port": 15090}]]
+    assert not plan.by_type(PA) and not plan.by_type(AP)
+    with pytest.raises(ValueError, match="scrape_interval_seconds|scrapeIntervalSeconds"):
+        McpMeshMetricsArgs(prefix="t", scrape_interval_seconds=1)
