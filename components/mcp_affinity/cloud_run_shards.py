@@ -328,6 +328,9 @@ def capacity(args, regions: int, generations: int = 1) -> str:
     if generations > 1:
         text += (f"; while {generations - 1} older generation(s) drain, {count * (generations - 1)} more always-on "
                  f"instance(s) serve their sessions ({count * generations} in all)")
+    elif args.session_drain:
+        text += (f"; each deploy keeps the previous generation's {count} instance(s) running "
+                 f"{_minutes(args.session_drain)} more (sessionDrainSeconds)")
     return text
 
 
@@ -440,10 +443,13 @@ def _minutes(seconds: float) -> str:
 
 
 def deploy_impact(args, now: datetime) -> str:
-    """One line: what deploys do to live sessions of this sharded service at ``now``."""
+    """One line: what deploys do to the live sessions of a Cloud Run service of ``args`` at ``now``
+    (the plan's ``serviceDeploys`` and ``sessionShards.deploy``)."""
+    if args.session_mode.value != "in-memory-sessions":
+        return f"a deploy ends no session ({args.session_mode.value}: none lives in one instance's memory)"
     generations = generations_of(args, now)
     if generations is None:
-        return "a deploy ends every live session (sessionDrainSeconds 0): clients re-initialize on the new revision"
+        return "a deploy ends every live session: clients re-initialize on the new revision"
     window = _minutes(args.session_drain)
     parts = [f"new sessions start on generation {generations.current}"]
     for generation, ends in sorted(generations.draining.items()):

@@ -212,6 +212,16 @@ class McpMeshServiceArgs(Settings):
             return self.session_drain_seconds
         return DEFAULT_SESSION_DRAIN_SECONDS if self.pinning == "learned" else 0
 
+    def deploy_impact(self) -> str:
+        """One line for the plan (``meshServiceDeploys``): what a deploy does to live sessions."""
+        if self.session_mode is not SessionMode.IN_MEMORY_SESSIONS:
+            return f"a deploy ends no session ({self.session_mode.value}: none lives in one pod's memory)"
+        if not self.session_drain:
+            return "a deploy ends the sessions of every replaced pod: clients re-initialize on the new pods"
+        return (f"a deploy drains for {round(self.session_drain / 60)} min: old pods keep serving the sessions pinned "
+                f"to them while terminating (grace {self.grace_seconds} s), new sessions start on new pods; then "
+                "those sessions re-initialize (a cluster-autoscaler scale-down drains at most 10 min)")
+
     @property
     def grace_seconds(self) -> int:
         """The pods' ``terminationGracePeriodSeconds``: the stream drain, or the session drain plus

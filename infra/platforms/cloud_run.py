@@ -80,7 +80,9 @@ def build(services: dict[str, tuple], context: SharedContext) -> tuple[dict[str,
     }
     backends = {name: service.shard_backend_service_ids or service.backend_service_id for name, service in created.items()}
     outputs = {"serviceUrls": {name: service.service_urls for name, service in created.items()},
-               "serviceAccess": {name: args.access.summary() for name, (args, *_) in sorted(services.items())}}
+               "serviceAccess": {name: args.access.summary() for name, (args, *_) in sorted(services.items())},
+               "serviceDeploys": {name: cloud_run_shards.deploy_impact(args, now)
+                                  for name, (args, _, _, now) in sorted(services.items())}}
     # What each sharded service holds, and its ingress configuration in plain text: the secret's
     # payload is masked in a plan, and the configuration holds nothing secret.
     shards = {name: cloud_run_shards.plan_summary(args, len(created[name].service_urls) // args.shards, now)
