@@ -115,3 +115,17 @@ def test_the_drain_signal_config_is_valid_haproxy(tmp_path):
     path.write_text(pinning_proxy.drain_signal_config(listen_port=18405, server_port=18080, listen_address="127.0.0.1"))
     result = subprocess.run(["haproxy", "-c", "-f", str(path)], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_plans_say_what_a_deploy_does_to_live_sessions():
+    from conftest import plan_example
+
+    (line,) = plan_example("gke-in-memory-learned").outputs["meshServiceDeploys"].values()
+    assert line.startswith("a deploy drains for 30 min: old pods keep serving the sessions pinned to them")
+    assert learned(session_drain_seconds=0).deploy_impact().startswith("a deploy ends the sessions of every replaced pod")
+    assert service_args().deploy_impact() == "a deploy ends no session (shared-sessions: none lives in one pod's memory)"
+    shards = plan_example("cloud-run-shards")
+    assert shards.outputs["serviceDeploys"]["tools"] == shards.outputs["sessionShards"]["tools"]["deploy"] == (
+        "new sessions start on generation 0; the next deploy (a new entry in generations) drains generation 0 for 30 min")
+    assert shards.outputs["sessionShards"]["tools"]["capacity"].endswith(
+        "; each deploy keeps the previous generation's 6 instance(s) running 30 min more (sessionDrainSeconds)")

@@ -6,6 +6,8 @@ the window the old sessions get 404 and re-initialize on the new version."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("deploys")]
@@ -58,3 +60,13 @@ def test_the_rows_say_what_a_deploy_does_per_client_kind(deploy_reports):
         ("keeps cookies", 24, 0, 0), ("no cookie jar", 24, 0, 0)]
     assert rows[0].notes == ("old sessions on their creator after the deploy: 4/4; new sessions on v2: 4/4; "
                              "after the window: 4 got 404, 4 re-initialized on v2")
+
+
+def test_the_readme_deploy_table_is_what_was_measured(deploy_reports):
+    from mcp_affinity_conformance import SERVER_MODES
+    from mcp_affinity_conformance.deploys import readme_rows
+
+    labels = {m.key: m.label for m in SERVER_MODES}
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for line in readme_rows({labels[mode]: deploy_reports[mode] for mode in MODES}):
+        assert line in readme, line

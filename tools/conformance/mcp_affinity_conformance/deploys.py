@@ -215,3 +215,33 @@ def to_rows(report: DeployReport, server: str) -> list[Row]:
 
 def _stayed(session: DeploySession) -> bool:
     return session.creator in OLD and set(session.served_during) == {session.creator}
+
+
+def cell(report: DeployReport, kind: str) -> str:
+    """What a deploy did to one client kind's sessions, as the README's deploy table says it."""
+    old = [s for s in report.old if s.kind == kind]
+    new = [s for s in report.new if s.kind == kind]
+    planned = sum(s.calls_before + s.calls_during for s in old)
+    lost = planned - sum(s.ok_before + s.ok_during for s in old)
+    stayed = "every call on its creator" if all(_stayed(s) for s in old) else \
+        f"{sum(_stayed(s) for s in old)}/{len(old)} stayed on their creator"
+    return (f"drains: {lost} of {planned} calls lost, {stayed}; new sessions {sum(s.creator in NEW for s in new)}/"
+            f"{len(new)} on v2; past the window {sum(s.after_window_status == 404 for s in old)}/{len(old)} got 404 and "
+            f"{'re-initialized on v2' if all(s.reinitialized_ok and s.reinitialized_on in NEW for s in old) else 'did not all re-initialize'}")
+
+
+def readme_rows(reports: dict[str, DeployReport]) -> list[str]:
+    """The README's deploy table rows for ``reports`` (server label -> report), the first in full and
+    each later one ``same as`` the first where its cells match."""
+    lines, first = [], None
+    for label, report in reports.items():
+        cells = [cell(report, kind) for kind, _ in CLIENT_KINDS]
+        if first is None:
+            first = (label, cells)
+            shown = [cells[0], "same" if cells[1] == cells[0] else cells[1], "not measured end to end (mocks only)"]
+        else:
+            same = f"same as {first[0].split(',')[0]}"
+            shown = [same if cells[0] == first[1][0] else cells[0], "same" if cells[1] == cells[0] else cells[1],
+                     "not measured"]
+        lines.append(f"| {label} | " + " | ".join(shown) + " |")
+    return lines
