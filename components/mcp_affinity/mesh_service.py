@@ -20,6 +20,14 @@ It is closed to the rest of the cluster: strict mutual TLS (``PeerAuthentication
 
 Requests of MCP 2026-07-28 carry ``Mcp-Method`` / ``Mcp-Name``; ``method_routes`` send some of them
 to another mesh service with ``VirtualService`` ``http[].match[].headers``.
+
+Deploys: with learned pinning and ``session_drain_seconds`` (default 1800 s) a terminating pod keeps
+serving the sessions pinned to it and takes no new ones (:mod:`mcp_affinity.pinning_proxy` says
+how); its grace period is the session drain plus 30 s to stop, at most an hour, which GKE honours
+on node upgrades; cluster-autoscaler scale-down honours only 10 minutes
+(https://cloud.google.com/kubernetes-engine/docs/how-to/extended-duration-pods). A blue/green pair
+of Deployments was not chosen: it doubles the pods on every deploy and needs the package, not
+Kubernetes, to retire the old colour, with the same grace limits on evictions.
 """
 
 from __future__ import annotations

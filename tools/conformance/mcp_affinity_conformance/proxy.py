@@ -217,15 +217,21 @@ def wait_ready(health_port: int, timeout: float) -> None:
     raise TimeoutError(f"the pinning proxy on health port {health_port} was not ready within {timeout} s")
 
 
+def metrics(health_port: int, scope: str) -> str:
+    """The Prometheus exporter's text of ``scope`` (``sticktable``, ``server``, ...) on the pinning
+    proxy whose health port is ``health_port``."""
+    connection = http.client.HTTPConnection(LOOPBACK, health_port, timeout=10)
+    try:
+        connection.request("GET", f"/metrics?scope={scope}")
+        return connection.getresponse().read().decode()
+    finally:
+        connection.close()
+
+
 def pins_at(health_port: int) -> int:
     """Entries in the stick tables of the pinning proxy whose health port is ``health_port``
     (``haproxy_sticktable_used`` of HAProxy's Prometheus exporter on ``/metrics``)."""
-    connection = http.client.HTTPConnection(LOOPBACK, health_port, timeout=10)
-    try:
-        connection.request("GET", "/metrics?scope=sticktable")
-        text = connection.getresponse().read().decode()
-    finally:
-        connection.close()
+    text = metrics(health_port, "sticktable")
     return sum(int(float(v)) for v in re.findall(r"^haproxy_sticktable_used\{[^}]*\} (\S+)$", text, re.M))
 
 
@@ -283,14 +289,8 @@ class DrainSignals:
 def server_states(health_port: int) -> dict[str, str]:
     """Server name -> ``UP`` / ``DOWN`` / ... in the ``replicas`` backend of the pinning proxy whose
     health port is ``health_port`` (``haproxy_server_status`` of its Prometheus exporter)."""
-    connection = http.client.HTTPConnection(LOOPBACK, health_port, timeout=10)
-    try:
-        connection.request("GET", "/metrics?scope=server")
-        text = connection.getresponse().read().decode()
-    finally:
-        connection.close()
     states = {}
-    for labels, value in re.findall(r"^haproxy_server_status\{([^}]*)\} (\S+)$", text, re.M):
+    for labels, value in re.findall(r"^haproxy_server_status\{([^}]*)\} (\S+)$", metrics(health_port, "server"), re.M):
         fields = dict(re.findall(r'(\w+)="([^"]*)"', labels))
         if fields.get("proxy") == "replicas" and float(value) == 1 and "state" in fields:
             states[fields["server"]] = fields["state"]
