@@ -64,6 +64,10 @@ def _authorized_cidr(value: str) -> str:
     return value if value == MASKED else check_cidr(value)
 
 
+OPEN_PREFIX = 8
+"""An authorized network broader than a /8 (more addresses than any one organization holds) opens
+the control plane to much of the internet: it needs ``acknowledge: [control-plane-internet]``."""
+
 AuthorizedCidr = Annotated[str, Strict(), AfterValidator(_authorized_cidr)]
 """An IPv4 CIDR range allowed to reach the control plane; may be a ``secure:`` value."""
 
@@ -106,7 +110,12 @@ class GkeClusterArgs(Settings):
     master_authorized_networks: dict[Name, AuthorizedCidr] = Field(
         default_factory=dict,
         description="name -> CIDR allowed to reach the public endpoint (may be a secure value); empty means no "
-                    "address outside Google Cloud may reach it; 0.0.0.0/0 is refused with `privateEndpoint`.")
+                    "address outside Google Cloud may reach it; 0.0.0.0/0 is refused with `privateEndpoint`, and a "
+                    "range broader than a /8 needs `acknowledge: [control-plane-internet]`.")
+    acknowledge: list[Literal["control-plane-internet"]] = Field(
+        default_factory=list,
+        description="`control-plane-internet` accepts a `masterAuthorizedNetworks` range broader than a /8 (such as "
+                    "0.0.0.0/0) on the public endpoint: the Kubernetes API then answers much of the internet.")
     private_endpoint: Bool = Field(
         default=False,
         description="turn the public endpoint off; `pulumi up` must then run inside the VPC.")
@@ -145,9 +154,14 @@ class GkeClusterArgs(Settings):
             if not re.fullmatch(r"[a-z0-9-]+/[a-z0-9]([a-z0-9-]*[a-z0-9])?", repository):
                 faults.add(("imageRepositories", index), f"{repository!r} is not LOCATION/REPOSITORY")
         for key, cidr in self.master_authorized_networks.items():
-            if self.private_endpoint and cidr != MASKED and ipaddress.IPv4Network(cidr).prefixlen == 0:
+            prefix = ipaddress.IPv4Network(cidr).prefixlen if cidr != MASKED else 32
+            if self.private_endpoint and prefix == 0:
                 faults.add(("masterAuthorizedNetworks", key), "0.0.0.0/0 with privateEndpoint: true: GKE refuses an "
                            f"authorized network open to every address on a private endpoint ({AUTHORIZED_NETWORKS})")
+            elif prefix < OPEN_PREFIX and "control-plane-internet" not in self.acknowledge:
+                faults.add(("masterAuthorizedNetworks", key), f"{cidr} opens the control plane's public endpoint to "
+                           "much of the internet: list your own ranges, set privateEndpoint: true, or add "
+                           "acknowledge: [control-plane-internet]")
         faults.raise_if_any()
         return self
 
