@@ -22,6 +22,7 @@ Every process is stopped on exit; every wait is bounded.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,9 +59,12 @@ class DeploySession:
 
 @dataclass
 class DeployReport:
-    """What one server mode saw: the v1 sessions, the new sessions, the state changes' timings."""
+    """What one server mode saw: the v1 sessions, the new sessions, the state changes' timings;
+    ``old_names`` / ``new_names``: the replicas (``X-Replica``) of each version."""
 
     server: str
+    old_names: tuple[str, ...] = OLD
+    new_names: tuple[str, ...] = NEW
     old: list[DeploySession] = field(default_factory=list)
     new: list[DeploySession] = field(default_factory=list)
     drained_after: float = 0.0
@@ -155,12 +159,18 @@ def run_deploy(routing: Routing, app: str, workdir: Path, sessions: int = 4, cal
         stack.callback(proxies.stop)
         # The v2 pods do not exist yet: their slots' checks fail.
         proxies.wait_states({**dict.fromkeys(OLD, "UP"), **dict.fromkeys(NEW, "DOWN")}, 30.0)
-        anyio.run(_phases, proxies, replicas, signals, report, sessions, calls)
+        def end_window() -> None:  # the grace period is over: the old pods are gone
+            for name in OLD:
+                replicas[name].stop()
+
+        anyio.run(phases, proxies.url, lambda: _deploy(proxies, replicas, signals), end_window, report, sessions, calls)
     return report
 
 
-async def _phases(proxies: LearnedProxies, replicas: dict[str, Replica], signals: DrainSignals, report: DeployReport,
-                  sessions: int, calls: int) -> None:
+async def phases(url: str, deploy: Callable[[], float], end_window: Callable[[], None], report: DeployReport,
+                 sessions: int, calls: int) -> None:
+    """Sessions through ``url`` across ``deploy()`` (returns seconds until it took effect) and
+    ``end_window()``: see the module's docstring; results in ``report``."""
     count = sessions * len(CLIENT_KINDS)
     deployed, window_over = Gate(count), Gate(count)
     async with anyio.create_task_group() as group:
@@ -168,19 +178,18 @@ async def _phases(proxies: LearnedProxies, replicas: dict[str, Replica], signals
             for _ in range(sessions):
                 session = DeploySession(kind)
                 report.old.append(session)
-                group.start_soon(_old_session, proxies.url, session, keep, calls, deployed, window_over)
+                group.start_soon(_old_session, url, session, keep, calls, deployed, window_over)
         await deployed.all_parked(60.0)
-        report.drained_after = await anyio.to_thread.run_sync(_deploy, proxies, replicas, signals)
+        report.drained_after = await anyio.to_thread.run_sync(deploy)
         deployed.resume.set()
         async with anyio.create_task_group() as fresh:
             for kind, keep in CLIENT_KINDS:
                 for _ in range(sessions):
                     session = DeploySession(kind)
                     report.new.append(session)
-                    fresh.start_soon(_new_session, proxies.url, session, keep, calls)
+                    fresh.start_soon(_new_session, url, session, keep, calls)
         await window_over.all_parked(60.0)
-        for name in OLD:  # the grace period is over: the old pods are gone
-            await anyio.to_thread.run_sync(replicas[name].stop)
+        await anyio.to_thread.run_sync(end_window)
         window_over.resume.set()
 
 
@@ -196,7 +205,7 @@ def _deploy(proxies: LearnedProxies, replicas: dict[str, Replica], signals: Drai
     return proxies.wait_states({**dict.fromkeys(OLD, "DOWN"), **dict.fromkeys(NEW, "UP")}, 30.0)
 
 
-def to_rows(report: DeployReport, server: str) -> list[Row]:
+def to_rows(report: DeployReport, server: str, routing: str = "learned (gke), deploy") -> list[Row]:
     """The deploy rows for the conformance table (``server``: the mode's label), one per client kind."""
     rows = []
     for kind, _ in CLIENT_KINDS:
@@ -205,16 +214,17 @@ def to_rows(report: DeployReport, server: str) -> list[Row]:
         planned = sum(s.calls_before + s.calls_during for s in old)
         ok = sum(s.ok_before + s.ok_during for s in old)
         lost = sum(s.ok_before + s.ok_during < s.calls_before + s.calls_during for s in old)
-        notes = (f"old sessions on their creator after the deploy: {sum(_stayed(s) for s in old)}/{len(old)}; "
-                 f"new sessions on v2: {sum(s.creator in NEW for s in new)}/{len(new)}; after the window: "
+        new_names = report.new_names
+        notes = (f"old sessions on their creator after the deploy: {sum(_stayed(report, s) for s in old)}/{len(old)}; "
+                 f"new sessions on v2: {sum(s.creator in new_names for s in new)}/{len(new)}; after the window: "
                  f"{sum(s.after_window_status == 404 for s in old)} got 404, "
-                 f"{sum(s.reinitialized_ok and s.reinitialized_on in NEW for s in old)} re-initialized on v2")
-        rows.append(Row(server, "learned (gke), deploy", kind, "deploy", len(old), ok, planned - ok, lost, notes=notes))
+                 f"{sum(s.reinitialized_ok and s.reinitialized_on in new_names for s in old)} re-initialized on v2")
+        rows.append(Row(server, routing, kind, "deploy", len(old), ok, planned - ok, lost, notes=notes))
     return rows
 
 
-def _stayed(session: DeploySession) -> bool:
-    return session.creator in OLD and set(session.served_during) == {session.creator}
+def _stayed(report: DeployReport, session: DeploySession) -> bool:
+    return session.creator in report.old_names and set(session.served_during) == {session.creator}
 
 
 def cell(report: DeployReport, kind: str) -> str:
@@ -223,11 +233,46 @@ def cell(report: DeployReport, kind: str) -> str:
     new = [s for s in report.new if s.kind == kind]
     planned = sum(s.calls_before + s.calls_during for s in old)
     lost = planned - sum(s.ok_before + s.ok_during for s in old)
-    stayed = "every call on its creator" if all(_stayed(s) for s in old) else \
-        f"{sum(_stayed(s) for s in old)}/{len(old)} stayed on their creator"
-    return (f"drains: {lost} of {planned} calls lost, {stayed}; new sessions {sum(s.creator in NEW for s in new)}/"
-            f"{len(new)} on v2; past the window {sum(s.after_window_status == 404 for s in old)}/{len(old)} got 404 and "
-            f"{'re-initialized on v2' if all(s.reinitialized_ok and s.reinitialized_on in NEW for s in old) else 'did not all re-initialize'}")
+    stayed = "every call on its creator" if all(_stayed(report, s) for s in old) else \
+        f"{sum(_stayed(report, s) for s in old)}/{len(old)} stayed on their creator"
+    renewed = all(s.reinitialized_ok and s.reinitialized_on in report.new_names for s in old)
+    return (f"drains: {lost} of {planned} calls lost, {stayed}; new sessions "
+            f"{sum(s.creator in report.new_names for s in new)}/{len(new)} on v2; past the window "
+            f"{sum(s.after_window_status == 404 for s in old)}/{len(old)} got 404 and "
+            f"{'re-initialized on v2' if renewed else 'did not all re-initialize'}")
+
+
+def readme_cells(report: DeployReport) -> str:
+    """A server's row in the README's deploy table starts with this: ``| label | cell | cell |``
+    for the two client kinds (the second ``same`` where it matches the first)."""
+    cells = [cell(report, kind) for kind, _ in CLIENT_KINDS]
+    return " | ".join([cells[0], "same" if cells[1] == cells[0] else cells[1]])
+
+
+def cloud_run_cell(report: DeployReport) -> str:
+    """The README's Cloud Run cell for ``report``: both client kinds in one, when they agree."""
+    cells = {cell(report, kind) for kind, _ in CLIENT_KINDS}
+    return cells.pop() + " (either client kind)" if len(cells) == 1 else "; ".join(
+        f"{kind}: {cell(report, kind)}" for kind, _ in CLIENT_KINDS)
+
+
+def _stayed(report: DeployReport, session: DeploySession) -> bool:
+    return session.creator in report.old_names and set(session.served_during) == {session.creator}
+
+
+def cell(report: DeployReport, kind: str) -> str:
+    """What a deploy did to one client kind's sessions, as the README's deploy table says it."""
+    old = [s for s in report.old if s.kind == kind]
+    new = [s for s in report.new if s.kind == kind]
+    planned = sum(s.calls_before + s.calls_during for s in old)
+    lost = planned - sum(s.ok_before + s.ok_during for s in old)
+    stayed = "every call on its creator" if all(_stayed(report, s) for s in old) else \
+        f"{sum(_stayed(report, s) for s in old)}/{len(old)} stayed on their creator"
+    renewed = all(s.reinitialized_ok and s.reinitialized_on in report.new_names for s in old)
+    return (f"drains: {lost} of {planned} calls lost, {stayed}; new sessions "
+            f"{sum(s.creator in report.new_names for s in new)}/{len(new)} on v2; past the window "
+            f"{sum(s.after_window_status == 404 for s in old)}/{len(old)} got 404 and "
+            f"{'re-initialized on v2' if renewed else 'did not all re-initialize'}")
 
 
 def readme_rows(reports: dict[str, DeployReport]) -> list[str]:
