@@ -17,8 +17,8 @@ class StackOutputs(BaseModel):
     requiredApis: list[str] = Field(description="the APIs the stack's resources need (`SERVICE.googleapis.com`), "
                                                 "to enable once per project before the first `up`.")
     serviceUrls: Optional[dict[str, dict[str, str]]] = Field(
-        default=None, description="Cloud Run: service -> region -> its run.app URL (reachable only through the "
-                                  "load balancer).")
+        default=None, description="Cloud Run: service -> region -> its run.app URL (off unless `defaultUri` "
+                                  "keeps it on; then reachable from the VPC only).")
     sessionStoreHost: Optional[str] = Field(default=None, description="with a store: the Memorystore instance's "
                                                                       "private address.")
     sessionStoreSecret: Optional[str] = Field(default=None, description="with a store: the Secret Manager secret "
@@ -34,5 +34,11 @@ class StackOutputs(BaseModel):
     meshServiceDeploys: Optional[dict[str, str]] = Field(
         default=None, description="GKE: mesh service -> what a deploy does to its live sessions (ends them, drains "
                                   "them on the terminating pods, or none to end).")
+    monitoringDashboard: Optional[str] = Field(
+        default=None, description="with `monitoring` on: the Cloud Monitoring dashboard's id (open it from Monitoring > "
+                                  "Dashboards).")
+    monitoringAlerts: Optional[dict[str, list[str]]] = Field(
+        default=None, description="with `monitoring` on: what each alert policy watches (service, pinning proxy or "
+                                  "store) and when it fires; README \"Operating it\" says what to do.")
     meshServiceAccess: Optional[dict[str, str]] = Field(
         default=None, description="GKE: mesh service -> who may call it (its `access` mode, members and `jwt` issuer).")

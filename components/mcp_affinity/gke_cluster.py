@@ -133,6 +133,10 @@ class GkeClusterArgs(Settings):
         default_factory=list,
         description="Artifact Registry repositories (`LOCATION/REPOSITORY`) the nodes may pull from; the node "
                     "account gets `roles/artifactregistry.reader` on these only.")
+    secret_sync: Bool = Field(
+        default=False,
+        description="GKE's secret synchronization and Secret Manager add-on (GKE 1.33+), which `secretEnv` of mesh "
+                    "services needs (https://cloud.google.com/secret-manager/docs/sync-k8-secrets).")
     rbac_security_group: Optional[str] = Field(
         default=None, pattern=r"^gke-security-groups@[a-z0-9]([a-z0-9.-]*[a-z0-9])?\.[a-z]{2,63}$", description=(
             "Google Groups for RBAC: `gke-security-groups@YOUR-DOMAIN`, the group nesting the groups RBAC bindings "
@@ -204,6 +208,8 @@ class ClusterRef:
     node_tag: StrInput
     kubernetes_provider: Optional[pulumi.ProviderResource] = None
     ready: Sequence[pulumi.Resource] = ()
+    secret_sync: bool = False
+    """GKE's secret synchronization is on (``McpMeshService`` ``secretEnv`` needs it)."""
 
 
 def kubernetes_options(opts: Optional[pulumi.ResourceOptions], cluster: ClusterRef) -> pulumi.ResourceOptions:
@@ -281,6 +287,10 @@ class GkeCluster(pulumi.ComponentResource):
             enable_intranode_visibility=True,
             # No client certificate: it never expires and cannot be revoked; callers use IAM.
             master_auth={"client_certificate_config": {"issue_client_certificate": False}},
+            # Sync copies Secret Manager versions into Kubernetes Secrets (secretEnv); the add-on brings the
+            # SecretProviderClass resource it reads.
+            secret_sync_config={"enabled": True} if args.secret_sync else None,
+            secret_manager_config={"enabled": True} if args.secret_sync else None,
             authenticator_groups_config={"security_group": args.rbac_security_group} if args.rbac_security_group else None,
             # The default pool cannot be configured as we need; replace it with ours.
             remove_default_node_pool=True,
@@ -305,7 +315,7 @@ class GkeCluster(pulumi.ComponentResource):
     def ref(self) -> ClusterRef:
         """This cluster as the components that run in it take it."""
         return ClusterRef(self.cluster_id, self.workload_pool, self._names["cluster"].value,
-                          self.kubernetes_provider, (self._node_pool,))
+                          self.kubernetes_provider, (self._node_pool,), secret_sync=self._args.secret_sync)
 
     def _node_account(self, name: str) -> gcp.serviceaccount.Account:
         args, child = self._args, pulumi.ResourceOptions(parent=self)

@@ -67,6 +67,8 @@ from .affinity import METHOD_HEADER, NAME_HEADER, HeaderName, SessionMode, Store
 from .gateway_backend import GatewayAccess
 from .gke_cluster import ClusterRef, kubernetes_options
 from .limits import Env, Memory, Quantity
+from . import secret_env as secret_env_module
+from .secret_env import SecretEnv
 from .load_balancer import Domain, MethodRouteArgs, check_hosts_once, check_method_matches
 from .mesh import MeshRef
 from .mesh_access import check_mesh_access, token_policies
@@ -128,6 +130,11 @@ class McpMeshServiceArgs(Settings):
         description="`cookie-clients-only` accepts that `pinning: cookie` keeps sessions only for clients that keep "
                     "cookies (measured: clients without a cookie jar lose them); `unauthenticated` a `public` service "
                     "(required by the stack in staging and prod).")
+    secret_env: SecretEnv = Field(
+        default_factory=dict,
+        description="environment variables read from Secret Manager: `NAME: {secret: ID, version: N}`, synced into "
+                    "the Kubernetes Secret `{name}-env` by GKE's secret synchronization (needs `gke.secretSync`); the "
+                    "pods' Workload Identity gets `roles/secretmanager.secretAccessor` on each secret.")
     access: AccessArgs = Field(
         description="who may call the service: `iap`, `iam`, `oauth` or `public` (see \"Who can call my server?\"); "
                     "required. On GKE `iap` sits on the gateway's backend service (shared by every mesh service); "
@@ -201,6 +208,8 @@ class McpMeshServiceArgs(Settings):
         self._check_drain(faults)
         check_hosts_once(self.hosts, faults)
         check_method_matches(self.method_routes, faults)
+        for variable in sorted(set(self.env) & set(self.secret_env)):
+            faults.add(("secretEnv", variable), f"{variable} is also in env: set it in one of them")
         faults.raise_if_any()
         return self
 
@@ -385,6 +394,11 @@ class McpMeshService(pulumi.ComponentResource):
         if args.pinning == "cookie" and not mesh.persistent_session_filter:
             raise ValueError("pinning: cookie needs the mesh's persistentSessionFilter")
         check_context(name, args, mesh)
+        if args.secret_env and not cluster.secret_sync:
+            raise ValueError("secretEnv needs the cluster's secret synchronization (GkeClusterArgs secret_sync)")
+        plain = secret_env_module.plain_secret_faults({k: v for k, v in args.env.items() if k not in secret_env})
+        if plain:
+            raise ValueError("; ".join(f"env.{variable}: {message}" for variable, message in plain))
         names = args.names(name)
         super().__init__("mcp-affinity:index:McpMeshService", name, None, kubernetes_options(opts, cluster))
         self._name, self._args, self._mesh = name, args, mesh
@@ -432,6 +446,12 @@ class McpMeshService(pulumi.ComponentResource):
         args, name, opts = self._args, self._name, self._k8s
         k8s.core.v1.ServiceAccount(name, metadata={**self._meta(), "annotations": {
             "iam.gke.io/gcp-service-account": account.email}}, opts=opts)
+        self._synced = None
+        if args.secret_env:
+            self._synced, ready = secret_env_module.gke_secret_sync(
+                self, name, secret_env=args.secret_env, project=args.project, namespace=self._namespace, account=name,
+                google_account=account.member, opts=opts)
+            opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=ready))
         if self._store is not None:
             k8s.core.v1.Secret(name, metadata=self._meta(SECRET_NAME), type="Opaque", string_data={
                 "url": pulumi.Output.secret(self._store.connection_url), "ca.crt": self._store.ca_certificate},
@@ -541,6 +561,8 @@ class McpMeshService(pulumi.ComponentResource):
             env.append({"name": "MCP_REDIS_CA_CERT", "valueFrom": {"secretKeyRef": {"name": SECRET_NAME, "key": "ca.crt"}}})
         for key, value in sorted(args.env.items()):
             env.append({"name": key, "value": pulumi.Output.secret(value) if key in self._secret_env else value})
+        if self._synced is not None:
+            env += secret_env_module.kubernetes_env(self._args.secret_env, self._synced)
         return env
 
     def _deployment_spec(self) -> dict:

@@ -20,8 +20,9 @@ from collections import defaultdict
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 
-from . import sources
+from . import access_map, sources
 from .affinity import DEFAULT_SESSION_HEADER
+from .cloud_run_service import DEFAULT_URI_REASON
 from .cloud_run_shards import ID_PREFIX_ENV, SHARD_KEY_ENV
 from .wire import BACKEND, CLOUD_RUN, DEPLOYMENT, K8S_SERVICE, NAMESPACE, NEG, REDIS
 from .wire import SECRET_SIG as _SIG, SECRET_VALUE_SIG as _SECRET, UNKNOWN, UNKNOWNS as _UNKNOWNS
@@ -234,7 +235,9 @@ def _fronted_services(resources: list[dict]) -> dict[str, dict]:
 def cloud_run_ingress_and_timeout(resources: list[dict], settings: Settings) -> Iterator[tuple[str, str]]:
     """Cloud Run behind a serverless NEG admits only the load balancer and has a valid request timeout.
 
-    Sources: https://cloud.google.com/run/docs/securing/ingress (default ingress is ``all``),
+    Sources: https://cloud.google.com/run/docs/securing/ingress (default ingress is ``all``; the
+    ``run.app`` URL still admits the VPC unless ``defaultUriDisabled``, or the service records why in
+    the annotation ``mcp-affinity/default-uri-reason``),
     https://cloud.google.com/run/docs/configuring/request-timeout (default 300 s, at most 3600 s).
     Each service's own ``template.timeout`` is judged against what the config schema allows
     (``timeoutSeconds`` 1 to 3600; ``Settings.min_timeout_seconds`` may raise the floor).
@@ -246,6 +249,11 @@ def cloud_run_ingress_and_timeout(resources: list[dict], settings: Settings) -> 
         if not is_unknown(ingress) and ingress != "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER":
             bad.append(f"ingress is {ingress or 'unset (INGRESS_TRAFFIC_ALL)'}, "
                        "must be INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER")
+        disabled = _inputs(service, "defaultUriDisabled")
+        if not is_unknown(disabled) and disabled is not True and not _mapping(_inputs(service, "annotations")).get(
+                DEFAULT_URI_REASON):
+            bad.append("the run.app URL is on (defaultUriDisabled unset): the VPC reaches it past IAP and Cloud Armor; "
+                       f"disable it, or record why in the annotation {DEFAULT_URI_REASON}")
         timeout = _inputs(service, "template", "timeout")
         seconds = 300.0 if timeout is None else _parse_duration(timeout)
         if not is_unknown(timeout) and (seconds is None or not low <= seconds <= high):
@@ -645,6 +653,25 @@ def production_store_protected(resources: list[dict], settings: Settings) -> Ite
         value = _inputs(store, "deletionProtection")
         if value is False or is_unknown(value):
             yield store["urn"], f"deletionProtection is {_show(value)} in a production stack, must be true"
+
+
+@_rule("method-route-holds-host-access", sources.CLOUD_ARMOR_POLICIES)
+def method_route_holds_host_access(resources: list[dict], settings: Settings) -> Iterator[tuple[str, str]]:
+    """Every route of a host ends where that host's access and edge hold (the plan's access map).
+
+    Sources: https://cloud.google.com/armor/docs/security-policy-overview (a policy is attached to a
+    backend service: the one the URL map picks applies), https://cloud.google.com/iap/docs/load-balancer-howto
+    and https://cloud.google.com/iap/docs/reference/compute-engine-apis (IAP is enabled per backend
+    service), https://cloud.google.com/run/docs/securing/managing-access#invoker_check.
+    A route (a method route: ``Mcp-Method`` on the URL map or in the mesh) that ends at a backend with
+    other IAP members or clients, other invoker members, a weaker mesh token policy, or Cloud Armor
+    rules looser than the host's own backend for that host (Origin allowlist, ``POST`` without
+    ``Mcp-Method``, per-client and per-tool limits) is refused on the URL map or VirtualService
+    (:mod:`mcp_affinity.access_map`). A reference unknown until apply cannot be judged.
+    """
+    for route, end, differences in access_map.crossings(access_map.access_map(resources)):
+        yield route.source, (f"{route.host}: {route.match} ends at {end.label}, where the host's access and edge do "
+                             f"not hold: {'; '.join(differences)}")
 
 
 def stack_name(resources: list[dict], settings: Optional[Settings] = None) -> Optional[str]:

@@ -36,13 +36,13 @@ from typing import Annotated, Literal, Optional
 
 import pulumi
 import pulumi_gcp as gcp
-from pydantic import AfterValidator, Field, Strict
+from pydantic import AfterValidator, Field, Strict, model_validator
 
 from .affinity import METHOD_HEADER, NAME_HEADER
 from .edge_routes import METADATA_PATH
 from .load_balancer import Domain, McpMethod
 from .naming import RFC1035, PhysicalName, physical_name
-from .settings import Bool, Int, Model, Name, Settings, StrInput
+from .settings import Bool, Faults, Int, Model, Name, Settings, StrInput
 from .wire import SECURITY_POLICY
 
 KNOWN_METHODS = frozenset({
@@ -61,6 +61,9 @@ WAF_RULE_SETS = ("sqli", "xss", "lfi", "rfi", "rce", "methodenforcement", "scann
 """Preconfigured WAF rule sets (``NAME-v422-stable``, https://cloud.google.com/armor/docs/waf-rules)."""
 
 DEFAULT_RULE_PRIORITY = 2147483647
+AUTO_DEPLOY_PRIORITY = 900
+"""Adaptive Protection's auto-deploy placeholder: before every throttle rule (a throttle that lets a
+request through ends the evaluation), https://cloud.google.com/armor/docs/adaptive-protection-auto-deploy."""
 MAX_ORIGINS = 25
 METHOD_KEY, NAME_KEY = METHOD_HEADER.lower(), NAME_HEADER.lower()
 
@@ -138,7 +141,23 @@ class EdgeArgs(Model):
     require_method_header: Bool = Field(
         default=False,
         description="refuse `POST` requests without `Mcp-Method` (403): for servers that speak MCP 2026-07-28 only.")
-    adaptive_protection: Bool = Field(default=True, description="Adaptive Protection's layer-7 DDoS defense.")
+    adaptive_protection: Bool = Field(
+        default=True,
+        description="Adaptive Protection's layer-7 DDoS detection. Without Cloud Armor Enterprise it only raises a "
+                    "basic alert and blocks nothing; see `adaptiveProtectionAutoDeploy`.")
+    adaptive_protection_auto_deploy: Bool = Field(
+        default=False,
+        description="Cloud Armor Enterprise only: the placeholder rule `evaluateAdaptiveProtectionAutoDeploy()` "
+                    f"(deny 403, priority {AUTO_DEPLOY_PRIORITY}) through which Adaptive Protection blocks the traffic "
+                    "it identifies as an attack; needs `adaptiveProtection`.")
+
+    @model_validator(mode="after")
+    def _auto_deploy(self) -> "EdgeArgs":
+        if self.adaptive_protection_auto_deploy and not self.adaptive_protection:
+            faults = Faults("EdgeArgs")
+            faults.add("adaptiveProtectionAutoDeploy", "needs adaptiveProtection: true (it deploys its suggested rules)")
+            faults.raise_if_any()
+        return self
     waf: WafArgs = Field(
         default_factory=WafArgs,
         description="Google's preconfigured WAF rules (off by default; in preview when on).")
@@ -241,6 +260,10 @@ def _throttle(priority: int, expression: Optional[str], limit: RateLimitArgs, ke
 def policy_rules(args: EdgePolicyArgs) -> list[dict]:
     """Every rule of the policy: each scope's block (100 priorities apart, from 1000), then the default allow."""
     rules = []
+    if any(scope.edge.adaptive_protection_auto_deploy for scope in args.scopes.values()):
+        # Enterprise: the expression must be this call alone, so the rule cannot be scoped to hosts.
+        rules.append(_deny(AUTO_DEPLOY_PRIORITY, "evaluateAdaptiveProtectionAutoDeploy()",
+                           "Adaptive Protection auto-deploy (Cloud Armor Enterprise)"))
     for index, (_, scope) in enumerate(sorted(args.scopes.items())):
         rules += scope_rules(scope, 1000 + 100 * index)
     rules.append({"priority": DEFAULT_RULE_PRIORITY, "action": "allow", "match": _match(None),

@@ -36,3 +36,4 @@ POD_TERMINATION = "https://kubernetes.io/docs/concepts/workloads/pods/pod-lifecy
 GKE_EXTENDED_DURATION_PODS = "https://cloud.google.com/kubernetes-engine/docs/how-to/extended-duration-pods"
 TERMINATING_ENDPOINTS = "https://github.com/kubernetes/enhancements/tree/master/keps/sig-network/1672-tracking-terminating-endpoints"
 HAPROXY_CONFIGURATION = "https://docs.haproxy.org/3.0/configuration.html"
+CLOUD_ARMOR_POLICIES = "https://cloud.google.com/armor/docs/security-policy-overview"

@@ -7,7 +7,9 @@ from typing import Any, Callable, Iterator, Optional
 
 from mcp_affinity import CloudRunMcpService, CloudRunMcpServiceArgs, NetworkArgs, RouteArgs, StoreRole
 from mcp_affinity import cloud_run_shards
+from mcp_affinity.secret_env import plain_secret_faults
 from mcp_affinity.access import AccessMode
+from mcp_affinity.route_access import access_key, route_faults
 from mcp_affinity.settings import config_model
 
 from .context import SharedContext
@@ -51,8 +53,29 @@ def settings(config, common: dict, problems, network: Optional[NetworkArgs]) -> 
             problems.add(f"{key}.regions", "prod runs each service in two regions or more")
         if args is not None:
             check_access(key, args.access, args.acknowledge, served[name], config.environment, problems)
+        check_plain_secrets(key, "services", getattr(service, "env", None) or {}, problems)
         result[name] = (args, route, served[name], now)
+    check_method_routes(result, problems)
     return result
+
+
+def check_method_routes(services: dict[str, tuple], problems) -> None:
+    """Each method route crosses only to a service whose access is identical and whose edge is at least
+    as strict (:mod:`mcp_affinity.route_access`); refused under ``services.<name>.methodRoutes.<key>``."""
+    for name, (args, route, served, _) in sorted(services.items()):
+        for key, method in sorted((route.get("methodRoutes") or {}).items()):
+            target = services.get(method.get("service"))
+            if args is None or target is None or target[0] is None:
+                continue  # not a service of this platform, or refused already: reported elsewhere
+            other = target[0]
+            siblings = {f"https://{h}" for s, r, *_ in services.values()
+                        if s is not None and access_key(s.access) == access_key(args.access) for h in r.get("hosts") or []}
+            fault = route_faults(name, args.access, method["service"], other.access,
+                                 (args.edge, args.edge.origins(served), other.edge, other.edge.origins(target[2])),
+                                 (args.security_policy, other.security_policy), method["method"], method.get("name"),
+                                 siblings)
+            if fault:
+                problems.add(f"services.{name}.methodRoutes.{key}", fault)
 
 
 def needs_store(services: dict[str, tuple]) -> bool:
@@ -126,3 +149,14 @@ def check_access(key: str, access, acknowledge, hosts: list[str], environment: s
                      "acknowledge: [unauthenticated], or pick iap, iam or oauth")
     if access.mode is AccessMode.IAM and not hosts:
         problems.add(f"{key}.access", "iam: callers mint ID tokens for https://HOST; give the service hosts")
+
+
+def check_plain_secrets(key: str, top: str, env: dict, problems) -> None:
+    """An ``env`` value that detect-secrets flags is refused under ``{key}.env.NAME`` (the value is
+    never shown). Under a top-level key holding a ``secure:`` value Pulumi hands the program every
+    value of that key decrypted and marks them all secret, so the program cannot tell a plain value
+    from a secure one there; all of them reach the resources as secrets and are masked."""
+    if top in problems.secret_keys:
+        return
+    for variable, message in plain_secret_faults(env):
+        problems.add(f"{key}.env.{variable}", message)

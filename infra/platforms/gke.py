@@ -17,6 +17,7 @@ from mcp_affinity import (
 )
 from mcp_affinity.access import AccessMode
 from mcp_affinity.mesh_service import data_plane_faults, gateway_access, method_target_faults, service_host
+from mcp_affinity.route_access import route_faults
 from mcp_affinity.settings import config_model
 
 from . import cloud_run
@@ -70,12 +71,25 @@ def settings(config, common: dict, problems, network: Optional[NetworkArgs]) -> 
         if gateway_namespace not in autoneg.watch_namespaces:
             problems.add("gke.autoneg.watchNamespaces", f"leaves out the gateway's namespace {gateway_namespace}: "
                          "the controller would never attach the gateway's NEGs; add it")
+    for name, service in sorted(config.mesh_services.items()):
+        cloud_run.check_plain_secrets(f"meshServices.{name}", "meshServices", getattr(service, "env", None) or {}, problems)
     for name, service in services.items():
         for key, message in (method_target_faults(name, service, set(services)) if service else []):
             problems.add(f"meshServices.{name}.{key}", message)
+        for key, route in sorted(service.method_routes.items()) if service else []:
+            target = services.get(route.service)
+            # The gateway's IAP and host-scoped Cloud Armor rules stay the host's: access alone can differ.
+            fault = route_faults(name, service.access, route.service, target.access, None, (None, None),
+                                 route.method, route.name) if target is not None and route.service != name else None
+            if fault:
+                problems.add(f"meshServices.{name}.methodRoutes.{key}", fault)
         for key, message in (data_plane_faults(service, mesh.data_plane) if service and mesh else []):
             problems.add(f"meshServices.{name}.{key}", message)
     _check_access(config.environment, services, problems)
+    for name, service in services.items():
+        if service is not None and service.secret_env and cluster is not None and not cluster.secret_sync:
+            problems.add(f"meshServices.{name}.secretEnv", "GKE reads secretEnv through its secret synchronization: "
+                         "set gke.secretSync: true (GKE 1.33 or later)")
     if gateway is not None and gateway.security_policy:
         for name in [n for n, s in services.items() if s is not None and "edge" in s.model_fields_set]:
             problems.add(f"meshServices.{name}.edge", "does nothing: gke.gateway.securityPolicy puts a policy of your "
