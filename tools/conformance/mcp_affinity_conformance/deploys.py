@@ -254,39 +254,3 @@ def cloud_run_cell(report: DeployReport) -> str:
     cells = {cell(report, kind) for kind, _ in CLIENT_KINDS}
     return cells.pop() + " (either client kind)" if len(cells) == 1 else "; ".join(
         f"{kind}: {cell(report, kind)}" for kind, _ in CLIENT_KINDS)
-
-
-def _stayed(report: DeployReport, session: DeploySession) -> bool:
-    return session.creator in report.old_names and set(session.served_during) == {session.creator}
-
-
-def cell(report: DeployReport, kind: str) -> str:
-    """What a deploy did to one client kind's sessions, as the README's deploy table says it."""
-    old = [s for s in report.old if s.kind == kind]
-    new = [s for s in report.new if s.kind == kind]
-    planned = sum(s.calls_before + s.calls_during for s in old)
-    lost = planned - sum(s.ok_before + s.ok_during for s in old)
-    stayed = "every call on its creator" if all(_stayed(report, s) for s in old) else \
-        f"{sum(_stayed(report, s) for s in old)}/{len(old)} stayed on their creator"
-    renewed = all(s.reinitialized_ok and s.reinitialized_on in report.new_names for s in old)
-    return (f"drains: {lost} of {planned} calls lost, {stayed}; new sessions "
-            f"{sum(s.creator in report.new_names for s in new)}/{len(new)} on v2; past the window "
-            f"{sum(s.after_window_status == 404 for s in old)}/{len(old)} got 404 and "
-            f"{'re-initialized on v2' if renewed else 'did not all re-initialize'}")
-
-
-def readme_rows(reports: dict[str, DeployReport]) -> list[str]:
-    """The README's deploy table rows for ``reports`` (server label -> report), the first in full and
-    each later one ``same as`` the first where its cells match."""
-    lines, first = [], None
-    for label, report in reports.items():
-        cells = [cell(report, kind) for kind, _ in CLIENT_KINDS]
-        if first is None:
-            first = (label, cells)
-            shown = [cells[0], "same" if cells[1] == cells[0] else cells[1], "not measured end to end (mocks only)"]
-        else:
-            same = f"same as {first[0].split(',')[0]}"
-            shown = [same if cells[0] == first[1][0] else cells[0], "same" if cells[1] == cells[0] else cells[1],
-                     "not measured"]
-        lines.append(f"| {label} | " + " | ".join(shown) + " |")
-    return lines
