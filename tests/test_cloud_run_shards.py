@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 import pytest
 import yaml
 from pulumi.runtime.config import set_all_config
-from pydantic import ValidationError
+from mcp_affinity.errors import SettingsError
 
 from conftest import ROOT, plan_example
 from helpers import NETWORK
@@ -115,7 +115,7 @@ def test_bad_shard_settings_are_refused(overrides, message):
     if message is None:  # the limits' edge that still fits
         assert make(**overrides).pinning == "shards"
         return
-    with pytest.raises(ValidationError, match=message):
+    with pytest.raises(SettingsError, match=message):
         make(**overrides)
 
 
@@ -156,7 +156,7 @@ def test_a_method_route_or_the_default_to_a_sharded_service_spreads_over_its_sha
 
 
 def test_shards_need_hosts_and_a_backend_per_shard_key():
-    with pytest.raises(ValidationError, match="needs hosts and no pathPrefixes"):
+    with pytest.raises(SettingsError, match="needs hosts and no pathPrefixes"):
         GlobalHttpsLoadBalancerArgs(prefix="mcp-t", certificates={"main": ["a.example.com"]}, routes={
             "tools": {"path_prefixes": ["/t"], "session_shards": {"header": "Mcp-Session-Id", "keys": KEYS}}})
     with pytest.raises(ValueError, match="a map of backends goes with session shards, one per shard key"):
@@ -170,7 +170,7 @@ def test_shards_need_hosts_and_a_backend_per_shard_key():
 def test_a_shard_count_beyond_the_url_map_quota_is_refused_with_what_fits():
     keys = [shards.shard_key(region, i) for region in ("europe-west1", "us-central1") for i in range(480)]
     methods = {f"m{i}": {"method": "tools/call", "name": f"t{i}", "service": "heavy"} for i in range(20)}
-    with pytest.raises(ValidationError, match=r"need 980 route rules and 1980 match predicates.*at most 235 shards per region"):
+    with pytest.raises(SettingsError, match=r"need 980 route rules and 1980 match predicates.*at most 235 shards per region"):
         GlobalHttpsLoadBalancerArgs(prefix="mcp-t", certificates={"main": ["a.example.com"]}, routes={
             "tools": {"hosts": ["a.example.com"], "method_routes": methods,
                       "session_shards": {"header": "Mcp-Session-Id", "keys": keys}}, "heavy": {}})
@@ -399,17 +399,17 @@ def test_without_a_drain_keys_carry_no_generation_and_a_deploy_says_it_ends_sess
     ({"pinning": None, "shards": None, "max_instances": 1, "regions": ["europe-west1"], "session_drain_seconds": 600},
      "sessionDrainSeconds", "goes with pinning: shards"),
     ({"session_drain_seconds": 3601}, "sessionDrainSeconds", "at most 3600"),
-    ({"session_drain_seconds": -1}, "session_drain_seconds", "greater than or equal to 0"),
+    ({"session_drain_seconds": -1}, "sessionDrainSeconds", "greater than or equal to 0"),
     ({"session_drain_seconds": 600, "image_managed_by_ci": True}, "sessionDrainSeconds", "imageManagedByCi"),
     ({"session_drain_seconds": 0, "generations": DEPLOYED}, "generations", "go with sessionDrainSeconds > 0"),
     ({"generations": {"07": "2026-12-06T18:00:00Z"}}, "generations", "should match pattern"),
     ({"generations": {"7": "2026-12-06T18:00:00"}}, "generations", "timezone"),
 ])
 def test_bad_drain_settings_are_refused_under_their_key(overrides, key, message):
-    with pytest.raises(ValidationError) as error:
+    with pytest.raises(SettingsError) as error:
         make(**overrides)
-    (fault,) = error.value.errors()
-    assert fault["loc"][0] == key and message in fault["msg"], fault
+    (fault,) = error.value.problems
+    assert fault[0].split(".")[0] == key and message in fault[1], fault
 
 
 def test_a_drain_defaults_to_the_idle_timeout_and_to_none_where_ci_makes_revisions():

@@ -10,10 +10,10 @@ import subprocess
 
 import pytest
 from hypothesis import given, settings, strategies as st
-from pydantic import ValidationError
 
 from test_gke import mesh_service, service_args, spec
 from mcp_affinity import pinning_proxy
+from mcp_affinity.errors import SettingsError
 from mcp_affinity.mesh_service import MAX_GRACE_SECONDS, SHUTDOWN_MARGIN_SECONDS
 from schemas.validate import validate_kubernetes
 
@@ -102,10 +102,10 @@ def test_the_wait_always_ends_inside_the_grace_gke_honours(drain, streams):
 ])
 def test_bad_drain_settings_are_refused_under_their_key(overrides, message):
     values = {"session_drain_seconds": 600, **overrides}
-    with pytest.raises(ValidationError) as error:
+    with pytest.raises(SettingsError) as error:
         learned(**values)
-    (fault,) = error.value.errors()
-    assert fault["loc"] == ("sessionDrainSeconds",) and message in fault["msg"], fault
+    (fault,) = error.value.problems
+    assert fault[0] == "sessionDrainSeconds" and message in fault[1], fault
     assert learned(session_drain_seconds=3570).grace_seconds == 3600
 
 

@@ -161,6 +161,10 @@ class AccessArgs(Model):
     @model_validator(mode="before")
     @classmethod
     def _mode_alone(cls, value: Any) -> Any:
+        # iap and iam name who may call, so they never stand alone: show the mapping to write.
+        if value in (AccessMode.IAP.value, AccessMode.IAM.value):
+            who = "members or programmaticClients" if value == AccessMode.IAP.value else "members"
+            raise ValueError(f"{value} needs {who}: write access: {{mode: {value}, members: [...]}}")
         return {"mode": value} if isinstance(value, str) else value
 
     @model_validator(mode="after")

@@ -76,7 +76,7 @@ from .naming import KUBERNETES, SERVICE_ACCOUNT, PhysicalName, physical_name
 from . import pinning_proxy
 from .security_policy import EdgeArgs, EdgeScopeArgs
 from .session_store import SessionStoreRef
-from .settings import Bool, Faults, Int, Name, Port, Settings, StrInput, UrlPath
+from .settings import Bool, Faults, Int, Name, Port, Settings, StrInput, UrlPath, takes_settings
 from .wire import GOOGLE_SERVICE_ACCOUNT, K8S_SERVICE, NAMESPACE
 
 SECRET_NAME = "mcp-redis"
@@ -383,6 +383,7 @@ class McpMeshService(pulumi.ComponentResource):
     service_host: pulumi.Output[str]
     google_service_account: pulumi.Output[str]
 
+    @takes_settings
     def __init__(self, name: str, args: McpMeshServiceArgs, *, cluster: ClusterRef, mesh: MeshRef,
                  session_store: Optional[SessionStoreRef] = None,
                  route_hosts: Optional[Mapping[str, str]] = None, secret_env: AbstractSet[str] = frozenset(),

@@ -2,7 +2,8 @@
 
 Input: two plans as :func:`plan_file.validate` returns them (see :mod:`.plan_file` for the shape).
 Resources are matched by URN, as the engine matches them: a new type, name or parent is a new URN,
-so it shows as one deletion and one addition. A matched resource is
+so it shows as one deletion and one addition, unless one of the HEAD resource's ``aliases`` is the
+BASE's URN (the engine then moves the resource: :func:`moves`). A matched resource is
 
 - **replaced** when a changed input is create-only for its type (:mod:`.replacements`, each type
   with its source) or listed in its ``replaceOnChanges`` option; replacing a stateful resource
@@ -159,17 +160,27 @@ def diff_plans(base: dict, head: dict) -> PlanDiff:
             raise ValueError(f"cannot diff plans of different {key}s: base is {base.get(key)!r}, "
                              f"head is {head.get(key)!r}; compare two plans of the same stack")
     old, new = _resolved(_by_urn(base, "base")), _resolved(_by_urn(head, "head"))
-    changed = [change for urn in sorted(old.keys() & new.keys())
-               if (change := diff_resource(old[urn], new[urn])) is not None]
+    moved = moves(old, new)
+    pairs = sorted([(urn, urn) for urn in old.keys() & new.keys()] + list(moved.items()), key=lambda p: p[1])
+    changed = [change for before, after in pairs if (change := diff_resource(old[before], new[after])) is not None]
     names = {urn: r["name"] for urn, r in new.items()}
     return PlanDiff(
         project=base["project"], stack=base["stack"],
-        added=tuple(_ref(new[urn], settings=True) for urn in sorted(new.keys() - old.keys())),
-        removed=tuple(_ref(old[urn]) for urn in sorted(old.keys() - new.keys())),
+        added=tuple(_ref(new[urn], settings=True) for urn in sorted(new.keys() - old.keys() - set(moved.values()))),
+        removed=tuple(_ref(old[urn]) for urn in sorted(old.keys() - new.keys() - moved.keys())),
         changed=tuple(changed),
         outputs_changed=diff_properties(base.get("outputs") or {}, head.get("outputs") or {}),
         warnings=tuple(f"{names.get(w.get('urn'), 'stack')}: {w['message']}" for w in head.get("warnings") or []),
     )
+
+
+def moves(old: dict[str, dict], new: dict[str, dict]) -> dict[str, str]:
+    """BASE URN -> HEAD URN for each resource that only moved: a HEAD resource absent from BASE
+    whose ``aliases`` name a BASE URN that HEAD no longer has (the engine updates such a resource
+    in place instead of deleting and creating it;
+    https://www.pulumi.com/docs/iac/operations/stack-management/refactoring-with-aliases/)."""
+    return {alias: urn for urn, resource in new.items() if urn not in old
+            for alias in resource.get("aliases") or [] if alias in old and alias not in new}
 
 
 def diff_resource(old: dict, new: dict) -> Optional[ResourceChange]:

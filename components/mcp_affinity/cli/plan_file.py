@@ -4,7 +4,7 @@ A plan is the JSON object ``mcp-affinity plan --json`` writes (:meth:`runner.Pla
 
     {"project": str, "stack": str,
      "resources": [{"urn": str, "type": str, "name": str, "parent": str | null, "custom": bool,
-                    "inputs": {...}, "options": {...}, "references": {path: URN}}],
+                    "inputs": {...}, "options": {...}, "references": {path: URN}, "aliases": [str]}],
      "outputs": {...}, "warnings": [{"message": str, "urn": str | null}]}
 
 ``project``, ``stack`` and ``resources`` (each with ``urn`` and ``type``) are required; the rest
@@ -81,7 +81,8 @@ def _resource(resource: Any, index: int) -> dict[str, Any]:
     for key in ("urn", "type"):
         if not isinstance(resource.get(key), str) or not resource[key]:
             raise PlanError(f"is not a plan: {where}.{key} must be a non-empty string, got {_kind(resource.get(key))}")
-    expected = {"name": str, "parent": (str, type(None)), "custom": bool, "inputs": dict, "options": dict}
+    expected = {"name": str, "parent": (str, type(None)), "custom": bool, "inputs": dict, "options": dict,
+                "aliases": list}
     for key, types in expected.items():
         if key in resource and not isinstance(resource[key], types):
             raise PlanError(f"is not a plan: {where}.{key} has the wrong type ({_kind(resource[key])})")
@@ -91,11 +92,14 @@ def _resource(resource: Any, index: int) -> dict[str, Any]:
             raise PlanError(f"is not a plan: {where}.options.{key} has the wrong type ({_kind(options[key])})")
         if types is list and key in options and not all(isinstance(v, str) for v in options[key]):
             raise PlanError(f"is not a plan: {where}.options.{key} must list strings")
+    if not all(isinstance(v, str) for v in resource.get("aliases", [])):
+        raise PlanError(f"is not a plan: {where}.aliases must list strings (URNs)")
     urn = resource["urn"]
     normalized = {"urn": urn, "type": resource["type"], "name": resource.get("name", urn.rsplit("::", 1)[-1]),
                   "parent": resource.get("parent"), "custom": resource.get("custom", True),
                   # A plan written before env values were scanned may hold one that looks like a secret.
-                  "inputs": mask_flagged_env(resource.get("inputs", {})), "options": options if "options" in resource else None}
+                  "inputs": mask_flagged_env(resource.get("inputs", {})), "options": options if "options" in resource else None,
+                  "aliases": list(resource.get("aliases", []))}
     references = resource.get(REFERENCES)
     if references is not None:
         if not isinstance(references, dict) or not all(isinstance(k, str) and isinstance(v, str)

@@ -60,6 +60,9 @@ class PlannedResource:
     references: dict[str, str] = field(default_factory=dict)
     """Input path (``pathMatchers.0.defaultService``) -> URN of the planned resource whose id the
     input is; the input itself stays unknown, as in ``pulumi preview`` (:mod:`mcp_affinity.references`)."""
+    aliases: list[str] = field(default_factory=list)
+    """The URNs this resource was known by (its ``aliases`` option and its parents'), as the engine
+    derives them; ``diff`` matches a resource whose URN moved through them."""
 
     def manifest(self) -> dict[str, Any]:
         """The inputs as the provider would send them on: secrets unwrapped, whole numbers as ints.
@@ -81,6 +84,8 @@ class PlannedResource:
                     "custom": self.custom, "inputs": self.inputs, "options": self.options()}
         if self.references:
             document[REFERENCES] = dict(sorted(self.references.items()))
+        if self.aliases:
+            document["aliases"] = list(self.aliases)
         return document
 
 
@@ -131,10 +136,32 @@ class _RecordingMonitor(shim.MockMonitor):
     def __init__(self, mock: shim.Mocks, plan: Plan):
         super().__init__(mock)
         self.plan = plan
+        self.stack_urn = ""
+        self.aliases_of: dict[str, list[str]] = {}
+
+    def alias_urns(self, request, urn: str) -> list[str]:
+        """The URNs a registration's aliases name, as the engine derives them: each alias spec with
+        the current name, type and parent where it leaves them out (no parent: the stack's root),
+        and the resource under each of its parent's aliases (children inherit a parent's move;
+        https://www.pulumi.com/docs/iac/operations/stack-management/refactoring-with-aliases/). An alias to another
+        stack or project is not modelled."""
+        found = []
+        for alias in request.aliases:
+            if alias.WhichOneof("alias") == "urn":
+                found.append(alias.urn)
+                continue
+            spec = alias.spec
+            parent = self.stack_urn if spec.noParent else (spec.parentUrn or request.parent)
+            found.append(self.make_urn(parent, spec.type or request.type, spec.name or request.name))
+        found += [self.make_urn(parent, request.type, request.name) for parent in self.aliases_of.get(request.parent, [])]
+        return sorted(set(found) - {urn})
 
     def RegisterResource(self, request):
         response = super().RegisterResource(request)
-        if request.type != "pulumi:pulumi:Stack":
+        if request.type == "pulumi:pulumi:Stack":
+            self.stack_urn = response.urn
+        else:
+            aliases = self.aliases_of[response.urn] = self.alias_urns(request, response.urn)
             if response.id.startswith(ID_MARK):
                 self.plan.ids[response.id] = response.urn
             bag = json_format.MessageToDict(request.object, preserving_proto_field_name=True)
@@ -149,6 +176,7 @@ class _RecordingMonitor(shim.MockMonitor):
                 replace_on_changes=list(request.replaceOnChanges),
                 # A provider reference is "<provider URN>::<provider id>".
                 provider=request.provider.rsplit("::", 1)[0] if request.provider else None,
+                aliases=aliases,
             ))
         return response
 
