@@ -56,7 +56,8 @@ def test_old_pods_keep_serving_pinned_sessions_while_terminating_by_default(reco
 def test_the_proxy_checks_pods_through_the_drain_signal_and_keeps_pins_on_down_pods(record):
     plan = record(lambda: mesh_service(learned(health_path="/ready")))
     config = plan.get(CONFIG_MAP, "notes-pinning").inputs["data"]["haproxy.cfg"]
-    assert "  default-server check inter 2s fall 2 rise 2 port 8405\n" in config
+    assert "  default-server check inter 2s fall 2 rise 2\n" in config  # the handover peers keep their own port
+    assert "svc.cluster.local:8080 resolvers kubedns init-addr none port 8405\n" in config
     assert "  option httpchk\n  http-check send meth GET uri /ready ver HTTP/1.1 hdr Host notes-pods\n" in config
     assert "  option persist\n" in config  # a pinned request still goes to a pod its check calls down
     check = spec(plan, AUTHZ, "notes-drain-check")

@@ -122,10 +122,13 @@ def peer_names(name: str, replicas: int) -> list[str]:
     return [f"{name}-{index}" for index in range(replicas)]
 
 
-def server_discovery(pods_service: str, namespace: str, port: int, max_servers: int) -> str:
-    """The line that finds the MCP pods: up to ``max_servers`` addresses of a headless Service."""
+def server_discovery(pods_service: str, namespace: str, port: int, max_servers: int,
+                     check_port: Optional[int] = None) -> str:
+    """The line that finds the MCP pods: up to ``max_servers`` addresses of a headless Service;
+    ``check_port``: where their health checks go (the drain signal), on these servers only (the
+    handover backend's peers are checked on their own port)."""
     return (f"  server-template mcp 1-{max_servers} {pods_service}.{namespace}.svc.cluster.local:{port} "
-            "resolvers kubedns init-addr none")
+            "resolvers kubedns init-addr none" + (f" port {check_port}" if check_port else ""))
 
 
 def drain_signal_config(*, listen_port: int, server_port: int, listen_address: str = "",
@@ -206,10 +209,10 @@ def haproxy_config(*, name: str, namespace: str, pods_service: str, peers_servic
     key = " srvkey addr" if srvkey else ""
     stream = f"{stream_timeout_seconds}s"
     check = f"check inter {CHECK_INTER_SECONDS}s fall {CHECK_FALL} rise 2"
-    drain_check = ""
+    drain_check, check_port = "", None
     if drain_check_path is not None:
         # HTTP/1.1 with a Host: a sidecar's Envoy refuses HTTP/1.0, HAProxy's default for checks.
-        check += f" port {DRAIN_SIGNAL_PORT}"
+        check_port = DRAIN_SIGNAL_PORT
         drain_check = (f"  option httpchk\n  http-check send meth GET uri {drain_check_path} ver HTTP/1.1 "
                        f"hdr Host {pods_service}\n")
     return f"""global
@@ -255,5 +258,5 @@ backend replicas
   stick-table type binary len 20 size {sizing.max_sessions} expire {session_idle_seconds}s{key} peers pinning
   stick match req.hdr({header}),sha1
   stick store-response res.hdr({header}),sha1
-{server_discovery(pods_service, namespace, port, max_servers)}
+{server_discovery(pods_service, namespace, port, max_servers, check_port)}
 {handover}"""

@@ -114,7 +114,7 @@ def _servers(routing: Routing, servers: Sequence[tuple[str, int]], check_ms: int
 
 # --- the deployed pinning proxy on loopback ---------------------------------------------------
 
-_DISCOVERY = re.compile(r"^  server-template (\S+) 1-(\d+) \S+:\d+ resolvers \S+ init-addr none$", re.M)
+_DISCOVERY = re.compile(r"^  server-template (\S+) 1-(\d+) \S+:\d+ resolvers \S+ init-addr none( port \d+)?$", re.M)
 _PEER = re.compile(rf"^  peer (\S+) \S+:{pinning_proxy.PEER_PORT}$", re.M)
 _HANDOVER = re.compile(rf"^  server (\S+) \S+:{pinning_proxy.SERVE_PORT} resolvers \S+ init-addr none$", re.M)
 _BIND = re.compile(r"^  bind :(\d+)$", re.M)
@@ -141,7 +141,7 @@ def peer_names(config: str) -> list[str]:
 
 def drain_checked(config: str) -> bool:
     """Whether a deployed configuration checks the pods through their drain signal (a session drain)."""
-    return re.search(rf"^  default-server .* port {pinning_proxy.DRAIN_SIGNAL_PORT}$", config, re.M) is not None
+    return re.search(rf"^  server-template .* port {pinning_proxy.DRAIN_SIGNAL_PORT}$", config, re.M) is not None
 
 
 def localize(config: str, servers: Sequence[tuple[str, int]], ports: Ports, me: str, srvkey: bool,
@@ -157,13 +157,13 @@ def localize(config: str, servers: Sequence[tuple[str, int]], ports: Ports, me: 
     - ``parse-resolv-conf`` -> a loopback name server (nothing resolves through it here);
     - ``srvkey addr`` dropped when ``srvkey`` is False (HAProxy before 2.7; every local proxy
       lists the servers in one order, so server ids agree across peers);
-    - with a drain check (``default-server ... port 8405``), each server line gets ``port <p>``,
+    - with a drain check (``server-template ... port 8405``), each server line gets ``port <p>``,
       ``checks[name]`` being that replica's drain signal on loopback (in a pod it is on 8405).
 
     Raises ``ValueError`` when a line it substitutes is not found exactly as the generator writes
     it, so a change of the generator cannot slip past the conformance run.
     """
-    for _, slots in _expect(_DISCOVERY, config, 1):
+    for _, slots, _ in _expect(_DISCOVERY, config, 1):
         if len(servers) > int(slots):
             raise ValueError(f"{len(servers)} replicas but the template has {slots} slots")
     drained = drain_checked(config)
