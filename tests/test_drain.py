@@ -77,6 +77,7 @@ def test_a_zero_drain_keeps_todays_pods_and_checks(record):
     assert spec(plan, SERVICE, "notes-pods")["publishNotReadyAddresses"] is False
     config = plan.get(CONFIG_MAP, "notes-pinning").inputs["data"]["haproxy.cfg"]
     assert "  default-server check inter 2s fall 2 rise 2\n" in config and "httpchk" not in config
+    assert "resolvers kubedns init-addr none\n" in config and " port 8405" not in config
     assert [r.name for r in plan.by_type(AUTHZ) if "drain" in r.name] == []
 
 
