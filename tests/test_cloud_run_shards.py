@@ -225,7 +225,7 @@ def test_the_rendered_ingress_config_is_valid_haproxy(tmp_path):
 def test_a_diff_shows_an_added_shard_as_one_route_rule_and_renumbered_priorities():
     from mcp_affinity.cli.diff import diff_properties
 
-    plan = plan_example("cloud-run-shards").to_json()
+    plan = plan_example("cloud-run-shards").document()
     old = next(r for r in plan["resources"] if r["type"] == URLMAP)["inputs"]
     new = json.loads(json.dumps(old))
     matcher = next(m for m in new["pathMatchers"] if m["name"] == "typescript")
@@ -242,7 +242,7 @@ def test_a_diff_shows_an_added_shard_as_one_route_rule_and_renumbered_priorities
 def test_the_picture_shows_the_shard_routes_backends_and_one_instance_services():
     from mcp_affinity.cli.mermaid import to_mermaid
 
-    text = to_mermaid(plan_example("cloud-run-shards").to_json())
+    text = to_mermaid(plan_example("cloud-run-shards").document())
     assert ('shards_tools["Shard routes 6<br/>Mcp-Session-Id prefix europe-west1-s0-g0. .. us-central1-s2-g0.<br/>'
             'to its shard; others weighted 1:1"]') in text
     assert "lb_lb --> shards_tools" in text and "shards_tools -->|shards| be_tools" in text
@@ -268,7 +268,7 @@ def test_the_plan_text_shows_each_shards_key_proxy_and_single_instance():
 def test_the_policy_refuses_a_shard_that_may_run_more_or_fewer_than_one_instance():
     from mcp_affinity.policies import check_plan
 
-    plan = plan_example("cloud-run-shards").to_json()
+    plan = plan_example("cloud-run-shards").document()
     assert [v for v in check_plan(plan) if v.rule == "session-shard-one-instance"] == []
     plan = json.loads(json.dumps(plan))
     service = next(r for r in plan["resources"] if r["name"] == "typescript-europe-west1-s1")

@@ -360,7 +360,7 @@ def test_plan_shows_each_services_access_and_every_cloud_armor_rule():
 def test_topology_shows_iap_cloud_armor_and_the_404_backend():
     from mcp_affinity.cli.mermaid import to_mermaid
 
-    text = to_mermaid(plan_stack("dev").to_json())
+    text = to_mermaid(plan_stack("dev").document())
     assert 'be_tools["Backend mcp-dev-tools<br/>IAP, Cloud Armor<br/>no LB affinity"]' in text
     assert 'be_lb_nohost["Backend mcp-dev-lb-nohost<br/>unknown hosts: 404 at the load balancer"]' in text
 

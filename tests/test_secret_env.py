@@ -188,7 +188,7 @@ def _with_plain_key(tmp_path, stack: str = "leaky") -> dict:
     config = yaml.safe_load((ROOT / "stacks" / "Pulumi.staging.yaml").read_text())
     config["config"][NS + "services"]["tools"].setdefault("env", {})["LEVEL"] = "info"
     (tmp_path / f"Pulumi.{stack}.yaml").write_text(yaml.safe_dump(config))
-    plan = run_plan(dataclasses.replace(project, stack_config_dir=tmp_path), stack).to_json()
+    plan = run_plan(dataclasses.replace(project, stack_config_dir=tmp_path), stack).document()
     for resource in plan["resources"]:
         for container in resource["inputs"].get("template", {}).get("containers", []):
             for env in container.get("envs", []):

@@ -42,10 +42,11 @@ from .wire import BACKEND, CLOUD_RUN, GOOGLE_SERVICE_ACCOUNT, NEG, SECRET_MANAGE
 # What CI changes when it deploys a new image itself (gcloud run deploy and friends).
 CI_OWNED_PATHS = ["template.containers[0].image", "template.revision", "template.annotations", "client", "clientVersion"]
 
-Acknowledgement = Literal["cookie-clients-only", "lb-hash-unsupported", "unauthenticated"]
+Acknowledgement = Literal["cookie-clients-only", "lb-hash-unsupported", "unauthenticated", "access-widened"]
 """What a user may acknowledge: in-memory sessions pinned only for clients that keep cookies;
 a load-balancer hash that Google documents as unsupported on serverless NEGs; a ``public`` service
-(required by the stack in staging and prod)."""
+(required by the stack in staging and prod); a production deploy that widens who may call
+(:mod:`mcp_affinity.impact`)."""
 
 
 DEFAULT_URI_REASON = "mcp-affinity/default-uri-reason"
@@ -101,7 +102,8 @@ class CloudRunMcpServiceArgs(Settings):
         description="what you accept knowingly: `cookie-clients-only` (in-memory sessions on more than one instance "
                     "survive only for clients that keep cookies), `lb-hash-unsupported` (a load-balancer hash Google "
                     "documents as unsupported on serverless NEGs), `unauthenticated` (a `public` service; required by "
-                    "the stack in staging and prod).")
+                    "the stack in staging and prod), `access-widened` (a production deploy that widens who may "
+                    "call: remove it after that deploy).")
     regions: Optional[list[Region]] = Field(
         default=None, min_length=1,
         description="where it runs; unset runs it in every region of the network.")

@@ -125,11 +125,12 @@ class McpMeshServiceArgs(Settings):
     cookie_name: str = Field(
         default=affinity.DEFAULT_COOKIE, pattern=r"^[A-Za-z0-9_-]{1,64}$",
         description="the persistent-session cookie of `pinning: cookie`; refused with another pinning.")
-    acknowledge: list[Literal["cookie-clients-only", "unauthenticated"]] = Field(
+    acknowledge: list[Literal["cookie-clients-only", "unauthenticated", "access-widened"]] = Field(
         default_factory=list,
         description="`cookie-clients-only` accepts that `pinning: cookie` keeps sessions only for clients that keep "
                     "cookies (measured: clients without a cookie jar lose them); `unauthenticated` a `public` service "
-                    "(required by the stack in staging and prod).")
+                    "(required by the stack in staging and prod); `access-widened` a production deploy that widens "
+                    "who may call (remove it after that deploy).")
     secret_env: SecretEnv = Field(
         default_factory=dict,
         description="environment variables read from Secret Manager: `NAME: {secret: ID, version: N}`, synced into "
