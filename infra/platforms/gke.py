@@ -205,5 +205,6 @@ def build(parts: dict[str, Any], context: SharedContext) -> tuple[dict[str, Any]
                            cluster=ref.cluster, opts=pulumi.ResourceOptions(depends_on=[service]))
     outputs = {"gkeCluster": platform.cluster_name,
                "meshServiceHosts": {name: service.service_host for name, service in services.items()},
-               "meshServiceAccess": {name: args.access.summary() for name, args in sorted(services_args.items())}}
+               "meshServiceAccess": {name: args.access.summary() for name, args in sorted(services_args.items())},
+               "meshServiceDeploys": {name: args.deploy_impact() for name, args in sorted(services_args.items())}}
     return {ROUTE: platform.backend_service_id}, outputs
