@@ -40,7 +40,7 @@ and the mesh's ``AuthorizationPolicy`` / ``RequestAuthentication``. Each change 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Iterable, Iterator, Optional
 
@@ -125,11 +125,11 @@ class AccessChange:
 @dataclass(frozen=True)
 class Review:
     """Sessions (``ends`` first, by service) and access changes (by service) of one change set;
-    ``changes`` the change set itself, in the order given."""
+    ``changes`` the change set itself, in the order given (left out of ``repr``: inputs may hold secrets)."""
 
     sessions: tuple[SessionImpact, ...] = ()
     access: tuple[AccessChange, ...] = ()
-    changes: tuple[Change, ...] = ()
+    changes: tuple[Change, ...] = field(default=(), repr=False)
 
     def ending(self) -> tuple[SessionImpact, ...]:
         return tuple(s for s in self.sessions if s.verdict is SessionVerdict.ENDS)
