@@ -151,7 +151,8 @@ def build(parts: dict[str, Any], context: SharedContext) -> tuple[dict[str, Any]
     autoneg = AutonegController("autoneg", parts["autoneg"], cluster=cluster)
     services_args = parts["services"]
     iap = next((s.access for s in services_args.values() if s.access.mode is AccessMode.IAP), None)
-    scopes = {name: EdgeScopeArgs(edge=s.edge, hosts=s.hosts, scoped=True, oauth_metadata=s.access.mode is AccessMode.OAUTH)
+    scopes = {name: EdgeScopeArgs(edge=s.edge, hosts=s.hosts, scoped=True, oauth_metadata=s.access.mode is AccessMode.OAUTH,
+                                  routed_methods=sorted({m.method for m in s.method_routes.values()}))
               for name, s in services_args.items()}
     gateway = MeshGatewayBackend("gateway", parts["gateway"], network=context.network, cluster=cluster,
                                  iap=iap, edge_scopes=scopes)
