@@ -70,8 +70,11 @@ def evaluate(expression: str, request: Request) -> bool:
                  "evaluatePreconfiguredExpr": preconfigured_expr,
                  "evaluatePreconfiguredWaf": lambda *_: celtypes.BoolType(False)}
     program = environment.program(environment.compile(expression), functions=functions)
-    result = program.evaluate({"request": json_to_cel(
-        {"headers": request.headers, "method": request.method, "path": request.path})})
+    try:
+        result = program.evaluate({"request": json_to_cel(
+            {"headers": request.headers, "method": request.method, "path": request.path})})
+    except celpy.CELEvalError:  # e.g. an absent header compared with ==
+        return False
     return isinstance(result, celtypes.BoolType) and bool(result)
 
 
