@@ -241,3 +241,22 @@ def test_the_pinning_proxy_without_srvkey_for_haproxy_2_6():
 def test_proxy_sizing_at_its_edges():
     assert ProxySizing(0, 0).fd_limit == 64 and ProxySizing(0, 0).memory_mib == 32
     assert ProxySizing(1, 0).memory_mib == 48  # one byte over 32 MiB rounds up to the next 16 MiB
+
+
+def test_the_known_methods_are_the_client_requests_of_2025_11_25_and_2026_07_28():
+    from mcp_affinity.security_policy import KNOWN_METHODS
+
+    assert KNOWN_METHODS == {
+        "initialize", "ping", "tools/list", "tools/call", "prompts/list", "prompts/get", "resources/list",
+        "resources/templates/list", "resources/read", "resources/subscribe", "resources/unsubscribe",
+        "completion/complete", "logging/setLevel", "subscriptions/listen", "tasks/get", "tasks/list", "tasks/result",
+        "tasks/cancel", "server/discover"}
+    for method in KNOWN_METHODS:
+        assert MethodLimitArgs(method=method, requests=1).method == method
+
+
+def test_a_policy_is_attached_to_at_least_one_backend_service():
+    scopes = {"a": EdgeScopeArgs(hosts=["a.example.com"])}
+    with pytest.raises(ValidationError, match="backend_services"):
+        EdgePolicyArgs(prefix="p", scopes=scopes, backend_services=0)
+    assert EdgePolicyArgs(prefix="p", scopes=scopes).backend_services == 1

@@ -289,3 +289,14 @@ def test_staging_plans_the_search_limits_with_the_gate():
     policy = plan_stack("staging").get(POLICY, "search").inputs["rules"]
     request = Request({"host": "mcp.staging.example.com", "mcp-method": "tools/call", "mcp-name": "deep_search"})
     assert deciding_rule(policy, request)["description"] == GATE
+
+
+def test_the_gke_gateway_gates_the_methods_its_mesh_services_route():
+    plan = plan_example("gke-stateless")
+    policy = plan.get(POLICY, "gateway").inputs["rules"]
+    legacy = call("mcp.dev.example.com", mcp_method="tools/call", mcp_name="render_video", mcp_protocol_version=LEGACY)
+    assert deciding_rule(policy, legacy)["description"] == GATE
+    modern = call("MCP.dev.example.com", mcp_method="tools/call", mcp_name="render_video", mcp_protocol_version=MODERN)
+    assert deciding_rule(policy, modern)["description"] == CLIENT
+    route = plan.get("kubernetes:networking.istio.io/v1:VirtualService", "tools-route").inputs["spec"]
+    assert route["http"][0]["match"][0]["headers"]["mcp-protocol-version"] == {"regex": MODERN_VERSIONS}

@@ -36,7 +36,7 @@ from pydantic.alias_generators import to_camel
 
 from . import affinity
 from .access import AccessArgs
-from .affinity import METHOD_HEADER, NAME_HEADER, HeaderName, SessionMode, StoreRole
+from .affinity import METHOD_HEADER, MODERN_VERSIONS, NAME_HEADER, VERSION_HEADER, HeaderName, SessionMode, StoreRole
 from .gke_cluster import ClusterRef, kubernetes_options
 from .limits import Env, Memory, Quantity
 from .load_balancer import Domain, MethodRouteArgs, check_hosts_once, check_method_matches
@@ -451,6 +451,9 @@ class McpMeshService(pulumi.ComponentResource):
         headers = {METHOD_HEADER.lower(): {"exact": route.method}}
         if route.name is not None:
             headers[NAME_HEADER.lower()] = {"exact": route.name}
+        # Only requests that claim MCP 2026-07-28 or later (RE2, full match); older ones stay on the
+        # default route, and the gateway's Cloud Armor policy refuses them (security_policy).
+        headers[VERSION_HEADER.lower()] = {"regex": MODERN_VERSIONS}
         return {"name": key, "match": [{"headers": headers}],
                 "route": [{"destination": {"host": self._route_hosts[route.service], "port": {"number": 80}}}]}
 
