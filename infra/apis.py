@@ -16,7 +16,8 @@ API_USES = {
     "iam": "always: the services' and nodes' service accounts",
     "run": "with Cloud Run services (platform `cloud-run`)",
     "redis": "with a session store (a service in `shared-sessions` mode or with `notificationBroker`)",
-    "secretmanager": "with a session store: the secret holding its URL; with session shards: the ingress configuration",
+    "secretmanager": "with a session store: the secret holding its URL; with session shards: the ingress configuration; "
+                     "with `secretEnv` or `access.oauthClient`: the secrets read",
     "servicenetworking": "with a session store, or `network.privateServicesAccess: true`: the peering a store connects through",
     "container": "with GKE (platform `gke`)",
     "cloudresourcemanager": "with GKE: the project-level roles of the node and autoneg accounts",
@@ -59,6 +60,9 @@ def required_apis(settings: Any) -> list[str]:
             apis.add("secretmanager")  # the shards' ingress configuration
         if any(args.access.mode.value == "iap" for args, *_ in settings.platforms["cloud-run"].values()):
             apis.add("serviceusage")  # the IAP service agent's identity
+        if any(args.secret_env or args.access.oauth_client for args, *_ in settings.platforms["cloud-run"].values()
+               if args is not None):
+            apis.add("secretmanager")  # secretEnv's secrets, the IAP OAuth client's secret
     if settings.session_store is not None:
         apis.update({"redis", "secretmanager"})
     if settings.network.private_services_access:
@@ -71,6 +75,7 @@ def required_apis(settings: Any) -> list[str]:
         apis.update({"artifactregistry"} if cluster.image_repositories else set())
         apis.update({"binaryauthorization"} if cluster.binary_authorization else set())
         apis.update({"gkehub", "mesh"} if gke["mesh"].kind == "cloud-service-mesh" else set())
+        apis.update({"secretmanager"} if any(s is not None and s.secret_env for s in gke["services"].values()) else set())
     if _uses_iap(settings):
         apis.add("iap")
     return sorted(f"{api}.googleapis.com" for api in apis)

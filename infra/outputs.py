@@ -17,8 +17,8 @@ class StackOutputs(BaseModel):
     requiredApis: list[str] = Field(description="the APIs the stack's resources need (`SERVICE.googleapis.com`), "
                                                 "to enable once per project before the first `up`.")
     serviceUrls: Optional[dict[str, dict[str, str]]] = Field(
-        default=None, description="Cloud Run: service -> region -> its run.app URL (reachable only through the "
-                                  "load balancer).")
+        default=None, description="Cloud Run: service -> region -> its run.app URL (off unless `defaultUri` "
+                                  "keeps it on; then reachable from the VPC only).")
     sessionStoreHost: Optional[str] = Field(default=None, description="with a store: the Memorystore instance's "
                                                                       "private address.")
     sessionStoreSecret: Optional[str] = Field(default=None, description="with a store: the Secret Manager secret "

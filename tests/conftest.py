@@ -30,6 +30,7 @@ COMPUTED = {
                                            "member": "serviceAccount:sa@p.iam.gserviceaccount.com"},
     "gcp:secretmanager/secretVersion:SecretVersion": {"version": "1"},
     "gcp:compute/globalAddress:GlobalAddress": {"address": "203.0.113.10"},
+    "gcp:compute/backendService:BackendService": {"generatedId": 4711000042},
     "gcp:projects/serviceIdentity:ServiceIdentity": {
         "email": "service-123@gcp-sa-iap.iam.gserviceaccount.com",
         "member": "serviceAccount:service-123@gcp-sa-iap.iam.gserviceaccount.com"},

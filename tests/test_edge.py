@@ -234,12 +234,14 @@ def test_mesh_token_checks_are_valid_istio_objects_scoped_to_their_service(recor
                              pinning="learned", hosts=["api.example.com"], access=jwt)
     plain = mesh_service_args("open", "oauth", ["open.example.com"])
 
+    waypointed = mesh_service_args("waypointed", jwt, ["w.example.com"])
+
     def program():
-        cluster, _, mesh = gke()
+        cluster, _, mesh = gke(services={"agents": iam, "api": api, "open": plain})
         for name, args in (("agents", iam), ("api", api), ("open", plain)):
             McpMeshService(name, args, cluster=cluster, mesh=mesh, session_store=STORE)
-        _, _, ambient = gke({"data_plane": "ambient", "waypoint": True}, name="amb")
-        McpMeshService("waypointed", mesh_service_args("waypointed", jwt, ["w.example.com"]), cluster=cluster, mesh=ambient)
+        _, _, ambient = gke({"data_plane": "ambient", "waypoint": True}, name="amb", services={"waypointed": waypointed})
+        McpMeshService("waypointed", waypointed, cluster=cluster, mesh=ambient)
 
     plan = record(program)
     objects = {o.name: o.inputs for o in plan.resources if o.type in (
@@ -265,7 +267,8 @@ def test_mesh_token_checks_are_valid_istio_objects_scoped_to_their_service(recor
     assert api_jwt["selector"] == {"matchLabels": {"app": "api-pinning"}}
     assert api_jwt["jwtRules"] == [{"issuer": "https://auth.example.com", "jwksUri": "https://auth.example.com/jwks",
                                     "audiences": ["https://api.example.com"], "forwardOriginalToken": True}]
-    assert objects["waypointed-jwt"]["spec"]["targetRefs"] == [{"kind": "Service", "group": "", "name": "waypointed"}]
+    assert objects["waypointed-jwt"]["spec"]["targetRefs"] == [
+        {"kind": "Gateway", "group": "gateway.networking.k8s.io", "name": "waypoint"}]
     assert "selector" not in objects["waypointed-jwt"]["spec"]
 
 
@@ -280,7 +283,7 @@ def test_gke_gateway_gets_iap_and_host_scoped_rules():
     assert backend["iap"] == {"enabled": True} and backend["securityPolicy"]
     assert plan.get(IAP_MEMBER, "gateway-iap-member0").inputs["member"] == "group:mcp-developers@example.com"
     rules = plan.get(POLICY, "gateway").inputs["rules"]
-    scoped = [r for r in rules if "expr" in r["match"] and r["priority"] != 900]
+    scoped = [r for r in rules if "expr" in r["match"] and r["priority"] not in (900, 910)]
     assert scoped and all(r["match"]["expr"]["expression"].startswith(
         "request.headers['host'].lower().matches('^(?:legacy\\\\.dev\\\\.example\\\\.com)\\\\.?(?::443)?$')")
         for r in scoped)

@@ -258,21 +258,21 @@ def test_every_policy_of_every_stack_and_example_blocks_log4j_lookups_enforced()
     policies = [p.inputs for plan in all_plans() for p in plan.by_type(POLICY)]
     assert len(policies) > 5
     for policy in policies:
-        (log4j,) = [r for r in policy["rules"] if r["priority"] == 900]
+        (log4j,) = [r for r in policy["rules"] if r["priority"] == 910]
         # Checkov CKV_GCP_73 wants exactly this expression, not allow, not preview.
         assert log4j["match"] == {"expr": {"expression": "evaluatePreconfiguredExpr('cve-canary')"}}
         assert log4j["action"] == "deny(403)" and not log4j.get("preview")
 
 
-def test_the_log4j_rule_refuses_lookups_not_prose_and_may_be_turned_off():
+def test_the_refuse_log4j_lookups_refuses_lookups_not_prose_and_may_be_turned_off():
     edge = Edge(limited())
     assert edge.send(Request({"host": "t.example.com", "user-agent": "${jndi:ldap://x.example/a}"}))[0] == "deny(403)"
     assert edge.send(Request({"host": "t.example.com"}, body='{"q": "${JNDI:rmi://x}"}'))[0] == "deny(403)"
     assert edge.send(Request({"host": "t.example.com"}, body='{"q": "explain JNDI lookups in log4j"}')) == ("allow", CLIENT)
-    off = rules({"a": EdgeScopeArgs(edge={"log4j_rule": False}, hosts=["a.example.com"])})
+    off = rules({"a": EdgeScopeArgs(edge={"refuse_log4j_lookups": False}, hosts=["a.example.com"])})
     assert LOG4J_EXPRESSION not in str(off)
-    one_on = shared(notes={"log4j_rule": False})
-    assert [r["priority"] for r in one_on if r["match"].get("expr", {}).get("expression") == LOG4J_EXPRESSION] == [900]
+    one_on = shared(notes={"refuse_log4j_lookups": False})
+    assert [r["priority"] for r in one_on if r["match"].get("expr", {}).get("expression") == LOG4J_EXPRESSION] == [910]
 
 
 def test_a_load_balancer_method_route_counts_the_version_match_in_its_quota():

@@ -35,9 +35,9 @@ def service_args(**overrides) -> McpMeshServiceArgs:
 
 
 def mesh_service(args=None, mesh_overrides=None, **context):
-    cluster, _, mesh = gke(mesh_overrides)
-    return McpMeshService("notes", args or service_args(), cluster=cluster, mesh=mesh,
-                          **{"session_store": STORE, **context})
+    args = args or service_args()
+    cluster, _, mesh = gke(mesh_overrides, services={"notes": args})
+    return McpMeshService("notes", args, cluster=cluster, mesh=mesh, **{"session_store": STORE, **context})
 
 
 def spec(plan, type_, name):
@@ -331,7 +331,7 @@ def test_a_kubernetes_provider_in_opts_providers_reaches_every_kubernetes_object
         own = k8s.Provider("own", kubeconfig="{}")
         platform = McpGkePlatform("gke", McpGkePlatformArgs(prefix="mcp-t", project="my-proj", cluster={
             "region": "europe-west1", "zones": ["europe-west1-b"]}), network=NETWORK,
-            opts=pulumi.ResourceOptions(providers=[own])).ref()
+            mesh_services={"notes": service_args()}, opts=pulumi.ResourceOptions(providers=[own])).ref()
         McpMeshService("notes", service_args(), cluster=platform.cluster, mesh=platform.mesh, session_store=STORE,
                        opts=pulumi.ResourceOptions(providers=[own]))
 

@@ -32,6 +32,7 @@ def redis(**inputs) -> dict:
 def run_service(name="tools-eu", header="Mcp-Session-Id", **inputs) -> dict:
     envs = [{"name": "MCP_SESSION_HEADER", "value": header}]
     base = {"name": "mcp-tools", "ingress": "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER", "invokerIamDisabled": True,
+            "defaultUriDisabled": True,
             "template": {"timeout": "3600s", "serviceAccount": UNKNOWN, "containers": [{"image": "i", "envs": envs}]}}
     return res("gcp:cloudrunv2/service:Service", name, {**base, **inputs})
 

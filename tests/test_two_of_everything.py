@@ -19,7 +19,7 @@ from mcp_affinity import (
     SessionStoreArgs,
 )
 from mcp_affinity.mesh import CONTROL_PLANE_NAMESPACE
-from mcp_affinity.security_policy import EdgeScopeArgs
+from mcp_affinity.mesh_service import gateway_access
 
 P = dict(prefix="acme", project="my-proj")
 COMPONENTS = 11  # with EdgePolicy (in each Cloud Run service and gateway backend)
@@ -38,21 +38,22 @@ def program() -> None:
             backends={"a": "bs"})
         cluster = GkeCluster(f"gke-{name}", cluster_args(prefix="acme"), network=NETWORK).ref()
         autoneg = AutonegController(f"autoneg-{name}", AutonegControllerArgs(**P), cluster=cluster)
+        served = {f"mcp-{name}-{service}": McpMeshServiceArgs(
+            **P, image="i:1", session_mode="in-memory-sessions", pinning="learned", hosts=["a.example.com"],
+            access={"mode": "iam", "members": ["user:a@example.com"]}) for service in ("a", "b")}  # two on one cluster
         gateway = MeshGatewayBackend(f"gw-{name}", MeshGatewayBackendArgs(**P), network=NETWORK, cluster=cluster,
-                                     edge_scopes={"a": EdgeScopeArgs(hosts=["a.example.com"], scoped=True)})
+                                     **gateway_access(served))
         mesh = Mesh(f"mesh-{name}", mesh_args(prefix="acme"), cluster=cluster, gateway_backend=gateway.ref(),
                     autoneg=autoneg.ref()).ref()
-        for service in ("a", "b"):  # two on one cluster
-            McpMeshService(f"mcp-{name}-{service}", McpMeshServiceArgs(
-                **P, image="i:1", session_mode="in-memory-sessions", pinning="learned", hosts=["a.example.com"],
-                access={"mode": "iam", "members": ["user:a@example.com"]}),
-                cluster=cluster, mesh=mesh)
+        for service, args in served.items():
+            McpMeshService(service, args, cluster=cluster, mesh=mesh)
+        on_platform = McpMeshServiceArgs(**P, image="i:1", session_mode="stateless", hosts=["a.example.com"],
+                                         access="public")
         platform = McpGkePlatform(f"plat-{name}", McpGkePlatformArgs(
             **P, cluster={"region": "europe-west1", "zones": ["europe-west1-b"]},
-            mesh={"kind": "cloud-service-mesh", "fleet_feature": name == "one"}), network=NETWORK).ref()
-        McpMeshService(f"on-plat-{name}", McpMeshServiceArgs(**P, image="i:1", session_mode="stateless",
-                                                             hosts=["a.example.com"], access="public"),
-                       cluster=platform.cluster, mesh=platform.mesh)
+            mesh={"kind": "cloud-service-mesh", "fleet_feature": name == "one"}), network=NETWORK,
+            mesh_services={f"on-plat-{name}": on_platform}).ref()
+        McpMeshService(f"on-plat-{name}", on_platform, cluster=platform.cluster, mesh=platform.mesh)
 
 
 def test_two_of_every_component_share_no_logical_or_physical_name(record):

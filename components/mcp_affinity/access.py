@@ -9,6 +9,10 @@
   https://cloud.google.com/run/docs/securing/identity-aware-proxy-cloud-run,
   https://cloud.google.com/iap/docs/custom-oauth-configuration). OAuth clients cannot be created by
   this package: the IAP OAuth Admin API was shut down (https://cloud.google.com/iap/docs/deprecations).
+  The Google-managed client signs in only users of the project's organization; ``oauth_client``
+  (a client made in the console, its secret in Secret Manager) serves users outside it
+  (https://cloud.google.com/iap/docs/custom-oauth-configuration). Members with consumer accounts
+  (``@gmail.com``) are never in an organization, so they need ``oauth_client``.
 - ``iam``: callers with Google identities send an ID token; Cloud Run's invoker check accepts an
   audience listed in ``custom_audiences`` (``https://HOST``) through the load balancer
   (https://cloud.google.com/run/docs/configuring/custom-audiences). On GKE the mesh validates
@@ -30,6 +34,7 @@ from typing import Annotated, Any, Optional
 
 from pydantic import AfterValidator, Field, Strict, model_validator
 
+from .secret_env import SecretRef
 from .settings import Faults, Model
 
 MEMBER_PREFIXES = ("user:", "group:", "serviceAccount:", "domain:", "principal://", "principalSet://")
@@ -69,6 +74,30 @@ HttpsUrl = Annotated[str, Strict(), _matching(r"https://[a-z0-9.-]+(:[0-9]{1,5})
                                               "an https URL such as https://auth.example.com")]
 
 
+CONSUMER_DOMAINS = frozenset({"gmail.com", "googlemail.com", "googlegroups.com"})
+"""Domains of consumer Google accounts and groups, which belong to no organization."""
+
+
+def member_domain(member: str) -> Optional[str]:
+    """The domain of a ``user:``, ``group:`` or ``domain:`` member (lowercase), else None."""
+    kind, _, rest = member.partition(":")
+    if kind == "domain":
+        return rest.lower()
+    if kind in ("user", "group"):
+        return rest.rpartition("@")[2].lower()
+    return None
+
+
+class OAuthClientArgs(Model):
+    """Your own OAuth client for IAP's sign-in (type "Web application", made in the console), its
+    secret read from Secret Manager when Pulumi runs (the deployer needs
+    ``roles/secretmanager.secretAccessor`` on it)."""
+
+    client_id: ClientId = Field(description="the OAuth client id (`1234-abc.apps.googleusercontent.com`).")
+    client_secret: SecretRef = Field(
+        description="the Secret Manager secret version holding the client secret: `{secret: ID, version: N}`.")
+
+
 class AccessMode(str, Enum):
     """Who may call a service (see the module docstring)."""
 
@@ -106,6 +135,11 @@ class AccessArgs(Model):
     jwt: Optional[JwtArgs] = Field(
         default=None,
         description="`oauth` on GKE only: the issuer whose tokens the mesh validates in front of the server.")
+    oauth_client: Optional[OAuthClientArgs] = Field(
+        default=None,
+        description="`iap` only: your own OAuth client (`clientId`, `clientSecret` from Secret Manager) instead of "
+                    "Google's managed one, which signs in only your organization's users; needed for members outside "
+                    "it (`@gmail.com` accounts are refused without it).")
 
     def marks(self, acknowledge) -> dict[str, str]:
         """Labels that tell policy checks who may call (``mcp-access``) and whether ``public`` was
@@ -118,6 +152,8 @@ class AccessArgs(Model):
     def summary(self) -> str:
         """One line for people: the mode, its members and clients."""
         parts = [*self.members, *(f"client {c}" for c in self.programmatic_clients)]
+        if self.oauth_client is not None:
+            parts.append(f"sign-in client {self.oauth_client.client_id}")
         if self.jwt is not None:
             parts.append(f"jwt from {self.jwt.issuer}")
         return self.mode.value + (f" ({', '.join(parts)})" if parts else "")
@@ -140,5 +176,12 @@ class AccessArgs(Model):
             faults.add("members", "mode iap needs members (who may sign in) or programmaticClients")
         if mode is AccessMode.IAM and not self.members:
             faults.add("members", "mode iam needs members (the principals given roles/run.invoker)")
+        if self.oauth_client is not None and mode is not AccessMode.IAP:
+            faults.add("oauthClient", "oauthClient goes with mode iap only")
+        consumer = [m for m in self.members if member_domain(m) in CONSUMER_DOMAINS]
+        if mode is AccessMode.IAP and self.oauth_client is None and consumer:
+            faults.add("members", f"{', '.join(consumer)}: consumer accounts belong to no organization, and IAP's "
+                       "Google-managed OAuth client signs in only users of your organization; set oauthClient (your "
+                       "own client, External consent screen) or list organization accounts")
         faults.raise_if_any()
         return self

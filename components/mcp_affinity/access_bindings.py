@@ -1,7 +1,9 @@
 """The IAM and IAP resources behind a service's ``access`` (see :mod:`mcp_affinity.access`): Cloud Run
 services and the GKE gateway's backend service.
 
-- ``iap``: the backend service's ``iap`` block; ``roles/iap.httpsResourceAccessor`` for each member
+- ``iap``: the backend service's ``iap`` block (with ``oauth_client``, its ``oauth2_client_id`` and
+  ``oauth2_client_secret``, the secret read from Secret Manager when Pulumi runs and kept a Pulumi
+  secret); ``roles/iap.httpsResourceAccessor`` for each member
   (``WebBackendServiceIamMember``); the IAP service agent
   ``service-PROJECT_NUMBER@gcp-sa-iap.iam.gserviceaccount.com`` (``ServiceIdentity``) gets
   ``roles/run.invoker`` on each regional service, whose invoker check stays on; programmatic clients
@@ -15,12 +17,12 @@ services and the GKE gateway's backend service.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_gcp as gcp
 
-from .access import AccessArgs, AccessMode
+from .access import AccessArgs, AccessMode, member_domain
 
 IAP_ACCESSOR = "roles/iap.httpsResourceAccessor"
 RUN_INVOKER = "roles/run.invoker"
@@ -36,9 +38,32 @@ def custom_audiences(access: AccessArgs, hosts: Sequence[str]) -> list[str]:
     return [f"https://{h}" for h in sorted(hosts)] if access.mode is AccessMode.IAM else []
 
 
-def backend_iap(access: AccessArgs) -> dict:
-    """``BackendService`` arguments: the ``iap`` block for ``iap`` (Google-managed OAuth client), else none."""
-    return {"iap": {"enabled": True}} if access.mode is AccessMode.IAP else {}
+def backend_iap(access: AccessArgs, project: Optional[str] = None) -> dict:
+    """``BackendService`` arguments: the ``iap`` block for ``iap``, else none. Without
+    ``oauth_client`` IAP uses Google's managed OAuth client; with it, the client id and its secret,
+    looked up in Secret Manager (``project`` for a secret named by id only)."""
+    if access.mode is not AccessMode.IAP:
+        return {}
+    client = access.oauth_client
+    if client is None:
+        return {"iap": {"enabled": True}}
+    ref = client.client_secret
+    secret_project, secret = (ref.secret.split("/")[1], ref.secret.rsplit("/", 1)[-1]) \
+        if ref.secret.startswith("projects/") else (project, ref.secret)
+    version = gcp.secretmanager.get_secret_version_output(project=secret_project, secret=secret, version=ref.version)
+    return {"iap": {"enabled": True, "oauth2_client_id": client.client_id,
+                    "oauth2_client_secret": pulumi.Output.secret(version.secret_data)}}
+
+
+def warn_managed_client(parent: pulumi.Resource, access: AccessArgs) -> None:
+    """Warn when IAP's managed OAuth client (organization users only) meets members of several
+    domains: one organization may own several domains, so this is not refused, but a member
+    outside the organization could never sign in."""
+    domains = sorted({d for d in map(member_domain, access.members) if d})
+    if access.mode is AccessMode.IAP and access.oauth_client is None and len(domains) > 1:
+        pulumi.log.warn(f"access: members come from {len(domains)} domains ({', '.join(domains)}); IAP's Google-managed "
+                        "OAuth client signs in only users of the project's organization: if a domain is outside it, "
+                        "set access.oauthClient", resource=parent)
 
 
 def grant(parent: pulumi.Resource, name: str, access: AccessArgs, *, project, services: Mapping[str, gcp.cloudrunv2.Service],
@@ -48,6 +73,7 @@ def grant(parent: pulumi.Resource, name: str, access: AccessArgs, *, project, se
     backend service behind them, keyed by the name its IAP resources start with (``{name}`` for one,
     ``{name}-{shard key}`` for session shards)."""
     child = pulumi.ResourceOptions(parent=parent)
+    warn_managed_client(parent, access)
     invokers: list[tuple[str, pulumi.Input[str]]] = []
     if access.mode is AccessMode.IAM:
         invokers = [(f"member{i}", m) for i, m in enumerate(access.members)]

@@ -26,14 +26,16 @@ import pulumi_gcp as gcp
 from pydantic import Field, Strict, model_validator
 
 from . import access_bindings, affinity, cloud_run_shards, sources
+from . import secret_env as secret_env_module
 from .access import AccessArgs, AccessMode
 from .affinity import HeaderName, SessionMode, StoreRole
 from .limits import CpuCount, Env, Memory, check_cloud_run_resources
+from .secret_env import SecretEnv
 from .naming import CLOUD_RUN_SERVICE, RFC1035, SECRET, SERVICE_ACCOUNT, PhysicalName, physical_name
 from .network import NetworkRef
 from .security_policy import EdgeArgs, EdgePolicy, EdgePolicyArgs, EdgeScopeArgs, SecurityPolicyId
 from .session_store import SessionStoreRef
-from .settings import Bool, Faults, Int, Port, Region, Settings, StrInput, UrlPath
+from .settings import Bool, Faults, Int, Model, Port, Region, Settings, StrInput, UrlPath
 from .wire import BACKEND, CLOUD_RUN, GOOGLE_SERVICE_ACCOUNT, NEG, SECRET_MANAGER_SECRET, SECURITY_POLICY
 
 # What CI changes when it deploys a new image itself (gcloud run deploy and friends).
@@ -43,6 +45,35 @@ Acknowledgement = Literal["cookie-clients-only", "lb-hash-unsupported", "unauthe
 """What a user may acknowledge: in-memory sessions pinned only for clients that keep cookies;
 a load-balancer hash that Google documents as unsupported on serverless NEGs; a ``public`` service
 (required by the stack in staging and prod)."""
+
+
+DEFAULT_URI_REASON = "mcp-affinity/default-uri-reason"
+"""The Cloud Run service annotation that records why its run.app URL is left on."""
+
+
+class DefaultUriArgs(Model):
+    """Whether the ``run.app`` URL answers. Off by default: ingress ``internal-and-cloud-load-balancing``
+    still admits requests from the project's VPC on that URL, past the load balancer's IAP and Cloud
+    Armor; ``default_uri_disabled`` turns it off (https://cloud.google.com/run/docs/securing/ingress)."""
+
+    enabled: Bool = Field(
+        default=False,
+        description="leave the run.app URL on (reachable from the VPC, past IAP and Cloud Armor); needs `reason`.")
+    reason: Optional[Annotated[str, Strict(), Field(min_length=10, max_length=500)]] = Field(
+        default=None,
+        description="why the run.app URL stays on (10 to 500 characters), recorded on the Cloud Run service as the "
+                    f"annotation `{DEFAULT_URI_REASON}`.")
+
+    @model_validator(mode="after")
+    def _rules(self) -> "DefaultUriArgs":
+        faults = Faults("DefaultUriArgs")
+        if self.enabled and self.reason is None:
+            faults.add("reason", "enabled: true leaves the run.app URL open to the VPC, past IAP and Cloud Armor; "
+                                 "write the reason (10 characters or more)")
+        if self.reason is not None and not self.enabled:
+            faults.add("reason", "reason goes with enabled: true only")
+        faults.raise_if_any()
+        return self
 
 
 class CloudRunMcpServiceArgs(Settings):
@@ -94,6 +125,15 @@ class CloudRunMcpServiceArgs(Settings):
     env: Env = Field(
         default_factory=dict,
         description="extra environment variables (not Cloud Run's reserved names nor this package's `MCP_*`).")
+    secret_env: SecretEnv = Field(
+        default_factory=dict,
+        description="environment variables read from Secret Manager: `NAME: {secret: ID, version: N}`; the "
+                    "service's account gets `roles/secretmanager.secretAccessor` on each secret. A plain `env` value "
+                    "that detect-secrets flags is refused.")
+    default_uri: DefaultUriArgs = Field(
+        default_factory=DefaultUriArgs,
+        description="the run.app URL is off (`defaultUriDisabled`): only the load balancer reaches the service. "
+                    "`{enabled: true, reason: ...}` leaves it on.")
     image_managed_by_ci: Bool = Field(
         default=False,
         description="Pulumi sets the image once and then ignores image and revision drift, so CI can deploy new "
@@ -101,7 +141,7 @@ class CloudRunMcpServiceArgs(Settings):
     access: AccessArgs = Field(
         description="who may call the service: `iap`, `iam`, `oauth` or `public` (see \"Who can call my server?\"); "
                     "required. The invoker check is on for `iap` and `iam`; ingress admits only the load balancer "
-                    "and the VPC in every mode.")
+                    "and the VPC in every mode, and the run.app URL is off (`defaultUri`).")
     edge: EdgeArgs = Field(
         default_factory=EdgeArgs,
         description="the Cloud Armor policy the package makes for the backend service(s): Origin allowlist, rate "
@@ -137,6 +177,8 @@ class CloudRunMcpServiceArgs(Settings):
         if self.regions is not None and len(set(self.regions)) != len(self.regions):
             faults.add("regions", "regions lists a region twice")
         faults.check("cpu", lambda: check_cloud_run_resources(self.cpu, self.memory, self.concurrency))
+        for variable in sorted(set(self.env) & set(self.secret_env)):
+            faults.add(("secretEnv", variable), f"{variable} is also in env: set it in one of them")
         faults.check("notificationBroker", lambda: affinity.store_role(self.session_mode, self.notification_broker))
         faults.check("pinning", lambda: cloud_run_shards.check_settings(self))
         if self.security_policy is not None and "edge" in self.model_fields_set:
@@ -226,8 +268,9 @@ class CloudRunMcpService(pulumi.ComponentResource):
     ``pinning: shards`` the first two are keyed by shard key, ``backend_service_id`` is None and
     ``shard_backend_service_ids`` maps each shard key to its backend service id (else it is empty).
 
-    Raises ``ValueError`` when a region is not in the network, a needed store is missing, or
-    ``access: iam`` has no hosts.
+    Raises ``ValueError`` when a region is not in the network, a needed store is missing,
+    ``access: iam`` has no hosts, or an ``env`` value not named in ``secret_env`` looks like a secret
+    to detect-secrets (:func:`mcp_affinity.secret_env.plain_secret_faults`; the value is never shown).
     """
 
     service_urls: dict[str, pulumi.Output[str]]
@@ -248,6 +291,9 @@ class CloudRunMcpService(pulumi.ComponentResource):
             raise ValueError(f"session mode {args.session_mode.value} with store role {args.store_role.value} needs a session_store")
         if args.access.mode is AccessMode.IAM and not hosts:
             raise ValueError("access iam needs the hosts the load balancer serves the service on (custom audiences)")
+        plain = secret_env_module.plain_secret_faults({k: v for k, v in args.env.items() if k not in secret_env})
+        if plain:
+            raise ValueError("; ".join(f"env.{variable}: {message}" for variable, message in plain))
         super().__init__("mcp-affinity:index:CloudRunMcpService", name, None, opts)
         self._args, self._names = args, args.names(name, regions)
         self._store = session_store if args.store_role is not StoreRole.NONE else None
@@ -263,6 +309,7 @@ class CloudRunMcpService(pulumi.ComponentResource):
                 f"{name}-store-url", secret_id=self._store.secret_id, role="roles/secretmanager.secretAccessor",
                 member=account.member, opts=pulumi.ResourceOptions(parent=self),
             ))
+        grants += secret_env_module.grant_access(self, name, args.secret_env, account.member, args.project)
         self._policy_id = args.security_policy or self._edge_policy(
             name, len(regions) * args.shards if args.pinning == "shards" else 1, routed_methods)
         if args.pinning == "shards":
@@ -301,6 +348,9 @@ class CloudRunMcpService(pulumi.ComponentResource):
             location=region,
             project=args.project,
             ingress="INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER",
+            # The run.app URL admits the VPC past IAP and Cloud Armor (ingress docs): off unless a reason is given.
+            default_uri_disabled=not args.default_uri.enabled,
+            annotations={DEFAULT_URI_REASON: args.default_uri.reason} if args.default_uri.enabled else None,
             invoker_iam_disabled=not access_bindings.invoker_check(args.access),
             custom_audiences=access_bindings.custom_audiences(args.access, self._hosts) or None,
             deletion_protection=args.deletion_protection,
@@ -335,6 +385,7 @@ class CloudRunMcpService(pulumi.ComponentResource):
             envs.append({"name": "MCP_REDIS_CA_CERT", "value": self._store.ca_certificate})
         for key, value in sorted(args.env.items()):
             envs.append({"name": key, "value": pulumi.Output.secret(value) if key in self._secret_env else value})
+        envs += secret_env_module.cloud_run_env(args.secret_env)
         probe = ({"http_get": {"path": args.startup_probe_path, "port": args.port}}
                  if args.startup_probe_path else {"tcp_socket": {"port": args.port}})
         return {
@@ -374,7 +425,7 @@ class CloudRunMcpService(pulumi.ComponentResource):
             backends=[{"group": neg.id} for _, neg in sorted(negs.items())],
             log_config={"enable": True, "sample_rate": args.log_sample_rate},
             security_policy=self._policy_id,
-            **access_bindings.backend_iap(args.access),
+            **access_bindings.backend_iap(args.access, args.project),
             **hashing,
             opts=pulumi.ResourceOptions(parent=self),
         )

@@ -13,6 +13,12 @@ No load-balancer affinity: gateway pods are interchangeable; the mesh does the r
 https://cloud.google.com/load-balancing/docs/backend-service#timeout-setting) and
 ``connection_draining_timeout_sec`` are the stream lifetime, so neither the load balancer nor a
 draining gateway cuts a server-sent-event stream early.
+
+Access: the backend service always has a Cloud Armor policy (the package's, built from the mesh
+services' ``edge``, a default one when none is given, or your own ``security_policy``) and IAP when
+the mesh services behind it are ``iap``. :class:`GatewayAccess` says what it enforces; mesh services
+check it (:class:`~mcp_affinity.McpMeshService`) and the mesh verifies IAP's signed header at the
+gateway with its :attr:`GatewayAccess.iap_audience`.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import pulumi_gcp as gcp
 from pydantic import Field
 
 from . import access_bindings
-from .access import AccessArgs
+from .access import AccessArgs, AccessMode
 from .autoneg import autoneg_annotation
 from .gke_cluster import ClusterRef
 from .naming import RFC1035, PhysicalName, physical_name
@@ -39,6 +45,30 @@ GOOGLE_LB_RANGES = ["35.191.0.0/16", "130.211.0.0/22"]
 GATEWAY_PORT = 80
 STATUS_PORT = 15021
 """The gateway serves on 80 and answers readiness on its status port 15021 (``/healthz/ready``)."""
+
+DEFAULT_SCOPE = "default"
+"""The scope of the default policy a gateway gets when no mesh service's ``edge`` is given: an
+unscoped per-client limit, and browsers' requests (any ``Origin``) refused, as no host is known."""
+
+
+@dataclass(frozen=True)
+class GatewayAccess:
+    """What the gateway's backend service enforces for every mesh service behind it.
+
+    - ``iap``: the ``access`` of IAP on it (mode ``iap``, its members and OAuth clients), or None.
+    - ``edge_scopes``: mesh service -> its rules in the package's Cloud Armor policy (``{}`` or the
+      :data:`DEFAULT_SCOPE` alone: a default policy); None: a policy of your own
+      (``security_policy``), whose rules the package does not know.
+    - ``iap_audience``: with ``iap``, the audience of IAP's signed header
+      ``/projects/PROJECT_NUMBER/global/backendServices/BACKEND_SERVICE_ID``
+      (https://cloud.google.com/iap/docs/signed-headers-howto).
+    - ``security_policy``: the Cloud Armor policy on the backend service (the package's id, or yours).
+    """
+
+    iap: Optional[AccessArgs] = None
+    edge_scopes: Optional[Mapping[str, EdgeScopeArgs]] = None
+    iap_audience: Optional[StrInput] = None
+    security_policy: Optional[StrInput] = None
 
 
 class MeshGatewayBackendArgs(Settings):
@@ -79,11 +109,14 @@ class MeshGatewayBackendRef:
       autoneg controller's ``controller.autoneg.dev/neg`` naming this backend service).
     - ``ready``: what the gateway Service waits for: the backend service (the autoneg controller
       reads it by name, https://github.com/GoogleCloudPlatform/gke-autoneg-controller).
+    - ``access``: what the backend service enforces (:class:`GatewayAccess`); None for one made
+      elsewhere, which mesh services then treat as enforcing nothing they can rely on.
     """
 
     backend_service_id: StrInput
     annotations: Mapping[str, StrInput]
     ready: Sequence[pulumi.Resource] = ()
+    access: Optional[GatewayAccess] = None
 
 
 class MeshGatewayBackend(pulumi.ComponentResource):
@@ -92,12 +125,19 @@ class MeshGatewayBackend(pulumi.ComponentResource):
 
     Context: ``network`` (:class:`~mcp_affinity.network.NetworkRef`) and ``cluster``
     (:class:`~mcp_affinity.gke_cluster.ClusterRef`, its node tag); ``iap`` (the ``access`` of mesh
-    services behind IAP, or None) and ``edge_scopes`` (mesh service -> its Cloud Armor rules, scoped
-    to its hosts; ignored with ``security_policy``).
+    services behind IAP, mode ``iap``, or None) and ``edge_scopes`` (mesh service -> its Cloud Armor
+    rules, scoped to its hosts; :func:`~mcp_affinity.mesh_service.gateway_access` builds both from
+    the mesh services' settings). Without ``edge_scopes`` or ``security_policy`` the backend
+    service still gets a policy: the :data:`DEFAULT_SCOPE` one. With ``security_policy`` the scopes
+    are not used, and :attr:`GatewayAccess.edge_scopes` is None: a mesh service that sets its own
+    ``edge`` then refuses this gateway.
 
     Outputs: ``backend_service_id`` and ``gateway_annotations`` (the gateway Service's annotations:
     GKE's ``cloud.google.com/neg`` and the autoneg controller's ``controller.autoneg.dev/neg``
-    naming this backend service); :meth:`ref` bundles them, with the backend service to wait for.
+    naming this backend service); :meth:`ref` bundles them, with the backend service to wait for
+    and what it enforces (:class:`GatewayAccess`).
+
+    Raises ``ValueError`` for an ``iap`` whose mode is not ``iap``.
     """
 
     backend_service_id: pulumi.Output[str]
@@ -106,6 +146,8 @@ class MeshGatewayBackend(pulumi.ComponentResource):
     def __init__(self, name: str, args: MeshGatewayBackendArgs, *, network: NetworkRef, cluster: ClusterRef,
                  iap: Optional[AccessArgs] = None, edge_scopes: Optional[Mapping[str, EdgeScopeArgs]] = None,
                  opts: Optional[pulumi.ResourceOptions] = None):
+        if iap is not None and iap.mode is not AccessMode.IAP:
+            raise ValueError(f"iap: the gateway's IAP takes an access of mode iap, not {iap.mode.value}")
         names = args.names(name)
         super().__init__("mcp-affinity:index:MeshGatewayBackend", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
@@ -118,6 +160,7 @@ class MeshGatewayBackend(pulumi.ComponentResource):
             name, name=names["health_check"].value, project=args.project,
             http_health_check={"port": STATUS_PORT, "request_path": "/healthz/ready"}, opts=child,
         )
+        policy = args.security_policy or self._edge_policy(name, args, edge_scopes)
         backend = gcp.compute.BackendService(
             name,
             name=names["backend"].value,
@@ -128,7 +171,7 @@ class MeshGatewayBackend(pulumi.ComponentResource):
             connection_draining_timeout_sec=args.drain_seconds,
             health_checks=check.id,
             log_config={"enable": True, "sample_rate": 1.0},
-            security_policy=args.security_policy or self._edge_policy(name, args, edge_scopes),
+            security_policy=policy,
             **(access_bindings.backend_iap(iap) if iap else {}),
             # The autoneg controller adds the gateway's NEGs as GKE creates them.
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["backends"]),
@@ -138,20 +181,30 @@ class MeshGatewayBackend(pulumi.ComponentResource):
                                                max_rate_per_endpoint=args.max_rate_per_endpoint)
         if iap is not None:
             access_bindings.grant(self, name, iap, project=args.project, services={}, backends={name: backend})
+        scopes = None if args.security_policy else dict(edge_scopes or {})
+        self._access = GatewayAccess(iap, scopes, iap_audience(args.project, backend) if iap else None, policy)
         self.backend_service_id = backend.id
         self.gateway_annotations = pulumi.Output.from_input(self._annotations)
         self.register_outputs({"backend_service_id": self.backend_service_id,
                                "gateway_annotations": self.gateway_annotations})
 
     def _edge_policy(self, name: str, args: MeshGatewayBackendArgs,
-                     scopes: Optional[Mapping[str, EdgeScopeArgs]]) -> Optional[pulumi.Output[str]]:
-        """The package's Cloud Armor policy: each mesh service's rules scoped to its hosts."""
-        if not scopes:
-            return None
+                     scopes: Optional[Mapping[str, EdgeScopeArgs]]) -> pulumi.Output[str]:
+        """The package's Cloud Armor policy: each mesh service's rules scoped to its hosts, or the
+        default scope when none is given (a backend service never goes without a policy)."""
         policy = EdgePolicy(name, EdgePolicyArgs(prefix=args.prefix, project=args.project, labels=args.labels,
-                                                 scopes=dict(scopes)), opts=pulumi.ResourceOptions(parent=self))
+                                                 scopes=dict(scopes) if scopes else {DEFAULT_SCOPE: EdgeScopeArgs()}),
+                            opts=pulumi.ResourceOptions(parent=self))
         return policy.policy_id
 
     def ref(self) -> MeshGatewayBackendRef:
         """This backend service as the mesh's gateway takes it."""
-        return MeshGatewayBackendRef(self.backend_service_id, self._annotations, (self._backend,))
+        return MeshGatewayBackendRef(self.backend_service_id, self._annotations, (self._backend,), self._access)
+
+
+def iap_audience(project: Optional[str], backend: gcp.compute.BackendService) -> pulumi.Output[str]:
+    """IAP's signed-header audience for ``backend``: ``/projects/PROJECT_NUMBER/global/backendServices/ID``,
+    the project's number and the backend service's numeric id (``generated_id``), both known after
+    apply (https://cloud.google.com/iap/docs/signed-headers-howto)."""
+    number = gcp.organizations.get_project_output(project_id=project).number
+    return pulumi.Output.format("/projects/{0}/global/backendServices/{1}", number, backend.generated_id)

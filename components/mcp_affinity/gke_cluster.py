@@ -64,6 +64,10 @@ def _authorized_cidr(value: str) -> str:
     return value if value == MASKED else check_cidr(value)
 
 
+OPEN_PREFIX = 8
+"""An authorized network broader than a /8 (more addresses than any one organization holds) opens
+the control plane to much of the internet: it needs ``acknowledge: [control-plane-internet]``."""
+
 AuthorizedCidr = Annotated[str, Strict(), AfterValidator(_authorized_cidr)]
 """An IPv4 CIDR range allowed to reach the control plane; may be a ``secure:`` value."""
 
@@ -106,7 +110,12 @@ class GkeClusterArgs(Settings):
     master_authorized_networks: dict[Name, AuthorizedCidr] = Field(
         default_factory=dict,
         description="name -> CIDR allowed to reach the public endpoint (may be a secure value); empty means no "
-                    "address outside Google Cloud may reach it; 0.0.0.0/0 is refused with `privateEndpoint`.")
+                    "address outside Google Cloud may reach it; 0.0.0.0/0 is refused with `privateEndpoint`, and a "
+                    "range broader than a /8 needs `acknowledge: [control-plane-internet]`.")
+    acknowledge: list[Literal["control-plane-internet"]] = Field(
+        default_factory=list,
+        description="`control-plane-internet` accepts a `masterAuthorizedNetworks` range broader than a /8 (such as "
+                    "0.0.0.0/0) on the public endpoint: the Kubernetes API then answers much of the internet.")
     private_endpoint: Bool = Field(
         default=False,
         description="turn the public endpoint off; `pulumi up` must then run inside the VPC.")
@@ -124,6 +133,10 @@ class GkeClusterArgs(Settings):
         default_factory=list,
         description="Artifact Registry repositories (`LOCATION/REPOSITORY`) the nodes may pull from; the node "
                     "account gets `roles/artifactregistry.reader` on these only.")
+    secret_sync: Bool = Field(
+        default=False,
+        description="GKE's secret synchronization and Secret Manager add-on (GKE 1.33+), which `secretEnv` of mesh "
+                    "services needs (https://cloud.google.com/secret-manager/docs/sync-k8-secrets).")
     rbac_security_group: Optional[str] = Field(
         default=None, pattern=r"^gke-security-groups@[a-z0-9]([a-z0-9.-]*[a-z0-9])?\.[a-z]{2,63}$", description=(
             "Google Groups for RBAC: `gke-security-groups@YOUR-DOMAIN`, the group nesting the groups RBAC bindings "
@@ -145,9 +158,14 @@ class GkeClusterArgs(Settings):
             if not re.fullmatch(r"[a-z0-9-]+/[a-z0-9]([a-z0-9-]*[a-z0-9])?", repository):
                 faults.add(("imageRepositories", index), f"{repository!r} is not LOCATION/REPOSITORY")
         for key, cidr in self.master_authorized_networks.items():
-            if self.private_endpoint and cidr != MASKED and ipaddress.IPv4Network(cidr).prefixlen == 0:
+            prefix = ipaddress.IPv4Network(cidr).prefixlen if cidr != MASKED else 32
+            if self.private_endpoint and prefix == 0:
                 faults.add(("masterAuthorizedNetworks", key), "0.0.0.0/0 with privateEndpoint: true: GKE refuses an "
                            f"authorized network open to every address on a private endpoint ({AUTHORIZED_NETWORKS})")
+            elif prefix < OPEN_PREFIX and "control-plane-internet" not in self.acknowledge:
+                faults.add(("masterAuthorizedNetworks", key), f"{cidr} opens the control plane's public endpoint to "
+                           "much of the internet: list your own ranges, set privateEndpoint: true, or add "
+                           "acknowledge: [control-plane-internet]")
         faults.raise_if_any()
         return self
 
@@ -190,6 +208,8 @@ class ClusterRef:
     node_tag: StrInput
     kubernetes_provider: Optional[pulumi.ProviderResource] = None
     ready: Sequence[pulumi.Resource] = ()
+    secret_sync: bool = False
+    """GKE's secret synchronization is on (``McpMeshService`` ``secretEnv`` needs it)."""
 
 
 def kubernetes_options(opts: Optional[pulumi.ResourceOptions], cluster: ClusterRef) -> pulumi.ResourceOptions:
@@ -267,6 +287,10 @@ class GkeCluster(pulumi.ComponentResource):
             enable_intranode_visibility=True,
             # No client certificate: it never expires and cannot be revoked; callers use IAM.
             master_auth={"client_certificate_config": {"issue_client_certificate": False}},
+            # Sync copies Secret Manager versions into Kubernetes Secrets (secretEnv); the add-on brings the
+            # SecretProviderClass resource it reads.
+            secret_sync_config={"enabled": True} if args.secret_sync else None,
+            secret_manager_config={"enabled": True} if args.secret_sync else None,
             authenticator_groups_config={"security_group": args.rbac_security_group} if args.rbac_security_group else None,
             # The default pool cannot be configured as we need; replace it with ours.
             remove_default_node_pool=True,
@@ -291,7 +315,7 @@ class GkeCluster(pulumi.ComponentResource):
     def ref(self) -> ClusterRef:
         """This cluster as the components that run in it take it."""
         return ClusterRef(self.cluster_id, self.workload_pool, self._names["cluster"].value,
-                          self.kubernetes_provider, (self._node_pool,))
+                          self.kubernetes_provider, (self._node_pool,), secret_sync=self._args.secret_sync)
 
     def _node_account(self, name: str) -> gcp.serviceaccount.Account:
         args, child = self._args, pulumi.ResourceOptions(parent=self)

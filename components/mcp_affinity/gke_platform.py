@@ -30,9 +30,10 @@ from pydantic import Field, model_validator
 
 from .access import AccessArgs
 from .autoneg import AutonegController, AutonegControllerArgs
-from .gateway_backend import MeshGatewayBackend, MeshGatewayBackendArgs
+from .gateway_backend import GatewayAccess, MeshGatewayBackend, MeshGatewayBackendArgs
 from .gke_cluster import ClusterRef, GkeCluster, GkeClusterArgs
 from .mesh import Mesh, MeshArgs, MeshRef
+from .mesh_service import McpMeshServiceArgs, gateway_access
 from .network import NetworkRef
 from .security_policy import EdgeScopeArgs
 from .settings import COMMON_FIELDS, Settings, StrInput, config_model
@@ -98,29 +99,37 @@ class McpGkePlatformArgs(Settings):
 @dataclass(frozen=True)
 class McpGkePlatformRef:
     """What mesh services and the load balancer take from the platform: ``cluster``
-    (:class:`~mcp_affinity.gke_cluster.ClusterRef`), ``mesh`` (:class:`~mcp_affinity.mesh.MeshRef`)
-    and ``backend_service_id`` (the gateway's backend service, a load-balancer backend)."""
+    (:class:`~mcp_affinity.gke_cluster.ClusterRef`), ``mesh`` (:class:`~mcp_affinity.mesh.MeshRef`),
+    ``backend_service_id`` (the gateway's backend service, a load-balancer backend) and
+    ``gateway_access`` (what that backend service enforces: IAP and its members, the Cloud Armor
+    rules; :class:`~mcp_affinity.gateway_backend.GatewayAccess`)."""
 
     cluster: ClusterRef
     mesh: MeshRef
     backend_service_id: StrInput
+    gateway_access: Optional[GatewayAccess] = None
 
 
 class McpGkePlatform(pulumi.ComponentResource):
     """A GKE cluster, its autoneg controller, the gateway's backend service and the mesh.
 
     Context: ``network`` (:class:`~mcp_affinity.network.NetworkRef`; a subnet in the cluster's
-    region with the secondary ranges it names); ``iap`` and ``edge_scopes`` go to the gateway's
-    backend service (:class:`~mcp_affinity.MeshGatewayBackend`: the ``access`` of mesh services
-    behind IAP, and each mesh service's Cloud Armor rules scoped to its hosts). Providers: a Google Cloud or Kubernetes provider
+    region with the secondary ranges it names); ``mesh_services`` (name -> the settings of each
+    :class:`~mcp_affinity.McpMeshService` it will serve), from which the gateway's backend service
+    takes IAP (when they are ``iap``) and each one's Cloud Armor rules scoped to its hosts; or the
+    same given as ``iap`` and ``edge_scopes`` (:class:`~mcp_affinity.MeshGatewayBackend`). Without
+    either the backend service gets the default policy, and a mesh service refuses a gateway that
+    does not carry its ``access`` and ``edge``. Providers: a Google Cloud or Kubernetes provider
     in ``opts.providers`` reaches every child (Pulumi passes a component's providers on); without
     a Kubernetes provider the cluster's own is used.
 
     Outputs: ``cluster_name``, ``workload_pool``, ``backend_service_id`` and ``gateway``
     (``NAMESPACE/NAME`` of the Istio Gateway); :meth:`ref` bundles what mesh services take.
 
-    Raises ``ValueError`` when the network has no subnet in the cluster's region, or when
-    ``autoneg.watch_namespaces`` leaves out the gateway's namespace.
+    Raises ``ValueError`` when the network has no subnet in the cluster's region, when
+    ``autoneg.watch_namespaces`` leaves out the gateway's namespace, when ``mesh_services`` mix
+    IAP settings (:func:`~mcp_affinity.mesh_service.gateway_access`) or come with ``iap`` or
+    ``edge_scopes``.
     """
 
     cluster_name: pulumi.Output[str]
@@ -129,8 +138,15 @@ class McpGkePlatform(pulumi.ComponentResource):
     gateway: pulumi.Output[str]
 
     def __init__(self, name: str, args: McpGkePlatformArgs, *, network: NetworkRef,
+                 mesh_services: Optional[Mapping[str, McpMeshServiceArgs]] = None,
                  iap: Optional[AccessArgs] = None, edge_scopes: Optional[Mapping[str, EdgeScopeArgs]] = None,
                  opts: Optional[pulumi.ResourceOptions] = None):
+        if mesh_services is not None:
+            if iap is not None or edge_scopes is not None:
+                raise ValueError("give mesh_services, or iap and edge_scopes, not both: the gateway takes them "
+                                 "from the mesh services")
+            access = gateway_access(mesh_services)
+            iap, edge_scopes = access["iap"], access["edge_scopes"]
         parts = args.parts(name)
         super().__init__("mcp-affinity:index:McpGkePlatform", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
@@ -141,7 +157,8 @@ class McpGkePlatform(pulumi.ComponentResource):
                                      iap=iap, edge_scopes=edge_scopes, opts=child)
         mesh = Mesh(f"{name}-mesh", parts["mesh"], cluster=cluster, gateway_backend=gateway.ref(),
                     autoneg=autoneg.ref(), opts=child)
-        self._ref = McpGkePlatformRef(cluster, mesh.ref(), gateway.backend_service_id)
+        mesh_ref = mesh.ref()
+        self._ref = McpGkePlatformRef(cluster, mesh_ref, gateway.backend_service_id, mesh_ref.gateway_access)
         self.cluster_name = gke.cluster_name
         self.workload_pool = gke.workload_pool
         self.backend_service_id = gateway.backend_service_id

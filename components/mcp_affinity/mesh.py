@@ -10,6 +10,17 @@ Two ways in: ``istio`` installs pinned Helm charts (base, istiod, gateway); ``cl
 enables Google's managed mesh through the fleet API and installs only the gateway chart. The
 gateway is a ClusterIP Service exposed as standalone zonal NEGs that the gke-autoneg-controller
 attaches to the load balancer's backend service: nothing reaches it but Google's front ends.
+A NetworkPolicy holds that inside the cluster too: the gateway's pods admit Google's front ends
+and health checkers (35.191.0.0/16, 130.211.0.0/22,
+https://cloud.google.com/load-balancing/docs/health-check-concepts#ip-ranges) on the serving
+and status ports only; the kubelet's probes come from the node, which NetworkPolicy always admits
+(https://kubernetes.io/docs/concepts/services-networking/network-policies/), and nothing in the
+mesh calls the gateway. When the backend service has IAP, the gateway verifies IAP's signed
+header ``x-goog-iap-jwt-assertion`` (issuer ``https://cloud.google.com/iap``, Google's keys, the
+backend service's audience) and refuses a request without a valid one (403), so a request that
+reached the gateway past the load balancer carries no identity
+(https://cloud.google.com/iap/docs/signed-headers-howto). IAP signs with ES256, which Envoy's JWT
+filter supports (https://www.envoyproxy.io/docs/envoy/latest/configuration/http/http_filters/jwt_authn_filter).
 
 Facts checked in istio/istio at tag ``ISTIO_VERSION`` (``manifests/charts``): istiod reads its
 values at the top level since 1.24 (``autoscaleMin``, ``env``); a proxy drains
@@ -39,7 +50,7 @@ import pulumi_kubernetes as k8s
 from pydantic import BeforeValidator, Field, model_validator
 
 from .autoneg import AutonegControllerRef
-from .gateway_backend import MeshGatewayBackendRef
+from .gateway_backend import GATEWAY_PORT, GOOGLE_LB_RANGES, STATUS_PORT, GatewayAccess, MeshGatewayBackendRef
 from .gke_cluster import ClusterRef, kubernetes_options
 from .naming import HELM_RELEASE, KUBERNETES, RFC1035, PhysicalName, physical_name
 from .settings import Bool, Faults, Int, Settings
@@ -51,6 +62,11 @@ ISTIO_VERSION = "1.30.3"
 
 ISTIO_CHARTS = "https://istio-release.storage.googleapis.com/charts"
 CONTROL_PLANE_NAMESPACE = "istio-system"
+
+IAP_ISSUER = "https://cloud.google.com/iap"
+IAP_JWKS = "https://www.gstatic.com/iap/verify/public_key-jwk"
+IAP_HEADER = "x-goog-iap-jwt-assertion"
+"""IAP's signed header: issuer, keys (JWK) and header (https://cloud.google.com/iap/docs/signed-headers-howto)."""
 
 REFUSED_MESHES = {
     "linkerd": "Linkerd cannot hash on a request header (\"Linkerd doesn't support session stickiness "
@@ -137,6 +153,9 @@ class MeshRef:
     - ``data_plane``: ``sidecar`` or ``ambient`` (decides a namespace's labels and a waypoint).
     - ``persistent_session_filter``: istiod pins by cookie (``pinning: cookie`` needs it).
     - ``ready``: what workloads wait for: the control plane and the gateway.
+    - ``gateway_access``: what the gateway's backend service enforces
+      (:class:`~mcp_affinity.gateway_backend.GatewayAccess`); None when the mesh has no backend
+      service made by the package (mesh services then refuse ``iap`` and their own ``edge``).
     """
 
     gateway: str
@@ -145,6 +164,7 @@ class MeshRef:
     data_plane: str = "sidecar"
     persistent_session_filter: bool = False
     ready: Sequence[pulumi.Resource] = ()
+    gateway_access: Optional[GatewayAccess] = None
 
 
 class Mesh(pulumi.ComponentResource):
@@ -180,14 +200,15 @@ class Mesh(pulumi.ComponentResource):
         super().__init__("mcp-affinity:index:Mesh", name, None, kubernetes_options(opts, cluster))
         self._args, self._names, self._cluster = args, names, cluster
         namespace, release = names["gateway_namespace"].value, names["gateway"].value
+        access = gateway_backend.access if gateway_backend else None
         self._ref = MeshRef(f"{namespace}/{release}", namespace, f"cluster.local/ns/{namespace}/sa/{release}",
-                            args.data_plane, args.persistent_session_filter)
+                            args.data_plane, args.persistent_session_filter, gateway_access=access)
         k8s_opts = pulumi.ResourceOptions(parent=self, depends_on=list(cluster.ready))
         control = self._istio(name, k8s_opts) if args.kind == "istio" else self._managed(name)
         annotations = dict(gateway_backend.annotations) if gateway_backend else {}
         waits = [*(gateway_backend.ready if gateway_backend else ()), *(autoneg.ready if autoneg else ())]
         gateway = self._gateway(name, annotations, [*control, *waits], k8s_opts)
-        self._ready = (*control, gateway)
+        self._ready = (*control, gateway, *self._gateway_guards(name, access, gateway, k8s_opts))
         self.gateway, self.gateway_namespace, self.gateway_principal, self.data_plane = (
             pulumi.Output.from_input(v) for v in (self._ref.gateway, namespace, self._ref.gateway_principal,
                                                   args.data_plane))
@@ -275,3 +296,41 @@ class Mesh(pulumi.ComponentResource):
             },
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[release])),
         )
+
+    def _gateway_guards(self, name: str, access: Optional[GatewayAccess], gateway: pulumi.Resource,
+                        opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
+        """The gateway pods' NetworkPolicy and, behind IAP, the check of IAP's signed header."""
+        namespace, release = self._names["gateway_namespace"].value, self._names["gateway"].value
+        labels = {"istio": release.removeprefix("istio-")}
+        meta = {"name": release, "namespace": namespace}
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[gateway]))
+        guards: list[pulumi.Resource] = [k8s.networking.v1.NetworkPolicy(
+            f"{name}-gateway", metadata=meta, spec=gateway_network_policy(labels), opts=opts)]
+        if access is not None and access.iap is not None:
+            for kind, suffix, spec in iap_header_policies(access.iap_audience):
+                guards.append(k8s.apiextensions.CustomResource(
+                    f"{name}-gateway-{suffix}", api_version="security.istio.io/v1", kind=kind,
+                    metadata={**meta, "name": f"{release}-{suffix}"},
+                    spec={"selector": {"matchLabels": labels}, **spec}, opts=opts))
+        return guards
+
+
+def gateway_network_policy(labels: Mapping[str, str]) -> dict:
+    """A NetworkPolicy spec: the gateway pods labelled ``labels`` admit only Google's front ends and
+    health checkers, on the serving port and the status port (the load balancer's health check)."""
+    return {"podSelector": {"matchLabels": dict(labels)}, "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"ipBlock": {"cidr": cidr}} for cidr in GOOGLE_LB_RANGES],
+                         "ports": [{"protocol": "TCP", "port": port} for port in (GATEWAY_PORT, STATUS_PORT)]}]}
+
+
+def iap_header_policies(audience: pulumi.Input[str]) -> list[tuple[str, str, dict]]:
+    """``(kind, suffix, spec)`` of the objects verifying IAP's signed header at the gateway, without
+    their selector: a ``RequestAuthentication`` reading only ``x-goog-iap-jwt-assertion`` (issuer,
+    keys, ``audience`` of the backend service; the header stays for the server to read) and a
+    ``DENY`` policy refusing a request without a principal IAP signed (Istio answers 403;
+    https://istio.io/latest/docs/reference/config/security/request_authentication/)."""
+    rule = {"issuer": IAP_ISSUER, "jwksUri": IAP_JWKS, "audiences": [audience],
+            "fromHeaders": [{"name": IAP_HEADER}], "forwardOriginalToken": True}
+    deny = {"action": "DENY", "rules": [{"from": [{"source": {"notRequestPrincipals": [f"{IAP_ISSUER}/*"]}}]}]}
+    return [("RequestAuthentication", "iap-jwt", {"jwtRules": [rule]}),
+            ("AuthorizationPolicy", "iap-required", deny)]

@@ -14,14 +14,17 @@
   (https://modelcontextprotocol.io/specification/2025-11-25/basic/authorization).
 - ``iap``: IAP on the gateway's backend service (:class:`~mcp_affinity.gateway_backend.MeshGatewayBackend`);
   one backend service serves every mesh service, so every mesh service must then be ``iap`` with the
-  same members and clients.
+  same members and clients. The gateway itself verifies IAP's signed header
+  (:func:`mcp_affinity.mesh.iap_header_policies`): it reads only ``x-goog-iap-jwt-assertion``, so
+  tokens in ``Authorization`` of any issuer pass through it untouched.
 
 Why per service and not at the ingress gateway: with a ``RequestAuthentication`` on a workload,
 a token from an issuer it does not list is refused with 401 ("Jwt issuer is not configured",
 https://github.com/istio/istio/issues/24371). At the shared gateway that would break every other
 service whose clients send tokens of their own issuer. So the objects select the service's front
 pods (sidecar mode: the server's pods, or the learned-pinning proxy's) or, in ambient mode, target
-its Service (enforced by its waypoint); the app container never sees a bad token.
+the namespace's waypoint, which the ingress gateway passes through (the Service's
+``istio.io/ingress-use-waypoint``); the app container never sees a bad token.
 """
 
 from __future__ import annotations

@@ -18,6 +18,25 @@ It is closed to the rest of the cluster: strict mutual TLS (``PeerAuthentication
 ``AuthorizationPolicy`` that admits only the ingress gateway's identity, and a Kubernetes
 ``NetworkPolicy`` (enforced by Dataplane V2) admitting only the gateway's namespace.
 
+Ambient mode (checked against Istio 1.30.3): policies bound to a waypoint are enforced only on
+traffic through it, and "ingress gateways bypass waypoints by default"
+(https://istio.io/latest/docs/ambient/usage/waypoint/). So the Service carries
+``istio.io/ingress-use-waypoint: "true"`` (read by istiod, ``pilot/pkg/serviceregistry/ambient/ambientindex.go``);
+the namespace's waypoint (a ``Gateway`` of class ``istio-waypoint`` named ``waypoint``, whose
+service account istiod names after it) admits only the ingress gateway's identity and holds the
+token checks (``targetRefs`` to the waypoint); the pods admit only the waypoint's identity
+(ztunnel sees the waypoint, not the gateway, as the source); and the NetworkPolicies admit HBONE's
+port 15008, over which ambient traffic arrives, from the waypoint (and the waypoint from the
+gateway), plus the kubelet's probes, which Istio's CNI rewrites to come from 169.254.7.127
+(https://istio.io/latest/docs/ambient/usage/networkpolicy/; ``cni/README.md``, ``HOST_PROBE_SNAT_IP``).
+``pinning: learned`` is refused in ambient mode: the proxy calls pods by their addresses, past the
+waypoint, a path this package does not make safe.
+
+The gateway's backend service enforces IAP and the Cloud Armor rules for every mesh service behind
+it, so a service refuses a mesh whose gateway does not carry its ``access`` (``iap`` with the same
+members and clients, or no IAP) and its ``edge`` rules (:class:`~mcp_affinity.gateway_backend.GatewayAccess`;
+:func:`gateway_access` builds what the platform needs from the services' settings).
+
 Requests of MCP 2026-07-28 carry ``Mcp-Method`` / ``Mcp-Name``; ``method_routes`` send some of them
 to another mesh service with ``VirtualService`` ``http[].match[].headers``.
 """
@@ -35,16 +54,19 @@ from pydantic import Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from . import affinity
-from .access import AccessArgs
+from .access import AccessArgs, AccessMode
 from .affinity import METHOD_HEADER, MODERN_VERSIONS, NAME_HEADER, VERSION_HEADER, HeaderName, SessionMode, StoreRole
+from .gateway_backend import GatewayAccess
 from .gke_cluster import ClusterRef, kubernetes_options
 from .limits import Env, Memory, Quantity
+from . import secret_env as secret_env_module
+from .secret_env import SecretEnv
 from .load_balancer import Domain, MethodRouteArgs, check_hosts_once, check_method_matches
 from .mesh import MeshRef
 from .mesh_access import check_mesh_access, token_policies
 from .naming import KUBERNETES, SERVICE_ACCOUNT, PhysicalName, physical_name
 from . import pinning_proxy
-from .security_policy import EdgeArgs
+from .security_policy import EdgeArgs, EdgeScopeArgs
 from .session_store import SessionStoreRef
 from .settings import Bool, Faults, Int, Name, Port, Settings, StrInput, UrlPath
 from .wire import GOOGLE_SERVICE_ACCOUNT, K8S_SERVICE, NAMESPACE
@@ -53,6 +75,14 @@ SECRET_NAME = "mcp-redis"
 
 ISTIO_PORTS = frozenset({15000, 15001, 15004, 15006, 15008, 15020, 15021, 15053, 15090})
 """Ports the Istio sidecar uses in the pod (https://istio.io/latest/docs/ops/deployment/application-requirements/#ports-used-by-istio)."""
+
+HBONE_PORT = 15008
+PROBE_SNAT_CIDR = "169.254.7.127/32"
+WAYPOINT = "waypoint"
+"""Ambient mode: HBONE's port, the source of the kubelet's probes after Istio's CNI rewrote them
+(https://istio.io/latest/docs/ambient/usage/networkpolicy/), and the waypoint's name, which is
+also its service account's (istio/istio 1.30.3 ``pilot/pkg/config/kube/gatewaycommon/deploymentcontroller.go``)."""
+WAYPOINT_LABEL = "gateway.networking.k8s.io/gateway-name"
 
 
 LEARNED_ONLY = frozenset({"pinning_replicas", "session_idle_seconds", "stream_timeout_seconds",
@@ -82,6 +112,11 @@ class McpMeshServiceArgs(Settings):
         description="`cookie-clients-only` accepts that `pinning: cookie` keeps sessions only for clients that keep "
                     "cookies (measured: clients without a cookie jar lose them); `unauthenticated` a `public` service "
                     "(required by the stack in staging and prod).")
+    secret_env: SecretEnv = Field(
+        default_factory=dict,
+        description="environment variables read from Secret Manager: `NAME: {secret: ID, version: N}`, synced into "
+                    "the Kubernetes Secret `{name}-env` by GKE's secret synchronization (needs `gke.secretSync`); the "
+                    "pods' Workload Identity gets `roles/secretmanager.secretAccessor` on each secret.")
     access: AccessArgs = Field(
         description="who may call the service: `iap`, `iam`, `oauth` or `public` (see \"Who can call my server?\"); "
                     "required. On GKE `iap` sits on the gateway's backend service (shared by every mesh service); "
@@ -146,6 +181,8 @@ class McpMeshServiceArgs(Settings):
         self._check_pinning(faults)
         check_hosts_once(self.hosts, faults)
         check_method_matches(self.method_routes, faults)
+        for variable in sorted(set(self.env) & set(self.secret_env)):
+            faults.add(("secretEnv", variable), f"{variable} is also in env: set it in one of them")
         faults.raise_if_any()
         return self
 
@@ -207,6 +244,56 @@ def method_target_faults(name: str, args: McpMeshServiceArgs, services: Abstract
             if route.service not in services or route.service == name]
 
 
+def edge_scope(args: McpMeshServiceArgs) -> EdgeScopeArgs:
+    """The service's rules in the gateway's Cloud Armor policy: its ``edge``, scoped to its hosts,
+    with the methods it routes gated on the protocol version."""
+    return EdgeScopeArgs(edge=args.edge, hosts=args.hosts, scoped=True,
+                         oauth_metadata=args.access.mode is AccessMode.OAUTH,
+                         routed_methods=sorted({route.method for route in args.method_routes.values()}))
+
+
+def gateway_access(services: Mapping[str, McpMeshServiceArgs]) -> dict:
+    """``iap`` and ``edge_scopes`` for the gateway's backend service
+    (:class:`~mcp_affinity.MeshGatewayBackend`, :class:`~mcp_affinity.McpGkePlatform`) from the
+    settings of the mesh services behind it, name -> settings.
+
+    Raises ``ValueError`` when some but not all of them are ``iap``, or ``iap`` with different
+    members or clients: IAP sits on the one backend service they share.
+    """
+    iap = [args.access for args in services.values() if args.access.mode is AccessMode.IAP]
+    if iap and any(args.access != iap[0] for args in services.values()):
+        raise ValueError("IAP sits on the gateway's backend service, which every mesh service shares: when one "
+                         "mesh service is iap, all must be iap with the same members and programmaticClients")
+    return {"iap": iap[0] if iap else None, "edge_scopes": {name: edge_scope(args) for name, args in services.items()}}
+
+
+def gateway_faults(name: str, args: McpMeshServiceArgs, gateway: Optional[GatewayAccess]) -> list[tuple[str, str]]:
+    """``(key, message)`` for each promise of service ``name`` that its gateway's backend service
+    (``gateway``; None: not one the package made) does not keep: IAP and its members and clients
+    exactly as ``access`` says, and its ``edge`` rules in the Cloud Armor policy."""
+    iap = args.access if args.access.mode is AccessMode.IAP else None
+    enforced = gateway.iap if gateway is not None else None
+    faults = []
+    if iap is not None and gateway is None:
+        faults.append(("access", "iap needs the gateway's backend service to carry IAP, and this mesh has none made "
+                                 "by the package (give Mesh gateway_backend=..., or use McpGkePlatform)"))
+    elif iap != enforced:
+        has = f"IAP ({enforced.summary()})" if enforced is not None else "no IAP"
+        faults.append(("access", f"access {args.access.summary()} but the gateway's backend service, which every "
+                                 f"mesh service shares, has {has}: give the platform this service "
+                                 "(McpGkePlatform(..., mesh_services=...)) or the same access"))
+    explicit = "edge" in args.model_fields_set
+    if gateway is None or gateway.edge_scopes is None:
+        if explicit:
+            faults.append(("edge", "the gateway's Cloud Armor policy is not the package's (securityPolicy of your own, "
+                                   "or no gateway backend made by the package): these rules would do nothing"))
+    elif gateway.edge_scopes.get(name) != edge_scope(args):
+        faults.append(("edge", f"the gateway's Cloud Armor policy does not carry {name}'s rules for its hosts "
+                               f"{', '.join(args.hosts)}: give the platform this service (McpGkePlatform(..., "
+                               "mesh_services=...) or MeshGatewayBackend(..., **gateway_access(...)))"))
+    return faults
+
+
 class McpMeshService(pulumi.ComponentResource):
     """Namespace, identity, Deployment, Service, HPA, PDB, routing and isolation for one MCP server.
 
@@ -221,7 +308,9 @@ class McpMeshService(pulumi.ComponentResource):
     and ``google_service_account``.
 
     Raises ``ValueError`` for a missing store or route host, ``pinning: cookie`` on a mesh without
-    the persistent-session filter, or no Kubernetes provider.
+    the persistent-session filter, or no Kubernetes provider; a ``pydantic.ValidationError`` with
+    every fault, each under its key, for an ``access`` or ``edge`` the mesh's gateway does not
+    enforce (:func:`gateway_faults`) and ``pinning: learned`` in ambient mode.
     """
 
     namespace: pulumi.Output[str]
@@ -238,6 +327,12 @@ class McpMeshService(pulumi.ComponentResource):
             raise ValueError(f"{key}: {message}")
         if args.pinning == "cookie" and not mesh.persistent_session_filter:
             raise ValueError("pinning: cookie needs the mesh's persistentSessionFilter")
+        check_context(name, args, mesh)
+        if args.secret_env and not cluster.secret_sync:
+            raise ValueError("secretEnv needs the cluster's secret synchronization (GkeClusterArgs secret_sync)")
+        plain = secret_env_module.plain_secret_faults({k: v for k, v in args.env.items() if k not in secret_env})
+        if plain:
+            raise ValueError("; ".join(f"env.{variable}: {message}" for variable, message in plain))
         names = args.names(name)
         super().__init__("mcp-affinity:index:McpMeshService", name, None, kubernetes_options(opts, cluster))
         self._name, self._args, self._mesh = name, args, mesh
@@ -261,7 +356,7 @@ class McpMeshService(pulumi.ComponentResource):
         return McpMeshServiceRef(self.service_host, self.namespace, self.google_service_account)
 
     def _mesh_labels(self) -> dict[str, str]:
-        if self._mesh.data_plane == "ambient":
+        if self._ambient:
             return {"istio.io/dataplane-mode": "ambient", "istio.io/use-waypoint": "waypoint"}
         return {"istio-injection": "enabled"}
 
@@ -285,6 +380,12 @@ class McpMeshService(pulumi.ComponentResource):
         args, name, opts = self._args, self._name, self._k8s
         k8s.core.v1.ServiceAccount(name, metadata={**self._meta(), "annotations": {
             "iam.gke.io/gcp-service-account": account.email}}, opts=opts)
+        self._synced = None
+        if args.secret_env:
+            self._synced, ready = secret_env_module.gke_secret_sync(
+                self, name, secret_env=args.secret_env, project=args.project, namespace=self._namespace, account=name,
+                google_account=account.member, opts=opts)
+            opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=ready))
         if self._store is not None:
             k8s.core.v1.Secret(name, metadata=self._meta(SECRET_NAME), type="Opaque", string_data={
                 "url": pulumi.Output.secret(self._store.connection_url), "ca.crt": self._store.ca_certificate},
@@ -292,6 +393,8 @@ class McpMeshService(pulumi.ComponentResource):
         k8s.apps.v1.Deployment(name, metadata=self._meta(labels=args.access.marks(args.acknowledge)),
                                spec=self._deployment_spec(), opts=opts)
         service_labels = {"istio.io/persistent-session": args.cookie_name} if args.pinning == "cookie" else {}
+        if self._ambient:  # else the ingress gateway calls the pods past the waypoint's checks
+            service_labels["istio.io/ingress-use-waypoint"] = "true"
         learned = args.pinning == "learned"
         # With learned pinning the service's front door is the proxy; the pods sit behind it.
         k8s.core.v1.Service(name, metadata=self._meta(labels=service_labels), spec={
@@ -382,6 +485,8 @@ class McpMeshService(pulumi.ComponentResource):
             env.append({"name": "MCP_REDIS_CA_CERT", "valueFrom": {"secretKeyRef": {"name": SECRET_NAME, "key": "ca.crt"}}})
         for key, value in sorted(args.env.items()):
             env.append({"name": key, "value": pulumi.Output.secret(value) if key in self._secret_env else value})
+        if self._synced is not None:
+            env += secret_env_module.kubernetes_env(self._args.secret_env, self._synced)
         return env
 
     def _deployment_spec(self) -> dict:
@@ -439,13 +544,17 @@ class McpMeshService(pulumi.ComponentResource):
         k8s.apiextensions.CustomResource(
             f"{name}-route", api_version="networking.istio.io/v1", kind="VirtualService", metadata=self._meta(),
             spec={"hosts": sorted(args.hosts), "gateways": [self._mesh.gateway], "http": http}, opts=opts)
-        if self._mesh.data_plane == "ambient":
+        if self._ambient:
             k8s.apiextensions.CustomResource(
                 f"{name}-waypoint", api_version="gateway.networking.k8s.io/v1", kind="Gateway",
-                metadata={**self._meta("waypoint"), "labels": {"istio.io/waypoint-for": "service"}},
+                metadata={**self._meta(WAYPOINT), "labels": {"istio.io/waypoint-for": "service"}},
                 spec={"gatewayClassName": "istio-waypoint",
-                      "listeners": [{"name": "mesh", "port": 15008, "protocol": "HBONE"}]},
+                      "listeners": [{"name": "mesh", "port": HBONE_PORT, "protocol": "HBONE"}]},
                 opts=opts)
+
+    @property
+    def _ambient(self) -> bool:
+        return self._mesh.data_plane == "ambient"
 
     def _method_route(self, key: str, route: MethodRouteArgs) -> dict:
         headers = {METHOD_HEADER.lower(): {"exact": route.method}}
@@ -476,19 +585,42 @@ class McpMeshService(pulumi.ComponentResource):
             if args.pinning_replicas > 1:  # a replica hands unpinned requests to the others
                 self._admit(f"{proxy}-handover", proxy, [proxy_principal],
                             [{"podSelector": {"matchLabels": {"app": proxy}}}], pinning_proxy.SERVE_PORT)
+        elif self._ambient:
+            self._ambient_isolation(gateway)
         else:
             self._admit(f"{name}-from-gateway", name, [self._mesh.gateway_principal], [gateway], args.port)
         self._token_checks()
 
+    def _ambient_isolation(self, gateway: dict) -> None:
+        """Ambient mode: the gateway reaches the waypoint, only the waypoint reaches the pods; both
+        over HBONE (15008), the pods' probes from Istio's rewritten source."""
+        args, name = self._args, self._name
+        waypoint_principal = f"cluster.local/ns/{self._namespace}/sa/{WAYPOINT}"
+        waypoint_pods = {"podSelector": {"matchLabels": {WAYPOINT_LABEL: WAYPOINT}}}
+        self._admit(f"{name}-from-waypoint", name, [waypoint_principal], [waypoint_pods], args.port)
+        k8s.apiextensions.CustomResource(
+            f"{name}-waypoint-from-gateway", api_version="security.istio.io/v1", kind="AuthorizationPolicy",
+            metadata=self._meta(f"{WAYPOINT}-from-gateway"),
+            spec={**self._waypoint_target, "action": "ALLOW",
+                  "rules": [{"from": [{"source": {"principals": [self._mesh.gateway_principal]}}]}]},
+            opts=self._k8s)
+        k8s.networking.v1.NetworkPolicy(f"{name}-waypoint-from-gateway", metadata=self._meta(f"{WAYPOINT}-from-gateway"), spec={
+            "podSelector": {"matchLabels": {WAYPOINT_LABEL: WAYPOINT}}, "policyTypes": ["Ingress"],
+            "ingress": [{"from": [gateway], "ports": [{"protocol": "TCP", "port": HBONE_PORT}]}]}, opts=self._k8s)
+
+    @property
+    def _waypoint_target(self) -> dict:
+        """``targetRefs`` binding a policy to the namespace's waypoint (its enforcer in ambient mode)."""
+        return {"targetRefs": [{"kind": "Gateway", "group": "gateway.networking.k8s.io", "name": WAYPOINT}]}
+
     def _token_checks(self) -> None:
         """The callers' token checks (:mod:`mcp_affinity.mesh_access`) on the pods the gateway calls, or
-        in ambient mode on the Service (its waypoint enforces them)."""
+        in ambient mode on the namespace's waypoint, which every request passes."""
         args, name = self._args, self._name
         learned = args.pinning == "learned"
         front, port = (self.proxy_name, pinning_proxy.SERVE_PORT) if learned else (name, args.port)
-        ambient = self._mesh.data_plane == "ambient"
-        target = ({"targetRefs": [{"kind": "Service", "group": "", "name": name}]} if ambient
-                  else {"selector": {"matchLabels": {"app": front}}})
+        ambient = self._ambient
+        target = self._waypoint_target if ambient else {"selector": {"matchLabels": {"app": front}}}
         for kind, suffix, spec in token_policies(args.hosts, args.access, None if ambient else port):
             k8s.apiextensions.CustomResource(
                 f"{name}-{suffix}", api_version="security.istio.io/v1", kind=kind, metadata=self._meta(f"{name}-{suffix}"),
@@ -496,7 +628,8 @@ class McpMeshService(pulumi.ComponentResource):
 
     def _admit(self, resource: str, app: str, principals: list[str], peers: list[dict], port: int,
                policy_name: Optional[str] = None) -> None:
-        """Pods labelled ``app`` accept ``port`` only from ``principals`` (mTLS) and ``peers`` (NetworkPolicy)."""
+        """Pods labelled ``app`` accept ``port`` only from ``principals`` (mTLS) and ``peers`` (NetworkPolicy;
+        in ambient mode on HBONE's port, and the kubelet's probes from Istio's rewritten source)."""
         selector = {"matchLabels": {"app": app}}
         meta = self._meta(policy_name or resource)
         k8s.apiextensions.CustomResource(
@@ -504,9 +637,31 @@ class McpMeshService(pulumi.ComponentResource):
             spec={"selector": selector, "action": "ALLOW", "rules": [{
                 "from": [{"source": {"principals": principals}}], "to": [{"operation": {"ports": [str(port)]}}]}]},
             opts=self._k8s)
+        ingress = [{"from": peers, "ports": [{"protocol": "TCP", "port": port}]}]
+        if self._ambient:
+            ingress = [{"from": peers, "ports": [{"protocol": "TCP", "port": HBONE_PORT}]},
+                       {"from": [{"ipBlock": {"cidr": PROBE_SNAT_CIDR}}], "ports": [{"protocol": "TCP", "port": port}]}]
         k8s.networking.v1.NetworkPolicy(resource, metadata=meta, spec={
-            "podSelector": selector, "policyTypes": ["Ingress"],
-            "ingress": [{"from": peers, "ports": [{"protocol": "TCP", "port": port}]}]}, opts=self._k8s)
+            "podSelector": selector, "policyTypes": ["Ingress"], "ingress": ingress}, opts=self._k8s)
+
+
+def check_context(name: str, args: McpMeshServiceArgs, mesh: MeshRef) -> None:
+    """Raise one ``pydantic.ValidationError`` (title ``McpMeshService``) for every setting of
+    service ``name`` that ``mesh`` cannot keep: :func:`gateway_faults`, and ``pinning: learned`` in
+    ambient mode (the proxy calls pods past the waypoint)."""
+    faults = Faults("McpMeshService")
+    for key, message in gateway_faults(name, args, mesh.gateway_access) + data_plane_faults(args, mesh.data_plane):
+        faults.add(key, message)
+    faults.raise_if_any()
+
+
+def data_plane_faults(args: McpMeshServiceArgs, data_plane: str) -> list[tuple[str, str]]:
+    """``(key, message)`` for settings the mesh's ``data_plane`` cannot keep safe: ``pinning: learned``
+    in ambient mode, whose proxy calls the pods by their addresses, past the waypoint."""
+    if data_plane == "ambient" and args.pinning == "learned":
+        return [("pinning", "pinning: learned is refused in ambient mode: the proxy calls the pods by their "
+                            "addresses, past the waypoint that holds the access checks; use dataPlane sidecar")]
+    return []
 
 
 def service_host(prefix: str, name: str) -> str:

@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 
 from . import sources
 from .affinity import DEFAULT_SESSION_HEADER
+from .cloud_run_service import DEFAULT_URI_REASON
 from .cloud_run_shards import ID_PREFIX_ENV, SHARD_KEY_ENV
 from .wire import BACKEND, CLOUD_RUN, DEPLOYMENT, K8S_SERVICE, NAMESPACE, NEG, REDIS
 from .wire import SECRET_SIG as _SIG, SECRET_VALUE_SIG as _SECRET, UNKNOWN, UNKNOWNS as _UNKNOWNS
@@ -234,7 +235,9 @@ def _fronted_services(resources: list[dict]) -> dict[str, dict]:
 def cloud_run_ingress_and_timeout(resources: list[dict], settings: Settings) -> Iterator[tuple[str, str]]:
     """Cloud Run behind a serverless NEG admits only the load balancer and has a valid request timeout.
 
-    Sources: https://cloud.google.com/run/docs/securing/ingress (default ingress is ``all``),
+    Sources: https://cloud.google.com/run/docs/securing/ingress (default ingress is ``all``; the
+    ``run.app`` URL still admits the VPC unless ``defaultUriDisabled``, or the service records why in
+    the annotation ``mcp-affinity/default-uri-reason``),
     https://cloud.google.com/run/docs/configuring/request-timeout (default 300 s, at most 3600 s).
     Each service's own ``template.timeout`` is judged against what the config schema allows
     (``timeoutSeconds`` 1 to 3600; ``Settings.min_timeout_seconds`` may raise the floor).
@@ -246,6 +249,11 @@ def cloud_run_ingress_and_timeout(resources: list[dict], settings: Settings) -> 
         if not is_unknown(ingress) and ingress != "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER":
             bad.append(f"ingress is {ingress or 'unset (INGRESS_TRAFFIC_ALL)'}, "
                        "must be INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER")
+        disabled = _inputs(service, "defaultUriDisabled")
+        if not is_unknown(disabled) and disabled is not True and not _mapping(_inputs(service, "annotations")).get(
+                DEFAULT_URI_REASON):
+            bad.append("the run.app URL is on (defaultUriDisabled unset): the VPC reaches it past IAP and Cloud Armor; "
+                       f"disable it, or record why in the annotation {DEFAULT_URI_REASON}")
         timeout = _inputs(service, "template", "timeout")
         seconds = 300.0 if timeout is None else _parse_duration(timeout)
         if not is_unknown(timeout) and (seconds is None or not low <= seconds <= high):

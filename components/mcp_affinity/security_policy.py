@@ -3,11 +3,12 @@
 Rules, in the order Cloud Armor evaluates them (lowest priority number first; the first rule that
 matches decides, https://cloud.google.com/armor/docs/rules-language-reference):
 
-0. Log4j (priority 900, one per policy, every host): Google's preconfigured ``cve-canary`` rule
+0. Adaptive Protection's auto-deploy placeholder (priority 900, Enterprise, opt-in), then Log4j
+   (priority 910, one per policy, every host): Google's preconfigured ``cve-canary`` rule
    (``${jndi:...}`` lookups of CVE-2021-44228 and CVE-2021-45046) enforced with 403, written as
    ``evaluatePreconfiguredExpr('cve-canary')``, the form Checkov's CKV_GCP_73 looks for
    (https://cloud.google.com/armor/docs/waf-rules; bridgecrewio/checkov
-   ``CloudArmorWAFACLCVE202144228.py``). ``log4jRule: false`` turns it off; in a shared policy it
+   ``CloudArmorWAFACLCVE202144228.py``). ``refuseLog4jLookups: false`` turns it off; in a shared policy it
    stays on while any service keeps it.
 
 Then a block of 100 priorities per service (``1000 + 100 x index``, services sorted by key), each
@@ -95,7 +96,7 @@ WAF_RULE_SETS = ("sqli", "xss", "lfi", "rfi", "rce", "methodenforcement", "scann
 """Preconfigured WAF rule sets (``NAME-v422-stable``, https://cloud.google.com/armor/docs/waf-rules)."""
 
 DEFAULT_RULE_PRIORITY = 2147483647
-LOG4J_PRIORITY = 900
+LOG4J_PRIORITY = 910
 LOG4J_EXPRESSION = "evaluatePreconfiguredExpr('cve-canary')"
 """Google's preconfigured Log4j rule set (no version suffix), exactly as Checkov's CKV_GCP_73 expects it."""
 FIRST_SCOPE, SCOPE_SPAN = 1000, 100
@@ -104,6 +105,9 @@ WAF_OFFSET, METHOD_LIMIT_OFFSET = 10, 50
 MAX_METHOD_LIMITS = SCOPE_SPAN - 1 - METHOD_LIMIT_OFFSET
 """Per-tool limits a service may have: one priority each, from ``+50`` up to ``+98`` of its block
 (``+99`` of the last block is the per-client limit; priorities in a policy must be unique)."""
+AUTO_DEPLOY_PRIORITY = 900
+"""Adaptive Protection's auto-deploy placeholder: before every throttle rule (a throttle that lets a
+request through ends the evaluation), https://cloud.google.com/armor/docs/adaptive-protection-auto-deploy."""
 MAX_ORIGINS = 25
 METHOD_KEY, NAME_KEY, VERSION_KEY = METHOD_HEADER.lower(), NAME_HEADER.lower(), VERSION_HEADER.lower()
 
@@ -185,11 +189,27 @@ class EdgeArgs(Model):
         default=False,
         description="for servers that speak MCP 2026-07-28 only: refuse (403) `POST` requests without `Mcp-Method` "
                     "and every request whose `MCP-Protocol-Version` is absent or older than 2026-07-28.")
-    log4j_rule: Bool = Field(
+    refuse_log4j_lookups: Bool = Field(
         default=True,
         description="Google's preconfigured `cve-canary` rule, enforced (403): Log4j `${jndi:...}` lookups "
                     "(CVE-2021-44228, CVE-2021-45046); ordinary prose does not match it.")
-    adaptive_protection: Bool = Field(default=True, description="Adaptive Protection's layer-7 DDoS defense.")
+    adaptive_protection: Bool = Field(
+        default=True,
+        description="Adaptive Protection's layer-7 DDoS detection. Without Cloud Armor Enterprise it only raises a "
+                    "basic alert and blocks nothing; see `adaptiveProtectionAutoDeploy`.")
+    adaptive_protection_auto_deploy: Bool = Field(
+        default=False,
+        description="Cloud Armor Enterprise only: the placeholder rule `evaluateAdaptiveProtectionAutoDeploy()` "
+                    f"(deny 403, priority {AUTO_DEPLOY_PRIORITY}) through which Adaptive Protection blocks the traffic "
+                    "it identifies as an attack; needs `adaptiveProtection`.")
+
+    @model_validator(mode="after")
+    def _auto_deploy(self) -> "EdgeArgs":
+        if self.adaptive_protection_auto_deploy and not self.adaptive_protection:
+            faults = Faults("EdgeArgs")
+            faults.add("adaptiveProtectionAutoDeploy", "needs adaptiveProtection: true (it deploys its suggested rules)")
+            faults.raise_if_any()
+        return self
     waf: WafArgs = Field(
         default_factory=WafArgs,
         description="Google's preconfigured WAF rules (off by default; in preview when on).")
@@ -361,11 +381,15 @@ def _throttle(priority: int, expression: Optional[str], limit: RateLimitArgs, ke
 
 
 def policy_rules(args: EdgePolicyArgs) -> list[dict]:
-    """Every rule of the policy: the Log4j rule, each scope's block (100 priorities apart, from 1000),
+    """Every rule of the policy: auto-deploy (opt-in) and Log4j, each scope's block (100 priorities apart, from 1000),
     the per-client limit (unscoped, the strictest of the scopes'), then the default allow."""
     scopes = [scope for _, scope in sorted(args.scopes.items())]
     rules = []
-    if any(scope.edge.log4j_rule for scope in scopes):
+    if any(scope.edge.adaptive_protection_auto_deploy for scope in args.scopes.values()):
+        # Enterprise: the expression must be this call alone, so the rule cannot be scoped to hosts.
+        rules.append(_deny(AUTO_DEPLOY_PRIORITY, "evaluateAdaptiveProtectionAutoDeploy()",
+                           "Adaptive Protection auto-deploy (Cloud Armor Enterprise)"))
+    if any(scope.edge.refuse_log4j_lookups for scope in scopes):
         rules.append(_deny(LOG4J_PRIORITY, LOG4J_EXPRESSION, "Log4j lookups (cve-canary, CVE-2021-44228)"))
     for index, scope in enumerate(scopes):
         rules += scope_rules(scope, FIRST_SCOPE + SCOPE_SPAN * index, args.backend_services)

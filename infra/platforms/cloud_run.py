@@ -6,6 +6,7 @@ from typing import Any, Callable, Iterator, Optional
 
 from mcp_affinity import CloudRunMcpService, CloudRunMcpServiceArgs, NetworkArgs, RouteArgs, StoreRole
 from mcp_affinity import cloud_run_shards
+from mcp_affinity.secret_env import plain_secret_faults
 from mcp_affinity.access import AccessMode
 from mcp_affinity.security_policy import threshold_faults
 from mcp_affinity.settings import config_model
@@ -51,6 +52,7 @@ def settings(config, common: dict, problems, network: Optional[NetworkArgs]) -> 
             problems.add(f"{key}.regions", "prod runs each service in two regions or more")
         if args is not None:
             check_access(key, args.access, args.acknowledge, served[name], config.environment, problems)
+        check_plain_secrets(key, "services", getattr(service, "env", None) or {}, problems)
         result[name] = (args, route, served[name])
     return result
 
@@ -134,3 +136,14 @@ def check_access(key: str, access, acknowledge, hosts: list[str], environment: s
                      "acknowledge: [unauthenticated], or pick iap, iam or oauth")
     if access.mode is AccessMode.IAM and not hosts:
         problems.add(f"{key}.access", "iam: callers mint ID tokens for https://HOST; give the service hosts")
+
+
+def check_plain_secrets(key: str, top: str, env: dict, problems) -> None:
+    """An ``env`` value that detect-secrets flags is refused under ``{key}.env.NAME`` (the value is
+    never shown). Under a top-level key holding a ``secure:`` value Pulumi hands the program every
+    value of that key decrypted and marks them all secret, so the program cannot tell a plain value
+    from a secure one there; all of them reach the resources as secrets and are masked."""
+    if top in problems.secret_keys:
+        return
+    for variable, message in plain_secret_faults(env):
+        problems.add(f"{key}.env.{variable}", message)

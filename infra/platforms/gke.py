@@ -16,8 +16,7 @@ from mcp_affinity import (
     StoreRole,
 )
 from mcp_affinity.access import AccessMode
-from mcp_affinity.mesh_service import method_target_faults, service_host
-from mcp_affinity.security_policy import EdgeScopeArgs
+from mcp_affinity.mesh_service import data_plane_faults, gateway_access, method_target_faults, service_host
 from mcp_affinity.settings import config_model
 
 from . import cloud_run
@@ -71,10 +70,22 @@ def settings(config, common: dict, problems, network: Optional[NetworkArgs]) -> 
         if gateway_namespace not in autoneg.watch_namespaces:
             problems.add("gke.autoneg.watchNamespaces", f"leaves out the gateway's namespace {gateway_namespace}: "
                          "the controller would never attach the gateway's NEGs; add it")
+    for name, service in sorted(config.mesh_services.items()):
+        cloud_run.check_plain_secrets(f"meshServices.{name}", "meshServices", getattr(service, "env", None) or {}, problems)
     for name, service in services.items():
         for key, message in (method_target_faults(name, service, set(services)) if service else []):
             problems.add(f"meshServices.{name}.{key}", message)
+        for key, message in (data_plane_faults(service, mesh.data_plane) if service and mesh else []):
+            problems.add(f"meshServices.{name}.{key}", message)
     _check_access(config.environment, services, problems)
+    for name, service in services.items():
+        if service is not None and service.secret_env and cluster is not None and not cluster.secret_sync:
+            problems.add(f"meshServices.{name}.secretEnv", "GKE reads secretEnv through its secret synchronization: "
+                         "set gke.secretSync: true (GKE 1.33 or later)")
+    if gateway is not None and gateway.security_policy:
+        for name in [n for n, s in services.items() if s is not None and "edge" in s.model_fields_set]:
+            problems.add(f"meshServices.{name}.edge", "does nothing: gke.gateway.securityPolicy puts a policy of your "
+                         "own on the gateway's backend service; drop one")
     return {"cluster": cluster, "mesh": mesh, "gateway": gateway, "autoneg": autoneg, "services": services,
             "hosts": {name: service.model_dump(by_alias=True, exclude_unset=True).get("hosts", [])
                       for name, service in sorted(config.mesh_services.items())}}
@@ -150,12 +161,8 @@ def build(parts: dict[str, Any], context: SharedContext) -> tuple[dict[str, Any]
     cluster = gke.ref()
     autoneg = AutonegController("autoneg", parts["autoneg"], cluster=cluster)
     services_args = parts["services"]
-    iap = next((s.access for s in services_args.values() if s.access.mode is AccessMode.IAP), None)
-    scopes = {name: EdgeScopeArgs(edge=s.edge, hosts=s.hosts, scoped=True, oauth_metadata=s.access.mode is AccessMode.OAUTH,
-                                  routed_methods=sorted({m.method for m in s.method_routes.values()}))
-              for name, s in services_args.items()}
     gateway = MeshGatewayBackend("gateway", parts["gateway"], network=context.network, cluster=cluster,
-                                 iap=iap, edge_scopes=scopes)
+                                 **gateway_access(services_args))
     mesh = Mesh("mesh", parts["mesh"], cluster=cluster, gateway_backend=gateway.ref(), autoneg=autoneg.ref()).ref()
     hosts = {name: service_host(args.prefix, name) for name, args in services_args.items()}
     services = {

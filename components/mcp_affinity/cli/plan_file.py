@@ -20,6 +20,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..secret_env import mask_flagged_env
+
 
 class PlanError(ValueError):
     """Not a plan; the message is one line and names what is wrong."""
@@ -90,7 +92,8 @@ def _resource(resource: Any, index: int) -> dict[str, Any]:
     urn = resource["urn"]
     return {"urn": urn, "type": resource["type"], "name": resource.get("name", urn.rsplit("::", 1)[-1]),
             "parent": resource.get("parent"), "custom": resource.get("custom", True),
-            "inputs": resource.get("inputs", {}), "options": options if "options" in resource else None}
+            # A plan written before env values were scanned may hold one that looks like a secret.
+            "inputs": mask_flagged_env(resource.get("inputs", {})), "options": options if "options" in resource else None}
 
 
 def _warnings(warnings: Any) -> list[dict[str, Any]]:

@@ -33,6 +33,7 @@ from ..pulumi_shim import run_program, start_mock_run, sync_await as _sync_await
 from .project import PulumiProject
 
 from ..wire import COMPUTED, MASKED, SECRET_SIG, SECRET_VALUE_SIG, UNKNOWN  # noqa: F401 (re-exported)
+from ..secret_env import mask_flagged_env
 from ..wire import GET_PROJECT
 
 
@@ -129,7 +130,7 @@ class _RecordingMonitor(shim.MockMonitor):
             carried = {urn for deps in request.propertyDependencies.values() for urn in deps.urns}
             self.plan.resources.append(PlannedResource(
                 urn=response.urn, type=request.type, name=request.name,
-                parent=request.parent or None, custom=bool(request.custom), inputs=mask_secrets(bag),
+                parent=request.parent or None, custom=bool(request.custom), inputs=mask_flagged_env(mask_secrets(bag)),
                 protect=bool(request.protect), ignore_changes=list(request.ignoreChanges), raw_inputs=bag,
                 depends_on=sorted(set(request.dependencies) - carried),
                 dependencies=sorted(set(request.dependencies) | carried),
