@@ -264,14 +264,14 @@ def test_every_policy_of_every_stack_and_example_blocks_log4j_lookups_enforced()
         assert log4j["action"] == "deny(403)" and not log4j.get("preview")
 
 
-def test_the_refuse_log4j_lookups_refuses_lookups_not_prose_and_may_be_turned_off():
+def test_the_refuse_jndi_lookups_refuses_lookups_not_prose_and_may_be_turned_off():
     edge = Edge(limited())
     assert edge.send(Request({"host": "t.example.com", "user-agent": "${jndi:ldap://x.example/a}"}))[0] == "deny(403)"
     assert edge.send(Request({"host": "t.example.com"}, body='{"q": "${JNDI:rmi://x}"}'))[0] == "deny(403)"
     assert edge.send(Request({"host": "t.example.com"}, body='{"q": "explain JNDI lookups in log4j"}')) == ("allow", CLIENT)
-    off = rules({"a": EdgeScopeArgs(edge={"refuse_log4j_lookups": False}, hosts=["a.example.com"])})
+    off = rules({"a": EdgeScopeArgs(edge={"refuse_jndi_lookups": False}, hosts=["a.example.com"])})
     assert LOG4J_EXPRESSION not in str(off)
-    one_on = shared(notes={"refuse_log4j_lookups": False})
+    one_on = shared(notes={"refuse_jndi_lookups": False})
     assert [r["priority"] for r in one_on if r["match"].get("expr", {}).get("expression") == LOG4J_EXPRESSION] == [910]
 
 

@@ -8,7 +8,7 @@ matches decides, https://cloud.google.com/armor/docs/rules-language-reference):
    (``${jndi:...}`` lookups of CVE-2021-44228 and CVE-2021-45046) enforced with 403, written as
    ``evaluatePreconfiguredExpr('cve-canary')``, the form Checkov's CKV_GCP_73 looks for
    (https://cloud.google.com/armor/docs/waf-rules; bridgecrewio/checkov
-   ``CloudArmorWAFACLCVE202144228.py``). ``refuseLog4jLookups: false`` turns it off; in a shared policy it
+   ``CloudArmorWAFACLCVE202144228.py``). ``refuseJndiLookups: false`` turns it off; in a shared policy it
    stays on while any service keeps it.
 
 Then a block of 100 priorities per service (``1000 + 100 x index``, services sorted by key), each
@@ -189,7 +189,7 @@ class EdgeArgs(Model):
         default=False,
         description="for servers that speak MCP 2026-07-28 only: refuse (403) `POST` requests without `Mcp-Method` "
                     "and every request whose `MCP-Protocol-Version` is absent or older than 2026-07-28.")
-    refuse_log4j_lookups: Bool = Field(
+    refuse_jndi_lookups: Bool = Field(
         default=True,
         description="Google's preconfigured `cve-canary` rule, enforced (403): Log4j `${jndi:...}` lookups "
                     "(CVE-2021-44228, CVE-2021-45046); ordinary prose does not match it.")
@@ -389,7 +389,7 @@ def policy_rules(args: EdgePolicyArgs) -> list[dict]:
         # Enterprise: the expression must be this call alone, so the rule cannot be scoped to hosts.
         rules.append(_deny(AUTO_DEPLOY_PRIORITY, "evaluateAdaptiveProtectionAutoDeploy()",
                            "Adaptive Protection auto-deploy (Cloud Armor Enterprise)"))
-    if any(scope.edge.refuse_log4j_lookups for scope in scopes):
+    if any(scope.edge.refuse_jndi_lookups for scope in scopes):
         rules.append(_deny(LOG4J_PRIORITY, LOG4J_EXPRESSION, "Log4j lookups (cve-canary, CVE-2021-44228)"))
     for index, scope in enumerate(scopes):
         rules += scope_rules(scope, FIRST_SCOPE + SCOPE_SPAN * index, args.backend_services)
