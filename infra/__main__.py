@@ -13,6 +13,8 @@ from mcp_affinity import GlobalHttpsLoadBalancer, Network, SessionStore
 from platforms import PLATFORMS
 from platforms.context import SharedContext
 from apis import required_apis
+from monitoring import targets as monitoring_targets
+from mcp_affinity.monitoring import McpMonitoring
 from stack_config import StackSettings, load
 
 
@@ -33,6 +35,9 @@ def build(settings: StackSettings) -> dict[str, Any]:
         outputs.update(platform_outputs)
     lb = GlobalHttpsLoadBalancer("lb", settings.load_balancer, backends=backends)
     outputs["loadBalancerIp"] = lb.ip_address
+    if settings.monitoring is not None:
+        watch = McpMonitoring("monitoring", settings.monitoring, targets=monitoring_targets(settings))
+        outputs.update(monitoringDashboard=watch.dashboard_id, monitoringAlerts=watch.alerts)
     outputs["requiredApis"] = required_apis(settings)
     return outputs
 

@@ -28,6 +28,8 @@ API_USES = {
     "binaryauthorization": "with `gke.binaryAuthorization`",
     "iap": "with a service of `access: iap`: IAP on its backend service, its members and programmatic clients",
     "serviceusage": "with a Cloud Run service of `access: iap`: the IAP service agent's identity, given the invoker role",
+    "monitoring": "with `monitoring` on (staging and prod by default): the dashboard and alert policies",
+    "logging": "with `monitoring` on: the log-based metrics over the load balancer's and the shards' logs",
 }
 """API (``SERVICE`` of ``SERVICE.googleapis.com``) -> when a stack needs it."""
 
@@ -35,7 +37,7 @@ RESOURCE_APIS = {
     "gcp:compute": "compute", "gcp:serviceaccount": "iam", "gcp:cloudrunv2": "run", "gcp:redis": "redis",
     "gcp:secretmanager": "secretmanager", "gcp:servicenetworking": "servicenetworking", "gcp:container": "container",
     "gcp:projects": "cloudresourcemanager", "gcp:kms": "cloudkms", "gcp:artifactregistry": "artifactregistry",
-    "gcp:gkehub": "gkehub", "gcp:iap": "iap",
+    "gcp:gkehub": "gkehub", "gcp:iap": "iap", "gcp:monitoring": "monitoring", "gcp:logging": "logging",
 }
 """Pulumi type module -> the API that serves its resources."""
 
@@ -78,6 +80,8 @@ def required_apis(settings: Any) -> list[str]:
         apis.update({"secretmanager"} if any(s is not None and s.secret_env for s in gke["services"].values()) else set())
     if _uses_iap(settings):
         apis.add("iap")
+    if getattr(settings, "monitoring", None) is not None:
+        apis.update({"monitoring", "logging"})
     return sorted(f"{api}.googleapis.com" for api in apis)
 
 

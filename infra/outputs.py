@@ -28,5 +28,11 @@ class StackOutputs(BaseModel):
         default=None, description="GKE: mesh service -> its in-cluster host (`NAME.NAMESPACE.svc.cluster.local`).")
     serviceAccess: Optional[dict[str, str]] = Field(
         default=None, description="Cloud Run: service -> who may call it (its `access` mode, members and clients).")
+    monitoringDashboard: Optional[str] = Field(
+        default=None, description="with `monitoring` on: the Cloud Monitoring dashboard's id (open it from Monitoring > "
+                                  "Dashboards).")
+    monitoringAlerts: Optional[dict[str, list[str]]] = Field(
+        default=None, description="with `monitoring` on: what each alert policy watches (service, pinning proxy or "
+                                  "store) and when it fires; README \"Operating it\" says what to do.")
     meshServiceAccess: Optional[dict[str, str]] = Field(
         default=None, description="GKE: mesh service -> who may call it (its `access` mode, members and `jwt` issuer).")

@@ -25,6 +25,7 @@ from mcp_affinity import GlobalHttpsLoadBalancerArgs, NetworkArgs, SessionStoreA
 from mcp_affinity.config import namespace_values, secret_top_keys
 from mcp_affinity.pulumi_shim import config_values
 from mcp_affinity.settings import Bool, Labels, Model, Name, Prefix, config_model
+from monitoring import MonitoringConfig, settings as monitoring_settings
 from platforms import PLATFORMS
 from problems import Problems, validate_fields
 
@@ -86,6 +87,10 @@ class StackConfig(Model):
     mesh_services: dict[Name, MeshServiceConfig] = Field(
         default_factory=dict,
         description="MCP services on GKE by name (`McpMeshService` settings).")  # type: ignore[valid-type]
+    monitoring: Annotated[Optional[MonitoringConfig], BeforeValidator(_empty_is_absent)] = Field(
+        default=None,
+        description="the dashboard and alert policies (`McpMonitoring` settings); on in staging and prod unless "
+                    "`enabled: false`, off in dev unless `enabled: true`.")  # type: ignore[valid-type]
 
 
 RESERVED_LABELS = ("app", "environment")
@@ -109,6 +114,7 @@ class StackSettings:
     load_balancer: GlobalHttpsLoadBalancerArgs
     platforms: dict[str, Any] = field(default_factory=dict)
     secret_keys: frozenset[str] = frozenset()
+    monitoring: Optional[Any] = None
 
 
 def load(stack: Optional[str] = None) -> StackSettings:
@@ -166,7 +172,8 @@ def _settings(config: StackConfig, project: Optional[str], problems: Problems) -
         # Nothing connects through private services access: do not reserve a range nor peer for it.
         network = network.model_copy(update={"private_services_access": False})
     load_balancer = _load_balancer(config, common, platforms, problems)
-    settings = StackSettings(config, network, store, load_balancer, platforms, problems.secret_keys)
+    settings = StackSettings(config, network, store, load_balancer, platforms, problems.secret_keys,
+                             monitoring_settings(config, common, problems))
     if config.environment == "prod":
         _check_prod(settings, problems)
     if config.prefix is not None:

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from conftest import ROOT, plan_document  # noqa: E402
 from mcp_affinity.cli import find_project, run_plan  # noqa: E402
-from mcp_affinity.cli.diff import diff_plans, to_markdown  # noqa: E402
+from mcp_affinity.cli.diff import access_changes, access_markdown, diff_plans, to_markdown  # noqa: E402
 from mcp_affinity.cli.plan_file import validate  # noqa: E402
 
 README = ROOT / "README.md"
@@ -45,7 +45,8 @@ def head_plan() -> dict:
 def sample() -> str:
     """The comment: dev unchanged, then the staging diff (prod and Mermaid pictures left out)."""
     dev = validate(plan_document("dev"))
-    staging = to_markdown(diff_plans(validate(plan_document("staging")), validate(head_plan())))
+    base, head = validate(plan_document("staging")), validate(head_plan())
+    staging = to_markdown(diff_plans(base, head)) + access_markdown(access_changes(base, head))
     return f"{HEADER}\n{to_markdown(diff_plans(dev, dev))}\n---\n\n{staging}"
 
 

@@ -95,10 +95,11 @@ def test_adding_a_region_adds_its_subnet_services_and_negs(staging, tmp_path):
         "RegionNetworkEndpointGroup": 2, "Service": 2, "Subnetwork": 1}
     assert all("us-central1" in r.name for r in diff.added)
     assert diff.removed == () and diff.replaced == ()
-    # Each Cloud Run backend service gains a third NEG, whose id is unknown until apply.
+    # Each Cloud Run backend service gains a third NEG: its id is unknown until apply, the plan names it.
     backends = [c for c in diff.changed if c.type == "gcp:compute/backendService:BackendService"]
     assert len(backends) == 2 and {c.changes for c in backends} == {
-        (PropertyChange("backends.2.group", "(unset)", "(known after apply)"),)}
+        (PropertyChange(f"backends[NEG {s}-us-central1]", "(unset)", f"{{group: NEG {s}-us-central1}}"),)
+        for s in ("tools", "search")}
     added_run = next(r for r in diff.added if r.type == "gcp:cloudrunv2/service:Service")
     assert "ingress=INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER" in added_run.settings  # key settings of additions
     assert summary_line(diff).startswith(f"{len(diff.added)} to add, ") and summary_line(diff).endswith(" 0 to replace, 0 to delete")

@@ -415,7 +415,7 @@ def test_access_and_the_edge_policy_reach_every_session_shard():
     shards = [r.inputs for r in plan.by_type(RUN)]
     assert all(s["invokerIamDisabled"] is False for s in shards)
     assert {tuple(s.get("customAudiences") or ()) for s in shards if s["name"].startswith("mcp-ex6-typescript")} == {
-        ("https://tools.dev.example.com", "https://ts.dev.example.com")}
+        ("https://ts.dev.example.com",)}
 
 
 def test_a_public_sharded_service_may_acknowledge_unauthenticated():

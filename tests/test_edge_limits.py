@@ -231,10 +231,14 @@ def test_the_planned_gate_decides_by_the_same_date(day):
 
 
 def test_the_stacks_gate_the_methods_they_route_and_the_url_map_matches_only_modern_versions():
-    plan = plan_example("cloud-run-shards")
+    plan = plan_example("cloud-run-stateless")
     tools = plan.get(POLICY, "tools").inputs["rules"]
-    request = call("tools.dev.example.com", mcp_method="tools/call", mcp_protocol_version=LEGACY)
-    assert deciding_rule(tools, request)["description"] == GATE
+    (gate,) = [r for r in tools if r["description"] == GATE]
+    assert "^(?:tools/call)$" in gate["match"]["expr"]["expression"]
+    request = call("mcp.dev.example.com", mcp_method="tools/call", mcp_name="render_video", mcp_protocol_version=LEGACY)
+    assert deciding_rule(tools, request)["action"] == "deny(403)"
+    modern = call("mcp.dev.example.com", mcp_method="tools/call", mcp_name="render_video", mcp_protocol_version=MODERN)
+    assert deciding_rule(tools, modern)["action"] == "throttle"
     matcher = next(m for m in plan.get("gcp:compute/uRLMap:URLMap", "lb").inputs["pathMatchers"] if m["name"] == "tools")
     method_rules = [r for r in matcher["routeRules"] if any(h["headerName"] == "Mcp-Method"
                                                           for h in r["matchRules"][0]["headerMatches"])]

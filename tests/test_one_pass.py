@@ -57,6 +57,8 @@ REFUSED = {
                                         "gke.masterAuthorizedNetworks.all"),
     "watchNamespaces without the gateway's": (mutate(NS + "gke.autoneg", {"watchNamespaces": ["mcp-notes"]}),
                                               "gke.autoneg.watchNamespaces"),
+    "method route crossing access": (with_tools(methodRoutes={"r": {"method": "tools/call", "service": "search"}}),
+                                     "services.tools.methodRoutes.r"),
     "method route to a route key": (with_tools(methodRoutes={"r": {"method": "tools/call", "service": "gke"}}),
                                     "services.tools.methodRoutes.r.service"),
     "two method routes, one match": (with_tools(methodRoutes={
@@ -110,8 +112,10 @@ ACCEPTED = {
     "a custom machine type": mutate(NS + "gke.nodePool.machineType", "n2-custom-4-8192"),
     "a security policy id": with_tools(securityPolicy="projects/my-mcp-project/global/securityPolicies/edge"),
     "watchNamespaces with the gateway's": mutate(NS + "gke.autoneg", {"watchNamespaces": ["mcp-stg-mesh-gateway"]}),
-    "two method routes, one target": with_tools(methodRoutes={"a": {"method": "tools/call", "service": "search"},
-                                                              "b": {"method": "tools/call", "service": "search"}}),
+    # search is oauth, with an Origin allowlist of its hosts (the shared api host, and tools' that routes to it).
+    "two method routes, one target": with_tools(
+        access="oauth", edge={"allowedOrigins": ["https://api.mcp.staging.example.com", "https://tools.mcp.staging.example.com"]},
+        methodRoutes={"a": {"method": "tools/call", "service": "search"}, "b": {"method": "tools/call", "service": "search"}}),
 }
 
 

@@ -27,6 +27,7 @@ from .load_balancer import (
 )
 from .mesh import ISTIO_VERSION, Mesh, MeshArgs, MeshRef
 from .mesh_service import McpMeshService, McpMeshServiceArgs, McpMeshServiceRef
+from .monitoring import McpMonitoring, MonitoringArgs, MonitoringTargets, ProxyTarget, ServiceTarget, ThresholdsArgs
 from .network import Network, NetworkArgs, NetworkRef, SubnetArgs
 from .security_policy import EdgeArgs, EdgePolicy, EdgePolicyArgs, EdgePolicyRef, EdgeScopeArgs
 from .session_store import MaintenanceWindowArgs, SessionStore, SessionStoreArgs, SessionStoreRef
@@ -62,6 +63,7 @@ __all__ = [
     "McpMeshServiceArgs",
     "McpMeshServiceRef",
     "McpGkePlatform",
+    "McpMonitoring",
     "McpGkePlatformArgs",
     "McpGkePlatformRef",
     "Mesh",
@@ -70,12 +72,16 @@ __all__ = [
     "MeshGatewayBackendArgs",
     "MeshGatewayBackendRef",
     "MeshRef",
+    "MonitoringArgs",
+    "MonitoringTargets",
     "MethodRouteArgs",
     "Network",
     "NetworkArgs",
     "NetworkRef",
     "NodePoolArgs",
+    "ProxyTarget",
     "RouteArgs",
+    "ServiceTarget",
     "SessionMode",
     "SessionStore",
     "SessionStoreArgs",
@@ -83,4 +89,5 @@ __all__ = [
     "Settings",
     "StoreRole",
     "SubnetArgs",
+    "ThresholdsArgs",
 ]

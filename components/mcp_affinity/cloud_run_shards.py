@@ -103,6 +103,27 @@ ShardPrefixBy = Literal["proxy", "server"]
 NOT_FOUND = '{"jsonrpc":"2.0","id":null,"error":{"code":-32001,"message":"Session not found"}}'
 
 
+LOG_FIELDS = ("mcp_method_name", "gen_ai_tool_name", "mcp_session_verdict", "http_status", "duration_ms", "shard")
+"""The JSON fields of each request's log line (Cloud Run parses a JSON line into ``jsonPayload``:
+https://cloud.google.com/run/docs/logging#writing_structured_logs); the first two are the
+OpenTelemetry MCP attributes ``mcp.method.name`` and ``gen_ai.tool.name`` with ``_`` for ``.``."""
+
+LOG_FORMAT = ('{"mcp_method_name":"%[var(txn.mcp_method),json(utf8s)]","gen_ai_tool_name":"%[var(txn.mcp_tool),json(utf8s)]",'
+              '"mcp_session_verdict":"%[var(txn.verdict)]","http_status":%ST,"duration_ms":%Ta,"shard":"%[env(MCP_SHARD_KEY)]"}')
+"""One JSON line per request; method and tool escaped (``json`` converter): they come from the caller."""
+
+LOG_RULES = """  option http-buffer-request
+  http-request set-var(txn.mcp_method) req.body,json_query('$.method') if { method POST }
+  http-request set-var(txn.mcp_tool) req.body,json_query('$.params.name') if { var(txn.mcp_method) -m str tools/call }
+  http-request set-var(txn.verdict) str(own) if has_session own_session
+  http-request set-var(txn.verdict) str(foreign) if has_session !own_session
+  http-request set-var(txn.verdict) str(none) if !has_session
+"""
+"""The ingress rules that read the JSON-RPC method and tool from the request body (buffered first,
+``option http-buffer-request``; ``json_query``, HAProxy 2.5+) and the session verdict: the id is
+this shard's (``own``), another shard's or none of ours (``foreign``), or absent (``none``)."""
+
+
 def shard_key(region: str, index: int) -> str:
     """The key of shard ``index`` in ``region``: ``europe-west1-s0``."""
     return f"{region}-s{index}"
@@ -138,9 +159,12 @@ def ingress_config(*, header: str, listen_port: int, server_port: int, timeout_s
     """
     return f"""global
   maxconn {max_connections}
+  log stdout format raw local0 info
 
 defaults
   mode http
+  log global
+  log-format '{LOG_FORMAT}'
   timeout connect 5s
   timeout client {timeout_seconds}s
   timeout server {timeout_seconds}s
@@ -150,7 +174,7 @@ frontend shard
   bind {listen_address}:{listen_port}
   acl has_session req.hdr_cnt({header}) gt 0
   acl own_session req.hdr({header}) -m beg "${{{SHARD_KEY_ENV}}}{SEPARATOR}"
-  http-request deny deny_status 400 if {{ req.hdr_cnt({header}) gt 1 }}
+{LOG_RULES}  http-request deny deny_status 400 if {{ req.hdr_cnt({header}) gt 1 }}
   http-request return status 404 content-type application/json string '{NOT_FOUND}' if has_session !own_session
   http-request replace-header {header} ^[^.]+[.](.*)$ \\1
   http-response set-header {header} "${{{SHARD_KEY_ENV}}}{SEPARATOR}%[res.hdr({header})]" if {{ res.hdr_cnt({header}) gt 0 }}

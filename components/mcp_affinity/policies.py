@@ -20,7 +20,7 @@ from collections import defaultdict
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 
-from . import sources
+from . import access_map, sources
 from .affinity import DEFAULT_SESSION_HEADER
 from .cloud_run_service import DEFAULT_URI_REASON
 from .cloud_run_shards import ID_PREFIX_ENV, SHARD_KEY_ENV
@@ -653,6 +653,25 @@ def production_store_protected(resources: list[dict], settings: Settings) -> Ite
         value = _inputs(store, "deletionProtection")
         if value is False or is_unknown(value):
             yield store["urn"], f"deletionProtection is {_show(value)} in a production stack, must be true"
+
+
+@_rule("method-route-holds-host-access", sources.CLOUD_ARMOR_POLICIES)
+def method_route_holds_host_access(resources: list[dict], settings: Settings) -> Iterator[tuple[str, str]]:
+    """Every route of a host ends where that host's access and edge hold (the plan's access map).
+
+    Sources: https://cloud.google.com/armor/docs/security-policy-overview (a policy is attached to a
+    backend service: the one the URL map picks applies), https://cloud.google.com/iap/docs/load-balancer-howto
+    and https://cloud.google.com/iap/docs/reference/compute-engine-apis (IAP is enabled per backend
+    service), https://cloud.google.com/run/docs/securing/managing-access#invoker_check.
+    A route (a method route: ``Mcp-Method`` on the URL map or in the mesh) that ends at a backend with
+    other IAP members or clients, other invoker members, a weaker mesh token policy, or Cloud Armor
+    rules looser than the host's own backend for that host (Origin allowlist, ``POST`` without
+    ``Mcp-Method``, per-client and per-tool limits) is refused on the URL map or VirtualService
+    (:mod:`mcp_affinity.access_map`). A reference unknown until apply cannot be judged.
+    """
+    for route, end, differences in access_map.crossings(access_map.access_map(resources)):
+        yield route.source, (f"{route.host}: {route.match} ends at {end.label}, where the host's access and edge do "
+                             f"not hold: {'; '.join(differences)}")
 
 
 def stack_name(resources: list[dict], settings: Optional[Settings] = None) -> Optional[str]:

@@ -28,3 +28,4 @@ CLOUD_RUN_MEMORY = "https://cloud.google.com/run/docs/configuring/services/memor
 URL_MAP_API = "https://cloud.google.com/compute/docs/reference/rest/v1/urlMaps"
 CLOUD_RUN_AUTOSCALING = "https://cloud.google.com/run/docs/about-instance-autoscaling"
 URL_MAP_QUOTAS = "https://cloud.google.com/load-balancing/docs/quotas"
+CLOUD_ARMOR_POLICIES = "https://cloud.google.com/armor/docs/security-policy-overview"

@@ -8,6 +8,7 @@ from mcp_affinity import CloudRunMcpService, CloudRunMcpServiceArgs, NetworkArgs
 from mcp_affinity import cloud_run_shards
 from mcp_affinity.secret_env import plain_secret_faults
 from mcp_affinity.access import AccessMode
+from mcp_affinity.route_access import access_key, route_faults
 from mcp_affinity.security_policy import threshold_faults
 from mcp_affinity.settings import config_model
 
@@ -54,7 +55,27 @@ def settings(config, common: dict, problems, network: Optional[NetworkArgs]) -> 
             check_access(key, args.access, args.acknowledge, served[name], config.environment, problems)
         check_plain_secrets(key, "services", getattr(service, "env", None) or {}, problems)
         result[name] = (args, route, served[name])
+    check_method_routes(result, problems)
     return result
+
+
+def check_method_routes(services: dict[str, tuple], problems) -> None:
+    """Each method route crosses only to a service whose access is identical and whose edge is at least
+    as strict (:mod:`mcp_affinity.route_access`); refused under ``services.<name>.methodRoutes.<key>``."""
+    for name, (args, route, served) in sorted(services.items()):
+        for key, method in sorted((route.get("methodRoutes") or {}).items()):
+            target = services.get(method.get("service"))
+            if args is None or target is None or target[0] is None:
+                continue  # not a service of this platform, or refused already: reported elsewhere
+            other = target[0]
+            siblings = {f"https://{h}" for s, r, _ in services.values()
+                        if s is not None and access_key(s.access) == access_key(args.access) for h in r.get("hosts") or []}
+            fault = route_faults(name, args.access, method["service"], other.access,
+                                 (args.edge, args.edge.origins(served), other.edge, other.edge.origins(target[2])),
+                                 (args.security_policy, other.security_policy), method["method"], method.get("name"),
+                                 siblings)
+            if fault:
+                problems.add(f"services.{name}.methodRoutes.{key}", fault)
 
 
 def needs_store(services: dict[str, tuple]) -> bool:

@@ -17,6 +17,7 @@ from mcp_affinity import (
 )
 from mcp_affinity.access import AccessMode
 from mcp_affinity.mesh_service import data_plane_faults, gateway_access, method_target_faults, service_host
+from mcp_affinity.route_access import route_faults
 from mcp_affinity.settings import config_model
 
 from . import cloud_run
@@ -75,6 +76,13 @@ def settings(config, common: dict, problems, network: Optional[NetworkArgs]) -> 
     for name, service in services.items():
         for key, message in (method_target_faults(name, service, set(services)) if service else []):
             problems.add(f"meshServices.{name}.{key}", message)
+        for key, route in sorted(service.method_routes.items()) if service else []:
+            target = services.get(route.service)
+            # The gateway's IAP and host-scoped Cloud Armor rules stay the host's: access alone can differ.
+            fault = route_faults(name, service.access, route.service, target.access, None, (None, None),
+                                 route.method, route.name) if target is not None and route.service != name else None
+            if fault:
+                problems.add(f"meshServices.{name}.methodRoutes.{key}", fault)
         for key, message in (data_plane_faults(service, mesh.data_plane) if service and mesh else []):
             problems.add(f"meshServices.{name}.{key}", message)
     _check_access(config.environment, services, problems)

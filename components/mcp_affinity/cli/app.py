@@ -61,10 +61,11 @@ def plan(
     to_stdout = json_file == Path("-")
     # With --json - standard output carries the JSON alone, so it can be piped (jq, gcloud).
     text_out = errors if to_stdout else console
+    document = result.to_json()
     if not quiet:
         _print_renderable(render.tree(result), text_out)
+        _print("\n".join(render.access_lines(document["resources"])), text_out)
     _print("\n".join(render.summary(result)), text_out)
-    document = result.to_json()
     if to_stdout:
         sys.stdout.write(json.dumps(document, indent=2, sort_keys=True) + "\n")
         sys.stdout.flush()
@@ -103,9 +104,10 @@ def diff(
 def _diff_text(base: Path, head: Path, format: str, picture: bool) -> tuple[plan_diff.PlanDiff, str]:
     base_plan, head_plan = load_plan(base, "base"), load_plan(head, "head")
     result = plan_diff.diff_plans(base_plan, head_plan)
+    access = plan_diff.access_changes(base_plan, head_plan)
     if format == "text":
-        return result, plan_diff.to_text(result)
-    text = plan_diff.to_markdown(result)
+        return result, plan_diff.to_text(result) + "".join(f"{line}\n" for line in access)
+    text = plan_diff.to_markdown(result) + plan_diff.access_markdown(access)
     if picture:
         text += "\n<details><summary>Topology</summary>\n\n```mermaid\n" + mermaid.to_mermaid(head_plan) + "```\n</details>\n"
     return result, text

@@ -18,6 +18,10 @@ one item does not show every later item as changed; an item's path then reads
 position (``containers.0.image``). Added resources are shown with their key settings
 (:data:`render.HIGHLIGHTS`).
 
+An input naming another planned resource is compared and shown as that resource (``backend
+service tools``, :mod:`mcp_affinity.references`), so a route that now ends at another backend shows;
+:func:`access_changes` gives the head's access map with its changed routes marked.
+
 Values are shown with :func:`render.show`; a secret envelope is a single leaf whose plaintext is
 compared but never shown, so a plan file holding plaintext secrets cannot leak them into a comment.
 """
@@ -31,7 +35,8 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Optional
 
 from . import replacements
-from .render import key_settings, show
+from .render import access_lines, key_settings, show
+from ..references import Index, resolved_inputs
 from ..wire import MASKED, SECRET_SIG, UNKNOWNS
 
 UNSET = "(unset)"
@@ -153,7 +158,7 @@ def diff_plans(base: dict, head: dict) -> PlanDiff:
         if base.get(key) != head.get(key):
             raise ValueError(f"cannot diff plans of different {key}s: base is {base.get(key)!r}, "
                              f"head is {head.get(key)!r}; compare two plans of the same stack")
-    old, new = _by_urn(base, "base"), _by_urn(head, "head")
+    old, new = _resolved(_by_urn(base, "base")), _resolved(_by_urn(head, "head"))
     changed = [change for urn in sorted(old.keys() & new.keys())
                if (change := diff_resource(old[urn], new[urn])) is not None]
     names = {urn: r["name"] for urn, r in new.items()}
@@ -443,6 +448,33 @@ def _shown(value: Any, other: Any) -> str:
     if isinstance(value, dict):
         return "{}"  # only empty dicts are leaves
     return '""' if value == "" else show(value)
+
+
+def _resolved(resources: dict[str, dict]) -> dict[str, dict]:
+    """Each resource with its inputs that name another planned resource read as it (``backend
+    service tools``, :mod:`mcp_affinity.references`), so a route that now names another backend shows."""
+    index = Index(list(resources.values()))
+    return {urn: {**r, "inputs": resolved_inputs(r, index)} if isinstance(r.get("inputs"), dict) else r
+            for urn, r in resources.items()}
+
+
+def access_changes(base: dict, head: dict) -> list[str]:
+    """The head's access map (:func:`render.access_lines`), each route marked ``+`` when new or
+    changed, then ``-`` lines for the base's routes that are gone or changed."""
+    old, new = access_lines(base["resources"]), access_lines(head["resources"])
+    lines = [new[0]] if len(new) > 1 or len(old) > 1 else []
+    lines += [("+" if line not in old else " ") + line for line in new[1:]]
+    return lines + ["-" + line for line in old[1:] if line not in new]
+
+
+def access_markdown(lines: list[str]) -> str:
+    """:func:`access_changes` as a collapsed Markdown block (a diff code block: + and - coloured)."""
+    if not lines:
+        return ""
+    changed = sum(1 for line in lines[1:] if line[:1] in "+-")
+    body = "\n".join(line.replace("`", "'") for line in lines[1:])
+    return (f"\n<details><summary>Access map ({changed} route line{'s' if changed != 1 else ''} changed)</summary>"
+            f"\n\n```diff\n{body}\n```\n</details>\n")
 
 
 def _by_urn(plan: dict, which: str) -> dict[str, dict]:

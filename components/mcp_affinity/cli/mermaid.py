@@ -20,7 +20,7 @@ from typing import Any, Iterable, Optional
 
 from ..cloud_run_shards import ID_PREFIX_ENV, SEPARATOR, SHARD_KEY_ENV
 from ..policies import HEADER_ENV, pod_env
-from ..wire import BACKEND, CLOUD_RUN, FORWARDING_RULE, NEG, REDIS
+from ..wire import ALERT_POLICY, BACKEND, CLOUD_RUN, DASHBOARD, FORWARDING_RULE, LOG_METRIC, NEG, REDIS
 from .render import lookup, show
 
 LB_COMPONENT = ":GlobalHttpsLoadBalancer"
@@ -74,7 +74,18 @@ def to_mermaid(plan: dict) -> str:
         store_id = graph.node("store", store["name"], _store_label(store), store["parent"])
         for workload in workloads:
             graph.edge(workload, store_id, "sessions")
+    _monitoring(graph, resources, entries)
     return graph.render()
+
+
+def _monitoring(graph: _Graph, resources: list[dict], entries: list[str]) -> None:
+    """What a monitoring component builds, watching the load balancer's traffic."""
+    for component in (r for r in resources if r["type"].endswith(":McpMonitoring")):
+        counts = [(len(_of(resources, t, component["urn"])), what) for t, what in (
+            (DASHBOARD, "dashboard"), (ALERT_POLICY, "alert policies"), (LOG_METRIC, "log-based metrics"))]
+        node = graph.node("mon", component["name"], ["monitoring", *(f"{n} {what}" for n, what in counts)], None)
+        for entry in entries:
+            graph.edge(node, entry, "watches")
 
 
 def _cloud_run(graph: _Graph, resources: list[dict], entries: list[str], gateways: list[str]) -> list[str]:

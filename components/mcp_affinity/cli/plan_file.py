@@ -4,12 +4,13 @@ A plan is the JSON object ``mcp-affinity plan --json`` writes (:meth:`runner.Pla
 
     {"project": str, "stack": str,
      "resources": [{"urn": str, "type": str, "name": str, "parent": str | null, "custom": bool,
-                    "inputs": {...}, "options": {...}}],
+                    "inputs": {...}, "options": {...}, "references": {path: URN}}],
      "outputs": {...}, "warnings": [{"message": str, "urn": str | null}]}
 
 ``project``, ``stack`` and ``resources`` (each with ``urn`` and ``type``) are required; the rest
 may be absent (plans written before options and warnings were recorded; ``options`` is then
-None, so a diff does not report options that were merely not recorded). :func:`validate` returns
+None, so a diff does not report options that were merely not recorded; ``references``, the
+planned resource each unknown input names (:mod:`mcp_affinity.references`), only where there are some). :func:`validate` returns
 a normalized copy with every key present, so the commands index it without further checks, or
 raises :class:`PlanError` with a one-line reason.
 """
@@ -20,6 +21,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..references import REFERENCES
 from ..secret_env import mask_flagged_env
 
 
@@ -90,10 +92,17 @@ def _resource(resource: Any, index: int) -> dict[str, Any]:
         if types is list and key in options and not all(isinstance(v, str) for v in options[key]):
             raise PlanError(f"is not a plan: {where}.options.{key} must list strings")
     urn = resource["urn"]
-    return {"urn": urn, "type": resource["type"], "name": resource.get("name", urn.rsplit("::", 1)[-1]),
-            "parent": resource.get("parent"), "custom": resource.get("custom", True),
-            # A plan written before env values were scanned may hold one that looks like a secret.
-            "inputs": mask_flagged_env(resource.get("inputs", {})), "options": options if "options" in resource else None}
+    normalized = {"urn": urn, "type": resource["type"], "name": resource.get("name", urn.rsplit("::", 1)[-1]),
+                  "parent": resource.get("parent"), "custom": resource.get("custom", True),
+                  # A plan written before env values were scanned may hold one that looks like a secret.
+                  "inputs": mask_flagged_env(resource.get("inputs", {})), "options": options if "options" in resource else None}
+    references = resource.get(REFERENCES)
+    if references is not None:
+        if not isinstance(references, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                       for k, v in references.items()):
+            raise PlanError(f"is not a plan: {where}.{REFERENCES} must map input paths to URNs (strings)")
+        normalized[REFERENCES] = references
+    return normalized
 
 
 def _warnings(warnings: Any) -> list[dict[str, Any]]:

@@ -1,4 +1,6 @@
-"""Text rendering of a plan: the resource tree with the settings a reviewer checks, and a summary.
+"""Text rendering of a plan: the resource tree with the settings a reviewer checks, the access map
+(:func:`access_lines`) and a summary. An input naming another planned resource shows it
+(``backend service tools``, :mod:`mcp_affinity.references`) rather than ``(known after apply)``.
 
 Every affinity and routing decision is shown on both platforms: the backend service's affinity and
 hashing, Cloud Run's own cookie affinity, ingress and timeout, the URL map's host rules, path
@@ -21,6 +23,8 @@ from rich.markup import escape
 from rich.tree import Tree
 
 from .runner import Plan, PlannedResource
+from .. import access_map as _access_map
+from ..references import Index, resolved_inputs
 from ..wire import (
     AUTHORIZATION_POLICY, BACKEND, CLOUD_RUN, CLOUD_RUN_IAM_MEMBER, COMPUTED, CONTAINER_CLUSTER, DEPLOYMENT,
     DESTINATION_RULE, FIREWALL, FORWARDING_RULE, HEALTH_CHECK, HELM_V3_RELEASE, HORIZONTAL_POD_AUTOSCALER,
@@ -163,11 +167,15 @@ def tree(plan: Plan) -> Tree:
     for resource in plan.resources:
         children.setdefault(resource.parent, []).append(resource)
     known = {r.urn for r in plan.resources}
+    documents = {r.urn: r.to_json() for r in plan.resources}
+    index = Index(list(documents.values()))
 
     def add(parent: Tree, resource: PlannedResource) -> None:
         style = "cyan" if resource.custom else "bold magenta"
         lines = [f"[{style}]{escape(resource.type)}[/] {escape(resource.name)}"]
-        lines += [f"[dim]{escape(s)}[/]" for s in key_settings(resource.type, resource.inputs)]
+        # Inputs naming another planned resource read as it (backend service tools), not as unknown.
+        inputs = resolved_inputs(documents[resource.urn], index)
+        lines += [f"[dim]{escape(s)}[/]" for s in key_settings(resource.type, inputs)]
         node = parent.add("\n".join(lines))
         for child in children.get(resource.urn, []):
             add(node, child)
@@ -176,6 +184,16 @@ def tree(plan: Plan) -> Tree:
         if resource.parent not in known:
             add(root, resource)
     return root
+
+
+def access_lines(resources: list[dict]) -> list[str]:
+    """The plan's access map (:mod:`mcp_affinity.access_map`) under a heading: one line a route,
+    ``host: match -> backend [access | edge]``; a route where the host's access does not hold is
+    marked ``!!``."""
+    found = _access_map.access_map(resources)
+    crossing = {id(route) for route, _, _ in _access_map.crossings(found)}
+    lines = ["access map (host: route -> where it ends [who is let in | Cloud Armor for that host]):"]
+    return lines + [f"{'!!' if id(route) in crossing else '  '} {route.line()}" for route in found.routes]
 
 
 def plain_text(renderable: Any, width: int = 100_000) -> str:

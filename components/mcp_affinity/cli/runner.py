@@ -35,6 +35,7 @@ from .project import PulumiProject
 from ..wire import COMPUTED, MASKED, SECRET_SIG, SECRET_VALUE_SIG, UNKNOWN  # noqa: F401 (re-exported)
 from ..secret_env import mask_flagged_env
 from ..wire import GET_PROJECT
+from ..references import REFERENCES
 
 
 @dataclass
@@ -56,6 +57,9 @@ class PlannedResource:
     delete_before_replace: bool = False
     replace_on_changes: list[str] = field(default_factory=list)
     provider: Optional[str] = None
+    references: dict[str, str] = field(default_factory=dict)
+    """Input path (``pathMatchers.0.defaultService``) -> URN of the planned resource whose id the
+    input is; the input itself stays unknown, as in ``pulumi preview`` (:mod:`mcp_affinity.references`)."""
 
     def manifest(self) -> dict[str, Any]:
         """The inputs as the provider would send them on: secrets unwrapped, whole numbers as ints.
@@ -73,8 +77,11 @@ class PlannedResource:
                 "replaceOnChanges": list(self.replace_on_changes), "provider": self.provider}
 
     def to_json(self) -> dict[str, Any]:
-        return {"urn": self.urn, "type": self.type, "name": self.name, "parent": self.parent,
-                "custom": self.custom, "inputs": self.inputs, "options": self.options()}
+        document = {"urn": self.urn, "type": self.type, "name": self.name, "parent": self.parent,
+                    "custom": self.custom, "inputs": self.inputs, "options": self.options()}
+        if self.references:
+            document[REFERENCES] = dict(sorted(self.references.items()))
+        return document
 
 
 class LoggedWarning(str):
@@ -100,6 +107,8 @@ class Plan:
     resources: list[PlannedResource] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
     warnings: list[LoggedWarning] = field(default_factory=list)
+    ids: dict[str, str] = field(default_factory=dict, repr=False)
+    """Placeholder id (:data:`ID_MARK`) -> URN, while the program runs."""
 
     def to_json(self) -> dict[str, Any]:
         """``{"project", "stack", "resources": [...], "outputs": {...}, "warnings": [{"message", "urn"}]}``."""
@@ -126,6 +135,8 @@ class _RecordingMonitor(shim.MockMonitor):
     def RegisterResource(self, request):
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
+            if response.id.startswith(ID_MARK):
+                self.plan.ids[response.id] = response.urn
             bag = json_format.MessageToDict(request.object, preserving_proto_field_name=True)
             carried = {urn for deps in request.propertyDependencies.values() for urn in deps.urns}
             self.plan.resources.append(PlannedResource(
@@ -154,11 +165,24 @@ class _RecordingEngine(shim.MockEngine):
             self.plan.warnings.append(LoggedWarning(request.message, request.urn))
 
 
+ID_MARK = "mcp-affinity-planned-id:"
+"""How a planned resource's id reads while the program runs (``ID_MARK`` + a serial number): each id
+is a distinct placeholder, so an input that names a resource by id can be traced back to it. After the
+run every placeholder in the inputs and outputs is turned back into the unknown sentinel (the id is
+known only after apply) and the input's path recorded in :attr:`PlannedResource.references`."""
+
+
 class _PreviewMocks(shim.Mocks):
-    """Providers answer a preview of a create: inputs echoed, the id and computed outputs unknown."""
+    """Providers answer a preview of a create: inputs echoed, computed outputs unknown, the id a
+    placeholder (:data:`ID_MARK`) that the plan turns back into an unknown naming its resource."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._serial = 0
 
     def new_resource(self, args: shim.MockResourceArgs):
-        return "", dict(args.inputs)
+        self._serial += 1
+        return f"{ID_MARK}{self._serial}", dict(args.inputs)
 
     def call(self, args: shim.MockCallArgs):
         # Invokes run for real at preview; offline, the project number reads as a placeholder.
@@ -232,9 +256,36 @@ def run_function(
                        preview=preview, config=config or {}, secret_keys=secret_keys or [],
                        root_directory=root_directory)
         plan.outputs = _resolve_outputs(run_program(program))
+    _trace_references(plan)
     # Registration order depends on the event loop; URN order is stable from run to run.
     plan.resources.sort(key=lambda r: r.urn)
     return plan
+
+
+def _trace_references(plan: Plan) -> None:
+    """Turn every placeholder id back into the unknown sentinel: in inputs (recording, for an input
+    that is exactly a resource's id, the path and that resource's URN) and in the stack outputs."""
+    if not plan.ids:
+        return
+    for resource in plan.resources:
+        found: dict[str, str] = {}
+        resource.inputs = _unmark(resource.inputs, plan.ids, "", found)
+        resource.raw_inputs = _unmark(resource.raw_inputs, plan.ids, "", {})
+        resource.references = found
+    plan.outputs = _unmark(plan.outputs, plan.ids, "", {}, shown=COMPUTED)
+    plan.ids = {}
+
+
+def _unmark(value: Any, ids: dict[str, str], path: str, found: dict[str, str], shown: str = UNKNOWN) -> Any:
+    if isinstance(value, dict):
+        return {k: _unmark(v, ids, f"{path}.{k}" if path else str(k), found, shown) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unmark(v, ids, f"{path}.{i}" if path else str(i), found, shown) for i, v in enumerate(value)]
+    if isinstance(value, str) and ID_MARK in value:
+        if value in ids:
+            found[path] = ids[value]
+        return shown
+    return value
 
 
 @contextmanager
