@@ -263,3 +263,9 @@ def test_a_policy_is_attached_to_at_least_one_backend_service():
     with pytest.raises(ValidationError, match="backend_services"):
         EdgePolicyArgs(prefix="p", scopes=scopes, backend_services=0)
     assert EdgePolicyArgs(prefix="p", scopes=scopes).backend_services == 1
+
+
+@pytest.mark.parametrize("value", ["allUsers", "allAuthenticatedUsers"])
+def test_everyone_as_a_member_points_to_public(value):
+    with pytest.raises(ValidationError, match="lets anyone in: use access mode public"):
+        TypeAdapter(Member).validate_python(value)
