@@ -304,3 +304,36 @@ def test_the_gke_gateway_gates_the_methods_its_mesh_services_route():
     assert deciding_rule(policy, modern)["description"] == CLIENT
     route = plan.get("kubernetes:networking.istio.io/v1:VirtualService", "tools-route").inputs["spec"]
     assert route["http"][0]["match"][0]["headers"]["mcp-protocol-version"] == {"regex": MODERN_VERSIONS}
+
+
+def test_each_services_version_rules_stay_on_its_own_hosts():
+    planned = shared(notes={"require_method_header": True, "method_limits": {"c": {"method": "tools/call", "requests": 5}}})
+    edge = Edge(planned)
+    legacy = {"mcp_method": "tools/call", "mcp_protocol_version": LEGACY}
+    assert edge.send(call("N.example.com", **legacy))[0] == "deny(403)"
+    assert edge.send(call("a.example.com", **legacy)) == ("allow", CLIENT)  # api asks for no version
+    assert edge.send(call("a.example.com")) == ("allow", CLIENT)
+
+
+def test_adaptive_protection_auto_deploy_needs_adaptive_protection_and_stands_alone():
+    with pytest.raises(ValidationError, match="needs adaptiveProtection"):
+        EdgeArgs(adaptive_protection=False, adaptive_protection_auto_deploy=True)
+    planned = shared(api={"adaptive_protection_auto_deploy": True})
+    assert [(r["priority"], r["match"]["expr"]["expression"]) for r in planned if r["priority"] < 1000] == [
+        (900, "evaluateAdaptiveProtectionAutoDeploy()"), (910, LOG4J_EXPRESSION)]
+    assert all(r["priority"] != 900 for r in shared())
+
+
+def test_the_waf_rule_sets_are_googles_crs_4_22_names():
+    from mcp_affinity.security_policy import WAF_RULE_SETS
+
+    assert WAF_RULE_SETS == ("sqli", "xss", "lfi", "rfi", "rce", "methodenforcement", "scannerdetection",
+                             "protocolattack", "sessionfixation", "php", "java", "nodejs")
+
+
+def test_the_policy_lands_in_the_services_project_with_its_labels(record):
+    from test_edge import service
+
+    policy = record(service("public")).get(POLICY, "tools").inputs
+    assert policy["project"] == "my-proj" and policy["name"] == "mcp-t-tools-armor"
+    assert policy["description"] == "mcp-affinity: Origin allowlist, rate limits, WAF"
