@@ -37,12 +37,17 @@ class Problems:
         self._schema: Any = None
         self._secrets = sorted({t for k in secret_keys for t in _texts((raw or {}).get(k))}, key=len, reverse=True)
 
-    def add(self, key: str, message: str) -> None:
-        self._append(f"{self.namespace}:{key}", message)
+    def add(self, key: str, message: str, after: tuple[str, ...] = ()) -> None:
+        """Record a fault at ``key``. ``after``: the keys it follows from (a rule across keys reads
+        them): it is left out when one of them, or a key under one, has a fault already, which the
+        user fixes first (a misspelt region's subnet is no reason to also say "no subnet")."""
+        if not any(_under(found, f"{self.namespace}:{source}") for source in after for found, _ in self.items):
+            self._append(f"{self.namespace}:{key}", message)
 
     def _append(self, key: str, message: str) -> None:
-        # A key refused while reading the file is not reported again by a rule that ran on its default.
-        if key not in self.refused:
+        # A key refused while reading the file is not reported again by a rule that ran on its
+        # default, nor is the object holding it (it is partial) or a key inside it (it is gone).
+        if not any(_under(key, refused) or _under(refused, key) for refused in self.refused):
             self.items.append((key, message))
 
     def refuse(self, loc: tuple, message: Optional[str], error: Optional[dict] = None) -> None:
@@ -93,6 +98,11 @@ class Problems:
                 seen.add((key, message))
                 items.append((key, message))
         return items
+
+
+def _under(key: str, other: str) -> bool:
+    """True when ``key`` is ``other`` or a key inside it (``a.b.c`` is under ``a.b``)."""
+    return key == other or key.startswith(other + ".")
 
 
 def _texts(value: Any) -> list[str]:

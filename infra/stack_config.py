@@ -188,7 +188,8 @@ def _store(config: StackConfig, common: dict, network: Optional[NetworkArgs], pl
     if config.session_store is None and not needs_store:
         return None
     if not needs_store:
-        problems.add("sessionStore", "set, but no service uses a store (stateless services without notificationBroker)")
+        problems.add("sessionStore", "set, but no service uses a store (stateless services without notificationBroker)",
+                     after=("services", "meshServices"))
     values = _dump(config.session_store) if config.session_store is not None else {}
     store = problems.build("sessionStore", SessionStoreArgs, {**values, **common})
     if network is not None and store is not None:
@@ -244,7 +245,7 @@ def _check_prod(settings: StackSettings, problems: Problems) -> None:
     if not settings.config.deletion_protection:
         problems.add("deletionProtection", "must be true when environment is prod")
     if settings.network is not None and len(settings.network.regions) < 2:
-        problems.add("network", "prod needs subnets in two regions or more")
+        problems.add("network", "prod needs subnets in two regions or more", after=("network",))
     if settings.session_store is not None and settings.session_store.tier != "STANDARD_HA":
         problems.add("sessionStore.tier", "prod needs STANDARD_HA (no in-place change between tiers later)")
 

@@ -10,6 +10,11 @@ the header of a workload that declares no ``MCP_SESSION_HEADER``), ``minTimeoutS
 (cloud-run-ingress-and-timeout: a floor above the schema's 1 s) and ``production``
 (production-store-protected: overrides the stack-name inference).
 
+The change rules (:data:`mcp_affinity.policies.CHANGE_RULES`: a production change that ends live
+sessions or widens who may call) are not in the pack: they compare the stack before and after, and
+a pack is given the new inputs only (https://github.com/pulumi/pulumi-policy/issues/154).
+``mcp-affinity check`` runs them on ``pulumi preview --json`` or on two plans.
+
 The pack's server starts only when the CLI runs this file as ``__main__``
 (``pulumi.policy`` runs it with ``runpy.run_path(..., run_name="__main__")``); importing it under
 another name only builds :data:`POLICIES`.

@@ -13,6 +13,7 @@ import pytest
 from pulumi.runtime import mocks, settings
 
 from mcp_affinity.cli import find_project, run_plan
+from mcp_affinity.cli.plan_file import validate
 from mcp_affinity.cli.runner import Plan, run_function
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,13 +98,14 @@ def _plan_text(stack: str) -> str:
 
 
 def plan_document(stack: str) -> dict:
-    """A fresh copy of ``plan_stack(stack).to_json()`` (what ``plan --json`` writes), free to edit."""
-    return json.loads(_plan_text(stack))
+    """A fresh copy of the stack's plan as the commands read it (:func:`plan_file.validate` of what
+    ``plan --json`` writes: ``resources`` each with ``inputs`` and ``options``), free to edit."""
+    return validate(json.loads(_plan_text(stack)))
 
 
 def write_plan(stack: str, path: Path) -> Path:
     """Write the stack's plan JSON to ``path`` as ``mcp-affinity plan --json`` does; return ``path``."""
-    path.write_text(json.dumps(plan_document(stack), indent=2, sort_keys=True) + "\n")
+    path.write_text(json.dumps(json.loads(_plan_text(stack)), indent=2, sort_keys=True) + "\n")
     return path
 
 

@@ -39,7 +39,7 @@ def head_plan() -> dict:
     with tempfile.TemporaryDirectory() as folder:
         (Path(folder) / "Pulumi.yaml").write_text(yaml.safe_dump(project))
         (Path(folder) / "Pulumi.staging.yaml").write_text(yaml.safe_dump(stack))
-        return run_plan(find_project(Path(folder)), "staging").to_json()
+        return run_plan(find_project(Path(folder)), "staging").document()
 
 
 def sample() -> str:

@@ -30,7 +30,7 @@ RULE = "method-route-holds-host-access"
 
 def stateless() -> dict:
     """A fresh copy of the plan of examples/Pulumi.cloud-run-stateless.yaml (tools routes render_video to render)."""
-    return json.loads(json.dumps(plan_example("cloud-run-stateless").to_json()))
+    return json.loads(json.dumps(plan_example("cloud-run-stateless").document()))
 
 
 def named(plan: dict, type_: str, name: str) -> dict:
@@ -155,7 +155,7 @@ def test_every_shipped_stack_and_example_passes_the_rule():
     stacks = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in (ROOT / "stacks").glob("Pulumi.*.yaml"))
     examples = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in (ROOT / "examples").glob("Pulumi.*.yaml"))
     assert len(stacks) >= 3 and len(examples) >= 6
-    plans = [plan_stack(s).to_json() for s in stacks] + [plan_example(e).to_json() for e in examples]
+    plans = [plan_stack(s).document() for s in stacks] + [plan_example(e).document() for e in examples]
     assert [v for plan in plans for v in check_plan(plan) if v.rule == RULE] == []
 
 
@@ -301,7 +301,7 @@ def test_a_mesh_method_route_to_a_service_without_the_hosts_token_check_crosses(
     from mcp_affinity.mesh_access import token_policies
     from mcp_affinity.wire import VIRTUAL_SERVICE
 
-    plan = json.loads(json.dumps(plan_example("gke-stateless").to_json()))
+    plan = json.loads(json.dumps(plan_example("gke-stateless").document()))
     assert [v for v in check_plan(plan) if v.rule == RULE] == []
     route = named(plan, VIRTUAL_SERVICE, "tools-route")
     namespace = route["inputs"]["spec"]["http"][-1]["route"][0]["destination"]["host"].split(".")[1]

@@ -14,7 +14,7 @@ import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 import pytest
 from pulumi.runtime import mocks
-from pydantic import ValidationError
+from mcp_affinity.errors import SettingsError
 
 from mcp_affinity.autoneg import (
     AUTONEG_ANNOTATION,
@@ -301,15 +301,15 @@ def test_ready_lists_what_an_annotated_service_must_depend_on(record):
 
 
 def test_settings_are_strict():
-    with pytest.raises(ValidationError):
+    with pytest.raises(SettingsError):
         settings(version="v2.1.0")  # RBAC and flags were read at v2.0.1 only
-    with pytest.raises(ValidationError):
+    with pytest.raises(SettingsError):
         settings(replicas="2")
-    with pytest.raises(ValidationError):
+    with pytest.raises(SettingsError):
         settings(memory_request_mib=64, memory_limit_mib=32)
-    with pytest.raises(ValidationError):
+    with pytest.raises(SettingsError):
         settings(image="gke-autoneg-controller")  # no registry, no tag
-    with pytest.raises(ValidationError):
+    with pytest.raises(SettingsError):
         settings(unknown=1)
     assert AutonegControllerArgs.model_validate({"prefix": "mcp", "watchNamespaces": ["istio-ingress"]}).watch_namespaces == [
         "istio-ingress"]

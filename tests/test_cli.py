@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from conftest import ROOT, plan_stack
 from mcp_affinity.cli.app import app
+from mcp_affinity.cli.plan_file import validate
 
 runner = CliRunner()
 
@@ -39,8 +40,15 @@ def test_plan_succeeds_and_writes_json_with_options_and_warnings(dev_plan):
     result, document = dev_plan
     assert result.exit_code == 0, result.output
     assert "resources to create" in result.output
-    assert document["stack"] == "dev" and isinstance(document["warnings"], list)
-    options = {key for r in document["resources"] for key in r["options"]}
+    assert document["stack"] == "dev" and isinstance(document["diagnostics"], list)
+    # The shape of `pulumi preview --json` (Pulumi's PreviewDigest; each state an apitype.ResourceV3).
+    assert document["changeSummary"] == {"create": len(document["steps"])} and len(document["steps"]) > 20
+    assert {s["op"] for s in document["steps"]} == {"create"} and all(s["detailedDiff"] is None for s in document["steps"])
+    state_fields = {"urn", "custom", "type", "inputs", "parent", "protect", "provider", "dependencies",
+                    "propertyDependencies", "aliases", "ignoreChanges", "replaceOnChanges"}
+    assert set().union(*(s["newState"] for s in document["steps"])) <= state_fields
+    assert all(s["urn"] == s["newState"]["urn"] for s in document["steps"])
+    options = {key for r in validate(document)["resources"] for key in r["options"]}
     assert options == {"protect", "ignoreChanges", "dependsOn", "deleteBeforeReplace", "replaceOnChanges", "provider"}
     # The other stacks plan too (the cached plans the rest of the suite uses).
     assert {plan_stack(s).stack for s in ("staging", "prod")} == {"staging", "prod"}
@@ -121,8 +129,9 @@ def test_lb_header_hash_plans_with_a_warning(tmp_path):
     result = runner.invoke(app, ["plan", "--stack", "bad", "--program", str(project), "-q", "--json", str(out)])
     assert result.exit_code == 0, result.output
     assert "warning: tools: loadBalancerHash" in result.output
-    warning = json.loads(out.read_text())["warnings"][0]  # in the plan, with the resource it names
+    warning = json.loads(out.read_text())["diagnostics"][0]  # in the plan, with the resource it names
     assert warning["message"].startswith("tools: loadBalancerHash") and warning["urn"].endswith("::tools")
+    assert warning["severity"] == "warning"
 
 
 def test_secure_values_become_a_placeholder(tmp_path):

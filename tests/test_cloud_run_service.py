@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pulumi
 import pytest
-from pydantic import ValidationError
+from mcp_affinity.errors import SettingsError
 
 from helpers import NETWORK, STORE
 from mcp_affinity import CloudRunMcpService, CloudRunMcpServiceArgs
@@ -77,7 +77,7 @@ def test_stateless_with_a_broker_gets_the_broker_url(record):
 
 
 def test_in_memory_sessions_run_on_one_instance_or_need_the_cookie_acknowledgement(record):
-    with pytest.raises(ValidationError, match="clients that keep cookies"):
+    with pytest.raises(SettingsError, match="clients that keep cookies"):
         make(session_mode="in-memory-sessions")
     single = make(session_mode="in-memory-sessions", max_instances=1, regions=["europe-west1"])
     plan = record(lambda: service(single))
@@ -88,11 +88,11 @@ def test_in_memory_sessions_run_on_one_instance_or_need_the_cookie_acknowledgeme
 
 
 def test_lb_hash_needs_acknowledgement_and_is_refused_for_in_memory_sessions():
-    with pytest.raises(ValidationError, match="not supported on serverless NEGs"):
+    with pytest.raises(SettingsError, match="not supported on serverless NEGs"):
         make(load_balancer_hash=True)
-    with pytest.raises(ValidationError, match=r"pins a session to \*a\* replica"):
+    with pytest.raises(SettingsError, match=r"pins a session to \*a\* replica"):
         make(session_mode="in-memory-sessions", load_balancer_hash=True, acknowledge=["cookie-clients-only"])
-    with pytest.raises(ValidationError, match="no session to hash"):
+    with pytest.raises(SettingsError, match="no session to hash"):
         make(session_mode="stateless", load_balancer_hash=True, acknowledge=["lb-hash-unsupported"])
 
 
@@ -168,7 +168,7 @@ def test_outputs_are_keyed_by_region(gcp_mocks):
     ("notification_broker", True, "goes with sessionMode stateless"),
 ])
 def test_settings_the_platform_would_refuse_are_refused(field, value, message):
-    with pytest.raises(ValidationError, match=message):
+    with pytest.raises(SettingsError, match=message):
         make(**{field: value})
 
 

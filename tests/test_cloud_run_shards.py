@@ -11,7 +11,7 @@ import sys
 import pytest
 import yaml
 from pulumi.runtime.config import set_all_config
-from pydantic import ValidationError
+from mcp_affinity.errors import SettingsError
 
 from conftest import ROOT, plan_example
 from helpers import NETWORK
@@ -109,7 +109,7 @@ def test_bad_shard_settings_are_refused(overrides, message):
     if message is None:  # the limits' edge that still fits
         assert make(**overrides).pinning == "shards"
         return
-    with pytest.raises(ValidationError, match=message):
+    with pytest.raises(SettingsError, match=message):
         make(**overrides)
 
 
@@ -150,7 +150,7 @@ def test_a_method_route_or_the_default_to_a_sharded_service_spreads_over_its_sha
 
 
 def test_shards_need_hosts_and_a_backend_per_shard_key():
-    with pytest.raises(ValidationError, match="needs hosts and no pathPrefixes"):
+    with pytest.raises(SettingsError, match="needs hosts and no pathPrefixes"):
         GlobalHttpsLoadBalancerArgs(prefix="mcp-t", certificates={"main": ["a.example.com"]}, routes={
             "tools": {"path_prefixes": ["/t"], "session_shards": {"header": "Mcp-Session-Id", "keys": KEYS}}})
     with pytest.raises(ValueError, match="a map of backends goes with session shards, one per shard key"):
@@ -164,7 +164,7 @@ def test_shards_need_hosts_and_a_backend_per_shard_key():
 def test_a_shard_count_beyond_the_url_map_quota_is_refused_with_what_fits():
     keys = [shards.shard_key(region, i) for region in ("europe-west1", "us-central1") for i in range(480)]
     methods = {f"m{i}": {"method": "tools/call", "name": f"t{i}", "service": "heavy"} for i in range(20)}
-    with pytest.raises(ValidationError, match=r"need 980 route rules and 2000 match predicates.*at most 230 shards per region"):
+    with pytest.raises(SettingsError, match=r"need 980 route rules and 2000 match predicates.*at most 230 shards per region"):
         GlobalHttpsLoadBalancerArgs(prefix="mcp-t", certificates={"main": ["a.example.com"]}, routes={
             "tools": {"hosts": ["a.example.com"], "method_routes": methods,
                       "session_shards": {"header": "Mcp-Session-Id", "keys": keys}}, "heavy": {}})
@@ -219,7 +219,7 @@ def test_the_rendered_ingress_config_is_valid_haproxy(tmp_path):
 def test_a_diff_shows_an_added_shard_as_one_route_rule_and_renumbered_priorities():
     from mcp_affinity.cli.diff import diff_properties
 
-    plan = plan_example("cloud-run-shards").to_json()
+    plan = plan_example("cloud-run-shards").document()
     old = next(r for r in plan["resources"] if r["type"] == URLMAP)["inputs"]
     new = json.loads(json.dumps(old))
     matcher = next(m for m in new["pathMatchers"] if m["name"] == "typescript")
@@ -236,7 +236,7 @@ def test_a_diff_shows_an_added_shard_as_one_route_rule_and_renumbered_priorities
 def test_the_picture_shows_the_shard_routes_backends_and_one_instance_services():
     from mcp_affinity.cli.mermaid import to_mermaid
 
-    text = to_mermaid(plan_example("cloud-run-shards").to_json())
+    text = to_mermaid(plan_example("cloud-run-shards").document())
     assert ('shards_tools["Shard routes 6<br/>Mcp-Session-Id prefix europe-west1-s0. .. us-central1-s2.<br/>'
             'to its shard; others weighted 1:1"]') in text
     assert "lb_lb --> shards_tools" in text and "shards_tools -->|shards| be_tools" in text
@@ -262,7 +262,7 @@ def test_the_plan_text_shows_each_shards_key_proxy_and_single_instance():
 def test_the_policy_refuses_a_shard_that_may_run_more_or_fewer_than_one_instance():
     from mcp_affinity.policies import check_plan
 
-    plan = plan_example("cloud-run-shards").to_json()
+    plan = plan_example("cloud-run-shards").document()
     assert [v for v in check_plan(plan) if v.rule == "session-shard-one-instance"] == []
     plan = json.loads(json.dumps(plan))
     service = next(r for r in plan["resources"] if r["name"] == "typescript-europe-west1-s1")

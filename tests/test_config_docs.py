@@ -74,3 +74,17 @@ def test_a_new_settings_field_appears_in_the_table(monkeypatch):
 
     rows = list(config_docs.rows(config_model(DemoArgs, exclude=frozenset())))
     assert rows == [("answerSeconds", "int 1–60", "`42`", "how long, in seconds.")]
+
+
+def test_a_meaning_that_names_allowed_values_names_them_all():
+    """A row whose meaning lists its allowed values (two or more, not a range ``A ... Z``) lists
+    every one (the ``acknowledge`` row once left out ``unauthenticated``)."""
+    import re
+
+    partial = []
+    for key, kind, _, meaning in config_docs.rows():
+        allowed = re.findall(r"`([^`]+)`", kind) if "\\|" in kind else []
+        named = [value for value in allowed if f"`{value}`" in meaning]
+        if len(named) >= 2 and len(named) < len(allowed) and "..." not in meaning:
+            partial.append((key, sorted(set(allowed) - set(named))))
+    assert not partial, partial

@@ -9,7 +9,7 @@ from mcp_affinity_conformance.from_plan import planned_routings
 
 
 def example(name: str) -> dict:
-    return plan_example(name).to_json()
+    return plan_example(name).document()
 
 
 def summary(plan: dict) -> dict:
@@ -18,7 +18,7 @@ def summary(plan: dict) -> dict:
 
 
 def test_staging_shared_sessions_hash_on_gke_and_use_the_cookie_on_cloud_run():
-    assert summary(plan_stack("staging").to_json()) == {
+    assert summary(plan_stack("staging").document()) == {
         ("cloud-run", "mcp-stg-search"): ("shared-sessions", "cookie", "Mcp-Session-Id", "mcp-affinity"),
         ("cloud-run", "mcp-stg-tools"): ("shared-sessions", "cookie", "Mcp-Session-Id", "mcp-affinity"),
         ("gke", "notes"): ("shared-sessions", "header-hash", "Mcp-Session-Id", "mcp-affinity"),
@@ -49,7 +49,7 @@ def test_the_matrix_measures_one_routing_of_each_kind_the_plans_configure():
     from mcp_affinity_conformance import routings_of
 
     routings = routings_of([example(name) for name in ("gke-in-memory-learned", "gke-in-memory", "cloud-run-in-memory",
-                                                        "cloud-run-stateless")] + [plan_stack("staging").to_json()])
+                                                        "cloud-run-stateless")] + [plan_stack("staging").document()])
     assert [r.kind for r in routings] == ["round-robin", "header-hash", "cookie", "learned", "single"]
     with pytest.raises(ValueError, match="header-hash"):
         routings_of([example("gke-in-memory-learned")])

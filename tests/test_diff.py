@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import copy
 from collections import Counter
 from pathlib import Path
@@ -106,7 +108,8 @@ def test_adding_a_region_adds_its_subnet_services_and_negs(staging, tmp_path):
 
 
 def summary_line(diff: PlanDiff) -> str:
-    return to_text(diff).splitlines()[1]
+    """The summary line of the text diff (after the session and access lines)."""
+    return next(line for line in to_text(diff).splitlines() if re.match(r"\d+ to add|No changes", line))
 
 
 def test_secret_with_different_plaintext_is_changed_but_masked():

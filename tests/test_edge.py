@@ -360,7 +360,7 @@ def test_plan_shows_each_services_access_and_every_cloud_armor_rule():
 def test_topology_shows_iap_cloud_armor_and_the_404_backend():
     from mcp_affinity.cli.mermaid import to_mermaid
 
-    text = to_mermaid(plan_stack("dev").to_json())
+    text = to_mermaid(plan_stack("dev").document())
     assert 'be_tools["Backend mcp-dev-tools<br/>IAP, Cloud Armor<br/>no LB affinity"]' in text
     assert 'be_lb_nohost["Backend mcp-dev-lb-nohost<br/>unknown hosts: 404 at the load balancer"]' in text
 
@@ -427,11 +427,10 @@ def test_a_public_sharded_service_may_acknowledge_unauthenticated():
 
 
 def test_every_access_fault_is_reported_at_once_under_its_key():
-    from pydantic import ValidationError
-
     from mcp_affinity import AccessArgs
+    from mcp_affinity.errors import SettingsError
 
-    with pytest.raises(ValidationError) as refused:
+    with pytest.raises(SettingsError) as refused:
         AccessArgs(mode="public", members=["user:a@example.com"], programmatic_clients=["1-a.apps.googleusercontent.com"],
                    jwt={"issuer": "https://auth.example.com", "jwks_uri": "https://auth.example.com/jwks"})
-    assert sorted(e["loc"] for e in refused.value.errors()) == [("jwt",), ("members",), ("programmaticClients",)]
+    assert sorted(path for path, _ in refused.value.problems) == ["jwt", "members", "programmaticClients"]

@@ -8,7 +8,7 @@ import json
 import pulumi
 import pulumi_kubernetes as k8s
 import pytest
-from pydantic import ValidationError
+from mcp_affinity.errors import SettingsError
 
 from conftest import plan_stack
 from helpers import NETWORK, STORE, cluster_args, gke, mesh_args
@@ -95,7 +95,7 @@ def test_binary_authorization_and_private_endpoint_are_options(record):
     ({"image_repositories": ["europe-docker.pkg.dev/p/mcp"]}, "LOCATION/REPOSITORY"),
 ])
 def test_bad_cluster_settings_are_refused(overrides, message):
-    with pytest.raises(ValidationError, match=message):
+    with pytest.raises(SettingsError, match=message):
         cluster_args(**overrides)
 
 
@@ -107,7 +107,7 @@ def test_bad_cluster_settings_are_refused(overrides, message):
     ({"kind": "gke-gateway"}, "no field for the header name"),
 ])
 def test_meshes_that_cannot_hash_on_a_header_are_refused(overrides, message):
-    with pytest.raises(ValidationError, match=message):
+    with pytest.raises(SettingsError, match=message):
         mesh_args(**overrides)
 
 
@@ -169,14 +169,14 @@ def test_shared_sessions_hash_the_header_and_the_route_has_no_timeout(record):
 
 
 def test_in_memory_sessions_need_pinning_and_hashing_alone_is_refused():
-    with pytest.raises(ValidationError, match=r"pins a session to \*a\* replica"):
+    with pytest.raises(SettingsError, match=r"pins a session to \*a\* replica"):
         service_args(session_mode="in-memory-sessions")
-    with pytest.raises(ValidationError, match="pinning goes with sessionMode in-memory-sessions"):
+    with pytest.raises(SettingsError, match="pinning goes with sessionMode in-memory-sessions"):
         service_args(pinning="learned")
 
 
 def test_cookie_pinning_labels_the_service_and_needs_the_mesh_filter(record):
-    with pytest.raises(ValidationError, match="clients that keep cookies"):
+    with pytest.raises(SettingsError, match="clients that keep cookies"):
         service_args(session_mode="in-memory-sessions", pinning="cookie")
     args = service_args(session_mode="in-memory-sessions", pinning="cookie", acknowledge=["cookie-clients-only"])
     with pytest.raises(ValueError, match="persistentSessionFilter"):
@@ -355,10 +355,10 @@ def test_a_gateway_backend_without_the_autoneg_controller_is_refused():
 
 
 def test_platform_settings_run_each_parts_rules():
-    with pytest.raises(ValidationError, match="not a zone of region"):
+    with pytest.raises(SettingsError, match="not a zone of region"):
         McpGkePlatformArgs(prefix="mcp-t", project="my-proj", cluster={"region": "europe-west1",
                                                                        "zones": ["us-central1-b"]})
-    with pytest.raises(ValidationError, match="Linkerd"):
+    with pytest.raises(SettingsError, match="Linkerd"):
         McpGkePlatformArgs(prefix="mcp-t", project="my-proj", mesh={"kind": "linkerd"},
                            cluster={"region": "europe-west1", "zones": ["europe-west1-b"]})
 

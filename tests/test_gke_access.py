@@ -17,7 +17,7 @@ import ipaddress
 
 import pytest
 from hypothesis import given, settings, strategies as st
-from pydantic import ValidationError
+from mcp_affinity.errors import SettingsError
 
 from conftest import ROOT, GcpMocks, plan_example, plan_stack
 from helpers import NETWORK, STORE, cluster_args, gke
@@ -58,8 +58,8 @@ def serve(service: McpMeshServiceArgs, **context):
     return McpMeshService("notes", service, cluster=ref.cluster, mesh=ref.mesh, session_store=STORE)
 
 
-def faults(error: ValidationError) -> dict[str, str]:
-    return {".".join(str(p) for p in e["loc"]): e["msg"] for e in error.errors()}
+def faults(error: SettingsError) -> dict[str, str]:
+    return dict(error.problems)
 
 
 def manifest(resource) -> dict:
@@ -76,17 +76,17 @@ def manifest(resource) -> dict:
     ({"mesh_services": {"notes": args(IAP)}}, args("public"), "has IAP"),
 ])
 def test_a_mesh_service_refuses_a_gateway_without_its_iap(record, context, service, says):
-    with pytest.raises(ValidationError) as error:
+    with pytest.raises(SettingsError) as error:
         record(lambda: serve(service, **context))
     assert says in faults(error.value)["access"]
 
 
 def test_a_mesh_service_refuses_a_gateway_without_its_edge_rules(record):
     service = args(edge={"rate_limit": {"requests": 50}})
-    with pytest.raises(ValidationError) as error:
+    with pytest.raises(SettingsError) as error:
         record(lambda: serve(service, mesh_services={"notes": args()}))
     assert "does not carry notes's rules" in faults(error.value)["edge"]
-    with pytest.raises(ValidationError) as error:  # a hand-made reference: nothing known, nothing promised
+    with pytest.raises(SettingsError) as error:  # a hand-made reference: nothing known, nothing promised
         record(lambda: McpMeshService("notes", args(IAP), cluster=platform().cluster,
                                       mesh=MeshRef("ns/gw", "ns", "cluster.local/ns/ns/sa/gw")))
     assert "has none made by the package" in faults(error.value)["access"]
@@ -105,7 +105,7 @@ def test_a_gateway_with_a_policy_of_your_own_refuses_a_services_own_edge_rules(r
         McpMeshService("notes", service, cluster=cluster, mesh=mesh.ref())
 
     record(lambda: program(args()))
-    with pytest.raises(ValidationError) as error:
+    with pytest.raises(SettingsError) as error:
         record(lambda: program(args(edge={"require_method_header": True})))
     assert "these rules would do nothing" in faults(error.value)["edge"]
 
@@ -241,7 +241,7 @@ def test_sidecar_mode_keeps_the_gateway_principal_and_the_app_port(record):
 
 def test_learned_pinning_is_refused_in_ambient_mode(record):
     service = args(session_mode="in-memory-sessions", pinning="learned")
-    with pytest.raises(ValidationError) as error:
+    with pytest.raises(SettingsError) as error:
         ambient_plan(record, service)
     assert "past the waypoint" in faults(error.value)["pinning"]
 
@@ -295,7 +295,7 @@ def test_a_control_plane_open_to_the_internet_needs_an_acknowledgement(cidr, ack
     if not refused:
         assert cluster_args(**overrides).master_authorized_networks == {"office": cidr}
         return
-    with pytest.raises(ValidationError) as error:
+    with pytest.raises(SettingsError) as error:
         cluster_args(**overrides)
     assert "acknowledge: [control-plane-internet]" in faults(error.value)["masterAuthorizedNetworks.office"]
     assert ipaddress.IPv4Network(cidr).prefixlen < 8
@@ -354,7 +354,7 @@ def test_a_service_plans_only_where_its_gateway_enforces_its_access_and_rules(se
             try:
                 McpMeshService(name, service, cluster=ref.cluster, mesh=ref.mesh)
                 accepted.append(name)
-            except ValidationError:
+            except SettingsError:
                 refused.append(name)
 
     iap = {str(s.access) for s in given_.values() if s.access.mode.value == "iap"}

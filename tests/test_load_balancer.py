@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import ValidationError
+from mcp_affinity.errors import SettingsError
 
 from mcp_affinity import GlobalHttpsLoadBalancer, GlobalHttpsLoadBalancerArgs
 from mcp_affinity.affinity import MODERN_VERSIONS
@@ -120,7 +120,7 @@ def test_certificate_name_changes_with_domains_so_the_new_one_is_created_first(r
      "not an MCP method"),
 ])
 def test_bad_load_balancer_settings_are_refused(overrides, message):
-    with pytest.raises(ValidationError, match=message):
+    with pytest.raises(SettingsError, match=message):
         make(**overrides)
 
 

@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import plan_document
+from conftest import plan_document, plan_example, plan_stack
 from mcp_affinity.cli import find_project, run_plan
-from mcp_affinity.cli.mermaid import escape, to_mermaid
+from mcp_affinity.cli.mermaid import Links, escape, graph, to_mermaid
+from mcp_affinity.impact import workload_uses_store
+from mcp_affinity.wire import BACKEND as BACKEND_TYPE, REDIS as REDIS_TYPE, STATEFUL_SET
 
 ROOT = Path(__file__).parents[1]
 STACK = "urn:pulumi:gke::mcp-affinity::pulumi:pulumi:Stack::mcp-affinity-gke"
@@ -40,15 +42,19 @@ def header_hash(tmp_path_factory) -> dict:
     stack["config"]["mcp-affinity:services"]["tools"].update(loadBalancerHash=True, acknowledge=["lb-hash-unsupported"])
     (folder / "Pulumi.yaml").write_text(yaml.safe_dump(project))
     (folder / "Pulumi.staging.yaml").write_text(yaml.safe_dump(stack))
-    return run_plan(find_project(folder), "staging").to_json()
+    return run_plan(find_project(folder), "staging").document()
 
 
-def res(urn: str, type_: str, name: str, parent: str, inputs: dict, custom: bool = True) -> dict:
-    return {"urn": urn, "type": type_, "name": name, "parent": parent, "custom": custom, "inputs": inputs}
+def res(urn: str, type_: str, name: str, parent: str, inputs: dict, custom: bool = True, refers: tuple = ()) -> dict:
+    """A resource; ``refers``: the URNs its inputs carry (the plan's ``dependencies``)."""
+    return {"urn": urn, "type": type_, "name": name, "parent": parent, "custom": custom, "inputs": inputs,
+            "dependencies": list(refers)}
 
 
 def mesh_plan() -> dict:
-    """A GKE stack: LB -> backend on zonal NEGs -> Istio gateway -> rule -> Deployment (HPA) -> store."""
+    """A GKE stack: LB -> backend on zonal NEGs -> Istio gateway -> rule -> Deployment (HPA) -> store,
+    each link as the plan records it: a reference (the forwarding rule's target, the Deployment's
+    store address) or a name (the gateway's autoneg annotation, the VirtualService's gateway and host)."""
     rule = {"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule", "metadata": {"name": "mcp-tools"},
             "spec": {"host": "mcp-tools.mcp.svc.cluster.local",
                      "trafficPolicy": {"loadBalancer": {"consistentHash": {"httpHeaderName": "Mcp-Session-Id"}}}}}
@@ -58,7 +64,8 @@ def mesh_plan() -> dict:
     return {"project": "mcp-affinity", "stack": "gke", "outputs": {}, "resources": [
         res(LB, "mcp-affinity:index:GlobalHttpsLoadBalancer", "lb", STACK, {}, custom=False),
         res(LB + "$gcp:compute/globalForwardingRule:GlobalForwardingRule::lb-443",
-            "gcp:compute/globalForwardingRule:GlobalForwardingRule", "lb-443", LB, {"portRange": "443"}),
+            "gcp:compute/globalForwardingRule:GlobalForwardingRule", "lb-443", LB, {"portRange": "443"},
+            refers=["urn:backend"]),
         res("urn:backend", "gcp:compute/backendService:BackendService", "gw", STACK,
             {"name": "mcp-gw-backend", "backends": negs}),
         res(MESH, "mcp-affinity:index:McpMeshService", "tools", STACK, {}, custom=False),
@@ -67,13 +74,19 @@ def mesh_plan() -> dict:
         res(MESH + "$kubernetes:apps/v1:Deployment::tools", "kubernetes:apps/v1:Deployment", "tools", MESH,
             {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "mcp-tools"},
              "spec": {"replicas": 3.0, "template": {"spec": {"containers": [
-                 {"name": "mcp", "env": [{"name": "MCP_SESSION_HEADER", "value": "Mcp-Session-Id"}]}]}}}}),
+                 {"name": "mcp", "env": [{"name": "MCP_SESSION_HEADER", "value": "Mcp-Session-Id"}]}]}}}},
+            refers=["urn:redis"]),
         res(MESH + "$kubernetes:autoscaling/v2:HorizontalPodAutoscaler::tools",
             "kubernetes:autoscaling/v2:HorizontalPodAutoscaler", "tools", MESH, hpa),
         res("urn:gateway", "kubernetes:apps/v1:Deployment", "gateway", STACK,
-            {"kind": "Deployment", "metadata": {"name": "istio-ingressgateway"}}),
+            {"kind": "Deployment", "metadata": {"name": "istio-ingressgateway", "annotations": {
+                "controller.autoneg.dev/neg": '{"backend_services": {"80": [{"name": "mcp-gw-backend"}]}}'}}}),
         res("urn:redis", "gcp:redis/instance:Instance", "store", STACK,
             {"name": 'odd "name" [x] #1', "tier": "STANDARD_HA"}),
+        res(MESH + "$kubernetes:networking.istio.io/v1:VirtualService::tools", "kubernetes:networking.istio.io/v1:VirtualService",
+            "tools", MESH, {"kind": "VirtualService", "metadata": {"name": "tools-route"}, "spec": {
+                "gateways": ["istio-ingressgateway"],
+                "http": [{"route": [{"destination": {"host": "mcp-tools.mcp.svc.cluster.local"}}]}]}}),
     ]}
 
 
@@ -92,18 +105,21 @@ def test_staging_draws_lb_backend_neg_cloud_run_store(staging):
                for line in lines)
     assert '    neg_tools["Serverless NEGs<br/>europe-west1, europe-west4"]' in lines
     assert ('    run_mcp_stg_tools["Cloud Run mcp-stg-tools<br/>regions europe-west1, europe-west4<br/>'
-            'timeout 3600s<br/>ingress INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER<br/>cookie affinity on"]') in lines
+            'timeout 3600s<br/>ingress INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER<br/>access iam<br/>cookie affinity on"]') in lines
     assert any(line.startswith(f'  store_{store}["Session store mcp-stg-') and
                line.endswith('<br/>tier BASIC<br/>TLS SERVER_AUTHENTICATION"]') for line in lines)
     assert lines[lines.index('  subgraph grp_tools["CloudRunMcpService tools"]') + 1].startswith("    be_tools[")
     # Other platforms in the stack may add edges; the Cloud Run chains must be exactly these.
-    assert [e for e in edges(text) if "search" in e or "tools" in e] == [
+    assert [e for e in edges(text) if ("search" in e or "tools" in e) and not e.startswith("mon_")] == [
         f"lb_{lb} --> be_search", "be_search --> neg_search",
         f"lb_{lb} --> be_tools", "be_tools --> neg_tools",
         "neg_search --> run_mcp_stg_search", "neg_tools --> run_mcp_stg_tools",
         f"run_mcp_stg_search -->|sessions| store_{store}",
         f"run_mcp_stg_tools -->|sessions| store_{store}",
     ]
+    # Monitoring watches the backends its metrics and alerts name.
+    assert {e for e in edges(text) if e.startswith("mon_")} == {
+        f"mon_monitoring -->|watches| be_{name}" for name in ("search", "tools", "gateway")}
 
 
 def test_staging_mesh_services_reach_gateway_rule_and_store(staging):
@@ -196,3 +212,57 @@ def test_colliding_names_get_distinct_ids():
 
 def test_escape_leaves_no_raw_quotes_or_brackets():
     assert escape('a"b[c](d){e}<f>|g`h#i') == "a#quot;b#91;c#93;#40;d#41;#123;e#125;#lt;f#gt;#124;g#96;h#35;i"
+
+
+STACKS = ("dev", "staging", "prod")
+EXAMPLES = tuple(sorted(p.name[len("Pulumi."):-len(".yaml")] for p in (ROOT / "examples").glob("Pulumi.*.yaml")))
+
+
+def picture_of(name: str) -> tuple[dict, str, dict, dict]:
+    plan = (plan_stack(name) if name in STACKS else plan_example(name)).document()
+    members, edges_ = graph(plan)
+    return plan, to_mermaid(plan), members, edges_
+
+
+@pytest.mark.parametrize("name", STACKS + EXAMPLES)
+def test_the_picture_holds_to_the_plan(name):
+    """Every edge drawn is a link of the plan; every backend, proxy and store is drawn, with its
+    IAP and Cloud Armor; a workload reaches the store only when it reads the store's address."""
+    plan, text, members, edges_ = picture_of(name)
+    by_urn = {r["urn"]: r for r in plan["resources"]}
+    drawn = {urn for found in members.values() for urn in found}
+    links = Links(plan["resources"])
+    for source, target in edges_:
+        assert links.linked(members[source], members[target], drawn), (source, target)
+    for resource in plan["resources"]:
+        if resource["type"] in (BACKEND_TYPE, REDIS_TYPE, STATEFUL_SET):
+            assert resource["urn"] in drawn, resource["urn"]
+    labels = dict(re.findall(r'^\s+(\w+)\["(.*)"\]$', text, re.M))
+    for node, found in members.items():
+        backends = [by_urn[u]["inputs"] for u in found if by_urn[u]["type"] == BACKEND_TYPE]
+        if backends and not str(backends[0].get("description", "")).startswith("mcp-affinity: unknown hosts"):
+            assert ("IAP" in labels[node]) == all(b.get("iap", {}).get("enabled") is True for b in backends), node
+            assert ("Cloud Armor" in labels[node]) == all(b.get("securityPolicy") is not None for b in backends), node
+    for (source, target), label in edges_.items():
+        if label == "sessions":
+            assert any(workload_uses_store(by_urn[u]) for u in members[source]), (source, target)
+
+
+@pytest.mark.parametrize("name", STACKS + EXAMPLES)
+def test_every_workload_that_reads_a_store_is_drawn_reaching_it(name):
+    plan, _, members, edges_ = picture_of(name)
+    stores = [node for node in members if node.startswith("store_")]
+    readers = [node for node, found in members.items() if not node.startswith("store_") and any(
+        workload_uses_store(r) for r in plan["resources"] if r["urn"] in found)]
+    assert {(reader, store) for reader in readers for store in stores} <= set(edges_)
+
+
+def test_learned_pinning_draws_the_proxy_and_the_gateway_backend_reaching_the_gateway():
+    _, text, members, edges_ = picture_of("gke-in-memory-learned")
+    proxy = next(node for node in members if node.startswith("proxy_"))
+    gateway = next(node for node in members if node.startswith("gw_"))
+    backend = next(node for node in members if node.startswith("be_") and "nohost" not in node)
+    rule, deployment = (next(n for n in members if n.startswith(p)) for p in ("dr_", "dep_"))
+    assert [(backend, gateway), (gateway, rule), (rule, proxy), (proxy, deployment)] == [
+        e for e in edges_ if e[0] in (backend, gateway, rule, proxy)]
+    assert "HAProxy x 2" in text

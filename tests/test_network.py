@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import ValidationError
+from mcp_affinity.errors import SettingsError
 
 from mcp_affinity import Network, NetworkArgs, SubnetArgs
 
@@ -64,7 +64,7 @@ def test_existing_vpc_creates_no_network_or_subnet(record):
     ({"subnets": SUBNETS, "cloud_nat": "yes"}, "valid boolean"),
 ])
 def test_bad_networks_are_refused_with_the_reason(values, message):
-    with pytest.raises(ValidationError, match=message):
+    with pytest.raises(SettingsError, match=message):
         NetworkArgs(prefix="mcp-t", **values)
 
 

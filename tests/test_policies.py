@@ -375,7 +375,7 @@ def test_real_header_hash_plan(tmp_path):
                  acknowledge=["lb-hash-unsupported"])
     (tmp_path / "Pulumi.hash.yaml").write_text(yaml.safe_dump(config))
     project = dataclasses.replace(find_project(ROOT), stack_config_dir=tmp_path)
-    plan = run_plan(project, "hash").to_json()
+    plan = run_plan(project, "hash").document()
     backend_ = next(r for r in plan["resources"] if r["type"] == BACKEND_TYPE
                     and r["inputs"].get("sessionAffinity") == "HEADER_FIELD")
     assert backend_["inputs"]["consistentHash"]["httpHeaderName"] == "X-Tools-Session"

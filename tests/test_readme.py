@@ -68,3 +68,49 @@ def test_ci_runs_the_readme_test_command():
     ci_lines = (ROOT / ".ci" / "run").read_text().strip().splitlines()
     command = next(line for line in ci_lines if ".venv/bin/pytest" in line)
     assert f"```bash\n{command.strip()}\n```" in README
+
+
+MISTAKES = [
+    # (example, text in it, the mistake, the field the message must name)
+    (0, 'session_mode="shared-sessions"', 'session_mode="shared"', "sessionMode"),
+    (0, '"ip_cidr_range": "10.0.0.0/24"', '"ip_cidr_range": "10.0.0.1/24"', "subnets.europe-west1.ipCidrRange"),
+    (1, '"europe-west1-b", "europe-west1-c"]', '"europe-west1-b", "europe-west4-c"]', "cluster.zones.1"),
+    (1, 'access="oauth"', 'access="0auth"', "access.mode"),
+]
+
+
+def plan_mistake(tmp_path, index: int, text: str, mistake: str):
+    """``mcp-affinity plan --program DIR`` on the example with one mistake, as a user runs it."""
+    from typer.testing import CliRunner
+
+    from mcp_affinity.cli.app import app
+
+    example = python_blocks()[index]
+    assert text in example, text
+    (tmp_path / "Pulumi.yaml").write_text("name: readme\nruntime: python\n")
+    (tmp_path / "Pulumi.prod.yaml").write_text("config: {}\n")
+    (tmp_path / "__main__.py").write_text(example.replace(text, mistake))
+    return CliRunner().invoke(app, ["plan", "--stack", "prod", "--program", str(tmp_path), "-q"])
+
+
+@pytest.mark.parametrize("index, text, mistake, field", MISTAKES, ids=[m[3] for m in MISTAKES])
+def test_every_example_with_a_mistake_exits_2_naming_the_field_without_a_traceback(tmp_path, index, text, mistake,
+                                                                                  field):
+    result = plan_mistake(tmp_path, index, text, mistake)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)  # a clean exit
+    assert f"\n  {field}: " in result.output
+
+
+def test_every_example_is_run_with_a_mistake():
+    assert {m[0] for m in MISTAKES} == set(range(len(python_blocks())))
+
+
+def test_readme_shows_the_messages_the_mistakes_print(tmp_path):
+    shown = re.search(r"```text\n(error: stack 'prod': invalid settings.*?)```", README, flags=re.S).group(1)
+    printed = ""
+    for index, text, mistake, _ in [MISTAKES[0], MISTAKES[2]]:
+        folder = tmp_path / str(index)
+        folder.mkdir()
+        printed += plan_mistake(folder, index, text, mistake).output
+    assert shown == printed

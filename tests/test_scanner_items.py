@@ -5,7 +5,7 @@ certificate, and Google Groups for RBAC when asked."""
 from __future__ import annotations
 
 import pytest
-from pydantic import ValidationError
+from mcp_affinity.errors import SettingsError
 
 from helpers import NETWORK, cluster_args
 from mcp_affinity import GkeCluster, Network, NetworkArgs
@@ -48,6 +48,6 @@ def test_google_groups_for_rbac_when_asked(record):
     args = cluster_args(rbac_security_group="gke-security-groups@example.com")
     cluster = record(lambda: GkeCluster("gke", args, network=NETWORK)).get(CLUSTER, "gke").inputs
     assert cluster["authenticatorGroupsConfig"] == {"securityGroup": "gke-security-groups@example.com"}
-    with pytest.raises(ValidationError, match="rbac_security_group"):
+    with pytest.raises(SettingsError, match="rbacSecurityGroup"):
         cluster_args(rbac_security_group="admins@example.com")
 

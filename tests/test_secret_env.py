@@ -10,7 +10,7 @@ import json
 import pytest
 import yaml
 from hypothesis import given, settings, strategies as st
-from pydantic import ValidationError
+from mcp_affinity.errors import SettingsError
 
 from conftest import ROOT, plan_example
 from helpers import NETWORK
@@ -102,7 +102,7 @@ def test_secret_env_is_validated_under_its_key():
 
 
 def test_a_variable_in_env_and_secret_env_is_refused():
-    with pytest.raises(ValidationError, match="KEY is also in env"):
+    with pytest.raises(SettingsError, match="KEY is also in env"):
         make(env={"KEY": "x"}, secret_env={"KEY": {"secret": "s"}})
 
 
@@ -113,13 +113,13 @@ def test_versions_are_numbers_or_latest(version):
 
 @pytest.mark.parametrize("version", ["0", "-1", "v1", "", True, 1.5, "latest "])
 def test_other_versions_are_refused(version):
-    with pytest.raises(ValidationError, match="version"):
+    with pytest.raises(SettingsError, match="version"):
         make(secret_env={"K": {"secret": "s", "version": version}})
 
 
 @pytest.mark.parametrize("secret", ["", "a/b", "projects/p/secrets/", "x" * 256, "projects/UPPER/secrets/s"])
 def test_bad_secret_names_are_refused(secret):
-    with pytest.raises(ValidationError, match="Secret Manager secret"):
+    with pytest.raises(SettingsError, match="Secret Manager secret"):
         make(secret_env={"K": {"secret": secret}})
 
 
@@ -188,7 +188,7 @@ def _with_plain_key(tmp_path, stack: str = "leaky") -> dict:
     config = yaml.safe_load((ROOT / "stacks" / "Pulumi.staging.yaml").read_text())
     config["config"][NS + "services"]["tools"].setdefault("env", {})["LEVEL"] = "info"
     (tmp_path / f"Pulumi.{stack}.yaml").write_text(yaml.safe_dump(config))
-    plan = run_plan(dataclasses.replace(project, stack_config_dir=tmp_path), stack).to_json()
+    plan = run_plan(dataclasses.replace(project, stack_config_dir=tmp_path), stack).document()
     for resource in plan["resources"]:
         for container in resource["inputs"].get("template", {}).get("containers", []):
             for env in container.get("envs", []):

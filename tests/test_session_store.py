@@ -6,7 +6,7 @@ import json
 
 import pulumi
 import pytest
-from pydantic import ValidationError
+from mcp_affinity.errors import SettingsError
 
 from conftest import AUTH, is_secret
 from helpers import NETWORK
@@ -92,7 +92,7 @@ def test_dev_store_is_not_protected(record):
     ({"redis_version": "REDIS_9_9"}, "REDIS_7_2"),
 ])
 def test_invalid_store_settings_are_refused(overrides, message):
-    with pytest.raises(ValidationError, match=message):
+    with pytest.raises(SettingsError, match=message):
         make(**overrides)
 
 

@@ -14,7 +14,7 @@ from mcp_affinity_conformance.shards import front_config, on_loopback
 
 
 def example() -> dict:
-    return json.loads(json.dumps(plan_example("cloud-run-shards").to_json()))
+    return json.loads(json.dumps(plan_example("cloud-run-shards").document()))
 
 
 def test_each_sharded_service_is_read_with_its_routes_weights_and_ingress_config():
@@ -62,5 +62,5 @@ def test_shard_services_are_told_apart_from_other_cloud_run_services():
 
     runs = [r for r in example()["resources"] if r["type"] == "gcp:cloudrunv2/service:Service"]
     assert len(runs) == 8 and all(is_shard(r["inputs"]) for r in runs)
-    other = plan_example("cloud-run-in-memory").to_json()
+    other = plan_example("cloud-run-in-memory").document()
     assert not any(is_shard(r["inputs"]) for r in other["resources"] if r["type"] == "gcp:cloudrunv2/service:Service")

@@ -16,6 +16,7 @@ from helpers import NETWORK
 from mcp_affinity import AccessArgs, CloudRunMcpService
 from mcp_affinity.access_bindings import backend_iap
 from mcp_affinity.cli.runner import run_function
+from mcp_affinity.errors import SettingsError
 from mcp_affinity.cloud_run_service import DEFAULT_URI_REASON
 from test_hostile_config import NS, mutate, problems
 from test_secret_env import RUN, make
@@ -59,7 +60,7 @@ def test_the_run_app_url_stays_on_only_with_a_reason_recorded_on_the_service(rec
     ({"enabled": "yes", "reason": REASON}, "valid boolean"),
 ])
 def test_a_run_app_url_without_a_reason_is_refused(value, message):
-    with pytest.raises(ValidationError, match=message):
+    with pytest.raises(SettingsError, match=message):
         make(default_uri=value)
 
 

@@ -90,7 +90,7 @@ def test_environments_differ_as_real_ones_do():
 
 
 def test_plan_json_has_the_documented_shape():
-    document = json.loads(json.dumps(plan_stack("dev").to_json()))
+    document = json.loads(json.dumps(plan_stack("dev").document()))
     assert {"outputs", "project", "resources", "stack"} <= set(document)
     assert (document["project"], document["stack"]) == ("mcp-affinity", "dev")
     for resource in document["resources"]:
@@ -154,5 +154,5 @@ def test_every_example_passes_the_policy_rules():
 
     for path in sorted((ROOT / "examples").glob("Pulumi.*.yaml")):
         name = path.name[len("Pulumi."):-len(".yaml")]
-        violations = [v for v in check_plan(plan_example(name).to_json()) if v.enforcement == "mandatory"]
+        violations = [v for v in check_plan(plan_example(name).document()) if v.enforcement == "mandatory"]
         assert violations == [], (name, violations)

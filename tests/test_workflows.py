@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -524,3 +525,19 @@ def test_readme_documents_the_workload_identity_condition():
     for environment in [*REVIEWED_ENVIRONMENTS, *DEPLOY_ENVIRONMENTS]:
         assert f"repo:OWNER/REPO:environment:{environment}" in cel
     assert "principal://iam.googleapis.com/" in section  # service accounts bound to one subject each
+
+
+def test_the_review_step_reviews_the_real_preview_and_runs_the_change_rules(sandbox):
+    """`pulumi preview --json` (here the fixture tests/session_review.py describes) -> the same
+    review a pull request's plan diff gives, in the job summary; the change rules run on it."""
+    tmp, env = sandbox
+    fake = tmp / "bin" / "pulumi"
+    fake.write_text(f'#!/usr/bin/env bash\necho "$*" >> "$FAKE_LOG"\ncat "{ROOT / "tests" / "fixtures" / "preview-cloud-run-shards.json"}"\n')
+    (tmp / ".venv" / "bin").mkdir(parents=True)
+    (tmp / ".venv" / "bin" / "mcp-affinity").symlink_to(Path(sys.executable).parent / "mcp-affinity")
+    result = run_step(step("review")["run"], {**env, "COMMAND": "up"}, tmp)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "preview --stack dev --json --non-interactive" in (tmp / "pulumi.calls").read_text()
+    summary = Path(env["GITHUB_STEP_SUMMARY"]).read_text()
+    assert "**ends live sessions: tools (6 shard instances)**" in summary and "IAP member removed" in summary
+    assert "policy checks passed" in result.stdout

@@ -18,7 +18,7 @@ from .access import AccessArgs, AccessMode, JwtArgs
 from .affinity import DEFAULT_SESSION_HEADER, SessionMode, StoreRole
 from .autoneg import AutonegController, AutonegControllerArgs, AutonegControllerRef
 from .cloud_run_service import CloudRunMcpService, CloudRunMcpServiceArgs, CloudRunMcpServiceRef
-from .errors import ConfigError
+from .errors import ConfigError, SettingsError
 from .gateway_backend import MeshGatewayBackend, MeshGatewayBackendArgs, MeshGatewayBackendRef
 from .gke_cluster import ClusterRef, GkeCluster, GkeClusterArgs, NodePoolArgs
 from .gke_platform import McpGkePlatform, McpGkePlatformArgs, McpGkePlatformRef
@@ -86,6 +86,7 @@ __all__ = [
     "SessionStore",
     "SessionStoreArgs",
     "SessionStoreRef",
+    "SettingsError",
     "Settings",
     "StoreRole",
     "SubnetArgs",

@@ -142,11 +142,14 @@ class AccessArgs(Model):
                     "it (`@gmail.com` accounts are refused without it).")
 
     def marks(self, acknowledge) -> dict[str, str]:
-        """Labels that tell policy checks who may call (``mcp-access``) and whether ``public`` was
-        acknowledged (``mcp-ack: unauthenticated``)."""
+        """Labels that tell policy checks who may call (``mcp-access``), whether ``public`` was
+        acknowledged (``mcp-ack: unauthenticated``) and whether a deploy may widen who may call
+        (``mcp-ack-access: widened``, read by :mod:`mcp_affinity.impact`)."""
         marks = {"mcp-access": self.mode.value}
         if self.mode is AccessMode.PUBLIC and "unauthenticated" in acknowledge:
             marks["mcp-ack"] = "unauthenticated"
+        if "access-widened" in acknowledge:
+            marks["mcp-ack-access"] = "widened"
         return marks
 
     def summary(self) -> str:
@@ -161,6 +164,10 @@ class AccessArgs(Model):
     @model_validator(mode="before")
     @classmethod
     def _mode_alone(cls, value: Any) -> Any:
+        # iap and iam name who may call, so they never stand alone: show the mapping to write.
+        if value in (AccessMode.IAP.value, AccessMode.IAM.value):
+            who = "members or programmaticClients" if value == AccessMode.IAP.value else "members"
+            raise ValueError(f"{value} needs {who}: write access: {{mode: {value}, members: [...]}}")
         return {"mode": value} if isinstance(value, str) else value
 
     @model_validator(mode="after")

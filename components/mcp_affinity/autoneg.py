@@ -53,7 +53,7 @@ from pydantic import Field, Strict, model_validator
 
 from .gke_cluster import ClusterRef, kubernetes_options
 from .naming import KUBERNETES, SERVICE_ACCOUNT, NameRule, PhysicalName, physical_name
-from .settings import Bool, Faults, Int, Settings, StrInput
+from .settings import Bool, Faults, Int, Settings, StrInput, takes_settings
 from .wire import CLUSTER_ROLE, CLUSTER_ROLE_BINDING, GOOGLE_SERVICE_ACCOUNT, NAMESPACE, PROJECT_CUSTOM_ROLE
 
 AUTONEG_VERSION = "v2.0.1"
@@ -383,6 +383,7 @@ class AutonegController(pulumi.ComponentResource):
     service_account_email: pulumi.Output[str]
     namespace: pulumi.Output[str]
 
+    @takes_settings
     def __init__(self, name: str, args: AutonegControllerArgs, *, cluster: ClusterRef,
                  opts: Optional[pulumi.ResourceOptions] = None):
         names = args.names(name)

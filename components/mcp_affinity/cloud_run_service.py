@@ -35,16 +35,17 @@ from .naming import CLOUD_RUN_SERVICE, RFC1035, SECRET, SERVICE_ACCOUNT, Physica
 from .network import NetworkRef
 from .security_policy import EdgeArgs, EdgePolicy, EdgePolicyArgs, EdgeScopeArgs, SecurityPolicyId
 from .session_store import SessionStoreRef
-from .settings import Bool, Faults, Int, Model, Port, Region, Settings, StrInput, UrlPath
+from .settings import Bool, Faults, Int, Model, Port, Region, Settings, StrInput, UrlPath, takes_settings
 from .wire import BACKEND, CLOUD_RUN, GOOGLE_SERVICE_ACCOUNT, NEG, SECRET_MANAGER_SECRET, SECURITY_POLICY
 
 # What CI changes when it deploys a new image itself (gcloud run deploy and friends).
 CI_OWNED_PATHS = ["template.containers[0].image", "template.revision", "template.annotations", "client", "clientVersion"]
 
-Acknowledgement = Literal["cookie-clients-only", "lb-hash-unsupported", "unauthenticated"]
+Acknowledgement = Literal["cookie-clients-only", "lb-hash-unsupported", "unauthenticated", "access-widened"]
 """What a user may acknowledge: in-memory sessions pinned only for clients that keep cookies;
 a load-balancer hash that Google documents as unsupported on serverless NEGs; a ``public`` service
-(required by the stack in staging and prod)."""
+(required by the stack in staging and prod); a production deploy that widens who may call
+(:mod:`mcp_affinity.impact`)."""
 
 
 DEFAULT_URI_REASON = "mcp-affinity/default-uri-reason"
@@ -98,7 +99,10 @@ class CloudRunMcpServiceArgs(Settings):
     acknowledge: list[Acknowledgement] = Field(
         default_factory=list,
         description="what you accept knowingly: `cookie-clients-only` (in-memory sessions on more than one instance "
-                    "survive only for clients that keep cookies), `lb-hash-unsupported`.")
+                    "survive only for clients that keep cookies), `lb-hash-unsupported` (a load-balancer hash Google "
+                    "documents as unsupported on serverless NEGs), `unauthenticated` (a `public` service; required by "
+                    "the stack in staging and prod), `access-widened` (a production deploy that widens who may "
+                    "call: remove it after that deploy).")
     regions: Optional[list[Region]] = Field(
         default=None, min_length=1,
         description="where it runs; unset runs it in every region of the network.")
@@ -206,8 +210,10 @@ class CloudRunMcpServiceArgs(Settings):
             faults.add("sessionMode",
                        "in-memory sessions on Cloud Run are pinned only by Cloud Run's session-affinity cookie, which "
                        "works only for clients that keep cookies (the official Python SDK does, mcp-remote since "
-                       f"August 2026, many clients do not; {sources.CLOUD_RUN_SESSION_AFFINITY}). Run one instance "
-                       "(maxInstances: 1 and one region in regions), or add acknowledge: [cookie-clients-only]")
+                       f"August 2026, many clients do not; {sources.CLOUD_RUN_SESSION_AFFINITY}). Shard the sessions "
+                       "(pinning: shards, shards: N: one-instance services the load balancer picks by session id, "
+                       "any client), run one instance (maxInstances: 1 and one region in regions), or add "
+                       "acknowledge: [cookie-clients-only]")
 
     @property
     def store_role(self) -> StoreRole:
@@ -279,6 +285,7 @@ class CloudRunMcpService(pulumi.ComponentResource):
     backend_service_id: Optional[pulumi.Output[str]]
     shard_backend_service_ids: dict[str, pulumi.Output[str]]
 
+    @takes_settings
     def __init__(self, name: str, args: CloudRunMcpServiceArgs, *, network: NetworkRef,
                  session_store: Optional[SessionStoreRef] = None, secret_env: AbstractSet[str] = frozenset(),
                  hosts: Sequence[str] = (), routed_methods: Sequence[str] = (),

@@ -199,10 +199,10 @@ def check_settings(args) -> None:
     if fixed:
         raise ValueError("pinning: shards holds every shard at exactly one instance; remove "
                          + " and ".join(type(args).model_fields[f].alias for f in fixed))
-    if set(args.acknowledge) - {"unauthenticated"}:
-        # unauthenticated (a public service) is about access, not pinning: it stays allowed.
+    if set(args.acknowledge) - {"unauthenticated", "access-widened"}:
+        # unauthenticated and access-widened are about access, not pinning: they stay allowed.
         raise ValueError("pinning: shards pins every client by the session header: acknowledge has nothing to "
-                         "accept but unauthenticated")
+                         "accept but unauthenticated and access-widened")
     if args.shard_prefix_by == "proxy":
         if args.port == SHARD_PROXY_PORT:
             raise ValueError(f"port {SHARD_PROXY_PORT} is the shard proxy's: the server must listen on another port")

@@ -37,7 +37,7 @@ from .gke_cluster import ClusterRef
 from .naming import RFC1035, PhysicalName, physical_name
 from .network import NetworkRef
 from .security_policy import EdgePolicy, EdgePolicyArgs, EdgeScopeArgs, SecurityPolicyId
-from .settings import Int, Settings, StrInput
+from .settings import Int, Settings, StrInput, takes_settings
 from .wire import BACKEND, FIREWALL, HEALTH_CHECK, SECURITY_POLICY
 
 # Google front ends and health checkers (https://cloud.google.com/load-balancing/docs/health-check-concepts#ip-ranges).
@@ -143,6 +143,7 @@ class MeshGatewayBackend(pulumi.ComponentResource):
     backend_service_id: pulumi.Output[str]
     gateway_annotations: pulumi.Output[dict[str, str]]
 
+    @takes_settings
     def __init__(self, name: str, args: MeshGatewayBackendArgs, *, network: NetworkRef, cluster: ClusterRef,
                  iap: Optional[AccessArgs] = None, edge_scopes: Optional[Mapping[str, EdgeScopeArgs]] = None,
                  opts: Optional[pulumi.ResourceOptions] = None):

@@ -27,7 +27,7 @@ from pydantic import AfterValidator, Field, Strict, model_validator
 
 from .naming import GKE_CLUSTER, RFC1035, SERVICE_ACCOUNT, PhysicalName, physical_name
 from .network import NetworkRef, RangeName, check_no_overlap
-from .settings import Bool, Faults, Int, IPv4Cidr, Model, Name, Region, Settings, StrInput, check_cidr
+from .settings import Bool, Faults, Int, IPv4Cidr, Model, Name, Region, Settings, StrInput, check_cidr, takes_settings
 from .wire import (CONTAINER_CLUSTER, GOOGLE_SERVICE_ACCOUNT, KMS_CRYPTO_KEY, KMS_KEY_RING, KUBERNETES_PROVIDER, MASKED,
                    NODE_POOL)
 
@@ -250,6 +250,7 @@ class GkeCluster(pulumi.ComponentResource):
     node_tag: pulumi.Output[str]
     kubernetes_provider: k8s.Provider
 
+    @takes_settings
     def __init__(self, name: str, args: GkeClusterArgs, *, network: NetworkRef,
                  opts: Optional[pulumi.ResourceOptions] = None):
         if args.region not in network.subnet_ids:

@@ -31,7 +31,7 @@ from pydantic import AfterValidator, Field, Strict, model_validator
 from . import cloud_run_shards, edge_routes
 from .affinity import METHOD_HEADER, MODERN_VERSIONS, NAME_HEADER, VERSION_HEADER, HeaderName
 from .naming import RFC1035, PhysicalName, physical_name
-from .settings import Bool, Faults, Model, Name, Settings, StrInput
+from .settings import Bool, Faults, Model, Name, Settings, StrInput, takes_settings
 from .wire import (BACKEND, FORWARDING_RULE, GLOBAL_ADDRESS, MANAGED_SSL_CERTIFICATE, SSL_POLICY, TARGET_HTTP_PROXY,
                    TARGET_HTTPS_PROXY, URL_MAP)
 
@@ -272,6 +272,7 @@ class GlobalHttpsLoadBalancer(pulumi.ComponentResource):
     url_map_id: pulumi.Output[str]
     certificate_ids: dict[str, pulumi.Output[str]]
 
+    @takes_settings
     def __init__(self, name: str, args: GlobalHttpsLoadBalancerArgs, *, backends: Mapping[str, StrInput],
                  opts: Optional[pulumi.ResourceOptions] = None):
         missing = sorted(set(args.routes) - set(backends))

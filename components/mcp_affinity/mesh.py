@@ -53,7 +53,7 @@ from .autoneg import AutonegControllerRef
 from .gateway_backend import GATEWAY_PORT, GOOGLE_LB_RANGES, STATUS_PORT, GatewayAccess, MeshGatewayBackendRef
 from .gke_cluster import ClusterRef, kubernetes_options
 from .naming import HELM_RELEASE, KUBERNETES, RFC1035, PhysicalName, physical_name
-from .settings import Bool, Faults, Int, Settings
+from .settings import Bool, Faults, Int, Settings, takes_settings
 from .wire import GKE_HUB_MEMBERSHIP, HELM_V3_RELEASE, NAMESPACE
 
 ISTIO_VERSION = "1.30.3"
@@ -189,6 +189,7 @@ class Mesh(pulumi.ComponentResource):
     gateway_principal: pulumi.Output[str]
     data_plane: pulumi.Output[str]
 
+    @takes_settings
     def __init__(self, name: str, args: MeshArgs, *, cluster: ClusterRef,
                  gateway_backend: Optional[MeshGatewayBackendRef] = None,
                  autoneg: Optional[AutonegControllerRef] = None,

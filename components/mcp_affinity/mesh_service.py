@@ -68,7 +68,7 @@ from .naming import KUBERNETES, SERVICE_ACCOUNT, PhysicalName, physical_name
 from . import pinning_proxy
 from .security_policy import EdgeArgs, EdgeScopeArgs
 from .session_store import SessionStoreRef
-from .settings import Bool, Faults, Int, Name, Port, Settings, StrInput, UrlPath
+from .settings import Bool, Faults, Int, Name, Port, Settings, StrInput, UrlPath, takes_settings
 from .wire import GOOGLE_SERVICE_ACCOUNT, K8S_SERVICE, NAMESPACE
 
 SECRET_NAME = "mcp-redis"
@@ -107,11 +107,12 @@ class McpMeshServiceArgs(Settings):
     cookie_name: str = Field(
         default=affinity.DEFAULT_COOKIE, pattern=r"^[A-Za-z0-9_-]{1,64}$",
         description="the persistent-session cookie of `pinning: cookie`; refused with another pinning.")
-    acknowledge: list[Literal["cookie-clients-only", "unauthenticated"]] = Field(
+    acknowledge: list[Literal["cookie-clients-only", "unauthenticated", "access-widened"]] = Field(
         default_factory=list,
         description="`cookie-clients-only` accepts that `pinning: cookie` keeps sessions only for clients that keep "
                     "cookies (measured: clients without a cookie jar lose them); `unauthenticated` a `public` service "
-                    "(required by the stack in staging and prod).")
+                    "(required by the stack in staging and prod); `access-widened` a production deploy that widens "
+                    "who may call (remove it after that deploy).")
     secret_env: SecretEnv = Field(
         default_factory=dict,
         description="environment variables read from Secret Manager: `NAME: {secret: ID, version: N}`, synced into "
@@ -317,6 +318,7 @@ class McpMeshService(pulumi.ComponentResource):
     service_host: pulumi.Output[str]
     google_service_account: pulumi.Output[str]
 
+    @takes_settings
     def __init__(self, name: str, args: McpMeshServiceArgs, *, cluster: ClusterRef, mesh: MeshRef,
                  session_store: Optional[SessionStoreRef] = None,
                  route_hosts: Optional[Mapping[str, str]] = None, secret_env: AbstractSet[str] = frozenset(),

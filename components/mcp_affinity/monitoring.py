@@ -71,7 +71,7 @@ import pulumi
 import pulumi_gcp as gcp
 from pydantic import AfterValidator, Field, Strict
 
-from .settings import Bool, Model, Name, Settings
+from .settings import Bool, Model, Name, Settings, takes_settings
 
 LB_REQUESTS = 'loadbalancing_googleapis_com:https_request_count{{monitored_resource="https_lb_rule",backend_target_name=~"{backends}"{extra}}}'
 LB_LATENCY = ('loadbalancing_googleapis_com:https_total_latencies_bucket'
@@ -487,6 +487,7 @@ class McpMonitoring(pulumi.ComponentResource):
     alerts: pulumi.Output[dict]
     prometheus_rules: pulumi.Output[str]
 
+    @takes_settings
     def __init__(self, name: str, args: MonitoringArgs, *, targets: MonitoringTargets,
                  opts: Optional[pulumi.ResourceOptions] = None):
         rules = alert_rules(args, targets)  # raises before anything is registered

@@ -20,7 +20,7 @@ import pulumi_gcp as gcp
 from pydantic import AfterValidator, Field, model_validator
 
 from .naming import RFC1035, PhysicalName, physical_name
-from .settings import Bool, Faults, Int, IPv4Cidr, Model, Region, Settings, StrInput
+from .settings import Bool, Faults, Int, IPv4Cidr, Model, Region, Settings, StrInput, takes_settings
 from .wire import FIREWALL, GLOBAL_ADDRESS, NETWORK, ROUTER, ROUTER_NAT, SUBNETWORK
 
 DENY_PRIORITY = 65534
@@ -178,6 +178,7 @@ class Network(pulumi.ComponentResource):
     subnet_ids: dict[str, pulumi.Output[str]]
     private_services_network_id: pulumi.Output[str]
 
+    @takes_settings
     def __init__(self, name: str, args: NetworkArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("mcp-affinity:index:Network", name, None, opts)
         names = args.names(name)

@@ -20,7 +20,7 @@ from collections import defaultdict
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 
-from . import access_map, sources
+from . import access_map, impact, sources
 from .affinity import DEFAULT_SESSION_HEADER
 from .cloud_run_service import DEFAULT_URI_REASON
 from .cloud_run_shards import ID_PREFIX_ENV, SHARD_KEY_ENV
@@ -86,13 +86,15 @@ class Rule:
     name: str
     url: str
     check: Callable[[list[dict], Settings], Iterable[tuple[str, str]]]
+    enforcement: str = "mandatory"
 
     @property
     def description(self) -> str:
         return (self.check.__doc__ or self.name).strip().splitlines()[0].replace("``", "")
 
     def run(self, resources: list[dict], settings: Settings) -> list[Violation]:
-        return sorted(Violation(self.name, urn, message) for urn, message in self.check(resources, settings))
+        return sorted(Violation(self.name, urn, message, self.enforcement)
+                      for urn, message in self.check(resources, settings))
 
 
 RULES: list[Rule] = []
@@ -713,3 +715,78 @@ def check_plan(plan: Mapping[str, Any], **options: Any) -> list[Violation]:
     """:func:`check_resources` over a validated plan dict (:func:`plan_file.validate`), its stack given."""
     options.setdefault("stack", plan.get("stack"))
     return check_resources(list(plan.get("resources", [])), **options)
+
+
+# Change rules: they judge what a deploy does, so they need the stack before it (a preview's old
+# states, or the base plan). A CrossGuard pack is given the new inputs only (pulumi-policy's
+# ResourceValidationArgs / StackValidationArgs carry no old state nor operation:
+# https://github.com/pulumi/pulumi-policy/issues/154), so the pack cannot run these: ``mcp-affinity
+# check`` and ``diff`` run them on a preview's JSON or on two plans.
+
+@dataclass(frozen=True)
+class ChangeRule:
+    """A rule over one change set: ``check(review, head resources, settings)`` yields (urn, message)."""
+
+    name: str
+    url: str
+    enforcement: str
+    check: Callable[[impact.Review, list[dict], Settings], Iterable[tuple[str, str]]]
+
+    @property
+    def description(self) -> str:
+        return (self.check.__doc__ or self.name).strip().splitlines()[0].replace("``", "")
+
+
+CHANGE_RULES: list[ChangeRule] = []
+
+
+def _change_rule(name: str, url: str, enforcement: str):
+    def register(check):
+        CHANGE_RULES.append(ChangeRule(name, url, enforcement, check))
+        return check
+    return register
+
+
+@_change_rule("prod-change-ends-sessions", "https://cloud.google.com/run/docs/resource-model#revisions", "advisory")
+def prod_change_ends_sessions(review: impact.Review, head: list[dict], settings: Settings) -> Iterator[tuple[str, str]]:
+    """In production, a deploy that ends live sessions is flagged (advisory): clients must re-initialize.
+
+    Source: https://cloud.google.com/run/docs/resource-model#revisions (a new revision takes the
+    traffic) and https://kubernetes.io/docs/concepts/workloads/controllers/deployment/#updating-a-deployment
+    (a pod template change replaces the pods); what holds sessions is in :mod:`mcp_affinity.impact`.
+    """
+    if not settings.production:
+        return
+    for ended in review.ending():
+        yield ended.urns[0], (f"ends live sessions of {ended}: {'; '.join(ended.reasons)}; "
+                              "deploy when clients can re-initialize")
+
+
+@_change_rule("prod-change-widens-access", MCP_AUTHORIZATION, "mandatory")
+def prod_change_widens_access(review: impact.Review, head: list[dict], settings: Settings) -> Iterator[tuple[str, str]]:
+    """In production, a deploy that widens who may call a service carries ``acknowledge: [access-widened]``.
+
+    Source: https://modelcontextprotocol.io/specification/2025-11-25/basic/authorization (an MCP
+    server reachable over HTTP should authorize its callers). The acknowledgement is the label
+    ``mcp-ack-access: widened`` on the service's Cloud Run services or Deployment.
+    """
+    if not settings.production:
+        return
+    services = impact.service_map(head)
+    acknowledged = {services.get(r["urn"]) for r in head if impact.acknowledged(r)}
+    for change in review.access:
+        if change.widens and change.service not in acknowledged:
+            yield change.urn, (f"widens who may call {change.service}: {change.text}; add acknowledge: "
+                               "[access-widened] to the service for this deploy, then remove it")
+
+
+def check_change(review: impact.Review, head: Mapping[str, Any], production: Optional[bool] = None) -> list[Violation]:
+    """Every change rule over ``review`` (:func:`impact.review` of a change set), ``head`` the plan
+    after it (:func:`plan_file.validate` shape); production inferred from its stack when None."""
+    resources = list(head.get("resources", []))
+    stack = head.get("stack")
+    if production is None:
+        production = is_production(resources, stack)
+    settings = Settings(production=production, stack=stack)
+    return sorted(Violation(rule.name, urn, message, rule.enforcement)
+                  for rule in CHANGE_RULES for urn, message in rule.check(review, resources, settings))

@@ -76,7 +76,7 @@ from .affinity import METHOD_HEADER, MODERN_VERSIONS, NAME_HEADER, VERSION_HEADE
 from .edge_routes import METADATA_PATH
 from .load_balancer import Domain, McpMethod
 from .naming import RFC1035, PhysicalName, physical_name
-from .settings import Bool, Faults, Int, Model, Name, Settings, StrInput
+from .settings import Bool, Faults, Int, Model, Name, Settings, StrInput, takes_settings
 from .wire import SECURITY_POLICY
 
 KNOWN_METHODS = frozenset({
@@ -416,6 +416,7 @@ class EdgePolicy(pulumi.ComponentResource):
 
     policy_id: pulumi.Output[str]
 
+    @takes_settings
     def __init__(self, name: str, args: EdgePolicyArgs, opts: Optional[pulumi.ResourceOptions] = None):
         names = args.names(name)
         super().__init__("mcp-affinity:index:EdgePolicy", name, None, opts)

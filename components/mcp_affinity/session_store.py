@@ -25,7 +25,7 @@ from pydantic import Field, model_validator
 
 from .naming import REDIS_INSTANCE, SECRET, PhysicalName, physical_name
 from .network import NetworkRef
-from .settings import Faults, Int, Model, Region, Settings, StrInput
+from .settings import Faults, Int, Model, Region, Settings, StrInput, takes_settings
 from .wire import REDIS, SECRET_MANAGER_SECRET
 
 Day = Literal["MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY"]
@@ -116,6 +116,7 @@ class SessionStore(pulumi.ComponentResource):
     secret_id: pulumi.Output[str]
     secret_version: pulumi.Output[str]
 
+    @takes_settings
     def __init__(self, name: str, args: SessionStoreArgs, *, network: NetworkRef,
                  opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("mcp-affinity:index:SessionStore", name, None, opts)

@@ -12,25 +12,76 @@ and ``deletion_protection``. A stack file sets them once at the top level.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import ipaddress
 import re
-from typing import Annotated, Any, Optional
+import typing
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Annotated, Any, Callable, Iterator, Mapping, Optional
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from .errors import SettingsError, unwrap_annotation
 from .regions import check_region
 
 COMMON_FIELDS = frozenset({"prefix", "project", "labels", "deletion_protection"})
 """Settings every component has; a stack file gives them once, at its top level."""
 
 
+_VALIDATING: ContextVar[int] = ContextVar("mcp_affinity_validating", default=0)
+"""How many settings models are being validated around this point (0 in a program's own code)."""
+
+
+@contextmanager
+def nested_validation() -> Iterator[None]:
+    """Models made inside raise pydantic's ``ValidationError`` (to be merged into an outer model's
+    faults) instead of :class:`~mcp_affinity.errors.SettingsError`."""
+    token = _VALIDATING.set(_VALIDATING.get() + 1)
+    try:
+        yield
+    finally:
+        _VALIDATING.reset(token)
+
+
 class Model(BaseModel):
-    """A strict settings model: unknown keys are errors, camelCase aliases, snake_case names."""
+    """A strict settings model: unknown keys are errors, camelCase aliases, snake_case names.
+
+    Made by a program (``McpMeshServiceArgs(...)``), a model with faults raises one
+    :class:`~mcp_affinity.errors.SettingsError` listing each under its camelCase path, which
+    Pulumi shows without a traceback. Inside another model's validation (a rule that builds a
+    part's settings) it raises pydantic's ``ValidationError``, which pydantic merges into the
+    outer model's faults; ``model_validate`` always raises ``ValidationError``.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True,
                               validate_default=True, hide_input_in_errors=False)
+
+    def __init__(self, /, **data: Any) -> None:
+        outermost = not _VALIDATING.get()
+        try:
+            with nested_validation():
+                super().__init__(**data)
+        except ValidationError as error:
+            if not outermost:
+                raise
+            raise SettingsError.of(type(self).__name__, error, type(self)) from None
+
+    @classmethod
+    def model_validate(cls, obj: Any, **kwargs: Any) -> Any:
+        with nested_validation():
+            return super().model_validate(obj, **kwargs)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _nested(cls, data: Any, handler: Callable[[Any], Any]) -> Any:
+        # A model validated as a field of another (its own rules run after this returns, still
+        # inside the outer model's __init__ or model_validate).
+        with nested_validation():
+            return handler(data)
 
 
 def _check_prefix(value: str) -> str:
@@ -170,3 +221,70 @@ def config_model(args: type[BaseModel], *, exclude: frozenset[str] = COMMON_FIEL
     model.__doc__ = args.__doc__
     model.settings_class = args  # type: ignore[attr-defined]
     return model
+
+
+def takes_settings(init: Callable[..., None]) -> Callable[..., None]:
+    """The contract of a component's ``__init__(self, name, args, *, ...)``, in one place.
+
+    - Each parameter annotated with a settings model (also ``Optional[...]`` of one, or a
+      ``Mapping[str, ...]`` of them) takes a dict too (camelCase or snake_case keys).
+    - Every fault of every such argument, and a ``ValueError`` the component raises before it
+      registers (a missing context, a physical name too long), is raised as one
+      :class:`~mcp_affinity.errors.SettingsError` naming the component (``McpMeshService 'notes'``),
+      each fault under its path (``sessionMode``, ``iap.members.0``): Pulumi prints it without a
+      traceback, ``mcp-affinity plan`` exits 2.
+    """
+    signature = inspect.signature(init)
+    hints: dict[str, Any] = {}
+
+    @functools.wraps(init)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> None:
+        if not hints:
+            hints.update(typing.get_type_hints(init))
+        bound = signature.bind(self, *args, **kwargs)
+        what = f"{type(self).__name__} {bound.arguments.get('name')!r}"
+        faults: list[tuple[str, str]] = []
+        for param, value in list(bound.arguments.items())[2:]:
+            prefix = "" if param == "args" else param
+            bound.arguments[param] = _coerce(hints.get(param), value, prefix, faults)
+        if faults:
+            raise SettingsError(what, faults)
+        try:
+            init(*bound.args, **bound.kwargs)
+        except SettingsError:
+            raise
+        except ValidationError as error:  # a rule across parts, run again with the component's name
+            raise SettingsError.of(what, error, type(bound.arguments["args"])) from None
+        except ValueError as error:
+            if "urn" in vars(self):  # registered already: not a settings fault
+                raise
+            raise SettingsError(what, [("", str(error))]) from None
+
+    return wrapper
+
+
+def _coerce(annotation: Any, value: Any, path: str, faults: list[tuple[str, str]]) -> Any:
+    """``value`` as ``annotation`` wants it when that is a settings model (or a map of them);
+    faults are added to ``faults`` under ``path``."""
+    if value is None or annotation is None:
+        return value
+    inner = unwrap_annotation(annotation)
+    if typing.get_origin(inner) in (dict, Mapping, typing.get_origin(Mapping[str, int])) and isinstance(value, Mapping):
+        entry = typing.get_args(inner)[1] if len(typing.get_args(inner)) == 2 else None
+        if _is_model(unwrap_annotation(entry)):
+            return {key: _coerce(entry, item, f"{path}.{key}".strip("."), faults) for key, item in value.items()}
+        return value
+    if not _is_model(inner) or isinstance(value, inner):
+        return value
+    if not isinstance(value, Mapping):
+        faults.append((path, f"expected {inner.__name__} or a dict of its settings, got {type(value).__name__}"))
+        return value
+    try:
+        return inner.model_validate(dict(value))
+    except ValidationError as error:
+        faults.extend(SettingsError.of("", error, inner, path).problems)
+        return value
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)

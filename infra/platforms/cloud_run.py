@@ -48,7 +48,8 @@ def settings(config, common: dict, problems, network: Optional[NetworkArgs]) -> 
             check_thresholds(key, args, network, problems)
             extra = set(args.regions or []) - set(network.regions)
             if extra:
-                problems.add(f"{key}.regions", f"{sorted(extra)} have no subnet; network regions: {', '.join(network.regions)}")
+                problems.add(f"{key}.regions", f"{sorted(extra)} have no subnet; network regions: {', '.join(network.regions)}",
+                             after=("network",))
         if config.environment == "prod" and args is not None and args.regions is not None and len(args.regions) < 2:
             problems.add(f"{key}.regions", "prod runs each service in two regions or more")
         if args is not None:

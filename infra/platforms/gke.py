@@ -11,9 +11,8 @@ from typing import Any, Callable, Iterator, Optional
 from pydantic import Field
 
 from mcp_affinity import (
-    COMMON_FIELDS, AutonegController, AutonegControllerArgs, GkeCluster, GkeClusterArgs, McpMeshService,
-    McpMeshServiceArgs, Mesh, MeshArgs, MeshGatewayBackend, MeshGatewayBackendArgs, NetworkArgs,
-    StoreRole,
+    COMMON_FIELDS, AutonegControllerArgs, GkeClusterArgs, McpGkePlatform, McpGkePlatformArgs, McpMeshService,
+    McpMeshServiceArgs, MeshArgs, MeshGatewayBackendArgs, NetworkArgs, StoreRole,
 )
 from mcp_affinity.access import AccessMode
 from mcp_affinity.mesh_service import data_plane_faults, gateway_access, method_target_faults, service_host
@@ -66,8 +65,8 @@ def settings(config, common: dict, problems, network: Optional[NetworkArgs]) -> 
     autoneg = problems.build("gke.autoneg", AutonegControllerArgs, {**parts["autoneg"], **common})
     if cluster is not None and network is not None:
         _check_network(cluster, network, problems)
-    if autoneg is not None and mesh is not None and autoneg.watch_namespaces:
-        gateway_namespace = mesh.names("mesh")["gateway_namespace"].value  # the Mesh that build() makes
+    if autoneg is not None and mesh is not None and "watch_namespaces" in autoneg.model_fields_set:
+        gateway_namespace = mesh.names(ADOPTED["mesh"])["gateway_namespace"].value  # the Mesh that build() makes
         if gateway_namespace not in autoneg.watch_namespaces:
             problems.add("gke.autoneg.watchNamespaces", f"leaves out the gateway's namespace {gateway_namespace}: "
                          "the controller would never attach the gateway's NEGs; add it")
@@ -94,7 +93,11 @@ def settings(config, common: dict, problems, network: Optional[NetworkArgs]) -> 
         for name in [n for n, s in services.items() if s is not None and "edge" in s.model_fields_set]:
             problems.add(f"meshServices.{name}.edge", "does nothing: gke.gateway.securityPolicy puts a policy of your "
                          "own on the gateway's backend service; drop one")
-    return {"cluster": cluster, "mesh": mesh, "gateway": gateway, "autoneg": autoneg, "services": services,
+    platform = None
+    if None not in (cluster, mesh, gateway, autoneg):
+        platform = problems.build("gke", McpGkePlatformArgs, platform_values(cluster, mesh, gateway, autoneg))
+    return {"cluster": cluster, "mesh": mesh, "gateway": gateway, "autoneg": autoneg, "platform": platform,
+            "services": services,
             "hosts": {name: service.model_dump(by_alias=True, exclude_unset=True).get("hosts", [])
                       for name, service in sorted(config.mesh_services.items())}}
 
@@ -117,7 +120,8 @@ def _check_access(environment: str, services: dict, problems) -> None:
 
 def _check_network(cluster: GkeClusterArgs, network: NetworkArgs, problems) -> None:
     if cluster.region not in network.regions:
-        problems.add("gke.region", f"{cluster.region!r} has no subnet; network regions: {', '.join(network.regions)}")
+        problems.add("gke.region", f"{cluster.region!r} has no subnet; network regions: {', '.join(network.regions)}",
+                     after=("network",))
     elif network.existing_network is None:
         subnet = network.subnets[cluster.region]
         missing = {cluster.pods_range, cluster.services_range} - set(subnet.secondary_ranges)
@@ -163,22 +167,34 @@ def named_components(parts: dict[str, Any], network: NetworkArgs) -> Iterator[tu
             yield key, lambda args=args, name=name: args.names(name)
 
 
+ADOPTED = {"cluster": "gke", "autoneg": "autoneg", "gateway": "gateway", "mesh": "mesh"}
+"""The names the platform's parts had when this program created them at the stack's root (before
+issue 21): :class:`McpGkePlatform` keeps them and aliases each to its old URN, so a stack created
+before moves under the platform without a replacement."""
+
+
+def platform_values(cluster: GkeClusterArgs, mesh: MeshArgs, gateway: MeshGatewayBackendArgs,
+                    autoneg: AutonegControllerArgs) -> dict[str, Any]:
+    """The validated parts as :class:`McpGkePlatformArgs` takes them: the common settings once, then
+    each part's own as written (the gateway's draining is the mesh's, which the platform passes on)."""
+    own = {key: part.model_dump(exclude=COMMON_FIELDS | {"drain_seconds"}, exclude_unset=True)
+           for key, part in (("cluster", cluster), ("mesh", mesh), ("gateway", gateway), ("autoneg", autoneg))}
+    return {**{n: getattr(cluster, n) for n in COMMON_FIELDS}, **own}
+
+
 def build(parts: dict[str, Any], context: SharedContext) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Cluster, autoneg, gateway backend, mesh, then services; return (backends, outputs)."""
-    gke = GkeCluster("gke", parts["cluster"], network=context.network)
-    cluster = gke.ref()
-    autoneg = AutonegController("autoneg", parts["autoneg"], cluster=cluster)
+    """The platform (cluster, autoneg, gateway backend, mesh), then services; return (backends, outputs)."""
     services_args = parts["services"]
-    gateway = MeshGatewayBackend("gateway", parts["gateway"], network=context.network, cluster=cluster,
-                                 **gateway_access(services_args))
-    mesh = Mesh("mesh", parts["mesh"], cluster=cluster, gateway_backend=gateway.ref(), autoneg=autoneg.ref()).ref()
+    platform = McpGkePlatform("gke", parts["platform"], network=context.network, **gateway_access(services_args),
+                              adopt=ADOPTED)
+    ref = platform.ref()
     hosts = {name: service_host(args.prefix, name) for name, args in services_args.items()}
     services = {
-        name: McpMeshService(name, args, cluster=cluster, mesh=mesh, session_store=context.session_store,
+        name: McpMeshService(name, args, cluster=ref.cluster, mesh=ref.mesh, session_store=context.session_store,
                              route_hosts=hosts, secret_env=context.secret_env("meshServices", args.env))
         for name, args in sorted(parts["services"].items())
     }
-    outputs = {"gkeCluster": gke.cluster_name,
+    outputs = {"gkeCluster": platform.cluster_name,
                "meshServiceHosts": {name: service.service_host for name, service in services.items()},
                "meshServiceAccess": {name: args.access.summary() for name, args in sorted(services_args.items())}}
-    return {ROUTE: gateway.backend_service_id}, outputs
+    return {ROUTE: platform.backend_service_id}, outputs

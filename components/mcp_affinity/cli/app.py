@@ -42,7 +42,7 @@ def plan(
     program: Optional[Path] = typer.Option(None, "--program", help="Project directory (default: the one holding Pulumi.yaml above the current directory)."),
     json_file: Optional[Path] = typer.Option(None, "--json", help="Write the plan as JSON to this file; '-' writes it to standard output and everything else to standard error."),
     mermaid_file: Optional[Path] = typer.Option(None, "--mermaid", help="Write the topology as a Mermaid flowchart to this file."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the summary."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the summary: resource counts and warnings."),
 ) -> None:
     """Run the stack's program under Pulumi's mock runtime: no CLI, credentials or network.
 
@@ -61,11 +61,11 @@ def plan(
     to_stdout = json_file == Path("-")
     # With --json - standard output carries the JSON alone, so it can be piped (jq, gcloud).
     text_out = errors if to_stdout else console
-    document = result.to_json()
+    document, read = result.to_json(), result.document()  # as written; as check, diff and the picture read it
     if not quiet:
         _print_renderable(render.tree(result), text_out)
-        _print("\n".join(render.access_lines(document["resources"])), text_out)
-    _print("\n".join(render.summary(result)), text_out)
+        _print("\n".join(render.access_lines(read["resources"])), text_out)
+    _print("\n".join(render.summary(result, outputs=not quiet)), text_out)
     if to_stdout:
         sys.stdout.write(json.dumps(document, indent=2, sort_keys=True) + "\n")
         sys.stdout.flush()
@@ -73,22 +73,24 @@ def plan(
         _write(json_file, json.dumps(document, indent=2, sort_keys=True) + "\n")
         _print(f"plan written to {json_file}")
     if mermaid_file is not None:
-        _write(mermaid_file, mermaid.to_mermaid(document))
-    _report(policies.check_plan(document))
+        _write(mermaid_file, mermaid.to_mermaid(read))
+    _report(policies.check_plan(read))
 
 
 @app.command()
 def diff(
-    base: Path = typer.Argument(..., help="Plan JSON of the base (e.g. main)."),
-    head: Path = typer.Argument(..., help="Plan JSON of the head (the pull request)."),
+    base: Path = typer.Argument(..., help="Plan JSON of the base (e.g. main), or the JSON of a real `pulumi preview --json` alone."),
+    head: Optional[Path] = typer.Argument(None, help="Plan JSON of the head (the pull request); omit it for a real preview."),
     format: str = typer.Option("text", "--format", "-f", help="text or markdown."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write here instead of standard output."),
     picture: bool = typer.Option(True, "--mermaid/--no-mermaid", help="Markdown: add the head's topology picture."),
     exit_code: bool = typer.Option(False, "--exit-code", help="Exit 1 when up would change something (as git diff --exit-code)."),
 ) -> None:
-    """Say what `pulumi up` would do going from BASE to HEAD: add, change, replace, delete.
+    """Say what `pulumi up` would do going from BASE to HEAD: what ends live sessions and changes
+    who may call, then add, change, replace, delete.
 
-    Exit 0 (with --exit-code: 0 no changes, 1 changes), 2 when an input is not a plan.
+    A real preview's JSON (`pulumi preview --json`) holds both sides: give it alone. Exit 0 (with
+    --exit-code: 0 no changes, 1 changes), 2 when an input is not a plan.
     """
     if format not in ("text", "markdown"):
         _fail("--format is text or markdown")
@@ -101,36 +103,54 @@ def diff(
         raise typer.Exit(1)
 
 
-def _diff_text(base: Path, head: Path, format: str, picture: bool) -> tuple[plan_diff.PlanDiff, str]:
-    base_plan, head_plan = load_plan(base, "base"), load_plan(head, "head")
+def _sides(base: Path, head: Optional[Path]) -> tuple[dict, dict]:
+    """(before, after): two plans, or a preview's old and new states."""
+    if head is not None:
+        return load_plan(base, "base"), load_plan(head, "head")
+    after = load_plan(base, "preview")
+    before = after["before"] or {**after, "resources": [], "outputs": {}, "warnings": []}
+    return before, after
+
+
+def _diff_text(base: Path, head: Optional[Path], format: str, picture: bool) -> tuple[plan_diff.PlanDiff, str]:
+    base_plan, head_plan = _sides(base, head)
     result = plan_diff.diff_plans(base_plan, head_plan)
-    access = plan_diff.access_changes(base_plan, head_plan)
+    violations = policies.check_change(result.review, head_plan)
+    # The access map and the picture need every resource: a preview without --show-sames lists only what changes.
+    access = plan_diff.access_changes(base_plan, head_plan) if head_plan["complete"] else []
     if format == "text":
-        return result, plan_diff.to_text(result) + "".join(f"{line}\n" for line in access)
-    text = plan_diff.to_markdown(result) + plan_diff.access_markdown(access)
-    if picture:
+        return result, plan_diff.to_text(result, violations) + "".join(f"{line}\n" for line in access)
+    text = plan_diff.to_markdown(result, violations=violations) + plan_diff.access_markdown(access)
+    if picture and head_plan["complete"]:
         text += "\n<details><summary>Topology</summary>\n\n```mermaid\n" + mermaid.to_mermaid(head_plan) + "```\n</details>\n"
     return result, text
 
 
 @app.command()
 def check(
-    plan_file: Path = typer.Argument(..., help="A plan JSON written by `mcp-affinity plan --json`."),
+    plan_file: Path = typer.Argument(..., help="A plan JSON written by `mcp-affinity plan --json`, or a real `pulumi preview --json`."),
+    head: Optional[Path] = typer.Argument(None, help="A second plan: PLAN_FILE is then the base, and the change from it to HEAD is judged too."),
 ) -> None:
     """Run the policy rules over a saved plan: exit 0 passed, 1 a mandatory violation, 2 not a plan.
 
-    Each service's session header and timeout are read from the plan itself.
+    Each service's session header and timeout are read from the plan itself. Given two plans, or a
+    real preview (which holds the old states), the change rules run too: a production change that
+    ends live sessions (advisory) or widens who may call (mandatory unless acknowledged).
     """
-    document, violations = _guarded(lambda: _checked(plan_file))
+    document, violations = _guarded(lambda: _checked(plan_file, head))
     for warning in document["warnings"]:
         _print(f"warning: {warning['message']}")
     _report(violations)
     _print(f"policy checks passed: {len(document['resources'])} resources of stack '{document['stack']}'")
 
 
-def _checked(path: Path) -> tuple[dict, list]:
-    document = load_plan(path)
-    return document, policies.check_plan(document)
+def _checked(path: Path, head: Optional[Path]) -> tuple[dict, list]:
+    before, document = _sides(path, head)
+    violations = policies.check_plan(document)
+    if head is not None or document["before"] is not None:
+        diffed = plan_diff.diff_plans(before, document)
+        violations += policies.check_change(diffed.review, document)
+    return document, violations
 
 
 def _guarded(work: Callable[[], Any]) -> Any:

@@ -2,7 +2,8 @@
 
 Input: two plans as :func:`plan_file.validate` returns them (see :mod:`.plan_file` for the shape).
 Resources are matched by URN, as the engine matches them: a new type, name or parent is a new URN,
-so it shows as one deletion and one addition. A matched resource is
+so it shows as one deletion and one addition, unless one of the HEAD resource's ``aliases`` is the
+BASE's URN (the engine then moves the resource: :func:`moves`). A matched resource is
 
 - **replaced** when a changed input is create-only for its type (:mod:`.replacements`, each type
   with its source) or listed in its ``replaceOnChanges`` option; replacing a stateful resource
@@ -32,10 +33,11 @@ import html
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 from . import replacements
 from .render import access_lines, key_settings, show
+from .. import impact
 from ..references import Index, resolved_inputs
 from ..wire import MASKED, SECRET_SIG, UNKNOWNS
 
@@ -123,6 +125,8 @@ class PlanDiff:
     changed: tuple[ResourceChange, ...] = ()
     outputs_changed: tuple[PropertyChange, ...] = ()
     warnings: tuple[str, ...] = ()
+    review: impact.Review = impact.Review()
+    """What the changes do to live sessions and to who may call (:mod:`mcp_affinity.impact`)."""
 
     def of(self, action: str) -> tuple[ResourceChange, ...]:
         return tuple(c for c in self.changed if c.action == action)
@@ -159,17 +163,46 @@ def diff_plans(base: dict, head: dict) -> PlanDiff:
             raise ValueError(f"cannot diff plans of different {key}s: base is {base.get(key)!r}, "
                              f"head is {head.get(key)!r}; compare two plans of the same stack")
     old, new = _resolved(_by_urn(base, "base")), _resolved(_by_urn(head, "head"))
-    changed = [change for urn in sorted(old.keys() & new.keys())
-               if (change := diff_resource(old[urn], new[urn])) is not None]
+    moved = moves(old, new)
+    pairs = sorted([(urn, urn) for urn in old.keys() & new.keys()] + list(moved.items()), key=lambda p: p[1])
+    changed = [change for before, after in pairs if (change := diff_resource(old[before], new[after])) is not None]
     names = {urn: r["name"] for urn, r in new.items()}
+    added = sorted(new.keys() - old.keys() - set(moved.values()))
+    removed = sorted(old.keys() - new.keys() - moved.keys())
     return PlanDiff(
         project=base["project"], stack=base["stack"],
-        added=tuple(_ref(new[urn], settings=True) for urn in sorted(new.keys() - old.keys())),
-        removed=tuple(_ref(old[urn]) for urn in sorted(old.keys() - new.keys())),
+        added=tuple(_ref(new[urn], settings=True) for urn in added),
+        removed=tuple(_ref(old[urn]) for urn in removed),
         changed=tuple(changed),
         outputs_changed=diff_properties(base.get("outputs") or {}, head.get("outputs") or {}),
         warnings=tuple(f"{names.get(w.get('urn'), 'stack')}: {w['message']}" for w in head.get("warnings") or []),
+        review=impact.review(_steps(old, new, added, removed, changed, moved), list(old.values()), list(new.values())),
     )
+
+
+def _steps(old: dict, new: dict, added: list[str], removed: list[str], changed: list["ResourceChange"],
+           moved: dict[str, str]) -> Iterator[impact.Change]:
+    """The changes ``up`` makes, as :mod:`mcp_affinity.impact` reads them (ignored ones left out);
+    ``moved``: BASE URN -> HEAD URN of the resources that only moved (:func:`moves`)."""
+    before = {after: base for base, after in moved.items()}
+    for urn in added:
+        yield impact.Change(urn, new[urn]["type"], "create", (), None, _dict(new[urn].get("inputs")))
+    for urn in removed:
+        yield impact.Change(urn, old[urn]["type"], "delete", (), _dict(old[urn].get("inputs")), None)
+    for change in changed:
+        if change.action != "ignored":
+            yield impact.Change(change.urn, change.type, change.action, tuple(c.path for c in change.counted),
+                                _dict(old[before.get(change.urn, change.urn)].get("inputs")),
+                                _dict(new[change.urn].get("inputs")))
+
+
+def moves(old: dict[str, dict], new: dict[str, dict]) -> dict[str, str]:
+    """BASE URN -> HEAD URN for each resource that only moved: a HEAD resource absent from BASE
+    whose ``aliases`` name a BASE URN that HEAD no longer has (the engine updates such a resource
+    in place instead of deleting and creating it;
+    https://www.pulumi.com/docs/iac/operations/stack-management/refactoring-with-aliases/)."""
+    return {alias: urn for urn, resource in new.items() if urn not in old
+            for alias in resource.get("aliases") or [] if alias in old and alias not in new}
 
 
 def diff_resource(old: dict, new: dict) -> Optional[ResourceChange]:
@@ -187,6 +220,9 @@ def diff_resource(old: dict, new: dict) -> Optional[ResourceChange]:
         return None
     counted = [c for c in changes if not c.ignored]
     action = "replace" if any(c.replaces for c in counted) else "update" if counted else "ignored"
+    step = new.get("step") or {}
+    if step.get("op") == "replace" and counted:  # the engine's word, in a real preview, beats our table
+        action, source = "replace", f"pulumi preview (replaceReasons: {', '.join(step.get('replaceReasons') or []) or 'none given'})"
     return ResourceChange(new["urn"], new["type"], new["name"], (), tuple(changes), action,
                           source if action == "replace" else None, bool(options.get("deleteBeforeReplace")))
 
@@ -206,10 +242,14 @@ def summary(diff: PlanDiff) -> str:
             f"{len(diff.removed)} to delete{note}")
 
 
-def to_text(diff: PlanDiff) -> str:
-    """Plain text: stateful alarms, summary, then ``+``/``-/+``/``~``/``=``/``-`` per resource."""
+def to_text(diff: PlanDiff, violations: Iterable[Any] = ()) -> str:
+    """Plain text: stateful alarms, live sessions and who may call (:func:`review_lines`), the
+    change rules' ``violations`` (:func:`policies.check_change`), summary, then
+    ``+``/``-/+``/``~``/``=``/``-`` per resource."""
     lines = [f"Plan diff for {diff.project} / stack {diff.stack}"]
     lines += [f"!!! DATA LOSS: {line}" for line in diff.stateful()]
+    lines += review_lines(diff.review)
+    lines += [f"policy {v.enforcement} [{v.rule}] {v.message}" for v in violations]
     lines.append(summary(diff))
     for r in diff.added:
         lines.append(f"+ {r.type} {r.name}")
@@ -227,7 +267,32 @@ def to_text(diff: PlanDiff) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_markdown(diff: PlanDiff, title: Optional[str] = None) -> str:
+def review_lines(review: impact.Review) -> list[str]:
+    """What ends live sessions, what keeps them, then what changes who may call, per service:
+    ``ends live sessions: tools (6 shard instances)`` with its causes indented below."""
+    lines = []
+    for session in review.sessions:
+        lines.append(f"{session.verdict.value} live sessions: {session}")
+        lines += [f"    {reason}" for reason in session.reasons]
+    for service, changes in _access_by_service(review):
+        lines.append(f"changes who may call: {service}")
+        lines += [f"    {direction}: {text}" for direction, text in changes]
+    return lines
+
+
+def _access_by_service(review: impact.Review) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Per service, (direction, text) once each, ``(xN)`` when N resources make the same change
+    (the IAP member of each shard's backend)."""
+    grouped: dict[str, dict[tuple[str, str], int]] = {}
+    for change in review.access:
+        key = (change.direction.value, change.text)
+        grouped.setdefault(change.service, {}).setdefault(key, 0)
+        grouped[change.service][key] += 1
+    return [(service, [(d, t + (f" (x{n})" if n > 1 else "")) for (d, t), n in found.items()])
+            for service, found in grouped.items()]
+
+
+def to_markdown(diff: PlanDiff, title: Optional[str] = None, violations: Iterable[Any] = ()) -> str:
     """GitHub Markdown for a pull-request comment: heading, a CAUTION block for stateful
     replacements or deletions, summary, a table of resources, then a collapsed ``<details>`` of
     property changes per changed resource, changed outputs and the program's warnings."""
@@ -236,6 +301,9 @@ def to_markdown(diff: PlanDiff, title: Optional[str] = None) -> str:
     if diff.stateful():
         lines += ["> [!CAUTION]", "> **Stateful resources are replaced or deleted:**"]
         lines += [f"> - {html.escape(line)}" for line in diff.stateful()] + [""]
+    lines += _review_markdown(diff.review)
+    lines += [f"- policy **{v.enforcement}** `{v.rule}`: {html.escape(v.message)}" for v in violations]
+    lines += [""] if violations else []
     lines.append(f"**{summary(diff)}**")
     rows = [("add", r, " ".join(_code(s) for s in r.settings)) for r in diff.added]
     rows += [(c.action if c.action != "update" else "change", c, html.escape(_why(c) or _count(c)))
@@ -254,6 +322,26 @@ def to_markdown(diff: PlanDiff, title: Optional[str] = None) -> str:
     if diff.warnings:
         lines += ["", "**Warnings**", ""] + [f"- {html.escape(w)}" for w in diff.warnings]
     return "\n".join(lines) + "\n"
+
+
+def _review_markdown(review: impact.Review) -> list[str]:
+    lines = []
+    if review.ending():
+        lines += ["> [!WARNING]"]
+        lines += [f"> **ends live sessions: {html.escape(str(s))}**: {html.escape('; '.join(s.reasons))}" + "  "
+                  for s in review.ending()]
+        lines[-1] = lines[-1].rstrip()
+        lines.append("")
+    kept = [s for s in review.sessions if s.verdict is not impact.SessionVerdict.ENDS]
+    if kept:
+        lines += [f"{s.verdict.value} live sessions: {html.escape(str(s))}" + ("  " if i < len(kept) - 1 else "")
+                  for i, s in enumerate(kept)] + [""]
+    access = _access_by_service(review)
+    if access:
+        lines += ["**Who may call**", "", "| Service | Effect | Change |", "| --- | --- | --- |"]
+        lines += [f"| {_code(service)} | {direction} | {html.escape(text)} |"
+                  for service, changes in access for direction, text in changes] + [""]
+    return lines
 
 
 def _why(change: ResourceChange) -> str:

@@ -8,9 +8,15 @@ balancer -> backend -> zonal NEGs -> Istio gateway -> DestinationRule (its hash 
 Deployment (an MCP server: it declares ``MCP_SESSION_HEADER``) -> session store. Input: a plan
 as :func:`.plan_file.validate` returns it.
 
-In a preview most references between resources (NEG ids, URL-map services) are unknown, so edges
-come from structure: resources under one parent component belong together, every load balancer
-reaches every backend, and every workload uses every session store.
+Every node stands for resources of the plan (its members) and every edge is drawn only where the
+plan links a member of one node to a member of the other (:class:`Links`): an input that carries
+another resource's output (the engine's ``propertyDependencies``; in a preview the value itself is
+unknown, the reference is not), or an input that names another resource (a NEG's Cloud Run
+service, a VirtualService's gateway and host, a proxy configuration's pod Service), directly or
+through resources the picture does not draw (a service's secret that holds the store's address).
+The references the plan resolves (``references``: an input that is another planned resource's id)
+are links too. Ordering-only dependencies (``dependsOn``) are not. :func:`graph` gives the nodes with their
+members and the edges, for tests that hold the picture to the plan.
 """
 
 from __future__ import annotations
@@ -20,7 +26,10 @@ from typing import Any, Iterable, Optional
 
 from ..cloud_run_shards import ID_PREFIX_ENV, SEPARATOR, SHARD_KEY_ENV
 from ..policies import HEADER_ENV, pod_env
-from ..wire import ALERT_POLICY, BACKEND, CLOUD_RUN, DASHBOARD, FORWARDING_RULE, LOG_METRIC, NEG, REDIS
+from ..wire import (
+    ALERT_POLICY, BACKEND, CLOUD_RUN, CONFIG_MAP, DASHBOARD, FORWARDING_RULE, LOG_METRIC, NEG, REDIS, STATEFUL_SET, UNKNOWNS,
+    URL_MAP,
+)
 from .render import lookup, show
 
 LB_COMPONENT = ":GlobalHttpsLoadBalancer"
@@ -31,22 +40,95 @@ _ENTITIES = {'"': "#quot;", "#": "#35;", "[": "#91;", "]": "#93;", "(": "#40;", 
              "{": "#123;", "}": "#125;", "<": "#lt;", ">": "#gt;", "|": "#124;", "`": "#96;"}
 
 
+_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
+LINK_HOPS = 3
+"""How many resources the picture does not draw a link may pass through (service -> secret version -> store)."""
+
+
+class Links:
+    """Which resources of a plan refer to which (``refers``: URN -> the URNs its inputs carry or
+    name; ``dependsOn`` left out, see the module docstring)."""
+
+    def __init__(self, resources: list[dict]):
+        self.refers: dict[str, set[str]] = {r["urn"]: set() for r in resources}
+        names: dict[str, set[str]] = {}
+        for resource in resources:
+            for name in _physical_names(resource):
+                names.setdefault(name, set()).add(resource["urn"])
+        for resource in resources:
+            explicit = set((resource.get("options") or {}).get("dependsOn") or [])
+            found = {u for u in resource.get("dependencies") or [] if u not in explicit and u in self.refers}
+            found |= {u for u in (resource.get("references") or {}).values() if u in self.refers}
+            found |= {u for token in set(_tokens(resource.get("inputs"))) for u in names.get(token, ())}
+            self.refers[resource["urn"]] = found - {resource["urn"]}
+
+    def linked(self, sources: Iterable[str], targets: Iterable[str], drawn: set[str]) -> bool:
+        """True when the plan links a member of ``sources`` to one of ``targets``: they share a
+        resource, one refers to the other through at most :data:`LINK_HOPS` resources outside
+        ``drawn`` (the members of every node), or a resource outside ``drawn`` refers to both (a
+        VirtualService names its gateway and its host)."""
+        sources, targets = set(sources), set(targets)
+        if sources & targets or self._reaches(sources, targets, drawn) or self._reaches(targets, sources, drawn):
+            return True
+        return any(refs & sources and refs & targets for urn, refs in self.refers.items() if urn not in drawn)
+
+    def _reaches(self, sources: set[str], targets: set[str], drawn: set[str]) -> bool:
+        frontier, seen = set(sources), set(sources)
+        for _ in range(LINK_HOPS + 1):
+            reached = {n for urn in frontier for n in self.refers.get(urn, ())} - seen
+            if reached & targets:
+                return True
+            frontier, seen = reached - drawn, seen | reached
+        return False
+
+
+def _physical_names(resource: dict) -> list[str]:
+    """The names other resources use for ``resource``: its GCP ``name``, its Kubernetes name."""
+    names = [_get(resource, "name"), _get(resource, "metadata.name")]
+    return [n for n in names if isinstance(n, str) and n and n not in UNKNOWNS and _TOKEN.fullmatch(n)]
+
+
+def _tokens(value: Any) -> Iterable[str]:
+    if isinstance(value, str):
+        yield from _TOKEN.findall(value)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _tokens(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _tokens(item)
+
+
 class _Graph:
-    """Nodes, grouped per parent component (a subgraph when it holds two or more), and edges."""
+    """Nodes, grouped per parent component (a subgraph when it holds two or more), and the edges the
+    plan links (:class:`Links`)."""
 
-    def __init__(self, components: dict[str, dict]):
-        self.components, self.ids = components, set()
+    def __init__(self, components: dict[str, dict], links: Links):
+        self.components, self.ids, self.links = components, set(), links
         self.nodes: dict[Optional[str], list[str]] = {}
-        self.edges: dict[str, None] = {}  # an ordered set
+        self.members: dict[str, list[str]] = {}
+        self.wanted: list[tuple[str, str, str]] = []
 
-    def node(self, prefix: str, name: str, lines: Iterable[str], parent: Optional[str]) -> str:
+    def node(self, prefix: str, name: str, lines: Iterable[str], parent: Optional[str], members: Iterable[dict]) -> str:
         node_id = _unique(f"{prefix}_{name}", self.ids)
         group = parent if parent in self.components else None
         self.nodes.setdefault(group, []).append(f'{node_id}["{"<br/>".join(map(escape, lines))}"]')
+        self.members[node_id] = [m["urn"] for m in members]
         return node_id
 
     def edge(self, source: str, target: str, label: str = "") -> None:
-        self.edges[f"{source} -->|{escape(label)}| {target}" if label else f"{source} --> {target}"] = None
+        """Draw ``source`` -> ``target`` if the plan links them (decided once every node is known)."""
+        self.wanted.append((source, target, label))
+
+    @property
+    def edges(self) -> dict[tuple[str, str], str]:
+        """(source, target) -> label, in the order asked, for the pairs the plan links."""
+        drawn = {urn for members in self.members.values() for urn in members}
+        found: dict[tuple[str, str], str] = {}
+        for source, target, label in self.wanted:
+            if (source, target) not in found and self.links.linked(self.members[source], self.members[target], drawn):
+                found[(source, target)] = label
+        return found
 
     def render(self) -> str:
         lines = ["flowchart LR"] + [f"  {n}" for n in self.nodes.get(None, [])]
@@ -58,34 +140,58 @@ class _Graph:
             title = escape(f"{component['type'].rsplit(':', 1)[-1]} {component['name']}")
             lines += [f'  subgraph {_unique("grp_" + component["name"], self.ids)}["{title}"]']
             lines += [f"    {n}" for n in nodes] + ["  end"]
-        return "\n".join(lines + [f"  {e}" for e in self.edges]) + "\n"
+        edges = [f"{s} -->|{escape(label)}| {t}" if label else f"{s} --> {t}" for (s, t), label in self.edges.items()]
+        return "\n".join(lines + [f"  {e}" for e in edges]) + "\n"
 
 
 def to_mermaid(plan: dict) -> str:
     """Mermaid ``flowchart LR`` source for ``plan``; the same plan always gives the same text."""
+    return _build(plan).render()
+
+
+def graph(plan: dict) -> tuple[dict[str, list[str]], dict[tuple[str, str], str]]:
+    """The picture of ``plan`` as data: node id -> the URNs it stands for, (source, target) -> label."""
+    built = _build(plan)
+    return dict(built.members), built.edges
+
+
+def _build(plan: dict) -> _Graph:
     resources = sorted(plan.get("resources", []), key=lambda r: r["urn"])
-    graph = _Graph({r["urn"]: r for r in resources if not r.get("custom")})
-    entries = [graph.node("lb", r["name"], _lb_label(r, resources), r["parent"])
+    graph = _Graph({r["urn"]: r for r in resources if not r.get("custom")}, Links(resources))
+    entries = [graph.node("lb", r["name"], _lb_label(r, resources), r["parent"], _lb_members(r, resources))
                for r in resources if r["type"].endswith(LB_COMPONENT)]
-    gateways = [graph.node("gw", _meta_name(r), _gateway_label(r), r["parent"])
+    gateways = [graph.node("gw", _meta_name(r), _gateway_label(r), r["parent"], _gateway_members(r, resources))
                 for r in resources if _is_gateway(r)]
     workloads = _cloud_run(graph, resources, entries, gateways) + _mesh(graph, resources, gateways)
     for store in (r for r in resources if r["type"] == REDIS):
-        store_id = graph.node("store", store["name"], _store_label(store), store["parent"])
-        for workload in workloads:
+        store_id = graph.node("store", store["name"], _store_label(store), store["parent"], [store])
+        for workload in workloads:  # drawn where the workload reads the store's address
             graph.edge(workload, store_id, "sessions")
     _monitoring(graph, resources, entries)
-    return graph.render()
+    return graph
+
+
+def _lb_members(lb: dict, resources: list[dict]) -> list[dict]:
+    """The load balancer component and what it holds but its backends (drawn on their own)."""
+    return [lb] + [r for r in resources if r["parent"] == lb["urn"] and r["type"] != BACKEND]
+
+
+def _gateway_members(gateway: dict, resources: list[dict]) -> list[dict]:
+    """The gateway and the Helm release that installs it (its Service names the backend for autoneg)."""
+    return [gateway] + [r for r in resources if r["parent"] == gateway["parent"] and _kind(r) == "Release"
+                        and r["name"].endswith("gateway")]
 
 
 def _monitoring(graph: _Graph, resources: list[dict], entries: list[str]) -> None:
-    """What a monitoring component builds, watching the load balancer's traffic."""
+    """What a monitoring component builds, watching the load balancer's traffic: drawn to each
+    backend its metrics and alerts name (the plan links them by the backend's name)."""
     for component in (r for r in resources if r["type"].endswith(":McpMonitoring")):
         counts = [(len(_of(resources, t, component["urn"])), what) for t, what in (
             (DASHBOARD, "dashboard"), (ALERT_POLICY, "alert policies"), (LOG_METRIC, "log-based metrics"))]
-        node = graph.node("mon", component["name"], ["monitoring", *(f"{n} {what}" for n, what in counts)], None)
-        for entry in entries:
-            graph.edge(node, entry, "watches")
+        node = graph.node("mon", component["name"], ["monitoring", *(f"{n} {what}" for n, what in counts)], None,
+                          [component, *(r for r in resources if r["parent"] == component["urn"])])
+        for target in [*entries, *(n for n in graph.members if n.startswith("be_"))]:
+            graph.edge(node, target, "watches")
 
 
 def _cloud_run(graph: _Graph, resources: list[dict], entries: list[str], gateways: list[str]) -> list[str]:
@@ -97,7 +203,7 @@ def _cloud_run(graph: _Graph, resources: list[dict], entries: list[str], gateway
         negs[parent] = _shards(graph, resources, entries, parent, keys)
     for backend in (r for r in resources if r["type"] == BACKEND and r["parent"] not in sharded):
         parent = backend["parent"]
-        backend_id = graph.node("be", backend["name"], _backend_label(backend), parent)
+        backend_id = graph.node("be", backend["name"], _backend_label([backend]), parent, [backend])
         for entry in entries:
             graph.edge(entry, backend_id)
         serverless = [n for n in _of(resources, NEG, parent) if _get(n, "networkEndpointType") == "SERVERLESS"]
@@ -105,18 +211,21 @@ def _cloud_run(graph: _Graph, resources: list[dict], entries: list[str], gateway
                                       if isinstance(b, dict)) if m]
         if serverless:
             regions = ", ".join(sorted({show(_get(n, "region")) for n in serverless}))
-            negs[parent] = graph.node("neg", backend["name"], ["Serverless NEGs", regions], parent)
+            negs[parent] = graph.node("neg", backend["name"], ["Serverless NEGs", regions], parent, serverless)
             graph.edge(backend_id, negs[parent])
         elif zonal:  # GKE NEGs named in the backend; the mesh gateway's pods are their endpoints
             names, zones = (", ".join(sorted({z[i] for z in zonal})) for i in (1, 0))
-            neg_id = graph.node("neg", backend["name"], [f"Zonal NEGs {names}", zones], parent)
+            neg_id = graph.node("neg", backend["name"], [f"Zonal NEGs {names}", zones], parent, [backend])
             graph.edge(backend_id, neg_id)
             for gateway in gateways:
                 graph.edge(neg_id, gateway)
+        else:  # NEGs autoneg attaches after apply: the gateway's Service names this backend
+            for gateway in gateways:
+                graph.edge(backend_id, gateway)
     runs = []
     for parent in _ordered(r["parent"] for r in resources if r["type"] == CLOUD_RUN):
         services = _of(resources, CLOUD_RUN, parent)
-        runs.append(graph.node("run", _names(services), _run_label(services), parent))
+        runs.append(graph.node("run", _names(services), _run_label(services), parent, services))
         if parent in negs:
             graph.edge(negs[parent], runs[-1])
     return runs
@@ -140,35 +249,53 @@ def _shards(graph: _Graph, resources: list[dict], entries: list[str], parent: st
     header = next((e.get("value") for s in services for c in _get(s, "template.containers") or []
                    for e in c.get("envs") or [] if isinstance(e, dict) and e.get("name") == HEADER_ENV), "session header")
     name = parent.rsplit("::", 1)[-1]
+    backends, negs = _of(resources, BACKEND, parent), _of(resources, NEG, parent)
+    url_maps = [r for r in resources if r["type"] == URL_MAP and any(isinstance(m, dict) and m.get("name") == name for m in _get(r, "pathMatchers") or [])]
     routes = graph.node("shards", name, [f"Shard routes {len(keys)}", f"{header} prefix {keys[0]}{SEPARATOR} .. {keys[-1]}{SEPARATOR}",
-                                         "to its shard; others weighted 1:1"], parent)
+                                         "to its shard; others weighted 1:1"], parent, url_maps)
     for entry in entries:
         graph.edge(entry, routes)
-    backends = _of(resources, BACKEND, parent)
-    backend_id = graph.node("be", name, [f"Backends {len(backends)}, one per shard", "no LB affinity"], parent)
-    regions = ", ".join(sorted({show(_get(n, "region")) for n in _of(resources, NEG, parent)}))
-    neg_id = graph.node("neg", name, [f"Serverless NEGs {len(keys)}", regions], parent)
+    backend_id = graph.node("be", name, _backend_label(backends, f"Backends {len(backends)}, one per shard"), parent, backends)
+    regions = ", ".join(sorted({show(_get(n, "region")) for n in negs}))
+    neg_id = graph.node("neg", name, [f"Serverless NEGs {len(keys)}", regions], parent, negs)
     graph.edge(routes, backend_id, "shards")
     graph.edge(backend_id, neg_id)
     return neg_id
 
 
 def _mesh(graph: _Graph, resources: list[dict], gateways: list[str]) -> list[str]:
-    """Gateway -> DestinationRule -> Deployment per parent; returns the Deployment node ids."""
+    """Gateway -> DestinationRule -> (learned-pinning proxy ->) Deployment per parent; returns the
+    Deployment node ids."""
     deployments: list[str] = []
     servers = [r for r in resources if _kind(r) == "DestinationRule" or _is_mcp_server(r)]
     for parent in _ordered(r["parent"] for r in servers):
         members = [r for r in resources if r["parent"] == parent and not _is_gateway(r)]
-        rules = [graph.node("dr", _meta_name(r), _rule_label(r), parent)
+        rules = [graph.node("dr", _meta_name(r), _rule_label(r), parent, [r])
                  for r in members if _kind(r) == "DestinationRule"]
-        workloads = [graph.node("dep", _meta_name(r), _deployment_label(r, members), parent)
+        proxies = [graph.node("proxy", _meta_name(r), _proxy_label(r), parent, [r, *_proxy_configs(r, members)])
+                   for r in members if r["type"] == STATEFUL_SET]
+        workloads = [graph.node("dep", _meta_name(r), _deployment_label(r, members), parent, [r])
                      for r in members if _is_mcp_server(r)]
-        # Gateway traffic passes the parent's DestinationRule when there is one.
-        for source, targets in [(g, rules or workloads) for g in gateways] + [(r, workloads) for r in rules]:
-            for target in targets:
-                graph.edge(source, target)
+        # Gateway traffic passes the parent's DestinationRule when there is one, then its proxy.
+        hops = [[g for g in gateways], rules, proxies, workloads]
+        hops = [hop for hop in hops if hop]
+        for sources, targets in zip(hops, hops[1:]):
+            for source in sources:
+                for target in targets:
+                    graph.edge(source, target)
         deployments += workloads
     return deployments
+
+
+def _proxy_configs(proxy: dict, siblings: list[dict]) -> list[dict]:
+    """The ConfigMap holding the proxy's ``haproxy.cfg``."""
+    return [r for r in siblings if r["type"] == CONFIG_MAP and "haproxy.cfg" in (_get(r, "data") or {})]
+
+
+def _proxy_label(proxy: dict) -> list[str]:
+    replicas = _get(proxy, "spec.replicas")
+    return [f"Pinning proxy {_meta_name(proxy)}", f"HAProxy x {show(replicas) if replicas is not None else 1}",
+            "learned pins, shared by peers"]
 
 
 def _lb_label(lb: dict, resources: list[dict]) -> list[str]:
@@ -176,14 +303,16 @@ def _lb_label(lb: dict, resources: list[dict]) -> list[str]:
     return [f"Load balancer {lb['name']}", "ports " + (", ".join(_by_number(ports)) or "none")]
 
 
-def _backend_label(backend: dict) -> list[str]:
+def _backend_label(backends: list[dict], title: str = "") -> list[str]:
+    """Name (or ``title``), IAP and Cloud Armor when every backend has them, and the affinity."""
+    backend = backends[0]
     settings = [show(v) for v in (_get(backend, p) for p in AFFINITY_PATHS) if v not in (None, "", "NONE")]
     affinity = "affinity " + " / ".join(settings) if settings else "no LB affinity"
-    name = f"Backend {_get(backend, 'name') or backend['name']}"
+    name = title or f"Backend {_get(backend, 'name') or backend['name']}"
     if str(_get(backend, "description") or "").startswith("mcp-affinity: unknown hosts"):
         return [name, "unknown hosts: 404 at the load balancer"]
-    edge = [label for label, on in (("IAP", _get(backend, "iap.enabled") is True),
-                                    ("Cloud Armor", _get(backend, "securityPolicy") is not None)) if on]
+    edge = [label for label, on in (("IAP", all(_get(b, "iap.enabled") is True for b in backends)),
+                                    ("Cloud Armor", all(_get(b, "securityPolicy") is not None for b in backends))) if on]
     return [name, *([", ".join(edge)] if edge else []), affinity]
 
 
@@ -191,7 +320,8 @@ def _run_label(services: list[dict]) -> list[str]:
     def values(path: str) -> str:
         return ", ".join(sorted({show(_get(s, path)) for s in services if _get(s, path) is not None})) or "default"
     lines = [f"Cloud Run {values('name')}", f"regions {values('location')}",
-             f"timeout {values('template.timeout')}", f"ingress {values('ingress')}"]
+             f"timeout {values('template.timeout')}", f"ingress {values('ingress')}",
+             f"access {values('labels.mcp-access')}"]
     if any(_get(s, "template.sessionAffinity") is True for s in services):
         lines.append("cookie affinity on")  # Cloud Run's own best-effort affinity, not the LB's
     shards = _shard_keys(services)
@@ -222,12 +352,14 @@ def _rule_label(rule: dict) -> list[str]:
 
 def _deployment_label(deployment: dict, siblings: list[dict]) -> list[str]:
     name, replicas = _meta_name(deployment), _get(deployment, "spec.replicas")
+    access = _get(deployment, "metadata.labels.mcp-access")
     scalers = [s for s in siblings if _kind(s) == "HorizontalPodAutoscaler"
                and _get(s, "spec.scaleTargetRef.name") == name]
     if scalers:  # an autoscaler, not spec.replicas, decides the count
-        return [f"Deployment {name}", f"replicas {show(_get(scalers[0], 'spec.minReplicas') or 1)}"
-                f"-{show(_get(scalers[0], 'spec.maxReplicas'))} HPA"]
-    return [f"Deployment {name}"] + ([f"replicas {show(replicas)}"] if replicas is not None else [])
+        count = [f"replicas {show(_get(scalers[0], 'spec.minReplicas') or 1)}-{show(_get(scalers[0], 'spec.maxReplicas'))} HPA"]
+    else:
+        count = [f"replicas {show(replicas)}"] if replicas is not None else []
+    return [f"Deployment {name}", *count] + ([f"access {show(access)}"] if access is not None else [])
 
 
 def _is_mcp_server(resource: dict) -> bool:

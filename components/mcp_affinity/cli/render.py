@@ -205,8 +205,8 @@ def plain_text(renderable: Any, width: int = 100_000) -> str:
     return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()) + "\n"
 
 
-def summary(plan: Plan) -> list[str]:
-    """Lines: resource count by type, warnings, then the outputs as YAML."""
+def summary(plan: Plan, outputs: bool = True) -> list[str]:
+    """Lines: resource count by type, warnings, then (with ``outputs``) the outputs as YAML."""
     counts = Counter(r.type for r in plan.resources)
     lines = [f"{len(plan.resources)} resources to create in stack '{plan.stack}':"]
     lines += [f"  {n:3d} {t}" for t, n in sorted(counts.items())]
@@ -214,8 +214,9 @@ def summary(plan: Plan) -> list[str]:
     for warning in plan.warnings:
         where = names.get(getattr(warning, "urn", None))
         lines.append(f"warning: {warning}" + (f" (resource {where})" if where else ""))
-    lines.append("outputs:")
-    lines += [f"  {line}".rstrip() for line in to_yaml(_shown_tree(plan.outputs)).splitlines()] if plan.outputs else []
+    if outputs:
+        lines.append("outputs:")
+        lines += [f"  {line}".rstrip() for line in to_yaml(_shown_tree(plan.outputs)).splitlines()] if plan.outputs else []
     return lines
 
 

@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import pulumi
 from google.protobuf import json_format
-from .. import pulumi_shim as shim
+from .. import impact, pulumi_shim as shim
 from ..pulumi_shim import run_program, start_mock_run, sync_await as _sync_await
 
 from .project import PulumiProject
@@ -57,9 +57,16 @@ class PlannedResource:
     delete_before_replace: bool = False
     replace_on_changes: list[str] = field(default_factory=list)
     provider: Optional[str] = None
+    provider_ref: Optional[str] = None
+    """The engine's provider reference, ``"<provider URN>::<provider id>"``."""
+    property_dependencies: dict[str, list[str]] = field(default_factory=dict)
+    """Input name -> the URNs its value came from (the engine's ``propertyDependencies``)."""
     references: dict[str, str] = field(default_factory=dict)
     """Input path (``pathMatchers.0.defaultService``) -> URN of the planned resource whose id the
     input is; the input itself stays unknown, as in ``pulumi preview`` (:mod:`mcp_affinity.references`)."""
+    aliases: list[str] = field(default_factory=list)
+    """The URNs this resource was known by (its ``aliases`` option and its parents'), as the engine
+    derives them; ``diff`` matches a resource whose URN moved through them."""
 
     def manifest(self) -> dict[str, Any]:
         """The inputs as the provider would send them on: secrets unwrapped, whole numbers as ints.
@@ -77,11 +84,31 @@ class PlannedResource:
                 "replaceOnChanges": list(self.replace_on_changes), "provider": self.provider}
 
     def to_json(self) -> dict[str, Any]:
+        """The resource as checks and the diff read it (:func:`.plan_file.validate`'s resources)."""
         document = {"urn": self.urn, "type": self.type, "name": self.name, "parent": self.parent,
-                    "custom": self.custom, "inputs": self.inputs, "options": self.options()}
+                    "custom": self.custom, "inputs": self.inputs, "options": self.options(),
+                    "dependencies": list(self.dependencies)}
         if self.references:
             document[REFERENCES] = dict(sorted(self.references.items()))
+        if self.aliases:
+            document["aliases"] = list(self.aliases)
         return document
+
+    def to_step(self) -> dict[str, Any]:
+        """A ``create`` step as ``pulumi preview --json`` writes it (see :mod:`.plan_file`)."""
+        optional = {"parent": self.parent, "protect": self.protect, "provider": self.provider_ref,
+                    "dependencies": list(self.dependencies), "propertyDependencies": self.property_dependencies,
+                    "aliases": list(self.aliases),
+                    "ignoreChanges": list(self.ignore_changes), "replaceOnChanges": list(self.replace_on_changes)}
+        state = {"urn": self.urn, "custom": self.custom, "type": self.type, "inputs": self.inputs,
+                 # omitted when empty, as the engine's ``omitempty`` fields are
+                 **{k: v for k, v in optional.items() if v not in (None, [], {}, False)}}
+        step: dict[str, Any] = {"op": "create", "urn": self.urn, "newState": state, "detailedDiff": None}
+        if self.delete_before_replace:
+            step["deleteBeforeReplace"] = True  # an addition: the engine's state does not record it
+        if self.references:
+            step[REFERENCES] = dict(sorted(self.references.items()))  # an addition (mcp_affinity.references)
+        return step
 
 
 class LoggedWarning(str):
@@ -95,7 +122,8 @@ class LoggedWarning(str):
         return warning
 
     def to_json(self) -> dict[str, Any]:
-        return {"message": str(self), "urn": self.urn}
+        """A diagnostic as ``pulumi preview --json`` writes it: ``{"urn", "message", "severity"}``."""
+        return {"urn": self.urn, "message": str(self), "severity": "warning"}
 
 
 @dataclass
@@ -111,10 +139,21 @@ class Plan:
     """Placeholder id (:data:`ID_MARK`) -> URN, while the program runs."""
 
     def to_json(self) -> dict[str, Any]:
-        """``{"project", "stack", "resources": [...], "outputs": {...}, "warnings": [{"message", "urn"}]}``."""
-        return {"project": self.project, "stack": self.stack,
-                "resources": [r.to_json() for r in self.resources], "outputs": self.outputs,
-                "warnings": [w.to_json() for w in self.warnings]}
+        """The plan in the shape of ``pulumi preview --json`` (:mod:`.plan_file` describes it): every
+        resource a ``create`` step, the warnings as ``diagnostics``; our additions ``project``,
+        ``stack``, ``outputs`` and ``sessionImpact`` (:func:`mcp_affinity.impact.session_holders`)
+        in fields of their own."""
+        return {"steps": [r.to_step() for r in self.resources],
+                "changeSummary": {"create": len(self.resources)} if self.resources else {},
+                "diagnostics": [w.to_json() for w in self.warnings],
+                "project": self.project, "stack": self.stack, "outputs": self.outputs,
+                "sessionImpact": impact.session_holders([r.to_json() for r in self.resources])}
+
+    def document(self) -> dict[str, Any]:
+        """The plan as ``check``, ``diff`` and the picture read it: :func:`.plan_file.validate` of
+        :meth:`to_json` (``{"project", "stack", "resources": [...], "outputs", "warnings", ...}``)."""
+        from .plan_file import validate
+        return validate(self.to_json())
 
     def by_type(self, type_: str) -> list[PlannedResource]:
         return [r for r in self.resources if r.type == type_]
@@ -131,14 +170,37 @@ class _RecordingMonitor(shim.MockMonitor):
     def __init__(self, mock: shim.Mocks, plan: Plan):
         super().__init__(mock)
         self.plan = plan
+        self.stack_urn = ""
+        self.aliases_of: dict[str, list[str]] = {}
+
+    def alias_urns(self, request, urn: str) -> list[str]:
+        """The URNs a registration's aliases name, as the engine derives them: each alias spec with
+        the current name, type and parent where it leaves them out (no parent: the stack's root),
+        and the resource under each of its parent's aliases (children inherit a parent's move;
+        https://www.pulumi.com/docs/iac/operations/stack-management/refactoring-with-aliases/). An alias to another
+        stack or project is not modelled."""
+        found = []
+        for alias in request.aliases:
+            if alias.WhichOneof("alias") == "urn":
+                found.append(alias.urn)
+                continue
+            spec = alias.spec
+            parent = self.stack_urn if spec.noParent else (spec.parentUrn or request.parent)
+            found.append(self.make_urn(parent, spec.type or request.type, spec.name or request.name))
+        found += [self.make_urn(parent, request.type, request.name) for parent in self.aliases_of.get(request.parent, [])]
+        return sorted(set(found) - {urn})
 
     def RegisterResource(self, request):
         response = super().RegisterResource(request)
-        if request.type != "pulumi:pulumi:Stack":
+        if request.type == "pulumi:pulumi:Stack":
+            self.stack_urn = response.urn
+        else:
+            aliases = self.aliases_of[response.urn] = self.alias_urns(request, response.urn)
             if response.id.startswith(ID_MARK):
                 self.plan.ids[response.id] = response.urn
             bag = json_format.MessageToDict(request.object, preserving_proto_field_name=True)
-            carried = {urn for deps in request.propertyDependencies.values() for urn in deps.urns}
+            by_input = {key: sorted(set(deps.urns)) for key, deps in request.propertyDependencies.items() if deps.urns}
+            carried = {urn for urns in by_input.values() for urn in urns}
             self.plan.resources.append(PlannedResource(
                 urn=response.urn, type=request.type, name=request.name,
                 parent=request.parent or None, custom=bool(request.custom), inputs=mask_flagged_env(mask_secrets(bag)),
@@ -149,6 +211,8 @@ class _RecordingMonitor(shim.MockMonitor):
                 replace_on_changes=list(request.replaceOnChanges),
                 # A provider reference is "<provider URN>::<provider id>".
                 provider=request.provider.rsplit("::", 1)[0] if request.provider else None,
+                provider_ref=request.provider or None, property_dependencies=dict(sorted(by_input.items())),
+                aliases=aliases,
             ))
         return response
 

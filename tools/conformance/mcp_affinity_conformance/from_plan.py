@@ -60,9 +60,16 @@ def _env(container: dict, key: str) -> dict[str, Any]:
     return {e.get("name"): _value(e.get("value")) for e in container.get(key) or [] if isinstance(e, dict)}
 
 
+def _resources(plan: dict) -> list[dict]:
+    """The resources of a plan in any shape :func:`mcp_affinity.cli.plan_file.validate` reads."""
+    from mcp_affinity.cli.plan_file import validate
+
+    return validate(plan)["resources"]
+
+
 def planned_routings(plan: dict) -> list[PlannedRouting]:
     """Every MCP service of ``plan`` (the JSON of ``mcp-affinity plan --json``), sorted by name."""
-    resources = [r for r in plan.get("resources") or [] if isinstance(r, dict)]
+    resources = _resources(plan)
     return sorted([*_cloud_run(resources), *_gke(resources)], key=lambda p: (p.platform, p.service))
 
 
@@ -176,7 +183,7 @@ def planned_shards(plan: dict) -> list[PlannedShards]:
     """Every sharded Cloud Run service of ``plan`` (the JSON of ``mcp-affinity plan --json``).
 
     Raises ``ValueError`` when the URL map's shard routes and the shard services disagree."""
-    resources = [r for r in plan.get("resources") or [] if isinstance(r, dict)]
+    resources = _resources(plan)
     keys: dict[str, list[str]] = {}
     for resource in resources:
         if resource.get("type") == CLOUD_RUN:
