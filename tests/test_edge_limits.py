@@ -17,7 +17,6 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import ValidationError
 
 from conftest import ROOT, plan_example, plan_stack
 from edge_eval import Edge, Request, deciding_rule, ordered
