@@ -27,7 +27,7 @@ def build(settings: StackSettings) -> dict[str, Any]:
         store = SessionStore("sessions", settings.session_store, network=network.ref())
         store_ref = store.ref()
         outputs.update(sessionStoreHost=store.host, sessionStoreSecret=store.secret_id)
-    context = SharedContext(network.ref(), store_ref, settings.secret_keys)
+    context = SharedContext(network.ref(), store_ref, settings.secret_keys, settings.monitoring is not None)
     backends: dict[str, Any] = {}
     for name, platform_settings in settings.platforms.items():
         platform_backends, platform_outputs = PLATFORMS[name].build(platform_settings, context)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from mcp_affinity.monitoring import MonitoringArgs, MonitoringTargets, ServiceTarget
+from mcp_affinity.mesh_metrics import front_app
+from mcp_affinity.monitoring import MeshTarget, MonitoringArgs, MonitoringTargets, ProxyTarget, ServiceTarget
 from mcp_affinity.settings import config_model
 
 MonitoringConfig = config_model(MonitoringArgs)
@@ -41,12 +42,18 @@ def targets(settings: Any) -> MonitoringTargets:
         else:
             services[name] = ServiceTarget((names["backend"].value,), (names["service"].value,))
     gke = settings.platforms.get("gke")
+    proxies: dict[str, ProxyTarget] = {}
+    meshes: dict[str, MeshTarget] = {}
     if gke:
         # Every mesh service sits behind the gateway's one backend service.
         services["gke"] = ServiceTarget((gke["gateway"].names("gateway")["backend"].value,))
-    # No pinning proxies: nothing scrapes their exporters yet (the mesh admits only the gateway to
-    # their pods), and an alert over a metric nobody collects would never fire.
+        if gke["mesh"].data_plane == "sidecar":  # what McpMeshMetrics scrapes (infra/platforms/gke.py)
+            for name, args in sorted(gke["services"].items()):
+                namespace, learned = args.names(name)["namespace"].value, args.pinning == "learned"
+                meshes[name] = MeshTarget(namespace, front_app(name, learned)[0])
+                if learned:
+                    proxies[name] = ProxyTarget(namespace, args.pinning_replicas)
     store = settings.session_store.names("sessions")["instance"].value if settings.session_store else None
     certificates = {key: tuple(domains) for key, domains in sorted(settings.load_balancer.certificates.items())} \
         if settings.load_balancer is not None else {}
-    return MonitoringTargets(services, {}, store, certificates)
+    return MonitoringTargets(services, proxies, store, certificates, meshes)

@@ -28,6 +28,12 @@ class StackOutputs(BaseModel):
         default=None, description="GKE: mesh service -> its in-cluster host (`NAME.NAMESPACE.svc.cluster.local`).")
     serviceAccess: Optional[dict[str, str]] = Field(
         default=None, description="Cloud Run: service -> who may call it (its `access` mode, members and clients).")
+    serviceDeploys: Optional[dict[str, str]] = Field(
+        default=None, description="Cloud Run: service -> what a deploy does to its live sessions (ends them, drains "
+                                  "them on the previous generation, or none to end).")
+    meshServiceDeploys: Optional[dict[str, str]] = Field(
+        default=None, description="GKE: mesh service -> what a deploy does to its live sessions (ends them, drains "
+                                  "them on the terminating pods, or none to end).")
     monitoringDashboard: Optional[str] = Field(
         default=None, description="with `monitoring` on: the Cloud Monitoring dashboard's id (open it from Monitoring > "
                                   "Dashboards).")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
 import json
@@ -37,6 +38,19 @@ COMPUTED = {
         "member": "serviceAccount:service-123@gcp-sa-iap.iam.gserviceaccount.com"},
 }
 
+
+
+@pytest.fixture(autouse=True)
+def _current_event_loop():
+    """Give every test a current event loop: ``anyio.run``/``asyncio.run`` in an end-to-end test
+    leaves the main thread without one, and Pulumi's mock runtime needs one (Python 3.11 raises
+    "There is no current event loop" otherwise, failing every later test in the process)."""
+    policy = asyncio.get_event_loop_policy()
+    try:
+        policy.get_event_loop()
+    except RuntimeError:
+        policy.set_event_loop(policy.new_event_loop())
+    yield
 
 class GcpMocks(mocks.Mocks):
     """Echo inputs, give each resource an id, and fill the computed outputs above."""

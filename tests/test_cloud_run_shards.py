@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+from datetime import datetime, timezone
 
 import pytest
 import yaml
@@ -24,6 +25,11 @@ NEG = "gcp:compute/regionNetworkEndpointGroup:RegionNetworkEndpointGroup"
 BACKEND = "gcp:compute/backendService:BackendService"
 URLMAP = "gcp:compute/uRLMap:URLMap"
 KEYS = ["europe-west1-s0", "europe-west1-s1", "us-central1-s0", "us-central1-s1"]
+GKEYS = [f"{key}-g0" for key in KEYS]
+"""Keys of generation 0: with a drain (the default) every key carries its generation."""
+
+
+NOW = datetime(2026, 12, 6, 20, 0, tzinfo=timezone.utc)
 
 
 def make(**overrides) -> CloudRunMcpServiceArgs:
@@ -50,10 +56,10 @@ def test_a_one_instance_service_neg_and_backend_per_region_and_shard(record):
     assert {s["template"]["sessionAffinity"] for s in services.values()} == {True}
     assert services["tools-us-central1-s1"]["name"] == "mcp-t-tools-s1"
     assert services["tools-us-central1-s1"]["location"] == "us-central1"
-    assert sorted(n.inputs["name"] for n in plan.by_type(NEG)) == [f"mcp-t-tools-{key}" for key in KEYS]
+    assert sorted(n.inputs["name"] for n in plan.by_type(NEG)) == [f"mcp-t-tools-{key}" for key in GKEYS]
     backends = {b.name: b.inputs for b in plan.by_type(BACKEND)}
-    assert sorted(b["name"] for b in backends.values()) == [f"mcp-t-tools-{key}" for key in KEYS]
-    assert backends["tools-us-central1-s0"]["backends"] == [{"group": "tools-us-central1-s0-id"}]
+    assert sorted(b["name"] for b in backends.values()) == [f"mcp-t-tools-{key}" for key in GKEYS]
+    assert backends["tools-us-central1-s0-g0"]["backends"] == [{"group": "tools-us-central1-s0-g0-id"}]
     assert plan.warnings == []
 
 
@@ -65,7 +71,7 @@ def test_the_ingress_container_rewrites_ids_with_the_shard_key_from_the_mounted_
     assert "ports" not in server and proxy["ports"] == {"containerPort": shards.SHARD_PROXY_PORT}
     assert proxy["image"] == shards.SHARD_PROXY_IMAGE and ":3.2.6" in proxy["image"]
     assert proxy["resources"] == {"limits": {"cpu": "1", "memory": "512Mi"}}
-    assert proxy["envs"] == [{"name": "MCP_SHARD_KEY", "value": "europe-west1-s1"}]
+    assert proxy["envs"] == [{"name": "MCP_SHARD_KEY", "value": "europe-west1-s1-g0"}]
     assert proxy["dependsOns"] == ["mcp"] and proxy["startupProbe"]["tcpSocket"]["port"] == shards.SHARD_PROXY_PORT
     assert proxy["volumeMounts"] == [{"name": "shard-proxy", "mountPath": "/usr/local/etc/haproxy"}]
     (volume,) = plan.get(RUN, "tools-europe-west1-s1").inputs["template"]["volumes"]
@@ -83,7 +89,7 @@ def test_the_ingress_container_rewrites_ids_with_the_shard_key_from_the_mounted_
 def test_servers_that_choose_their_ids_get_the_prefix_and_no_ingress_container(record):
     plan = record(lambda: sharded(make(shard_prefix_by="server", regions=["europe-west1"])))
     (server,) = containers(plan, "tools-europe-west1-s0").values()
-    assert {"name": "MCP_SESSION_ID_PREFIX", "value": "europe-west1-s0."} in server["envs"]
+    assert {"name": "MCP_SESSION_ID_PREFIX", "value": "europe-west1-s0-g0."} in server["envs"]
     assert server["ports"] == {"containerPort": 8080}
     assert plan.by_type("gcp:secretmanager/secret:Secret") == []
 
@@ -203,7 +209,7 @@ def test_the_example_stack_plans_shards_with_the_capacity_in_its_outputs():
     assert tools["capacity"].startswith("6 always-on Cloud Run instance(s)") and "480 concurrent requests" in tools["capacity"]
     assert tools["proxyConfig"] == shards.proxy_config_for(CloudRunMcpServiceArgs(
         prefix="x", image="i", session_mode="in-memory-sessions", pinning="shards", shards=3, access="oauth"))
-    assert list(plan.outputs["sessionShards"]["typescript"]) == ["capacity"]
+    assert list(plan.outputs["sessionShards"]["typescript"]) == ["capacity", "deploy"]
 
 
 @pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy is not installed")
@@ -229,15 +235,15 @@ def test_a_diff_shows_an_added_shard_as_one_route_rule_and_renumbered_priorities
         rule["priority"] = priority
     paths = {c.path for c in diff_properties(old, new)}
     assert "pathMatchers[typescript].routeRules[Mcp-Session-Id^=europe-west1-s2.]" in paths
-    assert "pathMatchers[typescript].routeRules[Mcp-Session-Id^=europe-west1-s1.].priority" in paths
-    assert not any("europe-west1-s0.].matchRules" in path for path in paths)
+    assert "pathMatchers[typescript].routeRules[Mcp-Session-Id^=europe-west1-s1-g0.].priority" in paths
+    assert not any("europe-west1-s0-g0.].matchRules" in path for path in paths)
 
 
 def test_the_picture_shows_the_shard_routes_backends_and_one_instance_services():
     from mcp_affinity.cli.mermaid import to_mermaid
 
     text = to_mermaid(plan_example("cloud-run-shards").document())
-    assert ('shards_tools["Shard routes 6<br/>Mcp-Session-Id prefix europe-west1-s0. .. us-central1-s2.<br/>'
+    assert ('shards_tools["Shard routes 6<br/>Mcp-Session-Id prefix europe-west1-s0-g0. .. us-central1-s2-g0.<br/>'
             'to its shard; others weighted 1:1"]') in text
     assert "lb_lb --> shards_tools" in text and "shards_tools -->|shards| be_tools" in text
     assert "be_tools --> neg_tools" in text and 'neg_tools["Serverless NEGs 6<br/>europe-west1, us-central1"]' in text
@@ -252,11 +258,11 @@ def test_the_plan_text_shows_each_shards_key_proxy_and_single_instance():
         return "  ".join(key_settings(resource.type, resource.inputs))
 
     line = settings_line(plan_example("cloud-run-shards").get(RUN, "tools-us-central1-s2"))
-    assert "template.containers.1.envs[MCP_SHARD_KEY].value=us-central1-s2" in line
+    assert "template.containers.1.envs[MCP_SHARD_KEY].value=us-central1-s2-g0" in line
     assert f"template.containers.1.image={shards.SHARD_PROXY_IMAGE}" in line
     assert "template.scaling.minInstanceCount=1  template.scaling.maxInstanceCount=1" in line
     server = settings_line(plan_example("cloud-run-shards").get(RUN, "typescript-europe-west1-s1"))
-    assert server.endswith("template.containers.0.envs[MCP_SESSION_ID_PREFIX].value=europe-west1-s1.")
+    assert server.endswith("template.containers.0.envs[MCP_SESSION_ID_PREFIX].value=europe-west1-s1-g0.")
 
 
 def test_the_policy_refuses_a_shard_that_may_run_more_or_fewer_than_one_instance():
@@ -275,13 +281,13 @@ def test_the_policy_refuses_a_shard_that_may_run_more_or_fewer_than_one_instance
 def test_the_service_and_the_load_balancer_wire_each_shard_key_to_its_own_backend(record):
     def program():
         service = sharded()
-        route = {"hosts": ["a.example.com"], "session_shards": shards.route_shards(make(), NETWORK.regions)}
+        route = {"hosts": ["a.example.com"], "session_shards": shards.route_shards(make(), NETWORK.regions, NOW)}
         args = GlobalHttpsLoadBalancerArgs(prefix="mcp-t", certificates={"main": ["a.example.com"]}, routes={"tools": route})
         GlobalHttpsLoadBalancer("lb", args, backends={"tools": service.shard_backend_service_ids})
 
     matcher = record(program).get(URLMAP, "lb").inputs["pathMatchers"][0]
     assert {r["matchRules"][0]["headerMatches"][0]["prefixMatch"]: r["service"] for r in matcher["routeRules"]} == {
-        f"{key}.": f"tools-{key}-id" for key in KEYS}
+        f"{key}.": f"tools-{key}-id" for key in GKEYS}
 
 
 def test_the_plan_summary_prints_the_ingress_config_line_by_line():
@@ -291,3 +297,121 @@ def test_the_plan_summary_prints_the_ingress_config_line_by_line():
     start = lines.index("      proxyConfig: |")
     assert lines[start + 1:start + 3] == ["        global", "          maxconn 256"]
     assert "          bind :8888" in lines and all(line == line.rstrip() for line in lines)
+
+
+# Deploys: generations of shard keys, tagged revisions, tag-pinned NEGs, pruning after the window.
+
+DEPLOYED = {"6": "2026-12-06T18:00:00Z", "7": "2026-12-06T19:45:00Z"}
+"""Generation 7 deployed 15 minutes before NOW: with the default 30-minute drain, 6 still drains."""
+
+
+def one_region(**overrides) -> CloudRunMcpServiceArgs:
+    return make(regions=["europe-west1"], generations=DEPLOYED, **overrides)
+
+
+def generation_plan(record, args: CloudRunMcpServiceArgs, now=NOW):
+    return record(lambda: CloudRunMcpService("tools", args, network=NETWORK, now=now))
+
+
+def test_a_deploy_makes_a_named_tagged_revision_and_keeps_the_previous_one_tag_only(record):
+    plan = generation_plan(record, one_region())
+    service = plan.get(RUN, "tools-europe-west1-s1").inputs
+    assert service["template"]["revision"] == "mcp-t-tools-s1-gen7"
+    assert service["traffics"] == [
+        {"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "revision": "mcp-t-tools-s1-gen6", "tag": "gen6", "percent": 0},
+        {"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "revision": "mcp-t-tools-s1-gen7", "tag": "gen7", "percent": 100}]
+    # The minimum is the revision's own, so a tag-only revision keeps its instance.
+    assert service["template"]["scaling"] == {"minInstanceCount": 1, "maxInstanceCount": 1}
+    assert containers(plan)["session-shard"]["envs"] == [{"name": "MCP_SHARD_KEY", "value": "europe-west1-s1-g7"}]
+
+
+def test_each_serving_generation_has_its_own_tag_pinned_neg_and_backend(record):
+    plan = generation_plan(record, one_region())
+    negs = {n.name: n.inputs for n in plan.by_type(NEG)}
+    assert sorted(negs) == ["tools-europe-west1-s0-g6", "tools-europe-west1-s0-g7",
+                            "tools-europe-west1-s1-g6", "tools-europe-west1-s1-g7"]
+    assert negs["tools-europe-west1-s1-g6"]["cloudRun"] == {"service": "mcp-t-tools-s1", "tag": "gen6"}
+    assert negs["tools-europe-west1-s1-g7"]["cloudRun"] == {"service": "mcp-t-tools-s1", "tag": "gen7"}
+    backends = {b.name: b.inputs for b in plan.by_type(BACKEND)}
+    assert backends["tools-europe-west1-s1-g6"]["backends"] == [{"group": "tools-europe-west1-s1-g6-id"}]
+    assert len(plan.by_type(RUN)) == 2  # one Cloud Run service per shard, whatever the generations
+
+
+def test_the_url_map_routes_every_generation_by_key_and_new_sessions_to_the_current_one(record):
+    args = one_region()
+
+    def program():
+        service = CloudRunMcpService("tools", args, network=NETWORK, now=NOW)
+        route = {"hosts": ["a.example.com"], "session_shards": shards.route_shards(args, ["europe-west1"], NOW)}
+        lb = GlobalHttpsLoadBalancerArgs(prefix="mcp-t", certificates={"main": ["a.example.com"]}, routes={"tools": route})
+        GlobalHttpsLoadBalancer("lb", lb, backends={"tools": service.shard_backend_service_ids})
+
+    matcher = record(program).get(URLMAP, "lb").inputs["pathMatchers"][0]
+    assert {r["matchRules"][0]["headerMatches"][0]["prefixMatch"]: r["service"] for r in matcher["routeRules"]} == {
+        f"europe-west1-s{i}-g{g}.": f"tools-europe-west1-s{i}-g{g}-id" for i in (0, 1) for g in (6, 7)}
+    assert matcher["defaultRouteAction"] == {"weightedBackendServices": [
+        {"backendService": f"tools-europe-west1-s{i}-g7-id", "weight": 1} for i in (0, 1)]}
+
+
+@pytest.mark.parametrize("now,serving", [
+    (NOW, [6, 7]),                                             # 15 min into the 30-min window
+    (datetime(2026, 12, 6, 20, 15, tzinfo=timezone.utc), [7]),  # the window ended at 20:15: 6 goes
+    (datetime(2026, 12, 7, 9, 0, tzinfo=timezone.utc), [7]),
+])
+def test_the_first_run_after_the_window_prunes_the_previous_generation(record, now, serving):
+    plan = generation_plan(record, one_region(), now)
+    assert sorted({n.name.rsplit("-g", 1)[1] for n in plan.by_type(NEG)}) == [str(g) for g in serving]
+    assert sorted({b.name.rsplit("-g", 1)[1] for b in plan.by_type(BACKEND)}) == [str(g) for g in serving]
+    traffic = plan.get(RUN, "tools-europe-west1-s0").inputs["traffics"]
+    assert [t["tag"] for t in traffic] == [f"gen{g}" for g in serving]
+    route = shards.route_shards(one_region(), ["europe-west1"], now)
+    assert sorted({key.rsplit("-g", 1)[1] for key in route["keys"]}) == [str(g) for g in serving]
+
+
+def test_two_deploys_inside_one_window_keep_three_generations_and_say_what_they_cost():
+    args = make(regions=["europe-west1"], generations={**DEPLOYED, "8": "2026-12-06T19:55:00Z"})
+    generations = shards.generations_of(args, NOW)
+    assert generations.serving == [6, 7, 8] and generations.current == 8
+    assert generations.draining == {6: datetime(2026, 12, 6, 20, 15, tzinfo=timezone.utc),
+                                    7: datetime(2026, 12, 6, 20, 25, tzinfo=timezone.utc)}
+    summary = shards.plan_summary(args, 1, NOW)
+    assert "while 2 older generation(s) drain, 4 more always-on instance(s) serve their sessions (6 in all)" in summary["capacity"]
+    assert summary["deploy"].startswith("new sessions start on generation 8; generation 6 drains for 15 min more "
+                                        "(until 2026-12-06T20:15Z), then its sessions re-initialize; generation 7 drains for 25 min")
+    assert summary["deploy"].endswith("the next deploy (a new entry in generations) drains generation 8 for 30 min")
+
+
+def test_without_a_drain_keys_carry_no_generation_and_a_deploy_says_it_ends_sessions(record):
+    args = make(session_drain_seconds=0)
+    plan = record(lambda: sharded(args))
+    assert sorted(n.name for n in plan.by_type(NEG)) == [f"tools-{key}" for key in KEYS]
+    assert all("tag" not in n.inputs["cloudRun"] for n in plan.by_type(NEG))
+    assert all("traffics" not in r.inputs and "revision" not in r.inputs["template"] for r in plan.by_type(RUN))
+    assert shards.route_shards(args, NETWORK.regions, NOW) == {"header": "Mcp-Session-Id", "keys": KEYS}
+    assert shards.plan_summary(args, 2, NOW)["deploy"].startswith("a deploy ends every live session")
+
+
+@pytest.mark.parametrize("overrides,key,message", [
+    ({"session_mode": "stateless", "pinning": None, "shards": None, "session_drain_seconds": 600},
+     "sessionDrainSeconds", "a stateless server keeps no session"),
+    ({"session_mode": "shared-sessions", "pinning": None, "shards": None, "session_drain_seconds": 600},
+     "sessionDrainSeconds", "shared-sessions: they live in the store"),
+    ({"pinning": None, "shards": None, "max_instances": 1, "regions": ["europe-west1"], "session_drain_seconds": 600},
+     "sessionDrainSeconds", "goes with pinning: shards"),
+    ({"session_drain_seconds": 3601}, "sessionDrainSeconds", "at most 3600"),
+    ({"session_drain_seconds": -1}, "sessionDrainSeconds", "greater than or equal to 0"),
+    ({"session_drain_seconds": 600, "image_managed_by_ci": True}, "sessionDrainSeconds", "imageManagedByCi"),
+    ({"session_drain_seconds": 0, "generations": DEPLOYED}, "generations", "go with sessionDrainSeconds > 0"),
+    ({"generations": {"07": "2026-12-06T18:00:00Z"}}, "generations", "should match pattern"),
+    ({"generations": {"7": "2026-12-06T18:00:00"}}, "generations", "timezone"),
+])
+def test_bad_drain_settings_are_refused_under_their_key(overrides, key, message):
+    with pytest.raises(SettingsError) as error:
+        make(**overrides)
+    (fault,) = error.value.problems
+    assert fault[0].split(".")[0] == key and message in fault[1], fault
+
+
+def test_a_drain_defaults_to_the_idle_timeout_and_to_none_where_ci_makes_revisions():
+    assert make().session_drain == 1800 and make(image_managed_by_ci=True).session_drain == 0
+    assert make(session_drain_seconds=3600).session_drain == 3600

@@ -41,7 +41,8 @@ def test_learned_pinning_is_read_from_the_proxy_configuration():
     assert planned.server_modes == ("sdk-in-memory", "fastmcp-in-memory", "ts-in-memory")
     # The run uses the very configuration the plan deploys.
     (config_map,) = [r for r in example("gke-in-memory-learned")["resources"]
-                     if r["type"] == "kubernetes:core/v1:ConfigMap" and "haproxy.cfg" in r["inputs"].get("data", {})]
+                     if r["type"] == "kubernetes:core/v1:ConfigMap" and "haproxy.cfg" in r["inputs"].get("data", {})
+                     and r["inputs"]["metadata"]["name"].endswith("-pinning")]
     assert planned.routing.config == config_map["inputs"]["data"]["haproxy.cfg"]
 
 

@@ -409,7 +409,9 @@ def test_access_and_the_edge_policy_reach_every_session_shard():
     assert all(b.get("securityPolicy") for b in backends.values())
     assert sorted(r.name for r in plan.by_type(IAP_MEMBER)) == [f"{n}-iap-member0" for n in tools]
     invokers = {r.name: r.inputs["member"] for r in plan.by_type(RUN_IAM)}
-    assert {n for n in invokers if n.endswith("-invoker-iap-agent")} == {f"{n}-invoker-iap-agent" for n in tools}
+    # The invoker check is per Cloud Run service (one per region and index), IAP per backend (per shard key).
+    assert {n for n in invokers if n.endswith("-invoker-iap-agent")} == {
+        f"{n.removesuffix('-g0')}-invoker-iap-agent" for n in tools}
     assert [invokers[f"typescript-europe-west1-s{i}-invoker-member0"] for i in (0, 1)] == [
         "serviceAccount:agents@my-mcp-project-dev.iam.gserviceaccount.com"] * 2
     shards = [r.inputs for r in plan.by_type(RUN)]

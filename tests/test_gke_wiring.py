@@ -110,7 +110,8 @@ def test_former_wiring_to_platform_replaces_and_deletes_nothing(stack, tmp_path)
     before, after = validate(former_plan(stack, tmp_path)), validate(plan_document(stack))
     diff = diff_plans(before, after)
     assert not diff.removed and not diff.replaced, (diff.removed, diff.replaced)
-    assert [r.type for r in diff.added] == ["mcp-affinity:index:McpGkePlatform"]
+    # Besides the platform, only what #20 added since (the former wiring predates McpMeshMetrics).
+    assert [r.type for r in diff.added if "McpMeshMetrics" not in r.urn] == ["mcp-affinity:index:McpGkePlatform"]
     assert len(moves({r["urn"]: r for r in before["resources"]}, {r["urn"]: r for r in after["resources"]})) >= 4
     # The one update: the autoneg controller watches only the gateway's namespace (the platform's default).
     assert [(c.type, c.name) for c in diff.updated] == [("kubernetes:apps/v1:Deployment", "autoneg")]

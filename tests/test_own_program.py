@@ -44,7 +44,7 @@ def call(component, **given):
 
 
 def test_every_component_is_covered():
-    assert len(COMPONENTS) == 12
+    assert len(COMPONENTS) == 13
     assert {"args", "iap", "edge_scopes"} <= {p for c in COMPONENTS for p in settings_parameters(c)}
 
 

@@ -379,7 +379,8 @@ def test_reference_file_names_its_sources_and_licence():
     data = istio_reference.load()
     assert data["istio_version"] == istio_reference.ISTIO_VERSION
     for section in [*data["kinds"].values(), *data["charts"].values()]:
-        assert section["source"]["repo"] in (istio_reference.ISTIO_REPO, istio_reference.GATEWAY_API_REPO)
+        assert section["source"]["repo"] in (istio_reference.ISTIO_REPO, istio_reference.GATEWAY_API_REPO,
+                                             istio_reference.GMP_REPO)
         assert section["source"]["path"] and section["source"]["ref"]
 
 

@@ -20,11 +20,11 @@ def example() -> dict:
 def test_each_sharded_service_is_read_with_its_routes_weights_and_ingress_config():
     tools, typescript = planned_shards(example())
     assert tools.service == "tools" and tools.header == "Mcp-Session-Id"
-    assert tools.keys == ("europe-west1-s0", "europe-west1-s1", "europe-west1-s2",
-                          "us-central1-s0", "us-central1-s1", "us-central1-s2")
-    assert tools.rules[0] == ("europe-west1-s0.", "europe-west1-s0") and len(tools.rules) == 6
+    assert tools.keys == ("europe-west1-s0-g0", "europe-west1-s1-g0", "europe-west1-s2-g0",
+                          "us-central1-s0-g0", "us-central1-s1-g0", "us-central1-s2-g0")
+    assert tools.rules[0] == ("europe-west1-s0-g0.", "europe-west1-s0-g0") and len(tools.rules) == 6
     assert set(tools.weights.values()) == {1} and f"bind :{SHARD_PROXY_PORT}" in tools.proxy_config
-    assert (typescript.keys, typescript.proxy_config) == (("europe-west1-s0", "europe-west1-s1"), None)
+    assert (typescript.keys, typescript.proxy_config) == (("europe-west1-s0-g0", "europe-west1-s1-g0"), None)
 
 
 def test_a_plan_whose_url_map_misses_a_shard_is_refused():
@@ -44,8 +44,8 @@ def test_only_the_ports_move_and_the_front_proxy_routes_as_the_url_map():
     with pytest.raises(ValueError, match="0 bind and 1 server lines"):
         on_loopback(tools.proxy_config.replace("  bind", "  #bind"), 1, 2)
     front = front_config(tools, {key: 30000 + i for i, key in enumerate(tools.keys)}, 29999)
-    assert "use_backend shard_us-central1-s2 if { req.hdr(Mcp-Session-Id) -m beg us-central1-s2. }" in front
-    assert "server us-central1-s2 127.0.0.1:30005 weight 1" in front and "stick" not in front
+    assert "use_backend shard_us-central1-s2-g0 if { req.hdr(Mcp-Session-Id) -m beg us-central1-s2-g0. }" in front
+    assert "server us-central1-s2-g0 127.0.0.1:30005 weight 1" in front and "stick" not in front
 
 
 def test_a_server_prefixed_shard_has_no_ingress_proxy_and_the_front_reaches_the_server(tmp_path):

@@ -98,8 +98,8 @@ def test_plan_json_has_the_documented_shape():
         assert resource["urn"].startswith("urn:pulumi:dev::mcp-affinity::")
     top = [r for r in document["resources"] if r["type"] == "mcp-affinity:index:Network"][0]
     assert top["parent"] == "urn:pulumi:dev::mcp-affinity::pulumi:pulumi:Stack::mcp-affinity-dev"
-    assert sorted(document["outputs"]) == ["loadBalancerIp", "requiredApis", "serviceAccess", "serviceUrls", "sessionStoreHost",
-                                           "sessionStoreSecret"]
+    assert sorted(document["outputs"]) == ["loadBalancerIp", "requiredApis", "serviceAccess", "serviceDeploys",
+                                           "serviceUrls", "sessionStoreHost", "sessionStoreSecret"]
 
 
 def test_required_apis_follow_what_the_stack_uses():

@@ -26,8 +26,9 @@ from .load_balancer import (
     GlobalHttpsLoadBalancer, GlobalHttpsLoadBalancerArgs, GlobalHttpsLoadBalancerRef, MethodRouteArgs, RouteArgs,
 )
 from .mesh import ISTIO_VERSION, Mesh, MeshArgs, MeshRef
+from .mesh_metrics import McpMeshMetrics, McpMeshMetricsArgs
 from .mesh_service import McpMeshService, McpMeshServiceArgs, McpMeshServiceRef
-from .monitoring import McpMonitoring, MonitoringArgs, MonitoringTargets, ProxyTarget, ServiceTarget, ThresholdsArgs
+from .monitoring import McpMonitoring, MeshTarget, MonitoringArgs, MonitoringTargets, ProxyTarget, ServiceTarget, ThresholdsArgs
 from .network import Network, NetworkArgs, NetworkRef, SubnetArgs
 from .security_policy import EdgeArgs, EdgePolicy, EdgePolicyArgs, EdgePolicyRef, EdgeScopeArgs
 from .session_store import MaintenanceWindowArgs, SessionStore, SessionStoreArgs, SessionStoreRef
@@ -63,6 +64,8 @@ __all__ = [
     "McpMeshServiceArgs",
     "McpMeshServiceRef",
     "McpGkePlatform",
+    "McpMeshMetrics",
+    "McpMeshMetricsArgs",
     "McpMonitoring",
     "McpGkePlatformArgs",
     "McpGkePlatformRef",
@@ -73,6 +76,7 @@ __all__ = [
     "MeshGatewayBackendRef",
     "MeshRef",
     "MonitoringArgs",
+    "MeshTarget",
     "MonitoringTargets",
     "MethodRouteArgs",
     "Network",

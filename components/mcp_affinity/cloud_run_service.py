@@ -19,11 +19,12 @@ one-instance services the load balancer pins by the session header, for every cl
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import AbstractSet, Annotated, Literal, Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_gcp as gcp
-from pydantic import Field, Strict, model_validator
+from pydantic import AwareDatetime, Field, Strict, model_validator
 
 from . import access_bindings, affinity, cloud_run_shards, sources
 from . import secret_env as secret_env_module
@@ -172,6 +173,19 @@ class CloudRunMcpServiceArgs(Settings):
         description="who puts the shard key before session ids: `proxy` (an HAProxy ingress container in each "
                     "shard) or `server` (the server must start every id it mints with `MCP_SESSION_ID_PREFIX`; one "
                     "that ignores it loses sessions to the weighted default route).")
+    session_drain_seconds: Optional[Int] = Field(
+        default=None, ge=0,
+        description="with `pinning: shards`: after a deploy, sessions created before it keep reaching the "
+                    "revision that holds them this long while new sessions start on the new one (0 to "
+                    f"{cloud_run_shards.MAX_DRAIN_SECONDS} s; default {cloud_run_shards.DEFAULT_DRAIN_SECONDS}, the SDKs' "
+                    "idle-session timeout, or 0 with `imageManagedByCi`; see \"Sessions across deploys\"). 0: a deploy "
+                    "ends every session, as before. Refused for other modes.")
+    generations: dict[Annotated[str, Field(pattern=r"^(0|[1-9][0-9]{0,3})$")], AwareDatetime] = Field(
+        default_factory=dict,
+        description="with a drain: generation number -> when it was deployed (UTC, e.g. `2026-12-06T20:00:00Z`); "
+                    "the highest takes new sessions. A deploy adds an entry with the new image; a generation's "
+                    "route, NEG, backend and tag go at the first `pulumi up` after the next one's time + "
+                    "`sessionDrainSeconds`.")
 
     @model_validator(mode="after")
     def _rules(self) -> "CloudRunMcpServiceArgs":
@@ -185,6 +199,8 @@ class CloudRunMcpServiceArgs(Settings):
             faults.add(("secretEnv", variable), f"{variable} is also in env: set it in one of them")
         faults.check("notificationBroker", lambda: affinity.store_role(self.session_mode, self.notification_broker))
         faults.check("pinning", lambda: cloud_run_shards.check_settings(self))
+        for key, message in cloud_run_shards.check_drain(self):
+            faults.add(key, message)
         if self.security_policy is not None and "edge" in self.model_fields_set:
             faults.add("edge", "edge describes the policy the package makes; with securityPolicy (your own) leave edge out")
         if self.pinning is None:
@@ -220,6 +236,15 @@ class CloudRunMcpServiceArgs(Settings):
         """What the Redis store is to this service (none, session store or notification broker)."""
         return affinity.store_role(self.session_mode, self.notification_broker)
 
+    @property
+    def session_drain(self) -> int:
+        """``sessionDrainSeconds`` as planned: the default is 1800 s for shards whose revisions the
+        stack makes, else 0."""
+        if self.session_drain_seconds is not None:
+            return self.session_drain_seconds
+        shards = self.pinning == "shards" and not self.image_managed_by_ci
+        return cloud_run_shards.DEFAULT_DRAIN_SECONDS if shards else 0
+
     def names(self, name: str, regions: list[str]) -> dict[str, PhysicalName]:
         """Physical names: service account, Cloud Run service, a NEG per region, backend service;
         with shards a Cloud Run service per index, a NEG and a backend service per shard key."""
@@ -239,11 +264,15 @@ class CloudRunMcpServiceArgs(Settings):
         p, names = self.prefix, {}
         if self.shard_prefix_by == "proxy":
             names["proxy-config"] = physical_name(SECRET, SECRET_MANAGER_SECRET, p, name, "shard-proxy")
+        # Traffic tags (gen0 .. gen9999) fit Cloud Run's 46 characters of service name plus tag: the
+        # service name is the account id ({prefix}-{name}, at most 30) plus -s{index} (at most 5).
+        numbers = [int(g) for g in self.generations] or [0]
         for index in range(self.shards or 0):
             names[f"service-s{index}"] = physical_name(CLOUD_RUN_SERVICE, CLOUD_RUN, p, name, f"s{index}")
-        for key in cloud_run_shards.shard_keys(regions, self.shards or 0):
-            names[f"backend-{key}"] = physical_name(RFC1035, BACKEND, p, name, key)
-            names[f"neg-{key}"] = physical_name(RFC1035, NEG, p, name, key)
+        for generation in (numbers if self.session_drain else [None]):
+            for key in cloud_run_shards.shard_keys(regions, self.shards or 0, generation):
+                names[f"backend-{key}"] = physical_name(RFC1035, BACKEND, p, name, key)
+                names[f"neg-{key}"] = physical_name(RFC1035, NEG, p, name, key)
         return names
 
 
@@ -271,8 +300,10 @@ class CloudRunMcpService(pulumi.ComponentResource):
     Outputs: ``service_urls`` (region -> run.app URL, unreachable from the internet because of
     ingress), ``service_account_email``, ``neg_ids`` (region -> serverless NEG id) and
     ``backend_service_id`` for :class:`~mcp_affinity.load_balancer.GlobalHttpsLoadBalancer`. With
-    ``pinning: shards`` the first two are keyed by shard key, ``backend_service_id`` is None and
-    ``shard_backend_service_ids`` maps each shard key to its backend service id (else it is empty).
+    ``pinning: shards`` ``service_urls`` is keyed by ``{region}-s{index}``, ``neg_ids`` by serving shard
+    key (with a drain, each draining generation's and the current one's), ``backend_service_id`` is
+    None and ``shard_backend_service_ids`` maps each serving shard key to its backend service id (else
+    it is empty). ``now`` (context, default the clock) decides which generations still drain.
 
     Raises ``ValueError`` when a region is not in the network, a needed store is missing,
     ``access: iam`` has no hosts, or an ``env`` value not named in ``secret_env`` looks like a secret
@@ -288,7 +319,7 @@ class CloudRunMcpService(pulumi.ComponentResource):
     @takes_settings
     def __init__(self, name: str, args: CloudRunMcpServiceArgs, *, network: NetworkRef,
                  session_store: Optional[SessionStoreRef] = None, secret_env: AbstractSet[str] = frozenset(),
-                 hosts: Sequence[str] = (), routed_methods: Sequence[str] = (),
+                 hosts: Sequence[str] = (), routed_methods: Sequence[str] = (), now: Optional[datetime] = None,
                  opts: Optional[pulumi.ResourceOptions] = None):
         regions = sorted(args.regions or network.regions)
         missing = set(regions) - set(network.regions)
@@ -320,7 +351,8 @@ class CloudRunMcpService(pulumi.ComponentResource):
         self._policy_id = args.security_policy or self._edge_policy(
             name, len(regions) * args.shards if args.pinning == "shards" else 1, routed_methods)
         if args.pinning == "shards":
-            services, negs, backends = cloud_run_shards.build(self, name, regions, network, account, grants)
+            services, negs, backends = cloud_run_shards.build(self, name, regions, network, account, grants,
+                                                            now or datetime.now(timezone.utc))
             self.backend_service_id = None
             granted = {f"{name}-{key}": backend for key, backend in backends.items()}
         else:
@@ -345,10 +377,11 @@ class CloudRunMcpService(pulumi.ComponentResource):
         return CloudRunMcpServiceRef(self.backend_service_id, self.service_account_email, self.service_urls)
 
     def _service(self, name, region, network: NetworkRef, email, grants,
-                 shard: Optional[tuple[str, str, dict]] = None) -> gcp.cloudrunv2.Service:
-        """The region's Cloud Run service; ``shard`` is (key, physical name, template entries) of a shard."""
+                 shard: Optional[tuple[str, str, dict, dict]] = None) -> gcp.cloudrunv2.Service:
+        """The region's Cloud Run service; ``shard`` is (key, physical name, template entries, service
+        arguments such as ``traffics``) of a shard."""
         args = self._args
-        key, physical, shard_template = shard or (region, self._names["service"].value, {})
+        key, physical, shard_template, shard_args = shard or (region, self._names["service"].value, {}, {})
         return gcp.cloudrunv2.Service(
             f"{name}-{key}",
             name=physical,
@@ -376,6 +409,7 @@ class CloudRunMcpService(pulumi.ComponentResource):
                 "containers": [self._container()],
                 **shard_template,
             },
+            **shard_args,
             opts=pulumi.ResourceOptions(parent=self, depends_on=grants,
                                         ignore_changes=CI_OWNED_PATHS if args.image_managed_by_ci else []),
         )
@@ -403,7 +437,9 @@ class CloudRunMcpService(pulumi.ComponentResource):
             "startup_probe": {**probe, "period_seconds": 5, "timeout_seconds": 3, "failure_threshold": 24},
         }
 
-    def _neg(self, name, region, service, key: Optional[str] = None) -> gcp.compute.RegionNetworkEndpointGroup:
+    def _neg(self, name, region, service, key: Optional[str] = None,
+             tag: Optional[str] = None) -> gcp.compute.RegionNetworkEndpointGroup:
+        """The serverless NEG of ``service``; ``tag`` pins it to one generation's tagged revision."""
         key = key or region
         return gcp.compute.RegionNetworkEndpointGroup(
             f"{name}-{key}",
@@ -411,7 +447,7 @@ class CloudRunMcpService(pulumi.ComponentResource):
             project=self._args.project,
             region=region,
             network_endpoint_type="SERVERLESS",
-            cloud_run={"service": service.name},
+            cloud_run={"service": service.name, **({"tag": tag} if tag else {})},
             opts=pulumi.ResourceOptions(parent=self),
         )
 

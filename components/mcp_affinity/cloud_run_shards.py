@@ -37,10 +37,26 @@ Costs and limits:
   them: a request that lands on the instance not holding its session gets 404 and the client
   re-initializes, unless it keeps Cloud Run's session-affinity cookie (set on every shard for this
   window). No session of another shard is touched.
-- A deploy (a new revision) replaces each shard's instance and ends its sessions, as for any
-  in-memory server. Pulumi updates the shards in parallel: rolling them one at a time would save
-  no session (each shard's sessions end with its instance either way), and Cloud Run keeps the
-  old revision serving until the new one is ready, so there is no gap in capacity.
+- Deploys (``sessionDrainSeconds`` > 0, the default): the shard key carries a **generation**
+  (``europe-west1-s0-g7``). Each generation is a named revision (``{service}-gen7``) with a traffic
+  tag (``gen7``); its own serverless NEG addresses the tag (``cloud_run: {service, tag}``, "Cloud Run
+  tag represents the 'named-revision'", :data:`~mcp_affinity.sources.SERVERLESS_NEG_API`), behind
+  its own backend service and route. A deploy adds a generation (``generations.N: <when>``, see
+  :func:`generations_of`): its revision takes 100 % of the traffic and every new session (the
+  weighted default route spreads over the current generation only), while the previous
+  generation's revision stays tag-only (0 %) and keeps serving the ids carrying its key. It keeps
+  one instance because the minimum is set on the revision: "if a revision is active only due to
+  traffic tags ... the specified number of instances will start"
+  (https://cloud.google.com/run/docs/configuring/services/manual-scaling). Whether Cloud Run keeps
+  the *same* instance (and so its sessions' memory) when a revision goes from 100 % to tag-only is
+  not documented: if it does not, the old generation's sessions get 404 and re-initialize on the
+  new one (today's behaviour), and new sessions are unaffected. Pulumi has no timer: a retired
+  generation's route, NEG, backend service and tag go at the first ``pulumi up`` after
+  ``generations[next] + sessionDrainSeconds`` (a scheduled CI run, or the next deploy). Two deploys
+  inside one window keep three generations serving; each retained generation costs regions x
+  shards more always-on instances, as many NEGs and backend services, and as many URL-map route
+  rules (counted against the quota). With ``sessionDrainSeconds: 0`` a deploy replaces each
+  shard's instance and ends its sessions, and keys carry no generation.
 - Several regions: the region is part of the key, so a session stays in the region that created
   it. When a region fails its shards' sessions are lost (clients re-initialize), and the default
   route keeps sending its share of new sessions (shards there / all shards) to it, because
@@ -50,7 +66,9 @@ Costs and limits:
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal, Optional
 
 import pulumi
 import pulumi_gcp as gcp
@@ -124,20 +142,97 @@ LOG_RULES = """  option http-buffer-request
 this shard's (``own``), another shard's or none of ours (``foreign``), or absent (``none``)."""
 
 
-def shard_key(region: str, index: int) -> str:
-    """The key of shard ``index`` in ``region``: ``europe-west1-s0``."""
-    return f"{region}-s{index}"
+DEFAULT_DRAIN_SECONDS = 1800
+"""Default ``sessionDrainSeconds``: the idle-session timeout of FastMCP and the MCP SDKs."""
+
+MAX_DRAIN_SECONDS = 3600
+"""The longest drain the package plans on Cloud Run: the longest a request or stream may live there
+(``timeoutSeconds`` at most 3600 s, https://cloud.google.com/run/docs/configuring/request-timeout).
+Cloud Run sets no limit on how long a tag-only revision may keep its instance; the bound keeps each
+deploy's extra always-on instances to an hour of work the old version may still finish."""
 
 
-def shard_keys(regions: list[str], shards: int) -> dict[str, tuple[str, int]]:
+def shard_key(region: str, index: int, generation: Optional[int] = None) -> str:
+    """The key of shard ``index`` in ``region``: ``europe-west1-s0``; with a generation ``europe-west1-s0-g7``."""
+    return f"{region}-s{index}" + ("" if generation is None else f"-g{generation}")
+
+
+def shard_keys(regions: list[str], shards: int, generation: Optional[int] = None) -> dict[str, tuple[str, int]]:
     """Every shard's key -> (region, index), regions sorted, then indexes."""
-    return {shard_key(region, index): (region, index) for region in sorted(regions) for index in range(shards)}
+    return {shard_key(region, index, generation): (region, index) for region in sorted(regions) for index in range(shards)}
 
 
-def route_shards(args, regions: list[str]) -> dict:
-    """The load-balancer route's ``session_shards`` for a service of ``args`` in ``regions``
-    (``RouteArgs(session_shards=...)``; its backend is the service's ``shard_backend_service_ids``)."""
-    return {"header": args.session_header, "keys": list(shard_keys(regions, args.shards))}
+def generation_tag(generation: int) -> str:
+    """The traffic tag of a generation's revision: ``gen7``."""
+    return f"gen{generation}"
+
+
+def revision_name(service: str, generation: int) -> str:
+    """The named revision of a generation: ``{service}-gen7`` (Cloud Run requires the service name as prefix)."""
+    return f"{service}-{generation_tag(generation)}"
+
+
+@dataclass(frozen=True)
+class Generations:
+    """The generations a sharded service serves at one moment.
+
+    - ``current``: the newest generation: its revision takes all traffic and every new session.
+    - ``draining``: older generation -> when it may go (UTC), for each still inside its window.
+    - ``retired``: older generations past their window (their route, NEG, backend service and tag go).
+    - ``started``: when the current generation was deployed (None for an implicit generation 0).
+    """
+
+    current: int
+    draining: dict[int, datetime]
+    retired: tuple[int, ...]
+    started: Optional[datetime]
+
+    @property
+    def serving(self) -> list[int]:
+        """Every generation that keeps a route: the draining ones, oldest first, then the current one."""
+        return [*sorted(self.draining), self.current]
+
+
+def generations_of(args, now: datetime) -> Optional[Generations]:
+    """The generations of a sharded service at ``now`` (timezone-aware), or None without a drain.
+
+    ``args.generations`` maps a generation number to the moment it was deployed (the moment it
+    started taking new sessions); none means generation 0. Generation ``g`` may go once
+    ``generations[next after g] + session_drain`` has passed: the stack records when, and the
+    first ``pulumi up`` after that moment (CI's scheduled run or the next deploy) removes it.
+    """
+    drain = args.session_drain
+    if args.pinning != "shards" or not drain:
+        return None
+    numbers = sorted(int(g) for g in args.generations) or [0]
+    started = {int(g): when for g, when in args.generations.items()}
+    draining, retired = {}, []
+    for older, newer in zip(numbers, numbers[1:]):
+        ends = started[newer] + timedelta(seconds=drain)
+        if ends > now:
+            draining[older] = ends
+        else:
+            retired.append(older)
+    return Generations(numbers[-1], draining, tuple(retired), started.get(numbers[-1]))
+
+
+def serving_keys(args, regions: list[str], now: datetime) -> dict[str, tuple[str, int, Optional[int]]]:
+    """Every routed shard key -> (region, index, generation or None): all draining generations and the current one."""
+    generations = generations_of(args, now)
+    numbers = generations.serving if generations else [None]
+    return {key: (region, index, generation) for generation in numbers
+            for key, (region, index) in shard_keys(regions, args.shards, generation).items()}
+
+
+def route_shards(args, regions: list[str], now: datetime) -> dict:
+    """The load-balancer route's ``session_shards`` for a service of ``args`` in ``regions`` at ``now``
+    (``RouteArgs(session_shards=...)``; its backend is the service's ``shard_backend_service_ids``):
+    every serving key gets a header route; ``current`` (the keys taking new sessions) the default."""
+    generations = generations_of(args, now)
+    route = {"header": args.session_header, "keys": list(serving_keys(args, regions, now))}
+    if generations is not None:
+        route["current"] = list(shard_keys(regions, args.shards, generations.current))
+    return route
 
 
 def ingress_config(*, header: str, listen_port: int, server_port: int, timeout_seconds: int,
@@ -248,19 +343,64 @@ def proxy_config_for(args) -> str:
                           timeout_seconds=args.timeout_seconds, max_connections=max(256, 2 * args.concurrency))
 
 
-def capacity(args, regions: int) -> str:
-    """What the shards of ``args`` hold, for the plan and the docs."""
+def capacity(args, regions: int, generations: int = 1) -> str:
+    """What the shards of ``args`` hold, for the plan and the docs; ``generations`` serving at once
+    (the current one and those still draining) each run their own instances."""
     count = regions * args.shards
-    return (f"{count} always-on Cloud Run instance(s) ({regions} region(s) x {args.shards} shard(s)), "
+    text = (f"{count} always-on Cloud Run instance(s) ({regions} region(s) x {args.shards} shard(s)), "
             f"at most {count * args.concurrency} concurrent requests ({count} x concurrency {args.concurrency}), "
             "no autoscaling beyond them")
+    if generations > 1:
+        text += (f"; while {generations - 1} older generation(s) drain, {count * (generations - 1)} more always-on "
+                 f"instance(s) serve their sessions ({count * generations} in all)")
+    elif args.session_drain:
+        text += (f"; each deploy keeps the previous generation's {count} instance(s) running "
+                 f"{_minutes(args.session_drain)} more (sessionDrainSeconds)")
+    return text
 
 
-def build(component, name: str, regions: list[str], network, account, grants: list) -> tuple[dict, dict, dict]:
+def check_drain(args) -> list[tuple[str, str]]:
+    """Faults of ``sessionDrainSeconds`` and ``generations`` on a Cloud Run service: ``(key, message)``."""
+    explicit, drain = "session_drain_seconds" in args.model_fields_set, args.session_drain
+    faults = []
+    if explicit and args.session_mode.value != "in-memory-sessions":
+        faults.append(("sessionDrainSeconds", f"a {args.session_mode.value} server keeps no session in one instance's "
+                       "memory, so a deploy ends none (stateless: no session; shared-sessions: they live in the "
+                       "store): remove sessionDrainSeconds"))
+    elif explicit and args.pinning != "shards":
+        faults.append(("sessionDrainSeconds", "sessionDrainSeconds goes with pinning: shards: only session shards "
+                       "keep the previous revision serving the sessions it holds (a tagged revision behind its own "
+                       "NEG); without shards a deploy replaces the instance and its sessions end"))
+    elif drain > MAX_DRAIN_SECONDS:
+        faults.append(("sessionDrainSeconds", f"{drain} s is longer than Cloud Run lets a request or stream live "
+                       f"(timeoutSeconds, at most {MAX_DRAIN_SECONDS} s, {sources.CLOUD_RUN_REQUEST_TIMEOUT}); every "
+                       f"draining generation runs regions x shards more instances: at most {MAX_DRAIN_SECONDS}"))
+    elif drain and args.image_managed_by_ci:
+        faults.append(("sessionDrainSeconds", "imageManagedByCi lets CI make revisions itself, so the package cannot "
+                       "name and tag each generation's revision: set sessionDrainSeconds: 0, or let the stack deploy "
+                       "images (a new image with a new entry in generations)"))
+    if args.generations and not drain:
+        faults.append(("generations", "generations go with sessionDrainSeconds > 0 and pinning: shards (each keeps "
+                       "its revision serving its sessions); remove them"))
+    return faults
+
+
+def shard_traffic(service: str, generations: Generations) -> list[dict]:
+    """Cloud Run ``traffics``: the current generation's named revision takes 100 %, each draining
+    generation's revision stays reachable through its tag only (0 %;
+    https://cloud.google.com/run/docs/rollouts-rollbacks-traffic-migration)."""
+    return [{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "revision": revision_name(service, generation),
+             "tag": generation_tag(generation), "percent": 100 if generation == generations.current else 0}
+            for generation in generations.serving]
+
+
+def build(component, name: str, regions: list[str], network, account, grants: list,
+          now: datetime) -> tuple[dict, dict, dict]:
     """Create the shards of a :class:`~mcp_affinity.CloudRunMcpService` (its ``pinning: shards``
-    branch): the ingress configuration secret (``shardPrefixBy: proxy``), then per shard key a
-    one-instance Cloud Run service, its serverless NEG and its own backend service.
-    Returns (services, NEGs, backend services), each keyed by shard key."""
+    branch): the ingress configuration secret (``shardPrefixBy: proxy``), then per region and index
+    a one-instance Cloud Run service, and per serving shard key (every draining generation's and the
+    current one's, :func:`generations_of` at ``now``) a serverless NEG and its own backend service.
+    Returns (services keyed by ``{region}-s{index}``, NEGs, backend services keyed by shard key)."""
     args, names = component._args, component._names
     child = pulumi.ResourceOptions(parent=component)
     secret = version = None
@@ -273,13 +413,22 @@ def build(component, name: str, regions: list[str], network, account, grants: li
         grants = [*grants, gcp.secretmanager.SecretIamMember(
             f"{name}-shard-proxy", secret_id=secret.id, role="roles/secretmanager.secretAccessor",
             member=account.member, opts=child)]
+    generations = generations_of(args, now)
+    current = generations.current if generations else None
     services, negs, backends = {}, {}, {}
-    for key, (region, index) in shard_keys(regions, args.shards).items():
-        template = shard_template(args, key, component._container(), secret.id if secret else None,
-                                  version.version if version else None)
-        services[key] = component._service(name, region, network, account.email, grants,
-                                           shard=(key, names[f"service-s{index}"].value, template))
-        negs[key] = component._neg(name, region, services[key], key=key)
+    for base, (region, index) in shard_keys(regions, args.shards).items():
+        physical = names[f"service-s{index}"].value
+        template = shard_template(args, shard_key(region, index, current), component._container(),
+                                  secret.id if secret else None, version.version if version else None)
+        service_args = {}
+        if generations is not None:
+            template["revision"] = revision_name(physical, current)
+            service_args["traffics"] = shard_traffic(physical, generations)
+        services[base] = component._service(name, region, network, account.email, grants,
+                                            shard=(base, physical, template, service_args))
+    for key, (region, index, generation) in serving_keys(args, regions, now).items():
+        tag = None if generation is None else generation_tag(generation)
+        negs[key] = component._neg(name, region, services[shard_key(region, index)], key=key, tag=tag)
         backends[key] = component._backend(name, {region: negs[key]}, key=key)
     return services, negs, backends
 
@@ -289,7 +438,7 @@ def check_url_map_quota(shard_keys_: list[str], method_rules: int, method_predic
     (:data:`URL_MAP_RULES_PER_MATCHER` route rules, :data:`URL_MAP_PREDICATES_PER_MATCHER` match
     predicates; https://cloud.google.com/load-balancing/docs/quotas): a route rule per shard key
     (:data:`PREDICATES_PER_SHARD_RULE` predicates each) beside ``method_rules`` method routes."""
-    regions = len({key.rsplit("-s", 1)[0] for key in shard_keys_})
+    regions = len({key.rsplit("-s", 1)[0] for key in shard_keys_})  # keys are {region}-s{index}[-g{generation}]
     rules = len(shard_keys_) + method_rules
     predicates = PREDICATES_PER_SHARD_RULE * len(shard_keys_) + method_predicates
     fit = min((URL_MAP_RULES_PER_MATCHER - method_rules) // regions,
@@ -302,10 +451,37 @@ def check_url_map_quota(shard_keys_: list[str], method_rules: int, method_predic
             f"({sources.URL_MAP_QUOTAS}): at most {max(fit, 0)} shards per region here")
 
 
-def plan_summary(args, regions: int) -> dict[str, str]:
-    """A sharded service in a plan's outputs: ``capacity`` (:func:`capacity`) and, with
+def plan_summary(args, regions: int, now: datetime) -> dict[str, str]:
+    """A sharded service in a plan's outputs: ``capacity`` (:func:`capacity`, counting draining
+    generations), ``deploy`` (what a deploy does to live sessions, :func:`deploy_impact`) and, with
     ``shardPrefixBy: proxy``, ``proxyConfig`` (the mounted configuration, shown in plain text)."""
-    summary = {"capacity": capacity(args, regions)}
+    generations = generations_of(args, now)
+    summary = {"capacity": capacity(args, regions, len(generations.serving) if generations else 1),
+               "deploy": deploy_impact(args, now)}
     if args.shard_prefix_by == "proxy":
         summary["proxyConfig"] = proxy_config_for(args)
     return summary
+
+
+def _minutes(seconds: float) -> str:
+    return f"{round(seconds / 60)} min" if seconds >= 60 else f"{round(seconds)} s"
+
+
+def deploy_impact(args, now: datetime) -> str:
+    """One line: what deploys do to the live sessions of a Cloud Run service of ``args`` at ``now``
+    (the plan's ``serviceDeploys`` and ``sessionShards.deploy``)."""
+    if args.session_mode.value != "in-memory-sessions":
+        return f"a deploy ends no session ({args.session_mode.value}: none lives in one instance's memory)"
+    generations = generations_of(args, now)
+    if generations is None:
+        return "a deploy ends every live session: clients re-initialize on the new revision"
+    window = _minutes(args.session_drain)
+    parts = [f"new sessions start on generation {generations.current}"]
+    for generation, ends in sorted(generations.draining.items()):
+        parts.append(f"generation {generation} drains for {_minutes((ends - now).total_seconds())} more "
+                     f"(until {ends:%Y-%m-%dT%H:%MZ}), then its sessions re-initialize")
+    if generations.retired:
+        parts.append("generation(s) " + ", ".join(map(str, generations.retired)) + " retired: their routes, NEGs, "
+                     "backend services and tags go")
+    parts.append(f"the next deploy (a new entry in generations) drains generation {generations.current} for {window}")
+    return "; ".join(parts)

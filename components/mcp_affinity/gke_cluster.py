@@ -281,6 +281,10 @@ class GkeCluster(pulumi.ComponentResource):
             workload_identity_config={"workload_pool": f"{args.project}.svc.id.goog"},
             release_channel={"channel": args.release_channel},
             datapath_provider="ADVANCED_DATAPATH",
+            # Managed Service for Prometheus collects what PodMonitoring objects name (McpMeshMetrics);
+            # on by default since GKE 1.27, set so a cluster where it was turned off gets it back
+            # (https://cloud.google.com/stackdriver/docs/managed-prometheus/setup-managed).
+            monitoring_config={"managed_prometheus": {"enabled": True}},
             gateway_api_config={"channel": "CHANNEL_STANDARD"},
             database_encryption={"state": "ENCRYPTED", "key_name": key.id} if key else {"state": "DECRYPTED"},
             binary_authorization={"evaluation_mode": "PROJECT_SINGLETON_POLICY_ENFORCE"} if args.binary_authorization else None,

@@ -99,10 +99,22 @@ ShardKey = Annotated[str, Strict(), Field(pattern=r"^[a-z][a-z0-9-]{0,62}$")]
 class SessionShardsArgs(Model):
     """A route served by session shards (:mod:`mcp_affinity.cloud_run_shards`): one backend service per
     shard key; a request whose session header starts with ``{key}.`` goes to that shard, any other
-    request to all shards with equal weights."""
+    request to the ``current`` shards (all when unset) with equal weights."""
 
     header: HeaderName = Field(description="the session header whose prefix names the shard")
     keys: list[ShardKey] = Field(min_length=1, description="the shard keys, one backend service each")
+    current: Optional[list[ShardKey]] = Field(default=None, min_length=1, description=(
+        "the keys taking new sessions (the current generation's); the others only serve their own ids"))
+
+    @model_validator(mode="after")
+    def _current_in_keys(self) -> "SessionShardsArgs":
+        if self.current is not None and not set(self.current) <= set(self.keys):
+            raise ValueError(f"current keys {sorted(set(self.current) - set(self.keys))} are not among the keys")
+        return self
+
+    def spread(self, backends: Mapping[str, StrInput]) -> dict[str, StrInput]:
+        """The part of ``backends`` (shard key -> backend service) that takes new sessions."""
+        return {key: backends[key] for key in (self.current or self.keys)}
 
 
 class RouteArgs(Model):
@@ -318,7 +330,10 @@ class GlobalHttpsLoadBalancer(pulumi.ComponentResource):
     def _routing(self, name: str) -> dict:
         """URL map arguments: one path matcher per host-routed backend, one for shared path prefixes;
         unknown hosts go to the default route if named, else end with 404 (:mod:`mcp_affinity.edge_routes`)."""
-        routes, backends = self._args.routes, self._backends
+        routes, every = self._args.routes, self._backends
+        # New sessions (defaults, method routes) go to the shards taking them; header routes to every shard.
+        backends = {key: routes[key].session_shards.spread(b) if key in routes and routes[key].session_shards else b
+                    for key, b in every.items()}
         if self._args.default_route is not None:
             default = _target(backends[self._args.default_route], "default_service", "default_route_action")
         else:
@@ -330,7 +345,7 @@ class GlobalHttpsLoadBalancer(pulumi.ComponentResource):
                 host_rules.append({"hosts": sorted(route.hosts), "path_matcher": key})
                 matcher = {"name": key, **_target(backends[key], "default_service", "default_route_action")}
                 if route.method_routes or route.session_shards:
-                    shard_rules = _shard_rules(route, backends[key])
+                    shard_rules = _shard_rules(route, every[key])
                     matcher["route_rules"] = shard_rules + _method_rules(route, backends, len(shard_rules))
                 else:
                     matcher["path_rules"] = _path_rules(route, backends[key])

@@ -39,6 +39,14 @@ members and clients, or no IAP) and its ``edge`` rules (:class:`~mcp_affinity.ga
 
 Requests of MCP 2026-07-28 carry ``Mcp-Method`` / ``Mcp-Name``; ``method_routes`` send some of them
 to another mesh service with ``VirtualService`` ``http[].match[].headers``.
+
+Deploys: with learned pinning and ``session_drain_seconds`` (default 1800 s) a terminating pod keeps
+serving the sessions pinned to it and takes no new ones (:mod:`mcp_affinity.pinning_proxy` says
+how); its grace period is the session drain plus 30 s to stop, at most an hour, which GKE honours
+on node upgrades; cluster-autoscaler scale-down honours only 10 minutes
+(https://cloud.google.com/kubernetes-engine/docs/how-to/extended-duration-pods). A blue/green pair
+of Deployments was not chosen: it doubles the pods on every deploy and needs the package, not
+Kubernetes, to retire the old colour, with the same grace limits on evictions.
 """
 
 from __future__ import annotations
@@ -53,7 +61,7 @@ import pulumi_kubernetes as k8s
 from pydantic import Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from . import affinity
+from . import affinity, sources
 from .access import AccessArgs, AccessMode
 from .affinity import METHOD_HEADER, MODERN_VERSIONS, NAME_HEADER, VERSION_HEADER, HeaderName, SessionMode, StoreRole
 from .gateway_backend import GatewayAccess
@@ -84,6 +92,16 @@ WAYPOINT = "waypoint"
 also its service account's (istio/istio 1.30.3 ``pilot/pkg/config/kube/gatewaycommon/deploymentcontroller.go``)."""
 WAYPOINT_LABEL = "gateway.networking.k8s.io/gateway-name"
 
+
+SHUTDOWN_MARGIN_SECONDS = 30
+"""After a session drain the server gets SIGTERM and this long to stop before the grace period ends."""
+
+MAX_GRACE_SECONDS = 3600
+"""The longest grace period GKE honours when it upgrades a node (one hour); cluster-autoscaler
+scale-down honours only 10 minutes (https://cloud.google.com/kubernetes-engine/docs/how-to/extended-duration-pods)."""
+
+DEFAULT_SESSION_DRAIN_SECONDS = 1800
+"""Default ``sessionDrainSeconds`` with learned pinning: the idle-session timeout of FastMCP and the SDKs."""
 
 LEARNED_ONLY = frozenset({"pinning_replicas", "session_idle_seconds", "stream_timeout_seconds",
                           "pinning_max_sessions", "pinning_max_connections"})
@@ -150,6 +168,14 @@ class McpMeshServiceArgs(Settings):
         default=3600, ge=30, le=3600,
         description="graceful termination: the pod and its sidecar keep serving open streams this long (30 to 3600 "
                     "s, default 3600, as long as a Cloud Run request may last).")
+    session_drain_seconds: Optional[Int] = Field(
+        default=None, ge=0,
+        description="`pinning: learned`: after a deploy, pods of the old version keep serving the sessions pinned "
+                    "to them this long while terminating, and take no new ones (default "
+                    f"{DEFAULT_SESSION_DRAIN_SECONDS} s, the SDKs' idle-session timeout; at most "
+                    f"{MAX_GRACE_SECONDS - SHUTDOWN_MARGIN_SECONDS} s, as GKE node upgrades honour one hour of grace; "
+                    "cluster-autoscaler scale-down only 10 minutes). 0: a deploy ends every session, as before. "
+                    "Refused for other modes and pinnings.")
     health_path: UrlPath = Field(
         default="/healthz",
         description="HTTP path of the startup, readiness and liveness probes.")
@@ -180,6 +206,7 @@ class McpMeshServiceArgs(Settings):
         faults.check("notificationBroker", lambda: affinity.store_role(self.session_mode, self.notification_broker))
         faults.check(("access", "members"), lambda: check_mesh_access(self.access))
         self._check_pinning(faults)
+        self._check_drain(faults)
         check_hosts_once(self.hosts, faults)
         check_method_matches(self.method_routes, faults)
         for variable in sorted(set(self.env) & set(self.secret_env)):
@@ -206,6 +233,47 @@ class McpMeshServiceArgs(Settings):
                 faults.add(key, f"{key} goes with pinning: learned (the pinning proxy); remove it")
         if "cookie_name" in self.model_fields_set and self.pinning != "cookie":
             faults.add("cookieName", "cookieName goes with pinning: cookie; remove it")
+
+    def _check_drain(self, faults: Faults) -> None:
+        if "session_drain_seconds" not in self.model_fields_set:
+            return
+        if self.session_mode is not SessionMode.IN_MEMORY_SESSIONS:
+            faults.add("sessionDrainSeconds", f"a {self.session_mode.value} server keeps no session in one pod's "
+                       "memory, so a deploy ends none (stateless: no session; shared-sessions: they live in the "
+                       "store): remove sessionDrainSeconds")
+        elif self.pinning != "learned":
+            faults.add("sessionDrainSeconds", "sessionDrainSeconds goes with pinning: learned: only the pinning "
+                       "proxy keeps sending a session's requests to a terminating pod (Istio's cookie pinning "
+                       "does not): use pinning: learned, or remove sessionDrainSeconds")
+        elif self.session_drain + SHUTDOWN_MARGIN_SECONDS > MAX_GRACE_SECONDS:
+            faults.add("sessionDrainSeconds", f"{self.session_drain} s plus {SHUTDOWN_MARGIN_SECONDS} s to shut down is "
+                       f"longer than GKE honours when it upgrades a node ({MAX_GRACE_SECONDS} s of grace; "
+                       f"cluster-autoscaler scale-down honours 600 s; {sources.GKE_EXTENDED_DURATION_PODS}): at most "
+                       f"{MAX_GRACE_SECONDS - SHUTDOWN_MARGIN_SECONDS}")
+
+    @property
+    def session_drain(self) -> int:
+        """``sessionDrainSeconds`` as planned: by default 1800 s with learned pinning, else 0."""
+        if self.session_drain_seconds is not None:
+            return self.session_drain_seconds
+        return DEFAULT_SESSION_DRAIN_SECONDS if self.pinning == "learned" else 0
+
+    def deploy_impact(self) -> str:
+        """One line for the plan (``meshServiceDeploys``): what a deploy does to live sessions."""
+        if self.session_mode is not SessionMode.IN_MEMORY_SESSIONS:
+            return f"a deploy ends no session ({self.session_mode.value}: none lives in one pod's memory)"
+        if not self.session_drain:
+            return "a deploy ends the sessions of every replaced pod: clients re-initialize on the new pods"
+        return (f"a deploy drains for {round(self.session_drain / 60)} min: old pods keep serving the sessions pinned "
+                f"to them while terminating (grace {self.grace_seconds} s), new sessions start on new pods; then "
+                "those sessions re-initialize (a cluster-autoscaler scale-down drains at most 10 min)")
+
+    @property
+    def grace_seconds(self) -> int:
+        """The pods' ``terminationGracePeriodSeconds``: the stream drain, or the session drain plus
+        time to shut down, whichever is longer."""
+        drain = self.session_drain
+        return max(self.drain_seconds, drain + SHUTDOWN_MARGIN_SECONDS) if drain else self.drain_seconds
 
     @property
     def store_role(self) -> StoreRole:
@@ -430,11 +498,21 @@ class McpMeshService(pulumi.ComponentResource):
             name=proxy, namespace=self._namespace, pods_service=pods, peers_service=peers,
             replicas=args.pinning_replicas, header=args.session_header, port=args.port,
             max_servers=args.max_replicas, stream_timeout_seconds=args.stream_timeout_seconds,
-            session_idle_seconds=args.session_idle_seconds, sizing=sizing)
+            session_idle_seconds=args.session_idle_seconds, sizing=sizing,
+            drain_check_path=args.health_path if args.session_drain else None)
         k8s.core.v1.ConfigMap(proxy, metadata=self._meta(proxy), data={"haproxy.cfg": self.haproxy_config}, opts=opts)
+        ports = [{"name": "http", "port": args.port, "targetPort": args.port, "appProtocol": "http"}]
+        if args.session_drain:
+            # Declared so that the mesh carries the proxy's checks to it (mTLS) like any service port.
+            ports.append({"name": "http-drain-signal", "port": pinning_proxy.DRAIN_SIGNAL_PORT, "appProtocol": "http"})
+            k8s.core.v1.ConfigMap(f"{self._name}-drain-signal", metadata=self._meta(f"{self._name}-drain-signal"),
+                                  data={"haproxy.cfg": pinning_proxy.drain_signal_config(
+                                      listen_port=pinning_proxy.DRAIN_SIGNAL_PORT, server_port=args.port)}, opts=opts)
+        # With a drain, terminating pods stay in DNS (CoreDNS publishes only ready endpoints) so their
+        # pins keep reaching them; new pods get no session before their check passes.
         k8s.core.v1.Service(pods, metadata=self._meta(pods), spec={
-            "clusterIP": "None", "selector": {"app": self._name}, "publishNotReadyAddresses": False,
-            "ports": [{"name": "http", "port": args.port, "targetPort": args.port, "appProtocol": "http"}]}, opts=opts)
+            "clusterIP": "None", "selector": {"app": self._name}, "publishNotReadyAddresses": bool(args.session_drain),
+            "ports": ports}, opts=opts)
         k8s.core.v1.Service(peers, metadata=self._meta(peers, {"app": proxy}), spec={
             "clusterIP": "None", "selector": {"app": proxy}, "publishNotReadyAddresses": True,
             "ports": [{"name": "tcp-peers", "port": pinning_proxy.PEER_PORT, "appProtocol": "tcp"},
@@ -495,14 +573,14 @@ class McpMeshService(pulumi.ComponentResource):
         args, name = self._args, self._name
         probe = {"httpGet": {"path": args.health_path, "port": "http"}, "periodSeconds": 5}
         # The sidecar must drain as long as the app, or it cuts the streams the app still serves.
-        proxy_config = json.dumps({"terminationDrainDuration": f"{args.drain_seconds}s"})
+        proxy_config = json.dumps({"terminationDrainDuration": f"{args.grace_seconds}s"})
         return {
             "selector": {"matchLabels": {"app": name}},
             "template": {
                 "metadata": {"labels": {"app": name}, "annotations": {"proxy.istio.io/config": proxy_config}},
                 "spec": {
                     "serviceAccountName": name,
-                    "terminationGracePeriodSeconds": args.drain_seconds,
+                    "terminationGracePeriodSeconds": args.grace_seconds,
                     "topologySpreadConstraints": [{
                         "maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
                         "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": {"matchLabels": {"app": name}},
@@ -518,14 +596,37 @@ class McpMeshService(pulumi.ComponentResource):
                         "startupProbe": {**probe, "failureThreshold": 24},
                         "readinessProbe": probe,
                         "livenessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 3},
-                        # Let endpoints and proxies stop sending new requests before shutdown starts.
-                        "lifecycle": {"preStop": {"sleep": {"seconds": 10}}},
+                        # Let endpoints and proxies stop sending new requests before shutdown starts;
+                        # with a session drain, keep serving pinned sessions that long.
+                        "lifecycle": {"preStop": {"sleep": {"seconds": args.session_drain or 10}}},
                         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                             "capabilities": {"drop": ["ALL"]}},
-                    }],
+                    }, *self._drain_signal()],
+                    **self._drain_signal_volume(),
                 },
             },
         }
+
+    def _drain_signal(self) -> list[dict]:
+        """With a session drain, the container the pinning proxy checks the pod through; it has no
+        ``preStop`` so it stops when termination starts (:mod:`mcp_affinity.pinning_proxy`)."""
+        if not self._args.session_drain:
+            return []
+        return [{
+            "name": pinning_proxy.DRAIN_SIGNAL_CONTAINER, "image": pinning_proxy.PROXY_IMAGE,
+            "args": ["-f", "/usr/local/etc/haproxy/haproxy.cfg"],
+            "ports": [{"name": "drain-signal", "containerPort": pinning_proxy.DRAIN_SIGNAL_PORT}],
+            "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "32Mi"}},
+            "volumeMounts": [{"name": "drain-signal", "mountPath": "/usr/local/etc/haproxy", "readOnly": True}],
+            # The image's user is named (haproxy, uid 99): runAsNonRoot needs the number.
+            "securityContext": {"runAsUser": 99, "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                "capabilities": {"drop": ["ALL"]}},
+        }]
+
+    def _drain_signal_volume(self) -> dict:
+        if not self._args.session_drain:
+            return {}
+        return {"volumes": [{"name": "drain-signal", "configMap": {"name": f"{self._name}-drain-signal"}}]}
 
     def traffic_policy(self) -> dict:
         """The DestinationRule's traffic policy for this service's session mode."""
@@ -581,6 +682,9 @@ class McpMeshService(pulumi.ComponentResource):
             proxy_principal = f"cluster.local/ns/{self._namespace}/sa/{proxy}"
             self._admit(f"{name}-from-proxy", name, [proxy_principal], [{"podSelector": {"matchLabels": {"app": proxy}}}],
                         args.port)
+            if args.session_drain:  # the proxy's health checks reach each pod's drain signal
+                self._admit(f"{name}-drain-check", name, [proxy_principal],
+                            [{"podSelector": {"matchLabels": {"app": proxy}}}], pinning_proxy.DRAIN_SIGNAL_PORT)
             self._admit(f"{proxy}-from-gateway", proxy, [self._mesh.gateway_principal], [gateway], pinning_proxy.SERVE_PORT)
             self._admit(f"{proxy}-peers", proxy, [proxy_principal], [{"podSelector": {"matchLabels": {"app": proxy}}}],
                         pinning_proxy.PEER_PORT, policy_name=f"{proxy}-peers")

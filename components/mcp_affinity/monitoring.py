@@ -27,6 +27,10 @@ becomes ``:``, every other special character ``_``; a distribution is a histogra
   ``haproxy_sticktable_size``, ``haproxy_backend_redispatch_warnings_total``,
   ``haproxy_backend_http_responses_total``), scraped by Managed Service for Prometheus, which
   adds the pod's ``namespace`` (https://cloud.google.com/stackdriver/docs/managed-prometheus/setup-managed).
+- Istio's ``istio_requests_total`` and ``istio_request_duration_milliseconds`` (ms, a histogram)
+  as the mesh services' front sidecars report them (``reporter="destination"``), with the
+  ``mcp_method`` and ``mcp_name`` dimensions :class:`~mcp_affinity.McpMeshMetrics` adds
+  (https://istio.io/latest/docs/reference/config/metrics/).
 
 Two log-based metrics (:func:`log_metrics`) add what no built-in metric carries:
 
@@ -83,6 +87,9 @@ PINS_USED = 'haproxy_sticktable_used{{namespace="{namespace}",name="{table}"}}'
 PINS_SIZE = 'haproxy_sticktable_size{{namespace="{namespace}",name="{table}"}}'
 REDISPATCHES = 'haproxy_backend_redispatch_warnings_total{{namespace="{namespace}",proxy="{backend}"}}'
 HANDOVER_4XX = 'haproxy_backend_http_responses_total{{namespace="{namespace}",proxy="handover",code="4xx"}}'
+
+ISTIO_REQUESTS, ISTIO_LATENCY = "istio_requests_total", "istio_request_duration_milliseconds_bucket"
+"""Istio's standard request metrics as the sidecar reports them (https://istio.io/latest/docs/reference/config/metrics/)."""
 
 LB_LOG_METRIC = "{prefix}/mcp.lb.request.count"
 SHARD_LOG_METRIC = "{prefix}/mcp.server.operation.duration"
@@ -164,10 +171,21 @@ class ProxyTarget:
 
     Its alerts read the proxies' HAProxy exporter (port 8404, ``/metrics``) as Managed Service for
     Prometheus labels it (``namespace``, ``pod``): give proxy targets only where something scrapes
-    them (a ``PodMonitoring`` the mesh lets through; the stack program does not make one yet)."""
+    them (:class:`~mcp_affinity.McpMeshMetrics` does, and admits the collectors)."""
 
     namespace: str
     replicas: int
+
+
+@dataclass(frozen=True)
+class MeshTarget:
+    """A mesh service whose front pods' sidecars are scraped with the MCP dimensions
+    (:class:`~mcp_affinity.McpMeshMetrics`): its ``namespace`` and the ``app`` label of the pods
+    the gateway calls (``workload``; Istio's ``destination_workload`` is the Deployment's or
+    StatefulSet's name, which the package makes equal to it)."""
+
+    namespace: str
+    workload: str
 
 
 @dataclass(frozen=True)
@@ -180,9 +198,11 @@ class MonitoringTargets:
     store_instance: Optional[str] = None
     certificates: dict[str, tuple[str, ...]] = field(default_factory=dict)
     """Google-managed certificates by key: their domains, each checked over HTTPS."""
+    meshes: dict[str, MeshTarget] = field(default_factory=dict)
+    """Mesh services by name whose Istio request metrics carry ``mcp_method`` and ``mcp_name``."""
 
     def empty(self) -> bool:
-        return not (self.services or self.proxies or self.store_instance or self.certificates)
+        return not (self.services or self.proxies or self.store_instance or self.certificates or self.meshes)
 
 
 @dataclass(frozen=True)
@@ -304,6 +324,8 @@ def panels(args: MonitoringArgs, targets: MonitoringTargets) -> list[Panel]:
             result.append(Panel(f"{name}: instances" + (" per shard (exactly 1)" if service.sharded else ""), name,
                                 {"${service_name} ${location}": q["instances"]}, "1",
                                 1 if service.sharded else None, "BELOW"))
+    for name, mesh in sorted(targets.meshes.items()):
+        result += _mesh_panels(name, mesh)
     for name, proxy in sorted(targets.proxies.items()):
         result.append(Panel(f"{name}: pins in use / table size", name,
                             {"${pod}": _pin_ratio(proxy)}, "1", t.pin_table_ratio))
@@ -348,6 +370,29 @@ def _log_panels(args: MonitoringArgs, name: str, service: ServiceTarget) -> list
                     _shard_log(args, service, "bucket"), "le, mcp_method_name, gen_ai_tool_name") + ")"}, "ms"),
         ]
     return panels_
+
+
+def _istio(metric: str, mesh: MeshTarget, extra: str = "") -> str:
+    return (f'{metric}{{reporter="destination",destination_workload_namespace="{mesh.namespace}",'
+            f'destination_workload="{mesh.workload}"{extra}}}')
+
+
+def _mesh_panels(name: str, mesh: MeshTarget) -> list[Panel]:
+    """Per MCP method (and tool) from Istio's request metrics with the ``mcp_method`` and
+    ``mcp_name`` dimensions (:func:`~mcp_affinity.mesh_metrics.telemetry_spec`)."""
+    requests = _istio(ISTIO_REQUESTS, mesh)
+    errors = _istio(ISTIO_REQUESTS, mesh, ',response_code=~"5.."')
+    latency = _rate(_istio(ISTIO_LATENCY, mesh), "le, mcp_method")
+    return [
+        Panel(f"{name}: requests by MCP method", name, {"${mcp_method}": _rate(requests, "mcp_method")}, "1/s"),
+        Panel(f"{name}: tool calls by tool", name, {
+            "${mcp_name}": _rate(_istio(ISTIO_REQUESTS, mesh, ',mcp_method="tools/call"'), "mcp_name")}, "1/s"),
+        Panel(f"{name}: 5xx ratio by MCP method", name, {
+            "${mcp_method}": f"{_rate(errors, 'mcp_method')} / {_rate(requests, 'mcp_method')}"}, "1"),
+        Panel(f"{name}: latency p50 / p95 / p99 by MCP method", name, {
+            f"p{round(x * 100)} ${{mcp_method}}": f"histogram_quantile({x}, {latency})" for x in (0.5, 0.95, 0.99)},
+            "ms"),
+    ]
 
 
 def _pin_ratio(proxy: ProxyTarget) -> str:

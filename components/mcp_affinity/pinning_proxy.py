@@ -17,6 +17,34 @@ order. HAProxy resolves peer names once, at start-up: the peers' headless Servic
 not-ready addresses and the pods start in parallel, so a replica that starts before its peers
 have addresses restarts until they do.
 
+Deploys (``sessionDrainSeconds`` > 0): a pod of the old version keeps serving its pinned sessions
+while it terminates, and takes no new ones. Three facts make it work:
+
+- Kubernetes runs ``preStop`` before SIGTERM, bounded by ``terminationGracePeriodSeconds``
+  (https://kubernetes.io/docs/concepts/workloads/pods/pod-lifecycle/#pod-termination): the MCP
+  container's ``preStop`` sleeps the drain, so the server keeps serving meanwhile.
+- A terminating pod stays in its EndpointSlice (KEP-1672), but CoreDNS publishes only ``ready``
+  endpoints, and ``ready`` stays true for a terminating pod only on a Service with
+  ``publishNotReadyAddresses: true``: the pods' headless Service sets it, so ``server-template``
+  keeps the pod's slot. (A slot whose address leaves DNS goes into maintenance, which even
+  ``option persist`` does not override.)
+- The proxy marks the pod down while its pins still reach it: its health check goes through a
+  **drain signal**, a second HAProxy in the MCP pod (:func:`drain_signal_config`, the same image)
+  relaying the check to the server's health path. That container has no ``preStop``: it gets
+  SIGTERM when termination starts and HAProxy stops at once on SIGTERM (HAProxy management guide,
+  "Stopping and restarting HAProxy"), so the check fails within ``fall x inter`` (4 s) and the pod
+  takes no new session (``balance`` skips a down server), while ``option persist`` keeps sending
+  pinned requests to it. The check also fails while the server itself is unhealthy.
+
+Why not HAProxy's ``agent-check`` with a ``drain`` reply: the agent must keep answering after
+SIGTERM, which needs a program of our own in every pod; a relay that simply stops does the same
+with a stock image. Why not a blue/green pair of Deployments: it doubles the pods for every
+deploy, needs the package (not Kubernetes) to retire the old colour, and a node upgrade or
+autoscaler still evicts pods of either colour with the same grace limits. Limits of the grace
+period on GKE: node upgrades honour up to one hour, cluster-autoscaler scale-down up to 10 minutes
+(https://cloud.google.com/kubernetes-engine/docs/how-to/extended-duration-pods): a pod the autoscaler
+removes drains at most 10 minutes, then its sessions re-initialize.
+
 The conformance run (``tools/conformance``) drives this very text, with loopback addresses
 substituted, through two peered proxies in front of real MCP servers.
 """
@@ -25,6 +53,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 PEER_PORT = 10000
 SERVE_PORT = 8080
@@ -57,6 +86,12 @@ HOP_HEADER = "X-Mcp-Pinning-Hop"
 KEEP_ALIVE_TIMEOUT_SECONDS = 30
 """An idle keep-alive connection between two requests closes after this (``timeout http-keep-alive``);
 the client opens a new one, the pin is in the table, not in the connection."""
+DRAIN_SIGNAL_PORT = 8405
+"""The drain signal's port in each MCP pod (:func:`drain_signal_config`); the proxy's health checks go there."""
+DRAIN_SIGNAL_CONTAINER = "drain-signal"
+CHECK_INTER_SECONDS, CHECK_FALL = 2, 2
+"""Health checks every 2 s; a pod is down after 2 failures (so a terminating pod takes no new session
+about 4 s after its termination starts)."""
 
 
 @dataclass(frozen=True)
@@ -87,15 +122,43 @@ def peer_names(name: str, replicas: int) -> list[str]:
     return [f"{name}-{index}" for index in range(replicas)]
 
 
-def server_discovery(pods_service: str, namespace: str, port: int, max_servers: int) -> str:
-    """The line that finds the MCP pods: up to ``max_servers`` addresses of a headless Service."""
+def server_discovery(pods_service: str, namespace: str, port: int, max_servers: int,
+                     check_port: Optional[int] = None) -> str:
+    """The line that finds the MCP pods: up to ``max_servers`` addresses of a headless Service;
+    ``check_port``: where their health checks go (the drain signal), on these servers only (the
+    handover backend's peers are checked on their own port)."""
     return (f"  server-template mcp 1-{max_servers} {pods_service}.{namespace}.svc.cluster.local:{port} "
-            "resolvers kubedns init-addr none")
+            "resolvers kubedns init-addr none" + (f" port {check_port}" if check_port else ""))
+
+
+def drain_signal_config(*, listen_port: int, server_port: int, listen_address: str = "",
+                        server_address: str = "127.0.0.1") -> str:
+    """The drain signal's ``haproxy.cfg``: relays HTTP on ``listen_port`` to the MCP server on
+    ``server_port`` (localhost in the pod; the proxy's health check passes through it) until the pod's
+    termination starts, when it stops at once (SIGTERM). ``listen_address`` / ``server_address``:
+    all addresses / localhost (tests bind loopback)."""
+    return f"""global
+  maxconn 64
+
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 10s
+  timeout server 10s
+
+frontend drain_signal
+  bind {listen_address}:{listen_port}
+  default_backend server
+
+backend server
+  server mcp {server_address}:{server_port}
+"""
 
 
 def haproxy_config(*, name: str, namespace: str, pods_service: str, peers_service: str, replicas: int,
                    header: str, port: int, max_servers: int, stream_timeout_seconds: int,
-                   session_idle_seconds: int, sizing: ProxySizing, srvkey: bool = True) -> str:
+                   session_idle_seconds: int, sizing: ProxySizing, srvkey: bool = True,
+                   drain_check_path: Optional[str] = None) -> str:
     """The proxy's ``haproxy.cfg``.
 
     - ``name``: the StatefulSet (peers ``{name}-0`` ...); ``peers_service`` its headless Service.
@@ -107,6 +170,9 @@ def haproxy_config(*, name: str, namespace: str, pods_service: str, peers_servic
       timeout); every request of the session renews it.
     - ``sizing``: table size, ``maxconn`` and ``ulimit-n`` (:class:`ProxySizing`).
     - ``srvkey``: key pins by server address so peers agree (False for HAProxy 2.6).
+    - ``drain_check_path``: with a drain, the server's health path, checked over HTTP through each
+      pod's drain signal (:data:`DRAIN_SIGNAL_PORT`); a terminating pod fails it and keeps only its
+      pinned sessions (see the module's docstring). None checks the server's port (TCP).
 
     A pinned request goes to its pod even while this replica's health checks still call the pod
     down (``option persist``): each proxy replica checks on its own, and one that has not yet
@@ -142,6 +208,13 @@ def haproxy_config(*, name: str, namespace: str, pods_service: str, peers_servic
               for peer in names), ""])
     key = " srvkey addr" if srvkey else ""
     stream = f"{stream_timeout_seconds}s"
+    check = f"check inter {CHECK_INTER_SECONDS}s fall {CHECK_FALL} rise 2"
+    drain_check, check_port = "", None
+    if drain_check_path is not None:
+        # HTTP/1.1 with a Host: a sidecar's Envoy refuses HTTP/1.0, HAProxy's default for checks.
+        check_port = DRAIN_SIGNAL_PORT
+        drain_check = (f"  option httpchk\n  http-check send meth GET uri {drain_check_path} ver HTTP/1.1 "
+                       f"hdr Host {pods_service}\n")
     return f"""global
   log stdout format raw local0 info
   maxconn {sizing.max_connections}
@@ -159,7 +232,7 @@ defaults
   timeout client {stream}
   timeout server {stream}
   timeout tunnel {stream}
-  default-server check inter 2s fall 2 rise 2
+  default-server {check}
 
 resolvers kubedns
   parse-resolv-conf
@@ -181,9 +254,9 @@ frontend mcp
 backend replicas
   balance roundrobin
   option persist
-  http-request del-header {HOP_HEADER}
+{drain_check}  http-request del-header {HOP_HEADER}
   stick-table type binary len 20 size {sizing.max_sessions} expire {session_idle_seconds}s{key} peers pinning
   stick match req.hdr({header}),sha1
   stick store-response res.hdr({header}),sha1
-{server_discovery(pods_service, namespace, port, max_servers)}
+{server_discovery(pods_service, namespace, port, max_servers, check_port)}
 {handover}"""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any, Callable, Iterator, Optional
 
 from mcp_affinity import CloudRunMcpService, CloudRunMcpServiceArgs, NetworkArgs, RouteArgs, StoreRole
@@ -29,21 +30,22 @@ def keys_set(config) -> list[str]:
 
 
 def settings(config, common: dict, problems, network: Optional[NetworkArgs]) -> Optional[dict[str, tuple]]:
-    """Each service's (settings or None, route values, served hosts), validated under
-    ``services.<name>``; the route's own rules run in the load balancer, which reports them under
-    the same key."""
+    """Each service's (settings or None, route values, served hosts, the program's clock reading),
+    validated under ``services.<name>``; the route's own rules run in the load balancer, which
+    reports them under the same key. One clock reading serves the routes and the shards, so both
+    agree on which generations still drain."""
     if not config.services:
         if "services" not in problems.refused_tops:
             problems.add("services", "platforms includes cloud-run: define at least one service")
         return None
-    result, served = {}, served_hosts(config)
+    result, served, now = {}, served_hosts(config), datetime.now(timezone.utc)
     for name, service in sorted(config.services.items()):
         key = f"services.{name}"
         values = service.model_dump(by_alias=True, exclude_unset=True)
         route = {k: v for k, v in values.items() if k in ROUTE_KEYS}
         args = problems.build(key, CloudRunMcpServiceArgs, {**{k: v for k, v in values.items() if k not in route}, **common})
         if args is not None and args.pinning == "shards" and network is not None:
-            route["sessionShards"] = cloud_run_shards.route_shards(args, args.regions or network.regions)
+            route["sessionShards"] = cloud_run_shards.route_shards(args, args.regions or network.regions, now)
         if args is not None and network is not None:
             check_thresholds(key, args, network, problems)
             extra = set(args.regions or []) - set(network.regions)
@@ -55,7 +57,7 @@ def settings(config, common: dict, problems, network: Optional[NetworkArgs]) -> 
         if args is not None:
             check_access(key, args.access, args.acknowledge, served[name], config.environment, problems)
         check_plain_secrets(key, "services", getattr(service, "env", None) or {}, problems)
-        result[name] = (args, route, served[name])
+        result[name] = (args, route, served[name], now)
     check_method_routes(result, problems)
     return result
 
@@ -63,13 +65,13 @@ def settings(config, common: dict, problems, network: Optional[NetworkArgs]) -> 
 def check_method_routes(services: dict[str, tuple], problems) -> None:
     """Each method route crosses only to a service whose access is identical and whose edge is at least
     as strict (:mod:`mcp_affinity.route_access`); refused under ``services.<name>.methodRoutes.<key>``."""
-    for name, (args, route, served) in sorted(services.items()):
+    for name, (args, route, served, _) in sorted(services.items()):
         for key, method in sorted((route.get("methodRoutes") or {}).items()):
             target = services.get(method.get("service"))
             if args is None or target is None or target[0] is None:
                 continue  # not a service of this platform, or refused already: reported elsewhere
             other = target[0]
-            siblings = {f"https://{h}" for s, r, _ in services.values()
+            siblings = {f"https://{h}" for s, r, *_ in services.values()
                         if s is not None and access_key(s.access) == access_key(args.access) for h in r.get("hosts") or []}
             fault = route_faults(name, args.access, method["service"], other.access,
                                  (args.edge, args.edge.origins(served), other.edge, other.edge.origins(target[2])),
@@ -86,7 +88,7 @@ def needs_store(services: dict[str, tuple]) -> bool:
 def routes(services: dict[str, tuple]) -> dict[str, tuple[dict, Callable[[list[str]], str]]]:
     """Route key -> (route values, function from a fault's location in the route to its config key)."""
     return {name: (route, lambda loc, name=name: ".".join([f"services.{name}", *loc]))
-            for name, (_, route, _) in services.items()}
+            for name, (_, route, *_) in services.items()}
 
 
 def named_components(services: dict[str, tuple], network: NetworkArgs) -> Iterator[tuple[str, Any]]:
@@ -99,17 +101,19 @@ def build(services: dict[str, tuple], context: SharedContext) -> tuple[dict[str,
     """Create the services; return (backend service id by route key, stack outputs)."""
     created = {
         name: CloudRunMcpService(name, args, network=context.network, session_store=context.session_store,
-                                 secret_env=context.secret_env("services", args.env), hosts=hosts,
+                                 secret_env=context.secret_env("services", args.env), hosts=hosts, now=now,
                                  routed_methods=[m["method"] for m in route.get("methodRoutes", {}).values()])
-        for name, (args, route, hosts) in sorted(services.items())
+        for name, (args, route, hosts, now) in sorted(services.items())
     }
     backends = {name: service.shard_backend_service_ids or service.backend_service_id for name, service in created.items()}
     outputs = {"serviceUrls": {name: service.service_urls for name, service in created.items()},
-               "serviceAccess": {name: args.access.summary() for name, (args, *_) in sorted(services.items())}}
+               "serviceAccess": {name: args.access.summary() for name, (args, *_) in sorted(services.items())},
+               "serviceDeploys": {name: cloud_run_shards.deploy_impact(args, now)
+                                  for name, (args, _, _, now) in sorted(services.items())}}
     # What each sharded service holds, and its ingress configuration in plain text: the secret's
     # payload is masked in a plan, and the configuration holds nothing secret.
-    shards = {name: cloud_run_shards.plan_summary(args, len(created[name].service_urls) // args.shards)
-              for name, (args, *_) in sorted(services.items()) if args.pinning == "shards"}
+    shards = {name: cloud_run_shards.plan_summary(args, len(created[name].service_urls) // args.shards, now)
+              for name, (args, _, _, now) in sorted(services.items()) if args.pinning == "shards"}
     if shards:
         outputs["sessionShards"] = shards
     return backends, outputs

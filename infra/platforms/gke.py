@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterator, Optional
 
+import pulumi
 from pydantic import Field
 
 from mcp_affinity import (
@@ -15,6 +16,7 @@ from mcp_affinity import (
     McpMeshServiceArgs, MeshArgs, MeshGatewayBackendArgs, NetworkArgs, StoreRole,
 )
 from mcp_affinity.access import AccessMode
+from mcp_affinity.mesh_metrics import McpMeshMetrics, McpMeshMetricsArgs, front_app
 from mcp_affinity.mesh_service import data_plane_faults, gateway_access, method_target_faults, service_host
 from mcp_affinity.route_access import route_faults
 from mcp_affinity.settings import config_model
@@ -194,7 +196,15 @@ def build(parts: dict[str, Any], context: SharedContext) -> tuple[dict[str, Any]
                              route_hosts=hosts, secret_env=context.secret_env("meshServices", args.env))
         for name, args in sorted(parts["services"].items())
     }
+    if context.monitoring and parts["mesh"].data_plane == "sidecar":
+        for name, service in services.items():
+            args = services_args[name]
+            front, proxy = front_app(name, args.pinning == "learned")
+            McpMeshMetrics(name, McpMeshMetricsArgs(prefix=args.prefix, project=args.project, labels=args.labels),
+                           namespace=args.names(name)["namespace"].value, front=front, proxy=proxy,
+                           cluster=ref.cluster, opts=pulumi.ResourceOptions(depends_on=[service]))
     outputs = {"gkeCluster": platform.cluster_name,
                "meshServiceHosts": {name: service.service_host for name, service in services.items()},
-               "meshServiceAccess": {name: args.access.summary() for name, args in sorted(services_args.items())}}
+               "meshServiceAccess": {name: args.access.summary() for name, args in sorted(services_args.items())},
+               "meshServiceDeploys": {name: args.deploy_impact() for name, args in sorted(services_args.items())}}
     return {ROUTE: platform.backend_service_id}, outputs

@@ -44,6 +44,8 @@ LABEL = {m.key: m.label for m in SERVER_MODES}
 IN_MEMORY = [m.label for m in SERVER_MODES if m.holds_sessions]
 NO_SESSIONS = [m.label for m in SERVER_MODES if not m.holds_sessions]
 SERVERS = [("r0", 20001), ("r1", 20002), ("r2", 20003)]
+CHECKS = {"r0": 20101, "r1": 20102, "r2": 20103}
+"""Each replica's drain signal: the planned learned pinning checks pods through it (a session drain)."""
 STEADY, KILL, PROXY_RESTART, FLOOD = SCENARIOS
 
 
@@ -82,17 +84,19 @@ def test_learned_pinning_runs_the_planned_config_with_only_its_addresses_moved(r
     assert len(names) == 2
     ports = Ports({names[0]: 30000, names[1]: 30001}, {names[0]: 30002, names[1]: 30003},
                   {names[0]: 30004, names[1]: 30005})
-    ran = localize(deployed, SERVERS, ports, names[0], srvkey=False)
+    ran = localize(deployed, SERVERS, ports, names[0], srvkey=False, checks=CHECKS)
     kept = set(deployed.splitlines()) & set(ran.splitlines())
     moved = [line for line in deployed.splitlines() if line not in kept]
     assert all(("server-template" in line or " peer " in line or "bind :" in line or "srvkey addr" in line
                 or "parse-resolv-conf" in line or ".svc.cluster.local:8080 resolvers" in line) for line in moved), moved
     new = [line for line in ran.splitlines() if line not in kept]
     assert all("127.0.0.1" in line or "stick-table" in line for line in new), new
-    assert "  server mcp1 127.0.0.1:20001" in ran and f"  server {names[1]} 127.0.0.1:30001" in ran
+    assert "  server mcp1 127.0.0.1:20001 port 20101" in ran and f"  server {names[1]} 127.0.0.1:30001" in ran
     assert "  bind 127.0.0.1:30000" in ran and "  bind 127.0.0.1:30002" in ran
     with pytest.raises(ValueError, match="server-template"):
-        localize(deployed.replace("server-template", "server-tmpl"), SERVERS, ports, names[0], srvkey=False)
+        localize(deployed.replace("server-template", "server-tmpl"), SERVERS, ports, names[0], srvkey=False, checks=CHECKS)
+    with pytest.raises(ValueError, match="drain signal"):
+        localize(deployed, SERVERS, ports, names[0], srvkey=False)
 
 
 def test_learned_rows_are_measured_through_two_peered_proxies(conformance_rows):
@@ -105,7 +109,7 @@ def test_every_routing_config_passes_haproxy_check(tmp_path, parts_installed, ro
     for routing in routings:
         if routing.kind == "learned":
             names = peer_names(routing.config)
-            text = localize(routing.config, SERVERS, Ports.free(names), names[0], srvkey=False)
+            text = localize(routing.config, SERVERS, Ports.free(names), names[0], srvkey=False, checks=CHECKS)
         else:
             text = haproxy_config(routing, SERVERS, 20000)
         path = tmp_path / f"{routing.kind}.cfg"

@@ -97,12 +97,22 @@ def k8s_url(value: Any) -> celtypes.StringType:
     return celtypes.StringType(text)
 
 
+def k8s_is_url(value: Any) -> celtypes.BoolType:
+    """``isURL(string)``: whether ``url(string)`` would parse it (k8s.io/apiserver ``pkg/cel/library/urls.go``)."""
+    try:
+        k8s_url(value)
+    except ValueError:
+        return celtypes.BoolType(False)
+    return celtypes.BoolType(True)
+
+
 def k8s_get_scheme(value: Any) -> celtypes.StringType:
     """``<URL>.getScheme()``: the scheme, empty for a path."""
     return celtypes.StringType(urllib.parse.urlsplit(str(value)).scheme)
 
 
-K8S_FUNCTIONS = {"duration": k8s_duration, "split": k8s_split, "url": k8s_url, "getScheme": k8s_get_scheme}
+K8S_FUNCTIONS = {"duration": k8s_duration, "split": k8s_split, "url": k8s_url, "isURL": k8s_is_url,
+                 "getScheme": k8s_get_scheme}
 
 _STRING = re.compile(r"""[rR]?(\"\"\"[\s\S]*?\"\"\"|'''[\s\S]*?'''|"(?:\\.|[^"\\])*"|'(?:\\.|[^'\\])*')""")
 

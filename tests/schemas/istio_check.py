@@ -17,7 +17,8 @@ from typing import Any
 from schemas import cel_check, crd_check, helm_check
 from schemas.istio_reference import ISTIO_VERSION, load
 
-GROUPS = ("networking.istio.io", "security.istio.io", "gateway.networking.k8s.io")
+GROUPS = ("networking.istio.io", "security.istio.io", "telemetry.istio.io", "gateway.networking.k8s.io",
+          "monitoring.googleapis.com")
 RELEASE_TYPE = "kubernetes:helm.sh/v3:Release"
 
 

@@ -25,6 +25,8 @@ from typing import Any
 # framework need not pay the other's import time).
 
 REPLICA_HEADER = b"x-replica"
+HEALTH_PATH = "/healthz"
+"""The health path every replica answers 200 on (the planned ``healthPath`` default)."""
 PYTHON_APPS = ("sdk-in-memory", "sdk-stateless", "fastmcp", "fastmcp-stateless", "litestar")
 """Apps served by this module; ``ts`` and ``ts-stateless`` are ``tools/conformance/ts/server.mjs``."""
 
@@ -38,6 +40,9 @@ class ReplicaHeader:
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        if scope["path"] == HEALTH_PATH:  # what the planned probes and the pinning proxy's checks ask
+            await send({"type": "http.response.start", "status": 200, "headers": [(REPLICA_HEADER, self.name)]})
+            return await send({"type": "http.response.body", "body": b"ok"})
 
         async def tagged(message: dict) -> None:
             if message["type"] == "http.response.start":

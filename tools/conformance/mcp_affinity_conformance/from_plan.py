@@ -169,6 +169,8 @@ class PlannedShards:
       generator lists them in sorted key order; their backend ids are unknown in a preview).
     - ``proxy_config``: the planned ingress configuration (the plan's ``sessionShards`` output),
       None when the server prefixes its ids itself; ``keys``: each shard's ``MCP_SHARD_KEY``.
+    - ``draining``: keys of earlier generations the URL map still routes by header (their tagged
+      revisions serve them; a plan holds no template of theirs).
     """
 
     service: str
@@ -177,6 +179,7 @@ class PlannedShards:
     weights: dict[str, int]
     keys: tuple[str, ...]
     proxy_config: str | None
+    draining: tuple[str, ...] = ()
 
 
 def planned_shards(plan: dict) -> list[PlannedShards]:
@@ -199,21 +202,27 @@ def planned_shards(plan: dict) -> list[PlannedShards]:
             for service, found in sorted(keys.items())]
 
 
+def _base(key: str) -> str:
+    """A shard key without its generation: ``europe-west1-s0-g7`` -> ``europe-west1-s0``."""
+    return re.sub(r"-g\d+$", "", key)
+
+
 def _shards(service: str, keys: list[str], matcher: dict, output: dict) -> PlannedShards:
-    rules, header = [], None
+    rules, header, bases = [], None, {_base(key) for key in keys}
     for rule in sorted(matcher.get("routeRules") or [], key=lambda r: r.get("priority", 0)):
         for match in rule.get("matchRules") or []:
             for header_match in match.get("headerMatches") or []:
                 prefix = header_match.get("prefixMatch")
-                if prefix and prefix.rstrip(".") in keys:
+                if prefix and _base(prefix.rstrip(".")) in bases:
                     header = header_match.get("headerName")
                     rules.append((prefix, prefix.rstrip(".")))
     weighted = ((matcher.get("defaultRouteAction") or {}).get("weightedBackendServices") or [])
-    if sorted(key for _, key in rules) != keys or len(weighted) != len(keys) or header is None:
+    draining = tuple(sorted({key for _, key in rules} - set(keys)))
+    if sorted(set(key for _, key in rules) - set(draining)) != keys or len(weighted) != len(keys) or header is None:
         raise ValueError(f"{service}: the URL map's shard routes ({len(rules)}) and default weights "
                          f"({len(weighted)}) do not match its {len(keys)} shard services")
     weights = {key: int(w.get("weight", 0)) for key, w in zip(keys, weighted)}
-    return PlannedShards(service, header, tuple(rules), weights, tuple(keys), output.get("proxyConfig"))
+    return PlannedShards(service, header, tuple(rules), weights, tuple(keys), output.get("proxyConfig"), draining)
 
 
 def is_shard(inputs: dict) -> bool:

@@ -40,7 +40,9 @@ def measure(config: str, pins: int, workdir: Path, header: str = "Mcp-Session-Id
     names = peer_names(config)
     ports = Ports.free(names)
     path = workdir / "pin-memory.cfg"
-    path.write_text(localize(config, [("minting", minting)], ports, names[0], haproxy_supports_srvkey()))
+    # With a drain check the stand-in also answers the health check (any request gets 200).
+    path.write_text(localize(config, [("minting", minting)], ports, names[0], haproxy_supports_srvkey(),
+                             {"minting": minting}))
     procs = [Proc(["haproxy", "-db", "-f", str(fake)], workdir / "minting.log")]
     try:
         procs[0].wait_port(minting, 10.0)

@@ -21,7 +21,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Optional
 
 from mcp_affinity import pinning_proxy
 from mcp_affinity.affinity import DEFAULT_COOKIE, DEFAULT_SESSION_HEADER as DEFAULT_HEADER
@@ -114,7 +114,7 @@ def _servers(routing: Routing, servers: Sequence[tuple[str, int]], check_ms: int
 
 # --- the deployed pinning proxy on loopback ---------------------------------------------------
 
-_DISCOVERY = re.compile(r"^  server-template (\S+) 1-(\d+) \S+:\d+ resolvers \S+ init-addr none$", re.M)
+_DISCOVERY = re.compile(r"^  server-template (\S+) 1-(\d+) \S+:\d+ resolvers \S+ init-addr none( port \d+)?$", re.M)
 _PEER = re.compile(rf"^  peer (\S+) \S+:{pinning_proxy.PEER_PORT}$", re.M)
 _HANDOVER = re.compile(rf"^  server (\S+) \S+:{pinning_proxy.SERVE_PORT} resolvers \S+ init-addr none$", re.M)
 _BIND = re.compile(r"^  bind :(\d+)$", re.M)
@@ -139,7 +139,13 @@ def peer_names(config: str) -> list[str]:
     return _PEER.findall(config)
 
 
-def localize(config: str, servers: Sequence[tuple[str, int]], ports: Ports, me: str, srvkey: bool) -> str:
+def drain_checked(config: str) -> bool:
+    """Whether a deployed configuration checks the pods through their drain signal (a session drain)."""
+    return re.search(rf"^  server-template .* port {pinning_proxy.DRAIN_SIGNAL_PORT}$", config, re.M) is not None
+
+
+def localize(config: str, servers: Sequence[tuple[str, int]], ports: Ports, me: str, srvkey: bool,
+             checks: Optional[dict[str, int]] = None) -> str:
     """``config`` (the deployed ``haproxy.cfg``) for proxy ``me`` of a set, with its addresses
     moved to 127.0.0.1 and nothing else changed:
 
@@ -150,16 +156,22 @@ def localize(config: str, servers: Sequence[tuple[str, int]], ports: Ports, me: 
       handover ``server NAME HOST:PORT ...`` -> ``server NAME 127.0.0.1:<ports.serve[NAME]>``;
     - ``parse-resolv-conf`` -> a loopback name server (nothing resolves through it here);
     - ``srvkey addr`` dropped when ``srvkey`` is False (HAProxy before 2.7; every local proxy
-      lists the servers in one order, so server ids agree across peers).
+      lists the servers in one order, so server ids agree across peers);
+    - with a drain check (``server-template ... port 8405``), each server line gets ``port <p>``,
+      ``checks[name]`` being that replica's drain signal on loopback (in a pod it is on 8405).
 
     Raises ``ValueError`` when a line it substitutes is not found exactly as the generator writes
     it, so a change of the generator cannot slip past the conformance run.
     """
-    for _, slots in _expect(_DISCOVERY, config, 1):
+    for _, slots, _ in _expect(_DISCOVERY, config, 1):
         if len(servers) > int(slots):
             raise ValueError(f"{len(servers)} replicas but the template has {slots} slots")
+    drained = drain_checked(config)
+    if drained and set(checks or {}) != {name for name, _ in servers}:
+        raise ValueError("the configuration checks pods through their drain signal: give each replica's signal port")
     config = _DISCOVERY.sub(lambda m: "\n".join(
-        f"  server {m[1]}{index} {LOOPBACK}:{port}" for index, (_, port) in enumerate(servers, 1)), config)
+        f"  server {m[1]}{index} {LOOPBACK}:{port}" + (f" port {checks[name]}" if drained else "")
+        for index, (name, port) in enumerate(servers, 1)), config)
     local = {pinning_proxy.SERVE_PORT: ports.serve[me], pinning_proxy.HEALTH_PORT: ports.health[me]}
     _expect(_BIND, config, len(local))
     config = _BIND.sub(lambda m: f"  bind {LOOPBACK}:{local[int(m[1])]}", config)
@@ -205,15 +217,21 @@ def wait_ready(health_port: int, timeout: float) -> None:
     raise TimeoutError(f"the pinning proxy on health port {health_port} was not ready within {timeout} s")
 
 
+def metrics(health_port: int, scope: str) -> str:
+    """The Prometheus exporter's text of ``scope`` (``sticktable``, ``server``, ...) on the pinning
+    proxy whose health port is ``health_port``."""
+    connection = http.client.HTTPConnection(LOOPBACK, health_port, timeout=10)
+    try:
+        connection.request("GET", f"/metrics?scope={scope}")
+        return connection.getresponse().read().decode()
+    finally:
+        connection.close()
+
+
 def pins_at(health_port: int) -> int:
     """Entries in the stick tables of the pinning proxy whose health port is ``health_port``
     (``haproxy_sticktable_used`` of HAProxy's Prometheus exporter on ``/metrics``)."""
-    connection = http.client.HTTPConnection(LOOPBACK, health_port, timeout=10)
-    try:
-        connection.request("GET", "/metrics?scope=sticktable")
-        text = connection.getresponse().read().decode()
-    finally:
-        connection.close()
+    text = metrics(health_port, "sticktable")
     return sum(int(float(v)) for v in re.findall(r"^haproxy_sticktable_used\{[^}]*\} (\S+)$", text, re.M))
 
 
@@ -238,19 +256,67 @@ class HAProxy:
         self.proc.stop()
 
 
+class DrainSignals:
+    """Each replica's drain signal (the pod's ``drain-signal`` container): the planned relay
+    configuration (:func:`mcp_affinity.pinning_proxy.drain_signal_config`) on a loopback port in
+    front of the replica. Stopping one (SIGTERM) is what Kubernetes does when the pod's termination
+    starts, while the replica (whose ``preStop`` sleeps) keeps serving."""
+
+    def __init__(self, servers: Sequence[tuple[str, int]], workdir: Path, tag: str) -> None:
+        self.servers, self.workdir, self.tag = dict(servers), workdir, tag
+        self.ports = {name: free_port() for name in self.servers}
+        self.procs: dict[str, Proc] = {}
+
+    def start(self, name: str) -> None:
+        """Start replica ``name``'s signal and wait until it listens."""
+        path = self.workdir / f"drain-signal-{self.tag}-{name}.cfg"
+        path.write_text(pinning_proxy.drain_signal_config(listen_port=self.ports[name], server_port=self.servers[name],
+                                                          listen_address=LOOPBACK))
+        proc = Proc(["haproxy", "-db", "-f", str(path)], self.workdir / f"drain-signal-{self.tag}-{name}.log")
+        proc.wait_port(self.ports[name], 10.0)
+        self.procs[name] = proc
+
+    def terminate(self, name: str) -> None:
+        """Replica ``name``'s pod starts terminating: its signal gets SIGTERM and stops."""
+        self.procs.pop(name).stop()
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            proc.stop()
+        self.procs.clear()
+
+
+def server_states(health_port: int) -> dict[str, str]:
+    """Server name -> ``UP`` / ``DOWN`` / ... in the ``replicas`` backend of the pinning proxy whose
+    health port is ``health_port`` (``haproxy_server_status`` of its Prometheus exporter)."""
+    states = {}
+    for labels, value in re.findall(r"^haproxy_server_status\{([^}]*)\} (\S+)$", metrics(health_port, "server"), re.M):
+        fields = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+        if fields.get("proxy") == "replicas" and float(value) == 1 and "state" in fields:
+            states[fields["server"]] = fields["state"]
+    return states
+
+
 class LearnedProxies:
     """The deployed pinning proxies (one per peer the configuration lists), sharing pins through
     ``peers``, behind a front standing in for the Kubernetes Service in front of them: a session's
     request n goes to proxy n mod N (:data:`SEQUENCE_HEADER`; round robin without it, and for a
     proxy its ``/healthz`` check calls down), and the response names it in :data:`PROXY_HEADER`."""
 
-    def __init__(self, routing: Routing, servers: Sequence[tuple[str, int]], workdir: Path, tag: str) -> None:
+    def __init__(self, routing: Routing, servers: Sequence[tuple[str, int]], workdir: Path, tag: str,
+                 signals: Optional[DrainSignals] = None) -> None:
         assert routing.config is not None
         self.workdir, self.tag, self.servers = workdir, tag, list(servers)
+        self.signals = signals
+        if signals is None and drain_checked(routing.config):  # every pod has its signal, all running
+            self.signals = DrainSignals(servers, workdir, tag)
+            for name, _ in servers:
+                self.signals.start(name)
         self.names = peer_names(routing.config)
         self.ports = Ports.free(self.names)
         srvkey = haproxy_supports_srvkey()
-        self.configs = {name: localize(routing.config, servers, self.ports, name, srvkey) for name in self.names}
+        checks = self.signals.ports if self.signals else None
+        self.configs = {name: localize(routing.config, servers, self.ports, name, srvkey, checks) for name in self.names}
         self.procs: dict[str, Proc] = {}
         for name in self.names:
             self.start(name)
@@ -309,9 +375,30 @@ class LearnedProxies:
         """The MCP endpoint behind the front."""
         return f"http://{LOOPBACK}:{self.port}/mcp"
 
+    def slot(self, replica: str) -> str:
+        """The proxies' server name for ``replica`` (``mcp1`` ... in the order of ``servers``)."""
+        return f"mcp{[name for name, _ in self.servers].index(replica) + 1}"
+
+    def states(self, name: str) -> dict[str, str]:
+        """Replica -> its state (``UP``, ``DOWN``, ...) in proxy ``name``."""
+        by_slot = server_states(self.ports.health[name])
+        return {replica: by_slot.get(self.slot(replica), "?") for replica, _ in self.servers}
+
+    def wait_states(self, wanted: dict[str, str], timeout: float) -> float:
+        """Seconds until every proxy sees each replica of ``wanted`` in its state; ``timeout`` bounds it."""
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            if all(self.states(name).get(r) == s for name in self.names for r, s in wanted.items()):
+                return time.monotonic() - start
+            time.sleep(0.1)
+        raise TimeoutError(f"replica states {wanted} not reached within {timeout} s: "
+                           f"{ {name: self.states(name) for name in self.names} }")
+
     def stop(self) -> None:
-        """Stop the front and every proxy."""
+        """Stop the front, every proxy and every drain signal."""
         self.front.stop()
         for proc in self.procs.values():
             proc.stop()
         self.procs.clear()
+        if self.signals is not None:
+            self.signals.stop()

@@ -57,13 +57,14 @@ def on_loopback(planned: str, listen_port: int, server_port: int) -> str:
 
 
 def front_config(shards: PlannedShards, ports: dict[str, int], bind_port: int) -> str:
-    """HAProxy configuration standing in for the URL map: ``ports`` is shard key -> ingress port."""
+    """HAProxy configuration standing in for the URL map: ``ports`` is shard key -> ingress port
+    (for the draining generations' keys too: their header routes reach them, the default does not)."""
     lines = ["global", "    maxconn 512", "    nbthread 1", "defaults", "    mode http", "    timeout connect 2s",
              "    timeout client 60s", "    timeout server 60s", "    timeout tunnel 60s",
              "frontend url_map", f"    bind {LOOPBACK}:{bind_port}"]
     lines += [f"    use_backend shard_{key} if {{ req.hdr({shards.header}) -m beg {prefix} }}" for prefix, key in shards.rules]
     lines += ["    default_backend weighted"]
-    for key in shards.keys:
+    for key in (*shards.keys, *shards.draining):
         lines += [f"backend shard_{key}", f"    server {key} {LOOPBACK}:{ports[key]}"]
     lines += ["backend weighted", "    balance roundrobin"]
     lines += [f"    server {key} {LOOPBACK}:{ports[key]} weight {shards.weights[key]}" for key in shards.keys]

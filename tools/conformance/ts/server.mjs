@@ -45,7 +45,9 @@ async function readJson(req) {
 
 async function handle(req, res) {
   res.setHeader("X-Replica", name);
-  if (new URL(req.url, "http://127.0.0.1").pathname !== "/mcp") return reply(res, 404, "Not found");
+  const path = new URL(req.url, "http://127.0.0.1").pathname;
+  if (path === "/healthz") return reply(res, 200, "ok"); // the planned probes' and proxy checks' path
+  if (path !== "/mcp") return reply(res, 404, "Not found");
   const body = req.method === "POST" ? await readJson(req) : undefined;
   if (stateless) {
     if (req.method !== "POST") return reply(res, 405, "Method not allowed");
