@@ -170,7 +170,7 @@ def test_shards_need_hosts_and_a_backend_per_shard_key():
 def test_a_shard_count_beyond_the_url_map_quota_is_refused_with_what_fits():
     keys = [shards.shard_key(region, i) for region in ("europe-west1", "us-central1") for i in range(480)]
     methods = {f"m{i}": {"method": "tools/call", "name": f"t{i}", "service": "heavy"} for i in range(20)}
-    with pytest.raises(SettingsError, match=r"need 980 route rules and 1980 match predicates.*at most 235 shards per region"):
+    with pytest.raises(SettingsError, match=r"need 980 route rules and 2000 match predicates.*at most 230 shards per region"):
         GlobalHttpsLoadBalancerArgs(prefix="mcp-t", certificates={"main": ["a.example.com"]}, routes={
             "tools": {"hosts": ["a.example.com"], "method_routes": methods,
                       "session_shards": {"header": "Mcp-Session-Id", "keys": keys}}, "heavy": {}})
@@ -199,7 +199,7 @@ def test_the_quota_refusal_lands_under_the_service_key_counting_its_regions():
     (problem,) = stack_problems({"tools": {**service, "shards": 300, "methodRoutes": methods}, "other": other})
     assert problem[0] == "mcp-affinity:services.tools.shards"
     # 600 shard rules fit under 1,000 route rules, but their 1,200 match predicates do not.
-    assert "600 shard routes (2 region(s) x shards)" in problem[1] and "at most 248 shards per region" in problem[1]
+    assert "600 shard routes (2 region(s) x shards)" in problem[1] and "at most 247 shards per region" in problem[1]
 
 
 def test_the_example_stack_plans_shards_with_the_capacity_in_its_outputs():

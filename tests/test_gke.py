@@ -16,6 +16,7 @@ from mcp_affinity import (
     ISTIO_VERSION, ClusterRef, GkeCluster, McpGkePlatform, McpGkePlatformArgs, McpMeshService, McpMeshServiceArgs,
     Mesh, MeshGatewayBackendRef,
 )
+from mcp_affinity.affinity import MODERN_VERSIONS
 from mcp_affinity.mesh_service import service_host
 from schemas.istio_check import is_checked_type, validate_object
 from schemas.validate import validate_kubernetes
@@ -231,7 +232,8 @@ def test_method_routes_send_mcp_methods_to_another_mesh_service(record):
     plan = record(lambda: mesh_service(args, route_hosts={"heavy": service_host("mcp-t", "heavy")}))
     first, default = spec(plan, VS, "notes-route")["http"]
     assert first == {"name": "render", "match": [{"headers": {"mcp-method": {"exact": "tools/call"},
-                                                              "mcp-name": {"exact": "render_video"}}}],
+                                                              "mcp-name": {"exact": "render_video"},
+                                                              "mcp-protocol-version": {"regex": MODERN_VERSIONS}}}],
                      "route": [{"destination": {"host": "heavy.mcp-t-heavy.svc.cluster.local", "port": {"number": 80}}}]}
     assert default["name"] == "default"
     assert validate_object(plan.get(VS, "notes-route").manifest()) == []

@@ -6,6 +6,7 @@ import pytest
 from mcp_affinity.errors import SettingsError
 
 from mcp_affinity import GlobalHttpsLoadBalancer, GlobalHttpsLoadBalancerArgs
+from mcp_affinity.affinity import MODERN_VERSIONS
 
 URLMAP = "gcp:compute/uRLMap:URLMap"
 RULE = "gcp:compute/globalForwardingRule:GlobalForwardingRule"
@@ -71,10 +72,12 @@ def test_method_routes_match_mcp_method_and_name_headers_most_specific_first(rec
     matcher = next(m for m in record(lambda: lb(args)).get(URLMAP, "lb").inputs["pathMatchers"] if m["name"] == "a")
     assert "pathRules" not in matcher and matcher["defaultService"] == "bs-a"
     first, second = matcher["routeRules"]
+    modern = {"headerName": "MCP-Protocol-Version", "regexMatch": MODERN_VERSIONS}
     assert first == {"priority": 1, "service": "bs-heavy", "matchRules": [{"prefixMatch": "/", "headerMatches": [
-        {"headerName": "Mcp-Method", "exactMatch": "tools/call"}, {"headerName": "Mcp-Name", "exactMatch": "render_video"}]}]}
+        {"headerName": "Mcp-Method", "exactMatch": "tools/call"}, {"headerName": "Mcp-Name", "exactMatch": "render_video"},
+        modern]}]}
     assert second["priority"] == 2 and second["service"] == "bs-b"
-    assert second["matchRules"][0]["headerMatches"] == [{"headerName": "Mcp-Method", "exactMatch": "tools/call"}]
+    assert second["matchRules"][0]["headerMatches"] == [{"headerName": "Mcp-Method", "exactMatch": "tools/call"}, modern]
 
 
 def test_https_on_443_and_redirect_on_80(record):

@@ -9,6 +9,7 @@ from collections import Counter
 import pytest
 
 from conftest import ROOT, is_secret, plan_example, plan_stack
+from mcp_affinity.affinity import MODERN_VERSIONS
 
 RUN = "gcp:cloudrunv2/service:Service"
 NEG = "gcp:compute/regionNetworkEndpointGroup:RegionNetworkEndpointGroup"
@@ -118,7 +119,8 @@ def test_cloud_run_stateless_example_routes_by_mcp_method_and_wires_the_broker()
     assert "MCP_NOTIFICATION_BROKER_URL" in envs and "MCP_SESSION_STORE_URL" not in envs
     matcher = next(m for m in plan.get("gcp:compute/uRLMap:URLMap", "lb").inputs["pathMatchers"] if m["name"] == "tools")
     headers = matcher["routeRules"][0]["matchRules"][0]["headerMatches"]
-    assert {h["headerName"]: h["exactMatch"] for h in headers} == {"Mcp-Method": "tools/call", "Mcp-Name": "render_video"}
+    assert {h["headerName"]: h.get("exactMatch") or h["regexMatch"] for h in headers} == {
+        "Mcp-Method": "tools/call", "Mcp-Name": "render_video", "MCP-Protocol-Version": MODERN_VERSIONS}
 
 
 def test_cloud_run_in_memory_example_has_no_store_and_cookie_affinity():

@@ -251,11 +251,17 @@ class _Reader:
         policy = self.index.target(backend, "securityPolicy", value)
         if policy is None or policy.get("type") != SECURITY_POLICY:
             return None  # unknown until apply, or a policy this plan does not make
-        return edge_for_host(policy, host)
+        attached = [other for other in self.of.get(backend.get("type", ""), [])
+                    if (self.index.target(other, "securityPolicy", self.inputs(other).get("securityPolicy")) or {}).get("urn")
+                    == policy.get("urn")]
+        return edge_for_host(policy, host, max(len(attached), 1))
 
 
-def edge_for_host(policy: Mapping[str, Any], host: str) -> Edge:
-    """The rules of a planned Cloud Armor ``policy`` that apply to requests for ``host``, in priority order."""
+def edge_for_host(policy: Mapping[str, Any], host: str, backend_services: int = 1) -> Edge:
+    """The rules of a planned Cloud Armor ``policy`` that apply to requests for ``host``, in priority
+    order; rate limits as a client meets them over the ``backend_services`` the policy is attached to
+    (Cloud Armor counts per backend service, and a sharded service's policy divides its limits by its
+    shards: :mod:`mcp_affinity.security_policy`)."""
     rules = sorted((r for r in (policy.get("inputs") or {}).get("rules") or [] if isinstance(r, dict)),
                    key=lambda r: r.get("priority", 0))
     origins, method_header, per_client, per_tool = None, False, None, {}
@@ -274,7 +280,7 @@ def edge_for_host(policy: Mapping[str, Any], host: str) -> Edge:
             threshold = limit.get("rateLimitThreshold") or {}
             if not isinstance(threshold.get("count"), (int, float)) or not isinstance(threshold.get("intervalSec"), (int, float)):
                 continue
-            found = Limit(threshold["count"], threshold["intervalSec"])
+            found = Limit(threshold["count"] * backend_services, threshold["intervalSec"])
             method, name = _METHOD.search(expression), _NAME.search(expression)
             if method:
                 key = (_cel_text(method.group(1)), _cel_text(name.group(1)) if name else None)

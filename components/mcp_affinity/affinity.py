@@ -38,6 +38,16 @@ METHOD_HEADER = "Mcp-Method"
 NAME_HEADER = "Mcp-Name"
 """Request headers of MCP 2026-07-28 that let a load balancer route without reading the body."""
 
+VERSION_HEADER = "MCP-Protocol-Version"
+MODERN_VERSIONS = ("^(?:2026-(?:07-(?:2[89]|3[01])|(?:0[89]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01]))"
+                   "|(?:202[7-9]|20[3-9][0-9]|2[1-9][0-9]{2}|[3-9][0-9]{3})-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01]))$")
+"""An RE2 pattern matching exactly the ``MCP-Protocol-Version`` values 2026-07-28 or later
+(``YYYY-MM-DD``, any later year up to 9999). Routes and limits act on ``Mcp-Method`` /
+``Mcp-Name`` only in requests that claim such a version: MCP 2026-07-28, Streamable HTTP, "Server
+Validation", says an intermediary acting on these headers should reject requests whose version
+is absent or older rather than trust them
+(https://modelcontextprotocol.io/specification/2026-07-28/basic/transports)."""
+
 HASHING_LOSES_SESSIONS = (
     "hashing the session header pins a session to *a* replica, not to the one that created it: "
     "initialize carries no session id and lands anywhere, so with in-memory sessions about (N-1)/N "

@@ -293,7 +293,9 @@ class CloudRunMcpService(pulumi.ComponentResource):
     Context: ``network`` (subnets for Direct VPC egress), ``session_store`` (needed when the
     service's store role is not ``none``), ``secret_env`` (names in ``env`` whose values become
     Pulumi secrets, e.g. from a ``secure:`` stack value), ``hosts`` (the hosts the load balancer
-    serves it on: default allowed origins, and custom audiences for ``iam``).
+    serves it on: default allowed origins, and custom audiences for ``iam``), ``routed_methods``
+    (MCP methods the load balancer's method routes send from those hosts to other services: its
+    Cloud Armor policy refuses requests naming them without MCP 2026-07-28).
 
     Outputs: ``service_urls`` (region -> run.app URL, unreachable from the internet because of
     ingress), ``service_account_email``, ``neg_ids`` (region -> serverless NEG id) and
@@ -317,7 +319,7 @@ class CloudRunMcpService(pulumi.ComponentResource):
     @takes_settings
     def __init__(self, name: str, args: CloudRunMcpServiceArgs, *, network: NetworkRef,
                  session_store: Optional[SessionStoreRef] = None, secret_env: AbstractSet[str] = frozenset(),
-                 hosts: Sequence[str] = (), now: Optional[datetime] = None,
+                 hosts: Sequence[str] = (), routed_methods: Sequence[str] = (), now: Optional[datetime] = None,
                  opts: Optional[pulumi.ResourceOptions] = None):
         regions = sorted(args.regions or network.regions)
         missing = set(regions) - set(network.regions)
@@ -346,7 +348,8 @@ class CloudRunMcpService(pulumi.ComponentResource):
                 member=account.member, opts=pulumi.ResourceOptions(parent=self),
             ))
         grants += secret_env_module.grant_access(self, name, args.secret_env, account.member, args.project)
-        self._policy_id = args.security_policy or self._edge_policy(name)
+        self._policy_id = args.security_policy or self._edge_policy(
+            name, len(regions) * args.shards if args.pinning == "shards" else 1, routed_methods)
         if args.pinning == "shards":
             services, negs, backends = cloud_run_shards.build(self, name, regions, network, account, grants,
                                                             now or datetime.now(timezone.utc))
@@ -470,10 +473,14 @@ class CloudRunMcpService(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
 
-    def _edge_policy(self, name: str) -> pulumi.Output[str]:
-        """The package's Cloud Armor policy for this service's backend (its only scope)."""
+    def _edge_policy(self, name: str, backend_services: int, routed_methods: Sequence[str]) -> pulumi.Output[str]:
+        """The package's Cloud Armor policy for this service's backend services (its only scope);
+        thresholds hold over all ``backend_services`` (the shards), methods routed from its hosts
+        are gated on the protocol version (:mod:`mcp_affinity.security_policy`)."""
         args = self._args
-        scope = EdgeScopeArgs(edge=args.edge, hosts=self._hosts, oauth_metadata=args.access.mode is AccessMode.OAUTH)
+        scope = EdgeScopeArgs(edge=args.edge, hosts=self._hosts, oauth_metadata=args.access.mode is AccessMode.OAUTH,
+                              routed_methods=sorted(set(routed_methods)))
         policy = EdgePolicy(name, EdgePolicyArgs(prefix=args.prefix, project=args.project, labels=args.labels,
-                                                 scopes={name: scope}), opts=pulumi.ResourceOptions(parent=self))
+                                                 scopes={name: scope}, backend_services=backend_services),
+                            opts=pulumi.ResourceOptions(parent=self))
         return policy.policy_id

@@ -29,7 +29,7 @@ import pulumi_gcp as gcp
 from pydantic import AfterValidator, Field, Strict, model_validator
 
 from . import cloud_run_shards, edge_routes
-from .affinity import METHOD_HEADER, NAME_HEADER, HeaderName
+from .affinity import METHOD_HEADER, MODERN_VERSIONS, NAME_HEADER, VERSION_HEADER, HeaderName
 from .naming import RFC1035, PhysicalName, physical_name
 from .settings import Bool, Faults, Model, Name, Settings, StrInput, takes_settings
 from .wire import (BACKEND, FORWARDING_RULE, GLOBAL_ADDRESS, MANAGED_SSL_CERTIFICATE, SSL_POLICY, TARGET_HTTP_PROXY,
@@ -384,22 +384,28 @@ def _path_rules(route: RouteArgs, backend) -> list[dict]:
 
 
 def _method_rules(route: RouteArgs, backends: Mapping[str, StrInput], after: int = 0) -> list[dict]:
-    """``routeRules`` matching ``Mcp-Method`` (and ``Mcp-Name``) exactly; the most specific first,
-    numbered after ``after`` rules (the shard rules, so a legacy session's header wins)."""
+    """``routeRules`` matching ``Mcp-Method`` (and ``Mcp-Name``) exactly, only in requests whose
+    ``MCP-Protocol-Version`` is 2026-07-28 or later (``regexMatch``, RE2); the most specific first,
+    numbered after ``after`` rules (the shard rules, so a legacy session's header wins). A request
+    naming the method with an older or no version is not routed: it reaches the host's own backend,
+    whose Cloud Armor policy refuses it (``routed_methods`` of :class:`~mcp_affinity.security_policy.EdgeScopeArgs`,
+    which the platforms set from the same method routes)."""
     ordered = sorted(route.method_routes.items(), key=lambda kv: (kv[1].name is None, kv[0]))
     rules = []
     for priority, (_, method) in enumerate(ordered, start=after + 1):
         headers = [{"header_name": METHOD_HEADER, "exact_match": method.method}]
         if method.name is not None:
             headers.append({"header_name": NAME_HEADER, "exact_match": method.name})
+        headers.append({"header_name": VERSION_HEADER, "regex_match": MODERN_VERSIONS})
         rules.append({"priority": priority, **_target(backends[method.service], "service", "route_action"),
                       "match_rules": [{"prefix_match": "/", "header_matches": headers}]})
     return rules
 
 
 def _predicates(method: MethodRouteArgs) -> int:
-    """Match predicates of one method route's rule: the path prefix and one or two header matches."""
-    return 2 if method.name is None else 3
+    """Match predicates of one method route's rule: the path prefix and two or three header matches
+    (the method, the name if set, the protocol version)."""
+    return 3 if method.name is None else 4
 
 
 def _target(backend, service_key: str, action_key: str) -> dict:

@@ -63,7 +63,7 @@ from pydantic.alias_generators import to_camel
 
 from . import affinity, sources
 from .access import AccessArgs, AccessMode
-from .affinity import METHOD_HEADER, NAME_HEADER, HeaderName, SessionMode, StoreRole
+from .affinity import METHOD_HEADER, MODERN_VERSIONS, NAME_HEADER, VERSION_HEADER, HeaderName, SessionMode, StoreRole
 from .gateway_backend import GatewayAccess
 from .gke_cluster import ClusterRef, kubernetes_options
 from .limits import Env, Memory, Quantity
@@ -314,9 +314,11 @@ def method_target_faults(name: str, args: McpMeshServiceArgs, services: Abstract
 
 
 def edge_scope(args: McpMeshServiceArgs) -> EdgeScopeArgs:
-    """The service's rules in the gateway's Cloud Armor policy: its ``edge``, scoped to its hosts."""
+    """The service's rules in the gateway's Cloud Armor policy: its ``edge``, scoped to its hosts,
+    with the methods it routes gated on the protocol version."""
     return EdgeScopeArgs(edge=args.edge, hosts=args.hosts, scoped=True,
-                         oauth_metadata=args.access.mode is AccessMode.OAUTH)
+                         oauth_metadata=args.access.mode is AccessMode.OAUTH,
+                         routed_methods=sorted({route.method for route in args.method_routes.values()}))
 
 
 def gateway_access(services: Mapping[str, McpMeshServiceArgs]) -> dict:
@@ -661,6 +663,9 @@ class McpMeshService(pulumi.ComponentResource):
         headers = {METHOD_HEADER.lower(): {"exact": route.method}}
         if route.name is not None:
             headers[NAME_HEADER.lower()] = {"exact": route.name}
+        # Only requests that claim MCP 2026-07-28 or later (RE2, full match); older ones stay on the
+        # default route, and the gateway's Cloud Armor policy refuses them (security_policy).
+        headers[VERSION_HEADER.lower()] = {"regex": MODERN_VERSIONS}
         return {"name": key, "match": [{"headers": headers}],
                 "route": [{"destination": {"host": self._route_hosts[route.service], "port": {"number": 80}}}]}
 

@@ -10,6 +10,7 @@ from mcp_affinity import cloud_run_shards
 from mcp_affinity.secret_env import plain_secret_faults
 from mcp_affinity.access import AccessMode
 from mcp_affinity.route_access import access_key, route_faults
+from mcp_affinity.security_policy import threshold_faults
 from mcp_affinity.settings import config_model
 
 from .context import SharedContext
@@ -46,6 +47,7 @@ def settings(config, common: dict, problems, network: Optional[NetworkArgs]) -> 
         if args is not None and args.pinning == "shards" and network is not None:
             route["sessionShards"] = cloud_run_shards.route_shards(args, args.regions or network.regions, now)
         if args is not None and network is not None:
+            check_thresholds(key, args, network, problems)
             extra = set(args.regions or []) - set(network.regions)
             if extra:
                 problems.add(f"{key}.regions", f"{sorted(extra)} have no subnet; network regions: {', '.join(network.regions)}",
@@ -99,8 +101,9 @@ def build(services: dict[str, tuple], context: SharedContext) -> tuple[dict[str,
     """Create the services; return (backend service id by route key, stack outputs)."""
     created = {
         name: CloudRunMcpService(name, args, network=context.network, session_store=context.session_store,
-                                 secret_env=context.secret_env("services", args.env), hosts=hosts, now=now)
-        for name, (args, _, hosts, now) in sorted(services.items())
+                                 secret_env=context.secret_env("services", args.env), hosts=hosts, now=now,
+                                 routed_methods=[m["method"] for m in route.get("methodRoutes", {}).values()])
+        for name, (args, route, hosts, now) in sorted(services.items())
     }
     backends = {name: service.shard_backend_service_ids or service.backend_service_id for name, service in created.items()}
     outputs = {"serviceUrls": {name: service.service_urls for name, service in created.items()},
@@ -140,6 +143,15 @@ def served_hosts(config) -> dict[str, list[str]]:
             hosts |= shared
         served[name] = sorted(hosts)
     return served
+
+
+def check_thresholds(key: str, args, network: NetworkArgs, problems) -> None:
+    """A sharded service's rate limits hold over all its shards' backend services: refuse one that
+    would round to 0 per shard (:func:`mcp_affinity.security_policy.threshold_faults`)."""
+    if args.pinning == "shards" and args.security_policy is None:
+        backends = len(args.regions or network.regions) * args.shards
+        for location, message in threshold_faults(args.edge, backends):
+            problems.add(".".join([f"{key}.edge", *location]), message)
 
 
 def check_access(key: str, access, acknowledge, hosts: list[str], environment: str, problems) -> None:
