@@ -83,11 +83,45 @@ def test_a_preview_without_old_states_is_a_new_stack(files):
     assert result.exit_code == 0 and "live sessions" not in result.output and " to add, 0 to change" in result.output
 
 
-def test_check_runs_the_change_rules_on_a_preview_and_on_two_plans(files, tmp_path):
+REUSED = "change-reuses-revision-name"
+
+
+def test_check_refuses_an_image_bump_without_a_new_generation_on_a_preview_and_on_two_plans(files):
+    """The committed change bumps the image but adds no generation: each shard would need a second
+    revision named ``…-gen0``, which Cloud Run refuses, so both inputs fail in a dev stack too."""
     base, head, preview = files
     for args in (["check", str(preview)], ["check", str(base), str(head)]):
-        result = runner.invoke(app, args)  # a dev stack: the production rules stay quiet
-        assert result.exit_code == 0 and "policy checks passed" in result.output, result.output
+        result = runner.invoke(app, args)
+        refused = [line for line in result.output.splitlines() if line.startswith("mandatory")]
+        assert result.exit_code == 1 and len(refused) == 6 and all(f"[{REUSED}]" in line for line in refused), result.output
+        assert ("Cloud Run service mcp-ex6-tools-s0 keeps revision mcp-ex6-tools-s0-gen0 while its template changes "
+                "(template.containers[mcp].image)") in result.output
+        assert 'add a generation: services.tools.generations: {"1": "<now, UTC>"}' in result.output
+
+
+def with_generation(config: dict) -> None:
+    bump_image(config)
+    config["mcp-affinity:services"]["tools"]["generations"] = {"1": "2026-12-06T20:00:00Z"}
+
+
+def without_drain(edit):
+    def edited(config: dict) -> None:
+        edit(config)
+        config["mcp-affinity:services"]["tools"]["sessionDrainSeconds"] = 0
+    return edited
+
+
+def test_a_new_generation_or_an_unnamed_revision_passes_the_revision_check(sides):
+    base = sides[0]
+    head = plan_example_as("cloud-run-shards", with_generation).document()
+    assert any(r.get("inputs", {}).get("template", {}).get("revision", "").endswith("-gen1") for r in head["resources"])
+    assert [v for v in check_change(diff_plans(base, head).review, head) if v.rule == REUSED] == []
+    unnamed = [plan_example_as("cloud-run-shards", without_drain(edit)).document() for edit in (with_oncall, bump_image)]
+    runs = [r for r in unnamed[1]["resources"] if r["type"] == CLOUD_RUN and "tools-" in r["name"]]
+    assert len(runs) == 6 and all("revision" not in r["inputs"]["template"] for r in runs)
+    review = diff_plans(*unnamed).review
+    assert any(s.verdict is impact.SessionVerdict.ENDS for s in review.sessions)  # the template did change
+    assert [v for v in check_change(review, unnamed[1]) if v.rule == REUSED] == []
 
 
 @pytest.fixture(scope="module")
@@ -100,16 +134,17 @@ def test_prod_change_that_ends_sessions_is_advisory(prod_sides):
     violations = check_change(diff_plans(*prod_sides).review, prod_sides[1])
     (ends,) = [v for v in violations if v.rule == "prod-change-ends-sessions"]
     assert ends.enforcement == "advisory" and "tools (6 shard instances)" in ends.message
-    assert all(v.enforcement == "advisory" for v in violations)  # removing a member widens nothing
+    # Removing a member widens nothing (the image bump without a generation is refused on its own).
+    assert all(v.enforcement == "advisory" for v in violations if v.rule != REUSED)
 
 
 def test_prod_change_that_widens_access_is_mandatory_unless_acknowledged(prod_sides, tmp_path):
     narrow, wide = prod_sides[1], prod_sides[0]  # the member added back: widens
-    (widens,) = [v for v in check_change(diff_plans(narrow, wide).review, wide) if v.enforcement == "mandatory"]
+    (widens,) = [v for v in check_change(diff_plans(narrow, wide).review, wide) if v.enforcement == "mandatory" and v.rule != REUSED]
     assert widens.rule == "prod-change-widens-access" and ONCALL in widens.message and "access-widened" in widens.message
     acked = plan_example_as("cloud-run-shards", lambda c: (with_oncall(c), c["mcp-affinity:services"]["tools"].update(
         acknowledge=["access-widened"])), "shards-prod").document()
-    assert [v for v in check_change(diff_plans(narrow, acked).review, acked) if v.enforcement == "mandatory"] == []
+    assert [v for v in check_change(diff_plans(narrow, acked).review, acked) if v.enforcement == "mandatory" and v.rule != REUSED] == []
     (tmp_path / "a.json").write_text(json.dumps(narrow))
     (tmp_path / "b.json").write_text(json.dumps(wide))
     result = runner.invoke(app, ["check", str(tmp_path / "a.json"), str(tmp_path / "b.json")])

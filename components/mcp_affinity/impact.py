@@ -40,7 +40,7 @@ and the mesh's ``AuthorizationPolicy`` / ``RequestAuthentication``. Each change 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Iterable, Iterator, Optional
 
@@ -124,10 +124,12 @@ class AccessChange:
 
 @dataclass(frozen=True)
 class Review:
-    """Sessions (``ends`` first, by service) and access changes (by service) of one change set."""
+    """Sessions (``ends`` first, by service) and access changes (by service) of one change set;
+    ``changes`` the change set itself, in the order given (left out of ``repr``: inputs may hold secrets)."""
 
     sessions: tuple[SessionImpact, ...] = ()
     access: tuple[AccessChange, ...] = ()
+    changes: tuple[Change, ...] = field(default=(), repr=False)
 
     def ending(self) -> tuple[SessionImpact, ...]:
         return tuple(s for s in self.sessions if s.verdict is SessionVerdict.ENDS)
@@ -149,7 +151,7 @@ def review(changes: Iterable[Change], before: list[dict], after: list[dict]) -> 
     sessions += [SessionImpact(str(service), SessionVerdict.KEEPS, index.kept(str(service)))
                  for service in sorted(s for s in touched if s != GATEWAY)]
     access = [a for change in changes for a in _access(change, index)] + list(_memberships(changes, index))
-    return Review(tuple(sessions), tuple(sorted(access, key=lambda a: (a.service, a.urn, a.text))))
+    return Review(tuple(sessions), tuple(sorted(access, key=lambda a: (a.service, a.urn, a.text))), tuple(changes))
 
 
 _ENDS_WHEN = {CLOUD_RUN: "a new revision (a change under template) or a shard removed",

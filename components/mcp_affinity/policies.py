@@ -780,6 +780,42 @@ def prod_change_widens_access(review: impact.Review, head: list[dict], settings:
                                "[access-widened] to the service for this deploy, then remove it")
 
 
+_GENERATION = re.compile(r"-gen(\d+)$")
+
+
+@_change_rule("change-reuses-revision-name", "https://cloud.google.com/run/docs/reference/rest/v2/projects.locations.services#RevisionTemplate", "mandatory")
+def change_reuses_revision_name(review: impact.Review, head: list[dict], settings: Settings) -> Iterator[tuple[str, str]]:
+    """A Cloud Run service whose ``template`` changes keeps no named ``template.revision`` of before.
+
+    Source: https://cloud.google.com/run/docs/reference/rest/v2/projects.locations.services#RevisionTemplate
+    ("revision: The unique name for the revision"): a change under ``template`` makes a new
+    revision, and Cloud Run refuses a second one of the same name, so ``pulumi up`` fails though the
+    plan passed. Sharded services name a revision per generation (``{service}-gen7``); the fix is
+    a new generation. Every environment: an apply that fails is no less broken in dev.
+    """
+    services = impact.service_map(head)
+    for change in review.changes:
+        if change.type != CLOUD_RUN or change.op != "update":
+            continue
+        revision = ((change.new or {}).get("template") or {}).get("revision")
+        if (not isinstance(revision, str) or revision in _UNKNOWNS
+                or revision != ((change.old or {}).get("template") or {}).get("revision")):
+            continue
+        paths = [p for p in change.paths if p.startswith(("template.", "template[")) and p != "template.revision"]
+        if paths:
+            yield change.urn, (f"Cloud Run service {(change.new or {}).get('name') or change.urn.rsplit('::', 1)[-1]} "
+                               f"keeps revision {revision} while its template changes ({', '.join(paths)}): "
+                               f"Cloud Run refuses a second revision of that name, so pulumi up fails; "
+                               f"{_generation_fix(services.get(change.urn), revision)}")
+
+
+def _generation_fix(service: Optional[str], revision: str) -> str:
+    """``add a generation: services.tools.generations: {"8": "<now, UTC>"}`` for ``…-gen7``."""
+    found = _GENERATION.search(revision)
+    entry = f'{{"{int(found.group(1)) + 1}": "<now, UTC>"}}' if found else '{"<N+1>": "<now, UTC>"}'
+    return f"add a generation: services.{service or '<service>'}.generations: {entry}"
+
+
 def check_change(review: impact.Review, head: Mapping[str, Any], production: Optional[bool] = None) -> list[Violation]:
     """Every change rule over ``review`` (:func:`impact.review` of a change set), ``head`` the plan
     after it (:func:`plan_file.validate` shape); production inferred from its stack when None."""
