@@ -35,7 +35,7 @@ from typing import Annotated, Any, Optional
 from pydantic import AfterValidator, Field, Strict, model_validator
 
 from .secret_env import SecretRef
-from .settings import Faults, Model
+from .settings import Faults, Model, matching
 
 MEMBER_PREFIXES = ("user:", "group:", "serviceAccount:", "domain:", "principal://", "principalSet://")
 """IAM principal identifiers (https://cloud.google.com/iam/docs/principal-identifiers)."""
@@ -58,19 +58,10 @@ def _check_member(value: str) -> str:
                      "domain:DOMAIN or a principal:// / principalSet:// identifier")
 
 
-def _matching(pattern: str, example: str) -> AfterValidator:
-    """A validator refusing values that do not fully match ``pattern``, naming ``example``."""
-    def check(value: str) -> str:
-        if not re.fullmatch(pattern, value):
-            raise ValueError(f"{value!r} is not {example}")
-        return value
-    return AfterValidator(check)
-
-
 Member = Annotated[str, Strict(), AfterValidator(_check_member)]
-ClientId = Annotated[str, Strict(), _matching(r"[0-9]+-[a-z0-9]+\.apps\.googleusercontent\.com",
+ClientId = Annotated[str, Strict(), matching(r"[0-9]+-[a-z0-9]+\.apps\.googleusercontent\.com",
                                               "an OAuth client id such as 1234-abc.apps.googleusercontent.com")]
-HttpsUrl = Annotated[str, Strict(), _matching(r"https://[a-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%/-]*)?",
+HttpsUrl = Annotated[str, Strict(), matching(r"https://[a-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%/-]*)?",
                                               "an https URL such as https://auth.example.com")]
 
 

@@ -73,9 +73,9 @@ from typing import Annotated, Optional
 
 import pulumi
 import pulumi_gcp as gcp
-from pydantic import AfterValidator, Field, Strict
+from pydantic import Field, Strict
 
-from .settings import Bool, Model, Name, Settings, takes_settings
+from .settings import Bool, Model, Name, Settings, matching, takes_settings
 
 LB_REQUESTS = 'loadbalancing_googleapis_com:https_request_count{{monitored_resource="https_lb_rule",backend_target_name=~"{backends}"{extra}}}'
 LB_LATENCY = ('loadbalancing_googleapis_com:https_total_latencies_bucket'
@@ -110,16 +110,12 @@ RULE_GROUP = "mcp-affinity"
 EVALUATION_INTERVAL_SECONDS = 60
 
 
-def _check_channel(value: str) -> str:
-    # https://cloud.google.com/monitoring/api/ref_v3/rest/v3/projects.notificationChannels
-    # projects/[PROJECT_ID_OR_NUMBER]/notificationChannels/[CHANNEL_ID]; channel ids are numbers.
-    if not re.fullmatch(r"projects/([a-z][a-z0-9-]{4,28}[a-z0-9]|[0-9]+)/notificationChannels/[0-9]+", value):
-        raise ValueError(f"{value!r} is not a notification channel: write projects/PROJECT_ID/notificationChannels/"
-                         "CHANNEL_ID (a numeric id, as gcloud beta monitoring channels list shows)")
-    return value
-
-
-ChannelId = Annotated[str, Strict(), AfterValidator(_check_channel)]
+# https://cloud.google.com/monitoring/api/ref_v3/rest/v3/projects.notificationChannels
+# projects/[PROJECT_ID_OR_NUMBER]/notificationChannels/[CHANNEL_ID]; channel ids are numbers.
+ChannelId = Annotated[str, Strict(), matching(
+    r"projects/([a-z][a-z0-9-]{4,28}[a-z0-9]|[0-9]+)/notificationChannels/[0-9]+",
+    "a notification channel: write projects/PROJECT_ID/notificationChannels/CHANNEL_ID (a numeric id, as gcloud "
+    "beta monitoring channels list shows)")]
 Ratio = Annotated[float, Strict(), Field(gt=0, lt=1)]
 Rate = Annotated[float, Strict(), Field(gt=0, le=10000)]
 """A number, never a text such as "0.5" (which YAML would give for a quoted value)."""

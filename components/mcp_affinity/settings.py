@@ -168,6 +168,16 @@ IPv4Cidr = Annotated[str, Strict(), AfterValidator(check_cidr)]
 """An IPv4 range in CIDR form with no host bits set, e.g. ``10.0.0.0/24``."""
 
 
+def matching(pattern: str, example: str) -> AfterValidator:
+    """A validator refusing strings that do not fully match ``pattern`` (``ValueError``: ``'VALUE' is not
+    EXAMPLE``), for ``Annotated[str, Strict(), matching(...)]``."""
+    def check(value: str) -> str:
+        if not re.fullmatch(pattern, value):
+            raise ValueError(f"{value!r} is not {example}")
+        return value
+    return AfterValidator(check)
+
+
 def _check_name(value: str) -> str:
     if not re.fullmatch(r"[a-z]([a-z0-9-]{0,38}[a-z0-9])?", value):
         raise ValueError(f"{value!r}: a name is 1 to 40 lowercase letters, digits and hyphens (RFC 1035), "
