@@ -169,8 +169,9 @@ class AccessChange:
 
 @dataclass(frozen=True)
 class Review:
-    """Sessions (``ends``, ``drains``, then ``keeps``, by service) and access changes (by service) of one change set;
-    ``changes`` the change set itself, in the order given (left out of ``repr``: inputs may hold secrets)."""
+    """Sessions (``ends``, ``drains``, then ``keeps``, each by service) and access changes (by service)
+    of one change set; ``changes`` the change set itself, in the order given (left out of ``repr``:
+    inputs may hold secrets)."""
 
     sessions: tuple[SessionImpact, ...] = ()
     access: tuple[AccessChange, ...] = ()
@@ -191,11 +192,10 @@ def review(changes: Iterable[Change], before: list[dict], after: list[dict]) -> 
     for change in changes:
         for service, verdict, cause, drain in _session_causes(change, index):
             causes.setdefault((service, verdict, drain), []).append((cause, change.urn))
-    order = list(SessionVerdict)
     sessions = [SessionImpact(service, verdict, index.holders(service, [u for _, u in found]), _reasons(found),
                               tuple(u for _, u in found), drain)
-                for (service, verdict, drain), found in sorted(causes.items(), key=lambda c: (
-                    order.index(c[0][1]), c[0][0], str(c[0][2] or ""))) if verdict is not SessionVerdict.KEEPS]
+                for (service, verdict, drain), found in sorted(causes.items(), key=lambda c: _order(*c[0]))
+                if verdict is not SessionVerdict.KEEPS]
     # A service only added keeps nothing: it has no live sessions yet.
     touched = {index.service(c.urn) for c in changes if c.op != "create"} - {None, GATEWAY} - {s.service for s in sessions}
     sessions += [SessionImpact(str(service), SessionVerdict.KEEPS, index.kept(str(service))) for service in sorted(touched)]
@@ -204,12 +204,20 @@ def review(changes: Iterable[Change], before: list[dict], after: list[dict]) -> 
     return Review(_noted(sessions, notes), tuple(sorted(access, key=lambda a: (a.service, a.urn, a.text))), tuple(changes))
 
 
+def _order(service: str, verdict: SessionVerdict, drain: Optional[Drain]) -> tuple:
+    """The most severe verdict first, then by service."""
+    return list(SessionVerdict).index(verdict), service, str(drain or "")
+
+
 def _noted(sessions: list[SessionImpact], notes: dict[str, list[tuple[str, str]]]) -> tuple[SessionImpact, ...]:
     """``sessions`` with each service's kept-sessions causes (a generation retired) added to the
     reasons of its last, least severe, entry."""
     last = {s.service: i for i, s in enumerate(sessions)}
-    return tuple(replace(s, reasons=s.reasons + _reasons(notes[s.service])) if last[s.service] == i and s.service in notes
-                 else s for i, s in enumerate(sessions))
+    noted = list(sessions)
+    for service, found in notes.items():
+        if service in last:
+            noted[last[service]] = replace(sessions[last[service]], reasons=sessions[last[service]].reasons + _reasons(found))
+    return tuple(noted)
 
 
 _ENDS_WHEN = {CLOUD_RUN: "a new revision (a change under template) or a shard removed",
@@ -362,11 +370,11 @@ class _Index:
         return mode or ""
 
 
-Cause = tuple[str, SessionVerdict, str, Optional[Drain]]
+_Cause = tuple[str, SessionVerdict, str, Optional[Drain]]
 """(service, verdict, reason, drain) of one change."""
 
 
-def _session_causes(change: Change, index: _Index) -> Iterator[Cause]:
+def _session_causes(change: Change, index: _Index) -> Iterator[_Cause]:
     """For each service whose live sessions ``change`` ends or drains, or keeps for a reason worth
     saying (a generation retired): (service, verdict, reason, drain)."""
     ends, drains, keeps = SessionVerdict.ENDS, SessionVerdict.DRAINS, SessionVerdict.KEEPS
@@ -386,7 +394,7 @@ def _session_causes(change: Change, index: _Index) -> Iterator[Cause]:
             yield (service, drains, "new revision, the previous one kept by its tag (0 % of traffic)", drain) if drain \
                 else (service, ends, "new revision", None)
         for generation in _retired(change):
-            yield service, keeps, f"generation {generation} retired (window over)", None
+            yield service, keeps, f"{generation} retired (window over)", None
     elif change.type == DEPLOYMENT and (change.op != "update" or _under(change, "spec.template")):
         drain = _pod_drain(change)
         yield (service, drains, "pod template changed, old pods drain while terminating", drain) if drain \
@@ -417,12 +425,12 @@ def _revision_drain(change: Change) -> Optional[Drain]:
 
 
 def _retired(change: Change) -> list[str]:
-    """Generations whose tag-only (0 %) traffic entry ``change`` removes, e.g. ``["6"]``: pruned
-    after their window (:func:`mcp_affinity.cloud_run_shards.generations_of`)."""
+    """Generations whose tag-only (0 %) traffic entry ``change`` removes, e.g. ``["generation 6"]``:
+    pruned after their window (:func:`mcp_affinity.cloud_run_shards.generations_of`)."""
     if change.op != "update" or not _traffics(change.new):  # no traffics: no generations (drain off)
         return []
     kept = {t.get("tag") for t in _traffics(change.new)}
-    return [_generation(t).removeprefix("generation ") for t in _traffics(change.old)
+    return [_generation(t) for t in _traffics(change.old)
             if t.get("tag") and not t.get("percent") and t.get("tag") not in kept]
 
 
