@@ -116,7 +116,7 @@ def test_the_plan_prints_each_route_of_each_host_and_what_its_end_enforces():
     assert lines[0].startswith("access map")
     assert "   mcp.dev.example.com: tools/call render_video -> backend service render [public: no identity check at the " \
            "edge | security policy render; origins https://mcp.dev.example.com; POST without Mcp-Method refused; " \
-           "per client 600/60s; tools/call render_video 10/60s]" in lines
+           "per client 600/60s; tools/call render_video 10/60s; cve-canary enforced]" in lines
     assert "   *: unknown hosts (404 at the load balancer) -> backend service lb-nohost [no identity check | no Cloud " \
            "Armor policy]" in lines
 
@@ -314,3 +314,41 @@ def test_a_mesh_method_route_to_a_service_without_the_hosts_token_check_crosses(
     assert violation.message.startswith("mcp.dev.example.com: tools/call render_video (mesh) ends at mesh service render")
     assert "mesh token check (required from accounts.google.com, https://accounts.google.com, callers ana@example.com) " \
            "on the host, (none) at the route's end" in violation.message
+
+
+def test_the_rule_fails_a_route_whose_end_does_not_enforce_the_hosts_preconfigured_rules():
+    plan = stateless()
+    host_policy = named(plan, SECURITY_POLICY, "tools")
+    host_policy["inputs"]["rules"].append({"priority": 5000, "action": "deny(403)", "preview": False, "match": {"expr": {
+        "expression": "evaluatePreconfiguredWaf('sqli-v422-stable', {'sensitivity': 2})"}}})
+    render = named(plan, SECURITY_POLICY, "render")["inputs"]["rules"]
+    render[:] = [r for r in render if "cve-canary" not in str(r)]
+    render.append({"priority": 5000, "action": "deny(403)", "preview": True, "match": {"expr": {
+        "expression": "evaluatePreconfiguredWaf('sqli-v422-stable', {'sensitivity': 2})"}}})
+    (violation,) = [v for v in check_plan(plan) if v.rule == RULE]
+    assert "preconfigured rule sqli-v422-stable enforced (sensitivity 2) on the host, not enforced at the route's end" \
+        in violation.message
+    assert "preconfigured rule cve-canary enforced on the host, not enforced at the route's end" in violation.message
+    render[-1]["preview"] = False
+    render[-1]["match"]["expr"]["expression"] = "evaluatePreconfiguredWaf('sqli-v422-stable', {'sensitivity': 1})"
+    (violation,) = [v for v in check_plan(plan) if v.rule == RULE]
+    assert "sqli-v422-stable enforced (sensitivity 2) on the host, sqli-v422-stable enforced (sensitivity 1) at the " \
+        "route's end" in violation.message
+
+
+def test_a_host_enforcing_the_waf_or_log4j_refusal_asks_the_same_of_the_route_target():
+    origins = ["https://a.example.com"]
+    enforced = _edge(waf={"enabled": True, "preview": False, "sensitivity": 2, "ruleSets": ["sqli", "xss"]})
+    assert edge_faults(enforced, origins, enforced, origins, "tools/call", None) == []
+    stricter = _edge(waf={"enabled": True, "preview": False, "sensitivity": 3, "ruleSets": ["sqli", "xss", "rce"]})
+    assert edge_faults(enforced, origins, stricter, origins, "tools/call", None) == []
+    for target, missing in ((_edge(), "sqli, xss"), (_edge(waf={"enabled": True, "sensitivity": 2, "ruleSets": ["sqli", "xss"]}), "sqli, xss"),
+                            (_edge(waf={"enabled": True, "preview": False, "sensitivity": 2, "ruleSets": ["sqli"]}), "xss"),
+                            (_edge(waf={"enabled": True, "preview": False, "sensitivity": 1, "ruleSets": ["sqli", "xss"]}),
+                             "that sensitivity")):
+        assert edge_faults(enforced, origins, target, origins, "tools/call", None) == [
+            f"the host's service enforces the WAF (sqli, xss, sensitivity 2); it does not enforce {missing}"]
+    # A WAF in preview only logs: it asks nothing of the target.
+    assert edge_faults(_edge(waf={"enabled": True}), origins, _edge(), origins, "tools/call", None) == []
+    assert edge_faults(_edge(), origins, _edge(refuseJndiLookups=False), origins, "tools/call", None) == [
+        "the host's service refuses Log4j lookups (refuseJndiLookups), it does not"]

@@ -39,6 +39,9 @@ edge_st = st.fixed_dictionaries({}, optional={
     "requireMethodHeader": st.booleans(),
     "rateLimit": st.builds(lambda n: {"requests": n, "intervalSeconds": 60}, st.sampled_from([300, 600])),
     "methodLimits": st.dictionaries(st.sampled_from(["l1", "l2"]), limit_st, max_size=2),
+    "refuseJndiLookups": st.booleans(),
+    "waf": st.fixed_dictionaries({"enabled": st.booleans(), "preview": st.booleans(), "sensitivity": st.sampled_from([1, 2]),
+                                  "ruleSets": st.sampled_from([["sqli"], ["sqli", "xss"]])}),
 })
 
 

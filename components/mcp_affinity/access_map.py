@@ -15,7 +15,7 @@ what the settings meant:
   on GKE the mesh's token policy (``RequestAuthentication`` issuers, ``DENY`` callers' emails); the
   Cloud Armor policy the backend service names, read for the host (rules scoped to other hosts
   left out): its Origin allowlist, the refusal of ``POST`` without ``Mcp-Method``, the per-client and
-  per-tool limits. Cloud Armor applies the policy of the backend service the URL map picks
+  per-tool limits, Google's preconfigured rules it enforces (WAF rule sets, ``cve-canary``). Cloud Armor applies the policy of the backend service the URL map picks
   (https://cloud.google.com/armor/docs/security-policy-overview), so a method route to another
   service's backend meets that service's rules, not the host's.
 
@@ -23,7 +23,8 @@ what the settings meant:
 edge (the rule ``method-route-holds-host-access`` of :mod:`mcp_affinity.policies`): the same IAP
 members and clients, the same invoker members, the same token policy, and Cloud Armor rules at least
 as strict (an Origin allowlist within the host's, the ``Mcp-Method`` refusal where the host has it,
-per-client and per-tool limits no looser, compared as requests per second). The allowlist may also
+per-client and per-tool limits no looser, compared as requests per second, every preconfigured rule
+the host enforces enforced at a sensitivity no lower). The allowlist may also
 name ``https://HOST`` of the load balancer's own hosts whose services have the host's access: a page
 there is served by such a service, no foreign origin (the default allowlist of a method route's
 target names the hosts that route to it and its own). An input unknown until apply (a CrossGuard
@@ -49,6 +50,7 @@ _ORIGINS = re.compile(r"!request\.headers\['origin'\]\.matches\('((?:[^'\\]|\\.)
 _METHOD = re.compile(r"request\.headers\['mcp-method'\] == '((?:[^'\\]|\\.)*)'")
 _NAME = re.compile(r"request\.headers\['mcp-name'\] == '((?:[^'\\]|\\.)*)'")
 _NO_METHOD = re.compile(r"!has\(request\.headers\['mcp-method'\]\)")
+_SIGNATURE = re.compile(r"evaluatePreconfigured(?:Waf|Expr)\('([^']+)'(?:,\s*\{'sensitivity':\s*(\d+)\})?")
 
 
 def _known(value: Any) -> bool:
@@ -81,7 +83,9 @@ class Edge:
 
     ``origins``: the allowlist (None: no Origin check); ``method_header``: ``POST`` without
     ``Mcp-Method`` refused; ``per_client``: the per-IP limit; ``per_tool``: (method, name or None) ->
-    limit. ``policy``: the policy's label, or None when the backend service names none.
+    limit; ``signatures``: Google's preconfigured rules enforced (not in preview), rule set ->
+    sensitivity (0 where it takes none: ``cve-canary``). ``policy``: the policy's label, or None when
+    the backend service names none.
     """
 
     policy: Optional[str]
@@ -89,6 +93,7 @@ class Edge:
     method_header: bool = False
     per_client: Optional[Limit] = None
     per_tool: tuple[tuple[tuple[str, Optional[str]], Limit], ...] = ()
+    signatures: tuple[tuple[str, int], ...] = ()
 
     def summary(self) -> str:
         if self.policy is None:
@@ -100,6 +105,7 @@ class Edge:
         if self.per_client is not None:
             parts.append(f"per client {self.per_client}")
         parts += [f"{m}{' ' + n if n else ''} {limit}" for (m, n), limit in self.per_tool]
+        parts += [_signature(name, level) for name, level in self.signatures]
         return "; ".join(parts)
 
 
@@ -264,7 +270,7 @@ def edge_for_host(policy: Mapping[str, Any], host: str, backend_services: int = 
     shards: :mod:`mcp_affinity.security_policy`)."""
     rules = sorted((r for r in (policy.get("inputs") or {}).get("rules") or [] if isinstance(r, dict)),
                    key=lambda r: r.get("priority", 0))
-    origins, method_header, per_client, per_tool = None, False, None, {}
+    origins, method_header, per_client, per_tool, signatures = None, False, None, {}, {}
     for rule in rules:
         expression = str(((rule.get("match") or {}).get("expr") or {}).get("expression") or "")
         scope = _HOST.search(expression)
@@ -276,6 +282,8 @@ def edge_for_host(policy: Mapping[str, Any], host: str, backend_services: int = 
             origins = frozenset(_origins(allowed.group(1))) if allowed else frozenset()
         elif action.startswith("deny") and _NO_METHOD.search(expression) and "'POST'" in expression:
             method_header = True
+        elif action.startswith("deny") and not rule.get("preview") and (found := _SIGNATURE.search(expression)):
+            signatures[found.group(1)] = max(signatures.get(found.group(1), 0), int(found.group(2) or 0))
         elif action == "throttle" and limit:
             threshold = limit.get("rateLimitThreshold") or {}
             if not isinstance(threshold.get("count"), (int, float)) or not isinstance(threshold.get("intervalSec"), (int, float)):
@@ -287,7 +295,12 @@ def edge_for_host(policy: Mapping[str, Any], host: str, backend_services: int = 
                 per_tool.setdefault(key, found)
             elif per_client is None:
                 per_client = found
-    return Edge(label(policy), origins, method_header, per_client, tuple(sorted(per_tool.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))))
+    return Edge(label(policy), origins, method_header, per_client,
+                tuple(sorted(per_tool.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))), tuple(sorted(signatures.items())))
+
+
+def _signature(name: str, sensitivity: int) -> str:
+    return f"{name} enforced" + (f" (sensitivity {sensitivity})" if sensitivity else "")
 
 
 def _origins(pattern: str) -> list[str]:
@@ -496,4 +509,9 @@ def _edge_differences(a: Edge, b: Edge, route: Route, siblings: frozenset[str]) 
         if not held or min(l.rate for l in held) > limit.rate:
             out.append(f"per-tool limit {method}{' ' + name if name else ''} {limit} on the host, "
                        f"{min(held, key=lambda l: l.rate) if held else 'none'} at the route's end")
+    theirs = dict(b.signatures)
+    for name, level in a.signatures:
+        if theirs.get(name, -1) < level:
+            there = _signature(name, theirs[name]) if name in theirs else "not enforced"
+            out.append(f"preconfigured rule {_signature(name, level)} on the host, {there} at the route's end")
     return out

@@ -11,7 +11,10 @@ programmatic clients, token issuer) and whose edge is at least as strict for the
 there: an Origin allowlist within the host service's (``https://HOST`` of the load balancer's own
 hosts served with the same access excepted: no foreign origin), ``requireMethodHeader`` where the
 host service has it, a per-client limit and each per-tool limit that counts the routed requests no
-looser (compared as requests per second). Otherwise the stack is refused under the route's key.
+looser (compared as requests per second), and Google's preconfigured rules the host enforces
+(``refuseJndiLookups``; an enforced ``waf`` with its rule sets, at a sensitivity no lower; a WAF in
+preview only logs, so it asks nothing of the target). Otherwise the stack is refused under the
+route's key.
 
 Why refuse rather than copy the host service's rules into the target's policy: a copy would be a
 second, host-scoped block of rules in the target's policy that nobody wrote, whose per-IP counts run
@@ -62,6 +65,13 @@ def edge_faults(host: EdgeArgs, host_origins: list[str], target: EdgeArgs, targe
             out.append(f"the host's per-tool limit methodLimits.{key} ({limit.method}"
                        f"{' ' + limit.name if limit.name else ''}, {limit.requests}/{limit.interval_seconds}s) "
                        "has no equal or stricter limit there")
+    if host.refuse_jndi_lookups and not target.refuse_jndi_lookups:
+        out.append("the host's service refuses Log4j lookups (refuseJndiLookups), it does not")
+    if host.waf.enabled and not host.waf.preview:
+        missing = sorted(set(host.waf.rule_sets) - (set(target.waf.rule_sets) if target.waf.enabled and not target.waf.preview else set()))
+        if missing or target.waf.sensitivity < host.waf.sensitivity:
+            out.append(f"the host's service enforces the WAF ({', '.join(host.waf.rule_sets)}, sensitivity "
+                       f"{host.waf.sensitivity}); it does not enforce {', '.join(missing) or 'that sensitivity'}")
     return out
 
 
@@ -88,5 +98,6 @@ def route_faults(host_name: str, host_access: AccessArgs, target_name: str, targ
     match = f"{method}{' ' + name if name else ''}"
     return (f"sends {match} on {host_name}'s hosts to {target_name!r}, where {host_name}'s access and edge must hold, "
             f"but {'; '.join(faults)}. Give {target_name} the same access and an edge at least as strict "
-            f"(allowedOrigins within {host_name}'s, requireMethodHeader, rateLimit and methodLimits no looser), "
+            f"(allowedOrigins within {host_name}'s, requireMethodHeader, rateLimit and methodLimits no looser, "
+            "refuseJndiLookups and an enforced waf as strict), "
             "or remove the route")
