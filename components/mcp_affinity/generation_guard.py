@@ -21,11 +21,10 @@ When it refuses (:func:`reused_revisions`): a revision present in the old and th
 template gained or lost a field or has a field of another known digest, i.e. the same revision name
 for another template. A new generation names new revisions; a new region, shard or service name
 adds names; removed ones are gone; another project holds other revisions: none of these is
-compared. The message is the review's
-(:func:`reused_revision`), naming the changed fields. A digest is taken per field so that a value
-known only after apply (a replaced secret version, in ``template.volumes``) leaves the other fields
-judged in the preview; an unknown one is judged during the update, when the engine checks again
-with every input known, still before the services.
+compared. The message is the review's (:func:`reused_revision`), naming the changed fields. A
+digest is taken per field so that a value known only after apply (a replaced secret version, in
+``template.volumes``) leaves the other fields judged in the preview; an unknown one is judged
+during the update, when the engine checks again with every input known, still before the services.
 
 Verified in Pulumi's source (pulumi/pulumi, ``pkg/resource/deploy/step_generator.go``,
 ``continueStepsFromImport``): for every registration, in a preview and in an update, the engine
@@ -43,7 +42,9 @@ class name), so the provider process, which Pulumi starts with the project's Pyt
 ``runtime.options.virtualenv`` or ``toolchain``), must import ``mcp_affinity``; keep the class's
 module and name stable, since ``pulumi destroy`` unpickles the copy in the state. The first
 ``pulumi up`` that creates the guard has no old inputs to compare. ``pulumi up --target`` of a
-service without its guard skips the guard's check.
+service without its guard skips the guard's check (the engine stubs ``Check`` of a resource not
+targeted). The digests cover the template the program gives; a revision Cloud Run made from a
+template changed outside Pulumi is not seen.
 """
 
 from __future__ import annotations
