@@ -39,6 +39,10 @@ def secret(value):
     return {SECRET_SIG: SECRET_VALUE_SIG, "value": value}
 
 
+SECRET_A = {**A, "template.containers": secret("sha256:a")}
+SECRET_B = {**A, "template.containers": secret("sha256:b")}
+
+
 @pytest.mark.parametrize("olds,news,refused", [
     ({}, inputs({S0: B}), []),                                                    # a create: nothing to compare
     (inputs({S0: A, S1: A}), inputs({S0: A, S1: A}), []),
@@ -57,9 +61,8 @@ def secret(value):
      [REFUSAL.replace("(template.containers)", "(template.containers, template.volumes)")]),  # the known part judged
     (inputs({S0: A}), inputs({S0: UNKNOWN}), []),
     (inputs({S0: A}), inputs(UNKNOWN), []),
-    (inputs({S0: {**A, "template.containers": secret("sha256:a")}}), inputs({S0: {**A, "template.containers": secret("sha256:a")}}), []),
-    (inputs({S0: {**A, "template.containers": secret("sha256:a")}}), inputs({S0: {**A, "template.containers": secret("sha256:b")}}),
-     [REFUSAL]),
+    (inputs({S0: SECRET_A}), inputs({S0: SECRET_A}), []),                        # digests of secrets: by value
+    (inputs({S0: SECRET_A}), inputs({S0: SECRET_B}), [REFUSAL]),
     (inputs({S0: A}), inputs({S0: B}, service=UNKNOWN), [REFUSAL.replace("services.tools.", "services.<service>.")]),
 ])
 def test_check_refuses_a_known_template_change_under_a_kept_revision_name(olds, news, refused):

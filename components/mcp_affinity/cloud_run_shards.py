@@ -57,8 +57,9 @@ Costs and limits:
   shards more always-on instances, as many NEGs and backend services, and as many URL-map route
   rules (counted against the quota). A template change without a new generation would reuse a
   revision name, which Cloud Run refuses at apply: the service's generation guard
-  (:mod:`mcp_affinity.generation_guard`) fails ``pulumi preview`` first. With ``sessionDrainSeconds: 0`` a deploy replaces each
-  shard's instance and ends its sessions, and keys carry no generation.
+  (:mod:`mcp_affinity.generation_guard`) fails ``pulumi preview`` first. With
+  ``sessionDrainSeconds: 0`` a deploy replaces each shard's instance and ends its sessions, and keys
+  carry no generation.
 - Several regions: the region is part of the key, so a session stays in the region that created
   it. When a region fails its shards' sessions are lost (clients re-initialize), and the default
   route keeps sending its share of new sessions (shards there / all shards) to it, because
@@ -404,7 +405,8 @@ def build(component, name: str, regions: list[str], network, account, grants: li
     a one-instance Cloud Run service, and per serving shard key (every draining generation's and the
     current one's, :func:`generations_of` at ``now``) a serverless NEG and its own backend service.
     With a drain, a :class:`~mcp_affinity.generation_guard.GenerationGuard` over every shard's
-    template comes before the services, each of which depends on it. Returns (services keyed by ``{region}-s{index}``, NEGs, backend services keyed by shard key)."""
+    template comes before the services, each of which depends on it. Returns (services keyed by
+    ``{region}-s{index}``, NEGs, backend services keyed by shard key)."""
     args, names = component._args, component._names
     child = pulumi.ResourceOptions(parent=component)
     secret = version = None
