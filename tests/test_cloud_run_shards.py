@@ -368,6 +368,15 @@ def test_the_first_run_after_the_window_prunes_the_previous_generation(record, n
     assert sorted({key.rsplit("-g", 1)[1] for key in route["keys"]}) == [str(g) for g in serving]
 
 
+@pytest.mark.parametrize("generations,numbers", [
+    ({}, [0]), ({"1": "2026-12-06T19:45:00Z"}, [0, 1]), ({"0": "2026-12-01T00:00:00Z", "1": "2026-12-06T19:45:00Z"}, [0, 1]),
+    (DEPLOYED, [6, 7])])
+def test_generation_zero_needs_no_entry_and_drains_when_the_first_entry_is_one(generations, numbers):
+    assert shards.generation_numbers(generations) == numbers
+    args = make(regions=["europe-west1"], generations=generations)
+    assert shards.generations_of(args, NOW).serving == numbers  # each deployed 15 min before NOW: still draining
+
+
 def test_two_deploys_inside_one_window_keep_three_generations_and_say_what_they_cost():
     args = make(regions=["europe-west1"], generations={**DEPLOYED, "8": "2026-12-06T19:55:00Z"})
     generations = shards.generations_of(args, NOW)

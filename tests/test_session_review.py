@@ -237,8 +237,8 @@ def test_cloud_run_ingress_and_invoker_check():
         "Cloud Run invoker check off", "ingress INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER -> INGRESS_TRAFFIC_ALL"]
 
 
-def test_the_verdict_is_a_small_enum_ready_for_drains():
-    assert [v.value for v in impact.SessionVerdict] == ["ends", "keeps"]
+def test_the_verdict_is_a_small_enum_most_severe_first():
+    assert [v.value for v in impact.SessionVerdict] == ["ends", "drains", "keeps"]
 
 
 def test_the_readme_shows_this_review(sides):
@@ -250,8 +250,13 @@ def test_the_plan_json_says_what_holds_each_services_sessions(files):
     document = json.loads(files[1].read_text())
     assert document["sessionImpact"]["tools"] == {
         "mode": "in-memory-sessions", "holders": "6 shard instances",
-        "endsWhen": ["a new revision (a change under template) or a shard removed"]}
+        "endsWhen": ["a shard removed, or a new revision that leaves the previous one untagged (sessionDrainSeconds: 0)"],
+        "drainsWhen": ["a new generation (a new entry in generations with the new image): the previous revision keeps "
+                       "its sessions for 30 min, tag-only"]}
     assert document["sessionImpact"]["typescript"]["holders"] == "2 shard instances"
+    undrained = plan_example_as("cloud-run-shards", without_drain(with_oncall)).to_json()["sessionImpact"]["tools"]
+    assert undrained["endsWhen"] == ["a new revision (a change under template) or a shard removed"]
+    assert undrained["drainsWhen"] == []
 
 
 def test_plan_quiet_prints_only_the_summary():

@@ -266,7 +266,7 @@ class CloudRunMcpServiceArgs(Settings):
             names["proxy-config"] = physical_name(SECRET, SECRET_MANAGER_SECRET, p, name, "shard-proxy")
         # Traffic tags (gen0 .. gen9999) fit Cloud Run's 46 characters of service name plus tag: the
         # service name is the account id ({prefix}-{name}, at most 30) plus -s{index} (at most 5).
-        numbers = [int(g) for g in self.generations] or [0]
+        numbers = cloud_run_shards.generation_numbers(self.generations)
         for index in range(self.shards or 0):
             names[f"service-s{index}"] = physical_name(CLOUD_RUN_SERVICE, CLOUD_RUN, p, name, f"s{index}")
         for generation in (numbers if self.session_drain else [None]):
@@ -380,11 +380,14 @@ class CloudRunMcpService(pulumi.ComponentResource):
                  shard: Optional[tuple[str, str, dict, dict]] = None,
                  guard: Optional[pulumi.Resource] = None) -> gcp.cloudrunv2.Service:
         """The region's Cloud Run service; ``shard`` is (key, physical name, whole template
-        (:meth:`_template`), service arguments such as ``traffics``) of a shard, ``guard`` its
-        generation guard (:mod:`mcp_affinity.generation_guard`), which must pass before it changes."""
+        (:meth:`_template`), service arguments such as ``traffics``, ``labels`` added to the service's)
+        of a shard, ``guard`` its generation guard (:mod:`mcp_affinity.generation_guard`), which must
+        pass before it changes."""
         args = self._args
         key, physical, template, shard_args = shard or (region, self._names["service"].value,
                                                         self._template(region, network, email), {})
+        shard_args = dict(shard_args)
+        labels = {**args.labels, **args.access.marks(args.acknowledge), **shard_args.pop("labels", {})}
         return gcp.cloudrunv2.Service(
             f"{name}-{key}",
             name=physical,
@@ -397,7 +400,7 @@ class CloudRunMcpService(pulumi.ComponentResource):
             invoker_iam_disabled=not access_bindings.invoker_check(args.access),
             custom_audiences=access_bindings.custom_audiences(args.access, self._hosts) or None,
             deletion_protection=args.deletion_protection,
-            labels={**args.labels, **args.access.marks(args.acknowledge)},
+            labels=labels,
             template=template,
             **shard_args,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[*grants, *([guard] if guard else [])],

@@ -42,11 +42,12 @@ Costs and limits:
   tag (``gen7``); its own serverless NEG addresses the tag (``cloud_run: {service, tag}``, "Cloud Run
   tag represents the 'named-revision'", :data:`~mcp_affinity.sources.SERVERLESS_NEG_API`), behind
   its own backend service and route. A deploy adds a generation (``generations.N: <when>``, see
-  :func:`generations_of`): its revision takes 100 % of the traffic and every new session (the
-  weighted default route spreads over the current generation only), while the previous
-  generation's revision stays tag-only (0 %) and keeps serving the ids carrying its key. It keeps
-  one instance because the minimum is set on the revision: "if a revision is active only due to
-  traffic tags ... the specified number of instances will start"
+  :func:`generations_of`; a stack without entries serves generation 0, so its first deploy adds
+  ``"1"``): its revision takes 100 % of the traffic and every new session (the weighted default
+  route spreads over the current generation only), while the previous generation's revision stays
+  tag-only (0 %) and keeps serving the ids carrying its key. It keeps one instance because the
+  minimum is set on the revision: "if a revision is active only due to traffic tags ... the
+  specified number of instances will start"
   (https://cloud.google.com/run/docs/configuring/services/manual-scaling). Whether Cloud Run keeps
   the *same* instance (and so its sessions' memory) when a revision goes from 100 % to tag-only is
   not documented: if it does not, the old generation's sessions get 404 and re-initialize on the
@@ -55,11 +56,12 @@ Costs and limits:
   ``generations[next] + sessionDrainSeconds`` (a scheduled CI run, or the next deploy). Two deploys
   inside one window keep three generations serving; each retained generation costs regions x
   shards more always-on instances, as many NEGs and backend services, and as many URL-map route
-  rules (counted against the quota). A template change without a new generation would reuse a
-  revision name, which Cloud Run refuses at apply: the service's generation guard
-  (:mod:`mcp_affinity.generation_guard`) fails ``pulumi preview`` first. With
-  ``sessionDrainSeconds: 0`` a deploy replaces each shard's instance and ends its sessions, and keys
-  carry no generation.
+  rules (counted against the quota). Each shard's service carries the window in its service-level
+  label ``mcp-session-drain-seconds`` (:data:`DRAIN_LABEL`), which reviews read. A template change
+  without a new generation would reuse a revision name, which Cloud Run refuses at apply: the
+  service's generation guard (:mod:`mcp_affinity.generation_guard`) fails ``pulumi preview``
+  first. With ``sessionDrainSeconds: 0`` a deploy replaces each shard's instance and ends its
+  sessions, and keys carry no generation.
 - Several regions: the region is part of the key, so a session stays in the region that created
   it. When a region fails its shards' sessions are lost (clients re-initialize), and the default
   route keeps sending its share of new sessions (shards there / all shards) to it, because
@@ -149,6 +151,13 @@ this shard's (``own``), another shard's or none of ours (``foreign``), or absent
 DEFAULT_DRAIN_SECONDS = 1800
 """Default ``sessionDrainSeconds``: the idle-session timeout of FastMCP and the MCP SDKs."""
 
+DRAIN_LABEL = "mcp-session-drain-seconds"
+"""The service-level label (not ``template.labels``, which would make a new revision) carrying a
+drained shard's ``sessionDrainSeconds``, so a review of the plan knows the window
+(:mod:`mcp_affinity.impact`). Only changes under ``template`` make a revision ("Any update to
+spec.template will create a new Revision. This is how Cloud Run works", Cloud Run's product manager in
+https://github.com/hashicorp/terraform-provider-google/issues/13410)."""
+
 MAX_DRAIN_SECONDS = 3600
 """The longest drain the package plans on Cloud Run: the longest a request or stream may live there
 (``timeoutSeconds`` at most 3600 s, https://cloud.google.com/run/docs/configuring/request-timeout).
@@ -197,18 +206,27 @@ class Generations:
         return [*sorted(self.draining), self.current]
 
 
+def generation_numbers(generations) -> list[int]:
+    """The generations a service has had, oldest first: its ``generations`` entries (number ->
+    when), with generation 0 when there is none or the first is 1: a stack's first deploy is
+    generation 0 without an entry, so adding ``"1"`` drains it like any other."""
+    numbers = sorted(int(g) for g in generations)
+    return numbers if numbers and numbers[0] != 1 else [0, *numbers]
+
+
 def generations_of(args, now: datetime) -> Optional[Generations]:
     """The generations of a sharded service at ``now`` (timezone-aware), or None without a drain.
 
     ``args.generations`` maps a generation number to the moment it was deployed (the moment it
-    started taking new sessions); none means generation 0. Generation ``g`` may go once
-    ``generations[next after g] + session_drain`` has passed: the stack records when, and the
-    first ``pulumi up`` after that moment (CI's scheduled run or the next deploy) removes it.
+    started taking new sessions); generation 0 needs no entry (:func:`generation_numbers`).
+    Generation ``g`` may go once ``generations[next after g] + session_drain`` has passed: the stack
+    records when, and the first ``pulumi up`` after that moment (CI's scheduled run or the next
+    deploy) removes it.
     """
     drain = args.session_drain
     if args.pinning != "shards" or not drain:
         return None
-    numbers = sorted(int(g) for g in args.generations) or [0]
+    numbers = generation_numbers(args.generations)
     started = {int(g): when for g, when in args.generations.items()}
     draining, retired = {}, []
     for older, newer in zip(numbers, numbers[1:]):
@@ -359,7 +377,7 @@ def capacity(args, regions: int, generations: int = 1) -> str:
                  f"instance(s) serve their sessions ({count * generations} in all)")
     elif args.session_drain:
         text += (f"; each deploy keeps the previous generation's {count} instance(s) running "
-                 f"{_minutes(args.session_drain)} more (sessionDrainSeconds)")
+                 f"{minutes(args.session_drain)} more (sessionDrainSeconds)")
     return text
 
 
@@ -430,6 +448,7 @@ def build(component, name: str, regions: list[str], network, account, grants: li
         if generations is not None:
             template["revision"] = revision_name(physical, current)
             service_args["traffics"] = shard_traffic(physical, generations)
+            service_args["labels"] = {DRAIN_LABEL: str(args.session_drain)}
         planned[base] = (region, (base, physical, component._template(region, network, account.email, template),
                                   service_args))
     # Named revisions: the guard refuses, in preview, a template change that keeps one (generation_guard).
@@ -475,7 +494,8 @@ def plan_summary(args, regions: int, now: datetime) -> dict[str, str]:
     return summary
 
 
-def _minutes(seconds: float) -> str:
+def minutes(seconds: float) -> str:
+    """A window for people: ``30 min`` (rounded), ``45 s`` under a minute."""
     return f"{round(seconds / 60)} min" if seconds >= 60 else f"{round(seconds)} s"
 
 
@@ -487,10 +507,10 @@ def deploy_impact(args, now: datetime) -> str:
     generations = generations_of(args, now)
     if generations is None:
         return "a deploy ends every live session: clients re-initialize on the new revision"
-    window = _minutes(args.session_drain)
+    window = minutes(args.session_drain)
     parts = [f"new sessions start on generation {generations.current}"]
     for generation, ends in sorted(generations.draining.items()):
-        parts.append(f"generation {generation} drains for {_minutes((ends - now).total_seconds())} more "
+        parts.append(f"generation {generation} drains for {minutes((ends - now).total_seconds())} more "
                      f"(until {ends:%Y-%m-%dT%H:%MZ}), then its sessions re-initialize")
     if generations.retired:
         parts.append("generation(s) " + ", ".join(map(str, generations.retired)) + " retired: their routes, NEGs, "

@@ -3,7 +3,8 @@
 Input: the changes ``pulumi up`` would make (:class:`Change`: a resource's URN, type, op and the
 input paths that change, with its inputs before and after) and the resources of the stack before
 and after, in the plan shape of :mod:`mcp_affinity.policies`. Output (:func:`review`): per service,
-a :class:`SessionImpact` whose :class:`SessionVerdict` says whether live sessions end, and every
+a :class:`SessionImpact` whose :class:`SessionVerdict` says whether live sessions end, drain or
+are kept, and every
 :class:`AccessChange`, each saying whether it widens who may call.
 
 A service is the nearest ``CloudRunMcpService`` or ``McpMeshService`` component above a resource;
@@ -15,8 +16,9 @@ Sessions end when what holds them goes (the platform facts):
 
 - an in-memory service's Cloud Run revision: any change under ``template`` deploys a new revision
   and moves all traffic to it (https://cloud.google.com/run/docs/resource-model#revisions); each
-  shard of ``pinning: shards`` is one instance, so a new revision of a shard ends its sessions; a
-  shard removed ends its sessions (a shard added moves no key: ids carry their shard's key);
+  shard of ``pinning: shards`` is one instance, so a new revision of a shard ends its sessions
+  unless it drains (below); a shard removed ends its sessions (a shard added moves no key: ids
+  carry their shard's key);
 - an in-memory Deployment's pod template (``spec.template``): the rollout replaces every pod
   (https://kubernetes.io/docs/concepts/workloads/controllers/deployment/#updating-a-deployment);
 - the learned-pinning proxy's pod template or configuration when it runs one replica: the restarted
@@ -27,9 +29,26 @@ Sessions end when what holds them goes (the platform facts):
   pins survive;
 - the session store replaced or deleted: every session and stream in it is lost.
 
-Stateless services, and shared sessions whose store is kept, keep their sessions. The verdict is a
-small enum so that "drains" (in-memory deploys that drain for a while on a generation, issue 22)
-can be added beside "ends" and "keeps".
+Sessions drain instead (:class:`Drain`: how long, on what, where new sessions start) when the
+plan keeps what holds them serving for a window:
+
+- a sharded Cloud Run service's new named revision whose ``traffics`` keep the previous named
+  revision reachable by a tag at 0 % (a new generation, :mod:`mcp_affinity.cloud_run_shards`): its
+  sessions drain on that generation for the service's label ``mcp-session-drain-seconds``
+  (https://cloud.google.com/run/docs/rollouts-rollbacks-traffic-migration); a template change that
+  keeps the revision's name (refused by the change rule ``change-reuses-revision-name``), names no
+  revision or keeps no tag on the previous one ends them;
+- a learned-pinning Deployment's pod template change when its pods, before and after, ship the
+  drain (the ``drain-signal`` container beside a ``preStop`` sleep, :mod:`mcp_affinity.mesh_service`):
+  the old pods keep serving the sessions pinned to them while terminating, for their ``preStop``
+  sleep, at most their ``terminationGracePeriodSeconds``
+  (https://kubernetes.io/docs/concepts/workloads/pods/pod-lifecycle/#pod-termination).
+
+A sharded service's generation pruned after its window (its tag, NEG, backend service and route
+removed, no template change) keeps the sessions: those it held were past their window.
+
+Stateless services, and shared sessions whose store is kept, keep their sessions. A service whose
+change both ends and drains sessions (a shard removed in a deploy) is listed under each.
 
 Who may call changes with a service's access mode (the ``mcp-access`` label), its IAM members
 (Cloud Run invoker, IAP ``httpsResourceAccessor``), IAP settings (programmatic clients), IAP on the
@@ -40,10 +59,12 @@ and the mesh's ``AuthorizationPolicy`` / ``RequestAuthentication``. Each change 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any, Iterable, Iterator, Optional
 
+from .cloud_run_shards import DRAIN_LABEL, minutes
+from .pinning_proxy import DRAIN_SIGNAL_CONTAINER
 from .wire import (
     AUTHORIZATION_POLICY, BACKEND, CLOUD_RUN, CLOUD_RUN_IAM_MEMBER, COMPUTED, CONFIG_MAP, DEPLOYMENT,
     HORIZONTAL_POD_AUTOSCALER, IAP_BACKEND_IAM_MEMBER, IAP_SETTINGS, REDIS, REQUEST_AUTHENTICATION, SECRET_SIG,
@@ -64,10 +85,26 @@ _ARMOR_BLOCKS = ("deny", "throttle", "rate_based_ban", "redirect")
 
 
 class SessionVerdict(str, Enum):
-    """What a change does to a service's live sessions."""
+    """What a change does to a service's live sessions, the most severe first."""
 
     ENDS = "ends"
+    DRAINS = "drains"
     KEEPS = "keeps"
+
+
+@dataclass(frozen=True)
+class Drain:
+    """How live sessions drain: ``seconds`` the window (None where the plan does not say), ``on``
+    what keeps serving them (``generation 7``, ``the terminating pods``), ``then`` where new sessions
+    start (``generation 8``, ``new pods``)."""
+
+    seconds: Optional[int]
+    on: str
+    then: str
+
+    def __str__(self) -> str:
+        window = f"for {minutes(self.seconds)} " if self.seconds else "for its window "
+        return f"{window}on {self.on}; new sessions start on {self.then}"
 
 
 class Direction(str, Enum):
@@ -95,16 +132,24 @@ class Change:
 @dataclass(frozen=True)
 class SessionImpact:
     """A service's verdict; ``holders`` what held the sessions (``6 shard instances``, ``2-10 pods``,
-    ``the session store``); ``reasons`` one line per cause; ``urns`` the resources that cause it."""
+    ``the session store``); ``reasons`` one line per cause; ``urns`` the resources that cause it;
+    ``drain`` how they drain (``drains`` only)."""
 
     service: str
     verdict: SessionVerdict
     holders: str
     reasons: tuple[str, ...] = ()
     urns: tuple[str, ...] = ()
+    drain: Optional[Drain] = None
 
     def __str__(self) -> str:
         return f"{self.service} ({self.holders})" if self.holders else self.service
+
+    def headline(self) -> str:
+        """``drains live sessions: tools (6 shard instances) for 30 min on generation 7; new sessions
+        start on generation 8``, ``ends live sessions: tools (2-8 pods)``."""
+        text = f"{self.verdict.value} live sessions: {self}"
+        return f"{text} {self.drain}" if self.drain else text
 
 
 @dataclass(frozen=True)
@@ -124,45 +169,73 @@ class AccessChange:
 
 @dataclass(frozen=True)
 class Review:
-    """Sessions (``ends`` first, by service) and access changes (by service) of one change set;
-    ``changes`` the change set itself, in the order given (left out of ``repr``: inputs may hold secrets)."""
+    """Sessions (``ends``, ``drains``, then ``keeps``, each by service) and access changes (by service)
+    of one change set; ``changes`` the change set itself, in the order given (left out of ``repr``:
+    inputs may hold secrets)."""
 
     sessions: tuple[SessionImpact, ...] = ()
     access: tuple[AccessChange, ...] = ()
     changes: tuple[Change, ...] = field(default=(), repr=False)
 
     def ending(self) -> tuple[SessionImpact, ...]:
-        return tuple(s for s in self.sessions if s.verdict is SessionVerdict.ENDS)
+        return self.of(SessionVerdict.ENDS)
+
+    def of(self, verdict: SessionVerdict) -> tuple[SessionImpact, ...]:
+        return tuple(s for s in self.sessions if s.verdict is verdict)
 
 
 def review(changes: Iterable[Change], before: list[dict], after: list[dict]) -> Review:
     """Classify ``changes`` (see the module docstring); ``before`` / ``after`` the stack's resources."""
     changes = list(changes)
     index = _Index(before, after)
-    causes: dict[str, list[tuple[str, str]]] = {}
+    causes: dict[tuple[str, SessionVerdict, Optional[Drain]], list[tuple[str, str]]] = {}
     for change in changes:
-        for service, cause in _session_causes(change, index):
-            causes.setdefault(service, []).append((cause, change.urn))
+        for service, verdict, cause, drain in _session_causes(change, index):
+            causes.setdefault((service, verdict, drain), []).append((cause, change.urn))
+    sessions = [SessionImpact(service, verdict, index.holders(service, [u for _, u in found]), _reasons(found),
+                              tuple(u for _, u in found), drain)
+                for (service, verdict, drain), found in sorted(causes.items(), key=lambda c: _order(*c[0]))
+                if verdict is not SessionVerdict.KEEPS]
     # A service only added keeps nothing: it has no live sessions yet.
-    touched = {index.service(c.urn) for c in changes if c.op != "create"} - {None} - set(causes)
-    sessions = [SessionImpact(service, SessionVerdict.ENDS, index.holders(service, [u for _, u in found]),
-                              _reasons(found), tuple(u for _, u in found))
-                for service, found in sorted(causes.items())]
-    sessions += [SessionImpact(str(service), SessionVerdict.KEEPS, index.kept(str(service)))
-                 for service in sorted(s for s in touched if s != GATEWAY)]
+    touched = {index.service(c.urn) for c in changes if c.op != "create"} - {None, GATEWAY} - {s.service for s in sessions}
+    sessions += [SessionImpact(str(service), SessionVerdict.KEEPS, index.kept(str(service))) for service in sorted(touched)]
+    notes = {service: found for (service, verdict, _), found in causes.items() if verdict is SessionVerdict.KEEPS}
     access = [a for change in changes for a in _access(change, index)] + list(_memberships(changes, index))
-    return Review(tuple(sessions), tuple(sorted(access, key=lambda a: (a.service, a.urn, a.text))), tuple(changes))
+    return Review(_noted(sessions, notes), tuple(sorted(access, key=lambda a: (a.service, a.urn, a.text))), tuple(changes))
+
+
+def _order(service: str, verdict: SessionVerdict, drain: Optional[Drain]) -> tuple:
+    """The most severe verdict first, then by service."""
+    return list(SessionVerdict).index(verdict), service, str(drain or "")
+
+
+def _noted(sessions: list[SessionImpact], notes: dict[str, list[tuple[str, str]]]) -> tuple[SessionImpact, ...]:
+    """``sessions`` with each service's kept-sessions causes (a generation retired) added to the
+    reasons of its last, least severe, entry."""
+    last = {s.service: i for i, s in enumerate(sessions)}
+    noted = list(sessions)
+    for service, found in notes.items():
+        if service in last:
+            noted[last[service]] = replace(sessions[last[service]], reasons=sessions[last[service]].reasons + _reasons(found))
+    return tuple(noted)
 
 
 _ENDS_WHEN = {CLOUD_RUN: "a new revision (a change under template) or a shard removed",
               DEPLOYMENT: "a pod template change", STATEFUL_SET: "a change of the (one-replica) pinning proxy",
               REDIS: "the session store replaced or deleted"}
+_ENDS_WHEN_DRAINED = {CLOUD_RUN: "a shard removed, or a new revision that leaves the previous one untagged "
+                                 "(sessionDrainSeconds: 0)",
+                      DEPLOYMENT: "a pod template change that turns the drain off (sessionDrainSeconds: 0)"}
+_DRAINS_WHEN = {CLOUD_RUN: "a new generation (a new entry in generations with the new image): the previous "
+                           "revision keeps its sessions for {window}, tag-only",
+                DEPLOYMENT: "a pod template change: the old pods keep serving their sessions for {window} while terminating"}
 
 
 def session_holders(resources: list[dict]) -> dict[str, dict[str, Any]]:
-    """Per service of a plan, what holds its live sessions and what would end them:
-    ``{service: {"mode", "holders", "endsWhen": [...]}}`` (``holders`` "" and ``endsWhen`` [] for a
-    stateless service). Written into the plan JSON as ``sessionImpact``."""
+    """Per service of a plan, what holds its live sessions, what would end them and what would
+    drain them: ``{service: {"mode", "holders", "endsWhen": [...], "drainsWhen": [...]}}``
+    (``holders`` "" and both lists [] for a stateless service). Written into the plan JSON as
+    ``sessionImpact``."""
     index = _Index([], resources)
     found = {}
     for service, members in sorted(index._members.items()):
@@ -174,9 +247,25 @@ def session_holders(resources: list[dict]) -> dict[str, dict[str, Any]]:
             holding = [r for r in members if r["type"] in kinds]
         else:
             holding = [r for r in resources if r["type"] == REDIS] if index.uses_store(service) else []
+        windows = {r["type"]: window for r in holding if (window := _drain_window(r))}
         found[service] = {"mode": mode, "holders": index.holders(service, [r["urn"] for r in holding]),
-                          "endsWhen": sorted({_ENDS_WHEN[r["type"]] for r in holding})}
+                          "endsWhen": sorted({(_ENDS_WHEN_DRAINED if r["type"] in windows else _ENDS_WHEN)[r["type"]]
+                                              for r in holding}),
+                          "drainsWhen": sorted(_DRAINS_WHEN[kind].format(window=minutes(window))
+                                               for kind, window in windows.items())}
     return found
+
+
+def _drain_window(resource: dict) -> int:
+    """Seconds a deploy of ``resource`` would drain its sessions (as planned), else 0: a Cloud Run
+    service's named revision tagged in its ``traffics`` with :data:`DRAIN_LABEL`, a Deployment's
+    pod drain (:func:`_pod_drain_seconds`)."""
+    inputs = resource.get("inputs") or {}
+    if resource["type"] == DEPLOYMENT:
+        return _pod_drain_seconds(inputs)
+    revision = _named(_get(inputs, "template", "revision"))
+    tagged = revision is not None and any(t.get("revision") == revision and t.get("tag") for t in _traffics(inputs))
+    return (_seconds(_get(inputs, "labels", DRAIN_LABEL)) or 0) if resource["type"] == CLOUD_RUN and tagged else 0
 
 
 def service_map(resources: list[dict]) -> dict[str, str]:
@@ -281,28 +370,114 @@ class _Index:
         return mode or ""
 
 
-def _session_causes(change: Change, index: _Index) -> Iterator[tuple[str, str]]:
-    """(service, reason) for each service whose live sessions ``change`` ends."""
+_Cause = tuple[str, SessionVerdict, str, Optional[Drain]]
+"""(service, verdict, reason, drain) of one change."""
+
+
+def _session_causes(change: Change, index: _Index) -> Iterator[_Cause]:
+    """For each service whose live sessions ``change`` ends or drains, or keeps for a reason worth
+    saying (a generation retired): (service, verdict, reason, drain)."""
+    ends, drains, keeps = SessionVerdict.ENDS, SessionVerdict.DRAINS, SessionVerdict.KEEPS
     if change.type == REDIS and change.op in ("replace", "delete"):
         for service in sorted({s for r in index.by_urn.values()
                                if workload_uses_store(r) and (s := index.service(r["urn"]))}):
-            yield service, f"session store {change.op}d"
+            yield service, ends, f"session store {change.op}d", None
         return
     service = index.service(change.urn)
     if service is None or index.mode(service) != IN_MEMORY or change.op == "create":
         return
     if change.type == CLOUD_RUN:
         if change.op == "delete":
-            yield service, "service deleted"
+            yield service, ends, "service deleted", None
         elif change.op == "replace" or _under(change, "template"):
-            yield service, "new revision"
+            drain = _revision_drain(change)
+            yield (service, drains, "new revision, the previous one kept by its tag (0 % of traffic)", drain) if drain \
+                else (service, ends, "new revision", None)
+        for generation in _retired(change):
+            yield service, keeps, f"{generation} retired (window over)", None
     elif change.type == DEPLOYMENT and (change.op != "update" or _under(change, "spec.template")):
-        yield service, "pod template changed, pods replaced"
+        drain = _pod_drain(change)
+        yield (service, drains, "pod template changed, old pods drain while terminating", drain) if drain \
+            else (service, ends, "pod template changed, pods replaced", None)
     elif index.lone_proxy(service):
         if change.type == STATEFUL_SET and (change.op != "update" or _under(change, "spec.template")):
-            yield service, "pinning proxy restarts, one replica: no peer keeps the pins"
+            yield service, ends, "pinning proxy restarts, one replica: no peer keeps the pins", None
         elif change.type == CONFIG_MAP and "haproxy.cfg" in str(_get(change.new or change.old or {}, "data")):
-            yield service, "pinning proxy configuration changed, one replica: no peer keeps the pins"
+            yield service, ends, "pinning proxy configuration changed, one replica: no peer keeps the pins", None
+
+
+def _revision_drain(change: Change) -> Optional[Drain]:
+    """How a Cloud Run template change drains: the new named revision differs from the old one and
+    the new ``traffics`` keep the old one reachable by a tag at 0 % (see the module docstring)."""
+    if change.op != "update":
+        return None
+    old, new = (_named(_get(side or {}, "template", "revision")) for side in (change.old, change.new))
+    if old is None or new is None or old == new:
+        return None
+    tags = {t.get("revision"): t for t in _traffics(change.new) if t.get("tag")}
+    kept = tags.get(old)
+    if kept is None or kept.get("percent"):
+        return None
+    seconds = _seconds(_get(change.new or {}, "labels", DRAIN_LABEL))
+    if seconds == 0:
+        return None
+    return Drain(seconds, _generation(kept), _generation(tags.get(new) or {"revision": new}))
+
+
+def _retired(change: Change) -> list[str]:
+    """Generations whose tag-only (0 %) traffic entry ``change`` removes, e.g. ``["generation 6"]``:
+    pruned after their window (:func:`mcp_affinity.cloud_run_shards.generations_of`)."""
+    if change.op != "update" or not _traffics(change.new):  # no traffics: no generations (drain off)
+        return []
+    kept = {t.get("tag") for t in _traffics(change.new)}
+    return [_generation(t) for t in _traffics(change.old)
+            if t.get("tag") and not t.get("percent") and t.get("tag") not in kept]
+
+
+def _generation(target: dict) -> str:
+    """``generation 7`` for the traffic tag ``gen7``, else ``revision <name>``."""
+    tag = str(target.get("tag") or "")
+    return f"generation {tag[3:]}" if tag.startswith("gen") and tag[3:].isdigit() else f"revision {target.get('revision')}"
+
+
+def _traffics(inputs: Optional[dict]) -> list[dict]:
+    found = (inputs or {}).get("traffics")
+    return [t for t in found if isinstance(t, dict)] if isinstance(found, list) else []
+
+
+def _named(revision: Any) -> Optional[str]:
+    return revision if isinstance(revision, str) and revision and revision not in UNKNOWNS else None
+
+
+def _pod_drain(change: Change) -> Optional[Drain]:
+    """How a Deployment's pod template change drains: both sides ship the drain (the old pods drain
+    with their own ``preStop``; the new side still publishes and checks terminating pods)."""
+    if change.op != "update":
+        return None
+    old, new = _pod_drain_seconds(change.old), _pod_drain_seconds(change.new)
+    return Drain(old, "the terminating pods", "the new pods") if old and new else None
+
+
+def _pod_drain_seconds(inputs: Optional[dict]) -> int:
+    """A pod template's session drain: its ``preStop`` sleep (at most its grace period) when it
+    has the ``drain-signal`` container, else 0."""
+    spec = _get(inputs or {}, "spec", "template", "spec") or {}
+    containers = [c for c in spec.get("containers") or [] if isinstance(c, dict)]
+    if not any(c.get("name") == DRAIN_SIGNAL_CONTAINER for c in containers):
+        return 0
+    sleeps = [_seconds(_get(c, "lifecycle", "preStop", "sleep", "seconds")) or 0 for c in containers]
+    # Kubernetes' default grace period is 30 s (pod lifecycle, "Termination of Pods").
+    grace = _seconds(spec.get("terminationGracePeriodSeconds"))
+    return min(max(sleeps, default=0), 30 if grace is None else grace)
+
+
+def _seconds(value: Any) -> Optional[int]:
+    """Whole seconds from a planned number or label (``1800``, ``1800.0``, ``"1800"``), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return int(value)
+    return int(value) if isinstance(value, str) and value.isdigit() else None
 
 
 def _access(change: Change, index: _Index) -> Iterator[AccessChange]:

@@ -755,6 +755,8 @@ def prod_change_ends_sessions(review: impact.Review, head: list[dict], settings:
     Source: https://cloud.google.com/run/docs/resource-model#revisions (a new revision takes the
     traffic) and https://kubernetes.io/docs/concepts/workloads/controllers/deployment/#updating-a-deployment
     (a pod template change replaces the pods); what holds sessions is in :mod:`mcp_affinity.impact`.
+    A deploy that drains them (a new shard generation, learned-pinning pods that drain) is not
+    flagged: the sessions it holds keep their version for the window.
     """
     if not settings.production:
         return

@@ -72,3 +72,12 @@ def test_the_readme_deploy_table_is_what_was_measured(deploy_reports):
     for mode in MODES:
         row = f"| {labels[mode]} | {readme_cells(deploy_reports[mode])} |"
         assert row in readme, row
+
+
+def test_the_switch_table_deploy_column_is_what_was_measured(deploy_reports):
+    """README "Which mode for my server?": the deploy column's GKE part comes from this run."""
+    from mcp_affinity_conformance.deploys import mode_cell, switch_row
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for mode in MODES:
+        assert mode_cell("GKE `learned`", deploy_reports[mode]) in switch_row(readme, mode), mode

@@ -12,8 +12,8 @@ import pytest
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("shard-deploys")]
 
 ROOT = Path(__file__).resolve().parents[2]
-CASES = (("tools", "sdk-in-memory"), ("typescript", "ts-in-memory"))
-"""The ingress proxy prefixing the official SDK's ids; the TypeScript SDK prefixing its own."""
+CASES = (("tools", "sdk-in-memory"), ("tools", "fastmcp-in-memory"), ("typescript", "ts-in-memory"))
+"""The ingress proxy prefixing the official SDK's and FastMCP's ids; the TypeScript SDK prefixing its own."""
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def reports(parts_installed, tmp_path_factory) -> dict:
     from mcp_affinity_conformance.shard_deploys import run_shard_deploy
 
     apps = {m.key: m.app for m in SERVER_MODES}
-    return {(service, mode): run_shard_deploy(ROOT, service, apps[mode], tmp_path_factory.mktemp(f"sd-{service}"))
+    return {(service, mode): run_shard_deploy(ROOT, service, apps[mode], tmp_path_factory.mktemp(f"sd-{service}-{mode}"))
             for service, mode in CASES}
 
 
@@ -52,3 +52,12 @@ def test_the_readme_deploy_table_has_the_cloud_run_cells_measured(reports):
             (Path(__file__).resolve().parents[2] / "README.md").read_text().splitlines() if line.startswith("| ")}
     for (service, mode), report in reports.items():
         assert rows[labels[mode]].endswith(f" | {cloud_run_cell(report)} (`{service}`) |"), rows[labels[mode]]
+
+
+def test_the_switch_table_deploy_column_has_the_cloud_run_part_measured(reports):
+    """README "Which mode for my server?": the deploy column's Cloud Run part comes from this run."""
+    from mcp_affinity_conformance.deploys import mode_cell, switch_row
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for (_, mode), report in reports.items():
+        assert mode_cell("Cloud Run `shards`", report) in switch_row(readme, mode), mode

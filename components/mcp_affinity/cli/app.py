@@ -135,22 +135,27 @@ def check(
 
     Each service's session header and timeout are read from the plan itself. Given two plans, or a
     real preview (which holds the old states), the change rules run too: a production change that
-    ends live sessions (advisory) or widens who may call (mandatory unless acknowledged).
+    ends live sessions (advisory) or widens who may call (mandatory unless acknowledged); the
+    output then leads with what the change does to live sessions and who may call (as `diff`).
     """
-    document, violations = _guarded(lambda: _checked(plan_file, head))
+    document, violations, review = _guarded(lambda: _checked(plan_file, head))
+    for line in review:
+        _print(line)
     for warning in document["warnings"]:
         _print(f"warning: {warning['message']}")
     _report(violations)
     _print(f"policy checks passed: {len(document['resources'])} resources of stack '{document['stack']}'")
 
 
-def _checked(path: Path, head: Optional[Path]) -> tuple[dict, list]:
+def _checked(path: Path, head: Optional[Path]) -> tuple[dict, list, list[str]]:
+    """(the plan, its violations, the change's review lines: none for a plan alone)."""
     before, document = _sides(path, head)
-    violations = policies.check_plan(document)
+    violations, review = policies.check_plan(document), []
     if head is not None or document["before"] is not None:
         diffed = plan_diff.diff_plans(before, document)
         violations += policies.check_change(diffed.review, document)
-    return document, violations
+        review = plan_diff.review_lines(diffed.review)
+    return document, violations, review
 
 
 def _guarded(work: Callable[[], Any]) -> Any:

@@ -268,11 +268,13 @@ def to_text(diff: PlanDiff, violations: Iterable[Any] = ()) -> str:
 
 
 def review_lines(review: impact.Review) -> list[str]:
-    """What ends live sessions, what keeps them, then what changes who may call, per service:
-    ``ends live sessions: tools (6 shard instances)`` with its causes indented below."""
+    """What ends live sessions, what drains them, what keeps them, then what changes who may call,
+    per service: ``ends live sessions: tools (6 shard instances)``, ``drains live sessions: tools (6
+    shard instances) for 30 min on generation 7; new sessions start on generation 8``, with its
+    causes indented below."""
     lines = []
     for session in review.sessions:
-        lines.append(f"{session.verdict.value} live sessions: {session}")
+        lines.append(session.headline())
         lines += [f"    {reason}" for reason in session.reasons]
     for service, changes in _access_by_service(review):
         lines.append(f"changes who may call: {service}")
@@ -325,23 +327,28 @@ def to_markdown(diff: PlanDiff, title: Optional[str] = None, violations: Iterabl
 
 
 def _review_markdown(review: impact.Review) -> list[str]:
+    """Sessions ended (a warning), drained (a note), then kept, each with its causes; who may call."""
     lines = []
-    if review.ending():
-        lines += ["> [!WARNING]"]
-        lines += [f"> **ends live sessions: {html.escape(str(s))}**: {html.escape('; '.join(s.reasons))}" + "  "
-                  for s in review.ending()]
-        lines[-1] = lines[-1].rstrip()
-        lines.append("")
-    kept = [s for s in review.sessions if s.verdict is not impact.SessionVerdict.ENDS]
+    for verdict, alert in ((impact.SessionVerdict.ENDS, "WARNING"), (impact.SessionVerdict.DRAINS, "NOTE")):
+        if review.of(verdict):
+            lines += [f"> [!{alert}]"]
+            lines += [f"> **{html.escape(s.headline())}**{_causes(s)}  " for s in review.of(verdict)]
+            lines[-1] = lines[-1].rstrip()
+            lines.append("")
+    kept = review.of(impact.SessionVerdict.KEEPS)
     if kept:
-        lines += [f"{s.verdict.value} live sessions: {html.escape(str(s))}" + ("  " if i < len(kept) - 1 else "")
-                  for i, s in enumerate(kept)] + [""]
+        lines += [html.escape(s.headline()) + _causes(s) + ("  " if i < len(kept) - 1 else "") for i, s in enumerate(kept)]
+        lines.append("")
     access = _access_by_service(review)
     if access:
         lines += ["**Who may call**", "", "| Service | Effect | Change |", "| --- | --- | --- |"]
         lines += [f"| {_code(service)} | {direction} | {html.escape(text)} |"
                   for service, changes in access for direction, text in changes] + [""]
     return lines
+
+
+def _causes(session: impact.SessionImpact) -> str:
+    return f": {html.escape('; '.join(session.reasons))}" if session.reasons else ""
 
 
 def _why(change: ResourceChange) -> str:

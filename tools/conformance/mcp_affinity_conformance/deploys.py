@@ -242,6 +242,27 @@ def cell(report: DeployReport, kind: str) -> str:
             f"{'re-initialized on v2' if renewed else 'did not all re-initialize'}")
 
 
+MODE_ROWS = {"sdk-in-memory": "`mcp` 2.3, default `streamable_http_app()`",
+             "fastmcp-in-memory": "FastMCP 4.2.3, default `http_app()`",
+             "ts-in-memory": "TypeScript SDK 1.32.2, `StreamableHTTPServerTransport`"}
+"""The server each in-memory mode is, as the first cell of its row in README's switch table
+("Which mode for my server?")."""
+
+
+def mode_cell(platform: str, report: DeployReport) -> str:
+    """What a deploy did on ``platform`` (``GKE `learned` ``), both client kinds together, as the
+    deploy column of README's switch table says it: ``GKE `learned`: drains, 0 of 48 calls lost``."""
+    planned = sum(s.calls_before + s.calls_during for s in report.old)
+    lost = planned - sum(s.ok_before + s.ok_during for s in report.old)
+    return f"{platform}: drains, {lost} of {planned} calls lost"
+
+
+def switch_row(readme: str, mode: str) -> str:
+    """README's switch-table row of ``mode``'s server (:data:`MODE_ROWS`)."""
+    (row,) = [line for line in readme.splitlines() if line.startswith(f"| {MODE_ROWS[mode]} |")]
+    return row
+
+
 def readme_cells(report: DeployReport) -> str:
     """A server's row in the README's deploy table starts with this: ``| label | cell | cell |``
     for the two client kinds (the second ``same`` where it matches the first)."""
