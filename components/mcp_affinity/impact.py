@@ -53,8 +53,9 @@ change both ends and drains sessions (a shard removed in a deploy) is listed und
 Who may call changes with a service's access mode (the ``mcp-access`` label), its IAM members
 (Cloud Run invoker, IAP ``httpsResourceAccessor``), IAP settings (programmatic clients), IAP on the
 backend, Cloud Armor (policy attached, rules, rate limits), Cloud Run ingress and invoker check,
-and the mesh's ``AuthorizationPolicy`` / ``RequestAuthentication``. Each change ``widens``,
-``narrows`` or ``changes`` (direction not judged).
+and the mesh's ``AuthorizationPolicy`` / ``RequestAuthentication`` (in a changed one, ``iam``
+callers and token issuers added widen, removed narrow: :func:`_mesh_policy`). Each change
+``widens``, ``narrows`` or ``changes`` (direction not judged).
 """
 
 from __future__ import annotations
