@@ -216,7 +216,8 @@ def warn_looser_limits(parent: pulumi.Resource, scopes: Mapping[str, EdgeScopeAr
         pulumi.log.warn(f"meshServices.{service}.edge.rateLimit {show_limit(own.rate_limit)}{default} is looser than the "
                         f"gateway's {show_limit(limit)} (meshServices.{holder}): clients of {service} get "
                         f"{show_limit(limit)}; mesh services share the gateway's Cloud Armor policy and its one "
-                        "per-client limit, the strictest of theirs (set the same rateLimit, or use separate gateways)",
+                        "per-client limit, the strictest of theirs (set the same rateLimit, or serve it from a gateway of "
+                        "its own: another stack)",
                         resource=parent)
 
 
