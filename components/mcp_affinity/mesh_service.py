@@ -44,7 +44,10 @@ Deploys: with learned pinning and ``session_drain_seconds`` (default 1800 s) a t
 serving the sessions pinned to it and takes no new ones (:mod:`mcp_affinity.pinning_proxy` says
 how); its grace period is the session drain plus 30 s to stop, at most an hour, which GKE honours
 on node upgrades; cluster-autoscaler scale-down honours only 10 minutes
-(https://cloud.google.com/kubernetes-engine/docs/how-to/extended-duration-pods). A blue/green pair
+(https://cloud.google.com/kubernetes-engine/docs/how-to/extended-duration-pods). The terminating
+pods keep their proxy slots, so the proxy has 3 x ``max_replicas`` of them (two deploys per window),
+and every pod must fit one 1232-byte DNS answer: a larger ``max_replicas`` is refused
+(:func:`proxy_faults`; :mod:`mcp_affinity.pinning_proxy`, "Slots during a drain"). A blue/green pair
 of Deployments was not chosen: it doubles the pods on every deploy and needs the package, not
 Kubernetes, to retire the old colour, with the same grace limits on evictions.
 """
@@ -163,7 +166,10 @@ class McpMeshServiceArgs(Settings):
         description="fewest pods (HorizontalPodAutoscaler, CPU target 70 %).")
     max_replicas: Int = Field(
         default=10, ge=1, le=1000,
-        description="most pods (HorizontalPodAutoscaler, CPU target 70 %).")
+        description="most pods (HorizontalPodAutoscaler, CPU target 70 %). With `pinning: learned` the proxy's "
+                    "one DNS answer (1232 bytes) must hold every pod: with a session drain this version's and two "
+                    "draining sets (3 x maxReplicas; at most about 24), without one maxReplicas plus the 25 % rollout "
+                    "surge (at most about 57); refused beyond, with the limit for the service's name.")
     drain_seconds: Int = Field(
         default=3600, ge=30, le=3600,
         description="graceful termination: the pod and its sidecar keep serving open streams this long (30 to 3600 "

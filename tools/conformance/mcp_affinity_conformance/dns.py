@@ -63,7 +63,8 @@ class LoopbackDns:
 
     def stop(self) -> None:
         self._stopped.set()
-        self._thread.join(5)
+        if self._thread.is_alive():
+            self._thread.join(5)
         self._sock.close()
 
     def _serve(self) -> None:
@@ -72,29 +73,41 @@ class LoopbackDns:
                 data, peer = self._sock.recvfrom(65535)
             except TimeoutError:
                 continue
-            self._sock.sendto(self.answer(data), peer)
+            self._sock.sendto(answer(data, self.host, self.addresses), peer)
 
-    def answer(self, query_wire: bytes) -> bytes:
-        """The answer to ``query_wire``, truncated when it exceeds what the query announced or
-        the cluster DNS's cap."""
-        query = dns.message.from_wire(query_wire)
-        limit = min(query.payload if query.edns >= 0 else 512, pinning_proxy.DNS_PAYLOAD_BYTES)
-        response = dns.message.make_response(query)
-        (question,) = query.question
-        if question.name.to_text().lower() != self.host:
-            response.set_rcode(3)  # NXDOMAIN
-            return response.to_wire()
-        if question.rdtype != dns.rdatatype.A:  # the pods have no IPv6 address: no data
-            return response.to_wire()
-        for count in range(len(self.addresses), -1, -1):  # the records that fit, as miekg/dns Truncate
-            response.answer = [dns.rrset.from_text_list(question.name, 5, "IN", "A", self.addresses[:count])]
-            if count < len(self.addresses):
-                response.flags |= dns.flags.TC
-            try:
-                return response.to_wire(max_size=limit)
-            except dns.exception.TooBig:
-                continue
-        raise ValueError(f"no answer fits {limit} bytes")
+
+def answer(query_wire: bytes, host: str, addresses: Sequence[str]) -> bytes:
+    """The cluster DNS's UDP answer to ``query_wire``: A records of ``addresses`` for ``host``,
+    truncated when they exceed what the query announced or
+    :data:`~mcp_affinity.pinning_proxy.DNS_PAYLOAD_BYTES`."""
+    query = dns.message.from_wire(query_wire)
+    limit = min(query.payload if query.edns >= 0 else 512, pinning_proxy.DNS_PAYLOAD_BYTES)
+    response = dns.message.make_response(query)
+    (question,) = query.question
+    if question.name.to_text().lower() != host.rstrip(".").lower() + ".":
+        response.set_rcode(3)  # NXDOMAIN
+        return response.to_wire()
+    if question.rdtype != dns.rdatatype.A:  # the pods have no IPv6 address: no data
+        return response.to_wire()
+    for count in range(len(addresses), -1, -1):  # the records that fit, as miekg/dns Truncate
+        response.answer = [dns.rrset.from_text_list(question.name, 5, "IN", "A", list(addresses[:count]))]
+        if count < len(addresses):
+            response.flags |= dns.flags.TC
+        try:
+            return response.to_wire(max_size=limit)
+        except dns.exception.TooBig:
+            continue
+    raise ValueError(f"no answer fits {limit} bytes")
+
+
+def answer_to(host: str, addresses: Sequence[str], payload: int) -> dns.message.Message:
+    """The answer to an A query for ``host`` announcing ``payload`` bytes (EDNS0), parsed, with
+    ``wire_size`` (bytes) set on it."""
+    query = dns.message.make_query(host, "A", use_edns=0, payload=payload)
+    wire = answer(query.to_wire(), host, addresses)
+    message = dns.message.from_wire(wire)
+    message.wire_size = len(wire)
+    return message
 
 
 def template_host(config: str) -> str:
