@@ -15,7 +15,9 @@ diffs, operations, and overall output as JSON"; the document is Pulumi's ``Previ
 (no ``--show-sames``) except the root stack; secrets as ``"[secret]"``; then ``diagnostics``,
 ``duration`` (nanoseconds) and ``changeSummary``; indented by four spaces. Run
 ``.venv/bin/python tests/session_review.py`` to rewrite it and the README's sample;
-``tests/test_session_review.py`` fails while they and the plans disagree.
+``tests/test_session_review.py`` fails while they and the plans disagree. The fixture keeps the
+generation guards' digests unknown, as the offline plans have them; a real preview of this change,
+which knows them, also fails at each guard (:mod:`mcp_affinity.generation_guard`).
 """
 
 from __future__ import annotations

@@ -377,11 +377,15 @@ class CloudRunMcpService(pulumi.ComponentResource):
         return CloudRunMcpServiceRef(self.backend_service_id, self.service_account_email, self.service_urls)
 
     def _service(self, name, region, network: NetworkRef, email, grants,
-                 shard: Optional[tuple[str, str, dict, dict]] = None) -> gcp.cloudrunv2.Service:
-        """The region's Cloud Run service; ``shard`` is (key, physical name, template entries, service
-        arguments such as ``traffics``, ``labels`` added to the service's) of a shard."""
+                 shard: Optional[tuple[str, str, dict, dict]] = None,
+                 guard: Optional[pulumi.Resource] = None) -> gcp.cloudrunv2.Service:
+        """The region's Cloud Run service; ``shard`` is (key, physical name, whole template
+        (:meth:`_template`), service arguments such as ``traffics``, ``labels`` added to the service's)
+        of a shard, ``guard`` its generation guard (:mod:`mcp_affinity.generation_guard`), which must
+        pass before it changes."""
         args = self._args
-        key, physical, shard_template, shard_args = shard or (region, self._names["service"].value, {}, {})
+        key, physical, template, shard_args = shard or (region, self._names["service"].value,
+                                                        self._template(region, network, email), {})
         shard_args = dict(shard_args)
         labels = {**args.labels, **args.access.marks(args.acknowledge), **shard_args.pop("labels", {})}
         return gcp.cloudrunv2.Service(
@@ -397,24 +401,29 @@ class CloudRunMcpService(pulumi.ComponentResource):
             custom_audiences=access_bindings.custom_audiences(args.access, self._hosts) or None,
             deletion_protection=args.deletion_protection,
             labels=labels,
-            template={
-                "service_account": email,
-                "timeout": f"{args.timeout_seconds}s",
-                "max_instance_request_concurrency": args.concurrency,
-                # Cloud Run's cookie affinity: the only pinning it has; nothing to pin when stateless.
-                "session_affinity": args.session_mode is not SessionMode.STATELESS,
-                "scaling": {"min_instance_count": args.min_instances, "max_instance_count": args.max_instances},
-                "vpc_access": {
-                    "network_interfaces": [{"network": network.network_id, "subnetwork": network.subnet_ids[region]}],
-                    "egress": "PRIVATE_RANGES_ONLY",
-                },
-                "containers": [self._container()],
-                **shard_template,
-            },
+            template=template,
             **shard_args,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=grants,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*grants, *([guard] if guard else [])],
                                         ignore_changes=CI_OWNED_PATHS if args.image_managed_by_ci else []),
         )
+
+    def _template(self, region, network: NetworkRef, email, shard_template: Optional[dict] = None) -> dict:
+        """The Cloud Run ``template`` of the region's service, ``shard_template`` entries on top."""
+        args = self._args
+        return {
+            "service_account": email,
+            "timeout": f"{args.timeout_seconds}s",
+            "max_instance_request_concurrency": args.concurrency,
+            # Cloud Run's cookie affinity: the only pinning it has; nothing to pin when stateless.
+            "session_affinity": args.session_mode is not SessionMode.STATELESS,
+            "scaling": {"min_instance_count": args.min_instances, "max_instance_count": args.max_instances},
+            "vpc_access": {
+                "network_interfaces": [{"network": network.network_id, "subnetwork": network.subnet_ids[region]}],
+                "egress": "PRIVATE_RANGES_ONLY",
+            },
+            "containers": [self._container()],
+            **(shard_template or {}),
+        }
 
     def _container(self) -> dict:
         args = self._args

@@ -57,9 +57,11 @@ Costs and limits:
   inside one window keep three generations serving; each retained generation costs regions x
   shards more always-on instances, as many NEGs and backend services, and as many URL-map route
   rules (counted against the quota). Each shard's service carries the window in its service-level
-  label ``mcp-session-drain-seconds`` (:data:`DRAIN_LABEL`), which reviews read. With
-  ``sessionDrainSeconds: 0`` a deploy replaces each shard's instance and ends its sessions, and
-  keys carry no generation.
+  label ``mcp-session-drain-seconds`` (:data:`DRAIN_LABEL`), which reviews read. A template change
+  without a new generation would reuse a revision name, which Cloud Run refuses at apply: the
+  service's generation guard (:mod:`mcp_affinity.generation_guard`) fails ``pulumi preview``
+  first. With ``sessionDrainSeconds: 0`` a deploy replaces each shard's instance and ends its
+  sessions, and keys carry no generation.
 - Several regions: the region is part of the key, so a session stays in the region that created
   it. When a region fails its shards' sessions are lost (clients re-initialize), and the default
   route keeps sending its share of new sessions (shards there / all shards) to it, because
@@ -78,6 +80,7 @@ import pulumi_gcp as gcp
 
 from . import sources
 from .affinity import SessionMode
+from .generation_guard import GenerationGuard, revision_key
 from .limits import cloud_run_cpu, memory_mib
 
 SHARD_PROXY_IMAGE = "docker.io/library/haproxy:3.2.6"
@@ -419,7 +422,9 @@ def build(component, name: str, regions: list[str], network, account, grants: li
     branch): the ingress configuration secret (``shardPrefixBy: proxy``), then per region and index
     a one-instance Cloud Run service, and per serving shard key (every draining generation's and the
     current one's, :func:`generations_of` at ``now``) a serverless NEG and its own backend service.
-    Returns (services keyed by ``{region}-s{index}``, NEGs, backend services keyed by shard key)."""
+    With a drain, a :class:`~mcp_affinity.generation_guard.GenerationGuard` over every shard's
+    template comes before the services, each of which depends on it. Returns (services keyed by
+    ``{region}-s{index}``, NEGs, backend services keyed by shard key)."""
     args, names = component._args, component._names
     child = pulumi.ResourceOptions(parent=component)
     secret = version = None
@@ -434,7 +439,7 @@ def build(component, name: str, regions: list[str], network, account, grants: li
             member=account.member, opts=child)]
     generations = generations_of(args, now)
     current = generations.current if generations else None
-    services, negs, backends = {}, {}, {}
+    services, negs, backends, planned = {}, {}, {}, {}
     for base, (region, index) in shard_keys(regions, args.shards).items():
         physical = names[f"service-s{index}"].value
         template = shard_template(args, shard_key(region, index, current), component._container(),
@@ -444,8 +449,14 @@ def build(component, name: str, regions: list[str], network, account, grants: li
             template["revision"] = revision_name(physical, current)
             service_args["traffics"] = shard_traffic(physical, generations)
             service_args["labels"] = {DRAIN_LABEL: str(args.session_drain)}
-        services[base] = component._service(name, region, network, account.email, grants,
-                                            shard=(base, physical, template, service_args))
+        planned[base] = (region, (base, physical, component._template(region, network, account.email, template),
+                                  service_args))
+    # Named revisions: the guard refuses, in preview, a template change that keeps one (generation_guard).
+    guard = None if generations is None else GenerationGuard(
+        f"{name}-generation-guard", name, current, args.project,
+        {revision_key(region, shard[2]["revision"]): shard[2] for region, shard in planned.values()}, opts=child)
+    for base, (region, shard) in planned.items():
+        services[base] = component._service(name, region, network, account.email, grants, shard=shard, guard=guard)
     for key, (region, index, generation) in serving_keys(args, regions, now).items():
         tag = None if generation is None else generation_tag(generation)
         negs[key] = component._neg(name, region, services[shard_key(region, index)], key=key, tag=tag)

@@ -24,6 +24,7 @@ from . import access_map, impact, sources
 from .affinity import DEFAULT_SESSION_HEADER
 from .cloud_run_service import DEFAULT_URI_REASON
 from .cloud_run_shards import ID_PREFIX_ENV, SHARD_KEY_ENV
+from .generation_guard import reused_revision
 from .wire import BACKEND, CLOUD_RUN, DEPLOYMENT, K8S_SERVICE, NAMESPACE, NEG, REDIS
 from .wire import SECRET_SIG as _SIG, SECRET_VALUE_SIG as _SECRET, UNKNOWN, UNKNOWNS as _UNKNOWNS
 
@@ -782,9 +783,6 @@ def prod_change_widens_access(review: impact.Review, head: list[dict], settings:
                                "[access-widened] to the service for this deploy, then remove it")
 
 
-_GENERATION = re.compile(r"-gen(\d+)$")
-
-
 @_change_rule("change-reuses-revision-name", "https://cloud.google.com/run/docs/reference/rest/v2/projects.locations.services#RevisionTemplate", "mandatory")
 def change_reuses_revision_name(review: impact.Review, head: list[dict], settings: Settings) -> Iterator[tuple[str, str]]:
     """A Cloud Run service whose ``template`` changes keeps no named ``template.revision`` of before.
@@ -793,7 +791,8 @@ def change_reuses_revision_name(review: impact.Review, head: list[dict], setting
     ("revision: The unique name for the revision"): a change under ``template`` makes a new
     revision, and Cloud Run refuses a second one of the same name, so ``pulumi up`` fails though the
     plan passed. Sharded services name a revision per generation (``{service}-gen7``); the fix is
-    a new generation. Every environment: an apply that fails is no less broken in dev.
+    a new generation. Every environment: an apply that fails is no less broken in dev. A plain
+    ``pulumi preview`` refuses the same change through :mod:`mcp_affinity.generation_guard`.
     """
     services = impact.service_map(head)
     for change in review.changes:
@@ -805,17 +804,8 @@ def change_reuses_revision_name(review: impact.Review, head: list[dict], setting
             continue
         paths = [p for p in change.paths if p.startswith(("template.", "template[")) and p != "template.revision"]
         if paths:
-            yield change.urn, (f"Cloud Run service {(change.new or {}).get('name') or change.urn.rsplit('::', 1)[-1]} "
-                               f"keeps revision {revision} while its template changes ({', '.join(paths)}): "
-                               f"Cloud Run refuses a second revision of that name, so pulumi up fails; "
-                               f"{_generation_fix(services.get(change.urn), revision)}")
-
-
-def _generation_fix(service: Optional[str], revision: str) -> str:
-    """``add a generation: services.tools.generations: {"8": "<now, UTC>"}`` for ``…-gen7``."""
-    found = _GENERATION.search(revision)
-    entry = f'{{"{int(found.group(1)) + 1}": "<now, UTC>"}}' if found else '{"<N+1>": "<now, UTC>"}'
-    return f"add a generation: services.{service or '<service>'}.generations: {entry}"
+            name = (change.new or {}).get("name") or change.urn.rsplit("::", 1)[-1]
+            yield change.urn, reused_revision(name, revision, services.get(change.urn), ", ".join(paths))
 
 
 def check_change(review: impact.Review, head: Mapping[str, Any], production: Optional[bool] = None) -> list[Violation]:

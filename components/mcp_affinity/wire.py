@@ -26,6 +26,10 @@ MASKED = "[secret]"
 """What a secret's value becomes in every plan this tool writes, and what a ``secure:`` config value
 reads as under ``mcp-affinity plan`` (which has no key to decrypt it)."""
 
+PLANNED_ID = "mcp-affinity-planned-id:"
+"""How a resource's id reads while ``mcp-affinity plan`` runs the program (``PLANNED_ID`` and a serial
+number); the plan turns every string holding one back into :data:`UNKNOWN` (``cli/runner.py``)."""
+
 COMPUTED = "(known after apply)"
 """How an unknown value reads in a plan, as in ``pulumi preview``."""
 
@@ -97,6 +101,11 @@ VIRTUAL_SERVICE = "kubernetes:networking.istio.io/v1:VirtualService"
 ISTIO_GATEWAY = "kubernetes:networking.istio.io/v1:Gateway"
 REQUEST_AUTHENTICATION = "kubernetes:security.istio.io/v1:RequestAuthentication"
 AUTHORIZATION_POLICY = "kubernetes:security.istio.io/v1:AuthorizationPolicy"
+
+# Pulumi's Python dynamic provider: a ``pulumi.dynamic.Resource`` subclass declared with a module
+# and a name registers ``pulumi-python:dynamic/{module}:{name}`` (pulumi/dynamic/dynamic.py).
+GENERATION_GUARD = "pulumi-python:dynamic/mcp-affinity:GenerationGuard"
+"""The guard of a sharded Cloud Run service's named revisions (:mod:`mcp_affinity.generation_guard`)."""
 
 KUBERNETES_PROVIDER = "kubernetes:index:Provider"
 """A member of the ``kubernetes`` package for ``Resource.get_provider``, which reads only the package."""

@@ -27,7 +27,7 @@ from .. import access_map as _access_map
 from ..references import Index, resolved_inputs
 from ..wire import (
     AUTHORIZATION_POLICY, BACKEND, CLOUD_RUN, CLOUD_RUN_IAM_MEMBER, COMPUTED, CONTAINER_CLUSTER, DEPLOYMENT,
-    DESTINATION_RULE, FIREWALL, FORWARDING_RULE, HEALTH_CHECK, HELM_V3_RELEASE, HORIZONTAL_POD_AUTOSCALER,
+    DESTINATION_RULE, FIREWALL, FORWARDING_RULE, GENERATION_GUARD, HEALTH_CHECK, HELM_V3_RELEASE, HORIZONTAL_POD_AUTOSCALER,
     IAP_BACKEND_IAM_MEMBER, IAP_SETTINGS, ISTIO_GATEWAY, K8S_SERVICE, MANAGED_SSL_CERTIFICATE, NEG, NODE_POOL, REDIS,
     REQUEST_AUTHENTICATION, SECRET_SIG, SECRET_VERSION, SECURITY_POLICY, SSL_POLICY, SUBNETWORK, UNKNOWNS, URL_MAP,
     VIRTUAL_SERVICE,
@@ -53,6 +53,8 @@ HIGHLIGHTS: dict[str, list[str]] = {
         "template.containers.1.image", "template.volumes",
     ],
     NEG: ["networkEndpointType", "region", "cloudRun.service", "cloudRun.urlMask"],
+    # The current generation whose named revisions a preview refuses to change (generation_guard).
+    GENERATION_GUARD: ["generation"],
     URL_MAP: ["hostRules", "pathMatchers", "defaultService", "defaultRouteAction", "defaultUrlRedirect"],
     REDIS: [
         "tier", "memorySizeGb", "authEnabled", "transitEncryptionMode", "connectMode", "readReplicasMode",

@@ -34,7 +34,7 @@ from .project import PulumiProject
 
 from ..wire import COMPUTED, MASKED, SECRET_SIG, SECRET_VALUE_SIG, UNKNOWN  # noqa: F401 (re-exported)
 from ..secret_env import mask_flagged_env
-from ..wire import GET_PROJECT
+from ..wire import GET_PROJECT, PLANNED_ID
 from ..references import REFERENCES
 
 
@@ -229,7 +229,7 @@ class _RecordingEngine(shim.MockEngine):
             self.plan.warnings.append(LoggedWarning(request.message, request.urn))
 
 
-ID_MARK = "mcp-affinity-planned-id:"
+ID_MARK = PLANNED_ID
 """How a planned resource's id reads while the program runs (``ID_MARK`` + a serial number): each id
 is a distinct placeholder, so an input that names a resource by id can be traced back to it. After the
 run every placeholder in the inputs and outputs is turned back into the unknown sentinel (the id is
