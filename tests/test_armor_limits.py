@@ -17,10 +17,12 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from mcp_affinity import SettingsError
+from mcp_affinity.policies import UNKNOWN, check_plan, check_resources
 from mcp_affinity.armor_limits import (MAX_DESCRIPTION_CHARS, MAX_EXPRESSION_CHARS, MAX_SUBEXPRESSION_CHARS,
                                        MAX_SUBEXPRESSIONS, rule_faults, subexpressions)
 from mcp_affinity.security_policy import (FIRST_SCOPE, KNOWN_METHODS, MAX_ORIGINS, EdgePolicyArgs, EdgeScopeArgs,
                                           policy_rules, scope_rules)
+from conftest import plan_document
 from test_edge import POLICY, all_plans, synthetic_rules
 from test_hostile_config import BASE, NS, problems
 
@@ -116,6 +118,32 @@ def test_the_longest_descriptions_fit():
     assert len(planned) == 13 and max(lengths.values()) == 56  # the auto-deploy rule
     assert lengths[f"per-tool limit {'k' * 39}0"] == 55  # 'per-tool limit ' and a key of 40, the longest a Name allows
     assert all(over(r) == [] for r in planned)
+
+
+def _policy_resource(rules: list[dict], type_: str = POLICY) -> dict:
+    return {"urn": f"urn:pulumi:dev::p::{type_}::edge", "type": type_, "name": "edge", "parent": None, "custom": True,
+            "inputs": {"rules": rules} if type_ == POLICY else rules[0]}
+
+
+def test_the_plan_rule_refuses_a_rule_over_a_limit_from_any_program():
+    long = {"priority": 5, "description": "mine", "action": "deny(403)",
+            "match": {"expr": {"expression": "request.path.matches('" + "p" * 1100 + "')"}}}
+    fine = {"priority": 6, "description": "d" * 64, "action": "allow",
+            "match": {"expr": {"expression": "request.path.startsWith('/a')"}}}
+    unknown = {"priority": 7, "description": UNKNOWN, "action": "allow", "match": {"expr": {"expression": UNKNOWN}}}
+    found = check_resources([_policy_resource([long, fine, unknown])], production=False)
+    assert [(v.rule, v.message.split(";")[0]) for v in found] == [
+        ("cloud-armor-rule-limits", "rule 5: subexpression of 1124 characters (request.path.matches('pppppppppppppppppp...)")]
+    standalone = _policy_resource([{**fine, "description": "d" * 65}], "gcp:compute/securityPolicyRule:SecurityPolicyRule")
+    assert [v.message for v in check_resources([standalone], production=False)] == [
+        "rule 6: description of 65 characters; Cloud Armor allows 64 (https://cloud.google.com/armor/docs/best-practices)"]
+
+
+def test_no_stack_breaks_the_plan_rule():
+    for stack in ("dev", "staging", "prod"):
+        document = plan_document(stack)
+        assert any(r["type"] == POLICY for r in document["resources"])
+        assert [v for v in check_plan(document) if v.rule == "cloud-armor-rule-limits"] == []
 
 
 # --- one under, one over --------------------------------------------------------------------------
