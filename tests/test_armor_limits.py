@@ -16,13 +16,14 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
+from conftest import plan_document
 from mcp_affinity import SettingsError
-from mcp_affinity.policies import UNKNOWN, check_plan, check_resources
 from mcp_affinity.armor_limits import (MAX_DESCRIPTION_CHARS, MAX_EXPRESSION_CHARS, MAX_SUBEXPRESSION_CHARS,
                                        MAX_SUBEXPRESSIONS, rule_faults, subexpressions)
+from mcp_affinity.policies import UNKNOWN, check_plan, check_resources
 from mcp_affinity.security_policy import (FIRST_SCOPE, KNOWN_METHODS, MAX_ORIGINS, EdgePolicyArgs, EdgeScopeArgs,
-                                          policy_rules, scope_rules)
-from conftest import plan_document
+                                          policy_rules, scope_rules, service_limit_faults)
+from mcp_affinity.wire import SECURITY_POLICY_RULE
 from test_edge import POLICY, all_plans, synthetic_rules
 from test_hostile_config import BASE, NS, problems
 
@@ -134,7 +135,7 @@ def test_the_plan_rule_refuses_a_rule_over_a_limit_from_any_program():
     found = check_resources([_policy_resource([long, fine, unknown])], production=False)
     assert [(v.rule, v.message.split(";")[0]) for v in found] == [
         ("cloud-armor-rule-limits", "rule 5: subexpression of 1124 characters (request.path.matches('pppppppppppppppppp...)")]
-    standalone = _policy_resource([{**fine, "description": "d" * 65}], "gcp:compute/securityPolicyRule:SecurityPolicyRule")
+    standalone = _policy_resource([{**fine, "description": "d" * 65}], SECURITY_POLICY_RULE)
     assert [v.message for v in check_resources([standalone], production=False)] == [
         "rule 6: description of 65 characters; Cloud Armor allows 64 (https://cloud.google.com/armor/docs/best-practices)"]
 
@@ -276,7 +277,6 @@ def test_a_stack_refuses_mesh_hosts_over_the_limit_of_the_gateways_shared_policy
 
 
 def test_a_stack_names_method_routes_for_the_routed_methods():
-    from mcp_affinity.security_policy import service_limit_faults
     scope = EdgeScopeArgs(hosts=["t.example.com"], routed_methods=["tools/call", "x" * 1100])
     assert [key for key, _ in service_limit_faults(scope)] == ["methodRoutes"]
 

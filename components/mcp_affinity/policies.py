@@ -25,7 +25,8 @@ from .affinity import DEFAULT_SESSION_HEADER
 from .cloud_run_service import DEFAULT_URI_REASON
 from .cloud_run_shards import ID_PREFIX_ENV, SHARD_KEY_ENV
 from .generation_guard import reused_revision
-from .wire import BACKEND, CLOUD_RUN, DEPLOYMENT, K8S_SERVICE, NAMESPACE, NEG, REDIS, SECURITY_POLICY
+from .wire import (BACKEND, CLOUD_RUN, DEPLOYMENT, K8S_SERVICE, NAMESPACE, NEG, REDIS, SECURITY_POLICY,
+                   SECURITY_POLICY_RULE)
 from .wire import SECRET_SIG as _SIG, SECRET_VALUE_SIG as _SECRET, UNKNOWN, UNKNOWNS as _UNKNOWNS
 
 HEADER_ENV = "MCP_SESSION_HEADER"
@@ -41,7 +42,6 @@ API_DEFAULT_TIMEOUT_SEC = 30  # what the API reports for a backend service left 
 LB_ONLY_INGRESS = ("INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER", "INGRESS_TRAFFIC_INTERNAL_ONLY")
 PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
 INVOKER_ROLES = ("roles/run.invoker", "roles/run.servicesInvoker")
-SECURITY_POLICY_RULE = "gcp:compute/securityPolicyRule:SecurityPolicyRule"
 
 ISTIO_DESTINATION_RULE = "https://istio.io/latest/docs/reference/config/networking/destination-rule/"
 ISTIO_PERSISTENT_SESSION = "https://github.com/istio/istio/blob/master/pilot/pkg/features/experimental.go"
