@@ -19,6 +19,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import ROOT, plan_example, plan_stack
+from mcp_affinity.cli.plan_file import validate
+from mcp_affinity.policies import check_plan
+from session_review import plan_example_as
 from edge_eval import Edge, Request, deciding_rule, ordered
 from mcp_affinity.affinity import MODERN_VERSIONS
 from mcp_affinity.load_balancer import GlobalHttpsLoadBalancerArgs, MethodRouteArgs
@@ -82,6 +85,42 @@ def test_the_gke_example_scopes_on_lowercased_hosts_and_limits_every_host():
     policy = plan_example("gke-in-memory").get(POLICY, "gateway").inputs["rules"]
     assert deciding_rule(policy, call("LEGACY.dev.example.com", origin="https://evil.example.net"))["action"] == "deny(403)"
     assert deciding_rule(policy, call("unknown.example.org"))["description"] == CLIENT
+
+
+def gke_stateless_with(**limits) -> dict:
+    """The plan JSON of ``examples/Pulumi.gke-stateless.yaml`` (mesh services ``tools`` and ``render``
+    on one gateway) with each named service's ``edge.rateLimit`` set to ``limits[name]``."""
+    def edit(config: dict) -> None:
+        for name, limit in limits.items():
+            config[NS + "meshServices"][name]["edge"] = {"rateLimit": limit}
+    return plan_example_as("gke-stateless", edit).to_json()
+
+
+LOOSER = "meshServices.{0}.edge.rateLimit {1} is looser than the gateway's {2} (meshServices.{3}): clients of {0} get {2}"
+
+
+@pytest.mark.parametrize("limits,gets,warned", [
+    ({"tools": {"requests": 600}, "render": {"requests": 300}}, (300, 60), [("tools", "600/60s", "render")]),
+    ({"render": {"requests": 300}}, (300, 60), [("tools", "600/60s (the default)", "render")]),
+    # By requests per second: 30 per 10 s (3/s) is stricter than 600 per minute (10/s).
+    ({"tools": {"requests": 30, "intervalSeconds": 10}}, (30, 10), [("render", "600/60s (the default)", "tools")]),
+    ({"tools": {"requests": 300}, "render": {"requests": 300}}, (300, 60), []),
+    ({}, (600, 60), []),
+])
+def test_a_mesh_service_whose_limit_the_gateway_does_not_keep_is_warned_about_once(limits, gets, warned):
+    """The gateway's one per-client limit is the strictest of its mesh services' (documented): a plan
+    diagnostic, once per service whose own limit is looser, never a refusal."""
+    document = gke_stateless_with(**limits)
+    shown = f"{gets[0]}/{gets[1]}s"
+    messages = [d["message"] for d in document["diagnostics"] if "edge.rateLimit" in d["message"]]
+    assert [m.split(";")[0] for m in messages] == [LOOSER.format(name, own, shown, holder) for name, own, holder in warned]
+    assert all(d["severity"] == "warning" and d["urn"].endswith("MeshGatewayBackend::gateway")
+               for d in document["diagnostics"] if d["message"] in messages)
+    plan = validate(document)
+    policy = next(r for r in plan["resources"] if r["type"] == POLICY)
+    threshold = next(r for r in policy["inputs"]["rules"] if r.get("description") == CLIENT)
+    assert threshold["rateLimitOptions"]["rateLimitThreshold"] == {"count": gets[0], "intervalSec": gets[1]}
+    assert check_plan(plan) == []
 
 
 # --- item 5: limits over shards ------------------------------------------------------------------------

@@ -12,11 +12,13 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 
+import celpy
 import pytest
 import yaml
+from celpy.adapter import json_to_cel
 
 from conftest import ROOT, plan_stack
-from mcp_affinity import pinning_proxy
+from mcp_affinity import ISTIO_VERSION, mesh_metrics, pinning_proxy
 from mcp_affinity.cli import find_project, run_plan
 from schemas.istio_check import is_checked_type, validate_object
 from schemas.validate import validate_kubernetes
@@ -63,6 +65,20 @@ def test_telemetry_adds_mcp_method_and_name_from_the_headers_to_the_request_metr
         {"match": {"metric": "REQUEST_DURATION", "mode": "SERVER"}, "tagOverrides": tags}]}]}
     assert learned.get(TELEMETRY, "legacy-mcp-dimensions").inputs["metadata"]["namespace"] == "mcp-ex5-legacy"
 
+
+def test_a_request_without_the_header_fails_the_tag_expression_which_istio_counts_as_unknown():
+    """The planned values evaluate (CEL, cel-python) to the header and fail without it: the form whose
+    failure Istio's stats filter records as ``unknown`` (``mesh_metrics`` docstring, at the pinned tag)."""
+    tags = _spec(plan_stack("staging"), TELEMETRY, "notes-mcp-dimensions")["metrics"][0]["overrides"][0]["tagOverrides"]
+    environment = celpy.Environment()
+    for label, header in mesh_metrics.DIMENSIONS.items():
+        program = environment.program(environment.compile(tags[label]["value"]))
+        # Envoy's request.headers is keyed by lower-case names; a missing one is no key at all.
+        assert program.evaluate({"request": json_to_cel({"headers": {header.lower(): "tools/call"}})}) == "tools/call"
+        with pytest.raises(celpy.CELEvalError, match="no such key"):
+            program.evaluate({"request": json_to_cel({"headers": {"other": "x"}})})
+    # The citation holds for the Istio the package installs: re-read the stats filter when it moves.
+    assert f"istio/proxy/blob/{ISTIO_VERSION}/" in mesh_metrics.__doc__ and f"istio/istio/blob/{ISTIO_VERSION}/" in mesh_metrics.__doc__
 
 def test_monitoring_off_plans_nothing_to_scrape():
     plan = plan_stack("dev")

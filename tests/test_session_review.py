@@ -14,7 +14,8 @@ from mcp_affinity.cli.diff import diff_plans, review_lines, to_text
 from mcp_affinity.cli.plan_file import validate
 from mcp_affinity.policies import check_change
 from mcp_affinity.wire import (
-    AUTHORIZATION_POLICY, BACKEND, CLOUD_RUN, DEPLOYMENT, HORIZONTAL_POD_AUTOSCALER, REDIS, SECRET_SIG, SECURITY_POLICY,
+    AUTHORIZATION_POLICY, BACKEND, CLOUD_RUN, DEPLOYMENT, HORIZONTAL_POD_AUTOSCALER, REDIS, REQUEST_AUTHENTICATION, SECRET_SIG,
+    SECURITY_POLICY,
 )
 from session_review import (
     FIXTURE, ONCALL, README, bump_image, plan_example_as, plans, preview_digest, readme_block, with_oncall,
@@ -228,6 +229,51 @@ def test_iap_off_cloud_armor_detached_and_a_mesh_policy_deleted_widen():
     assert sorted((a.direction.value, a.text) for a in found) == [
         ("widens", "AuthorizationPolicy deny deleted"), ("widens", "Cloud Armor policy detached"),
         ("widens", "IAP off at the load balancer")]
+
+
+GOOGLE = "https://accounts.google.com"
+SIDECAR = {"selector": {"matchLabels": {"app": "tools"}}}
+WAYPOINT = {"targetRefs": [{"kind": "Gateway", "group": "gateway.networking.k8s.io", "name": "waypoint"}]}
+
+
+def callers(*emails: str, target: dict = SIDECAR, action: str = "DENY") -> dict:
+    """The ``iam`` DENY policy as :func:`mcp_affinity.mesh_access.deny_rules` plans it."""
+    rules = [{"from": [{"source": {"notRequestPrincipals": [f"{GOOGLE}/*"]}}]},
+             {"when": [{"key": "request.auth.claims[email]", "notValues": sorted(emails)}]}]
+    return res("tools-callers", AUTHORIZATION_POLICY, {"spec": {**target, "action": action, "rules": rules}})
+
+
+def issuers(*names: str, audience: str = "https://t.example.com") -> dict:
+    rules = [{"issuer": name, "jwksUri": f"{name}/jwks", "audiences": [audience]} for name in names]
+    return res("tools-jwt", REQUEST_AUTHENTICATION, {"spec": {**SIDECAR, "jwtRules": rules}})
+
+
+@pytest.mark.parametrize("before,after,expected", [
+    (callers("a@x.com"), callers("a@x.com", "b@x.com"), [("widens", "mesh caller added: b@x.com")]),
+    (callers("a@x.com", "b@x.com"), callers("a@x.com"), [("narrows", "mesh caller removed: b@x.com")]),
+    (issuers(GOOGLE), issuers(GOOGLE, "https://auth.example.com"),
+     [("widens", "mesh token issuer added: https://auth.example.com")]),
+    (issuers(GOOGLE, "https://auth.example.com"), issuers(GOOGLE),
+     [("narrows", "mesh token issuer removed: https://auth.example.com")]),
+    # What the token checks do not say is listed, direction not judged.
+    (issuers(GOOGLE), issuers(GOOGLE, audience="https://u.example.com"),
+     [("changes", "RequestAuthentication tools-jwt jwtRules changed")]),
+    (callers("a@x.com"), callers("a@x.com", target=WAYPOINT),
+     [("changes", "AuthorizationPolicy tools-callers selector changed"),
+      ("changes", "AuthorizationPolicy tools-callers targetRefs changed")]),
+    (callers("a@x.com"), callers("a@x.com", "b@x.com", action="ALLOW"),
+     [("changes", "AuthorizationPolicy tools-callers action changed"),
+      ("changes", "AuthorizationPolicy tools-callers rules changed")]),
+])
+def test_a_mesh_token_policy_change_says_which_way(before, after, expected):
+    assert [(a.direction.value, a.text) for a in review_of([before], [after]).access] == expected
+
+
+def test_a_mesh_caller_added_with_other_rule_changes_is_judged_and_the_rest_listed():
+    before, after = callers("a@x.com"), callers("a@x.com", "b@x.com")
+    after["inputs"]["spec"]["rules"][0]["to"] = [{"operation": {"ports": ["8080"]}}]
+    assert sorted((a.direction.value, a.text) for a in review_of([before], [after]).access) == [
+        ("changes", "AuthorizationPolicy tools-callers rules changed"), ("widens", "mesh caller added: b@x.com")]
 
 
 def test_cloud_run_ingress_and_invoker_check():

@@ -422,24 +422,48 @@ def _mesh_end(reader: _Reader, route: Mapping[str, Any], edge: Optional[Route]) 
     parts = str(destination).split(".")
     namespace = parts[1] if len(parts) > 2 else ""
     gateway = edge.ends[0] if edge is not None and len(edge.ends) == 1 else None
-    issuers: set[str] = set()
-    emails: Optional[set[str]] = None
-    required = False
-    for policy in reader.of.get(REQUEST_AUTHENTICATION, []):
-        if ((reader.inputs(policy).get("metadata") or {}).get("namespace")) == namespace:
-            issuers |= {r.get("issuer") for r in (reader.inputs(policy).get("spec") or {}).get("jwtRules") or []}
-    for policy in reader.of.get(AUTHORIZATION_POLICY, []):
-        spec = reader.inputs(policy).get("spec") or {}
-        if (reader.inputs(policy).get("metadata") or {}).get("namespace") == namespace and spec.get("action") == "DENY":
-            for rule in spec.get("rules") or []:
-                required |= any((f.get("source") or {}).get("notRequestPrincipals") for f in rule.get("from") or [])
-                for when in rule.get("when") or []:
-                    if when.get("key") == "request.auth.claims[email]":
-                        emails = (emails or set()) | set(when.get("notValues") or [])
-    tokens = (frozenset(issuers), frozenset(emails) if emails is not None else None, required) if issuers else None
+    policies = [(policy["type"], reader.inputs(policy).get("spec") or {})
+                for policy in reader.of.get(REQUEST_AUTHENTICATION, []) + reader.of.get(AUTHORIZATION_POLICY, [])
+                if (reader.inputs(policy).get("metadata") or {}).get("namespace") == namespace]
+    tokens = token_checks(policies)
     iap = gateway.access.iap if gateway is not None and gateway.access is not None else None
     return End(f"mesh:{destination}", f"mesh service {parts[0]}", Access(iap=iap, tokens=tokens),
                gateway.edge if gateway is not None else None)
+
+
+Tokens = tuple[frozenset[str], Optional[frozenset[str]], bool]
+"""What token policies check of a mesh service's callers (:attr:`Access.tokens`)."""
+EMAIL_CLAIM = "request.auth.claims[email]"
+
+
+def token_policy(kind: str, spec: Mapping[str, Any]) -> Tokens:
+    """What one planned Istio object (``kind`` its type, ``spec`` as planned) checks of callers'
+    tokens: (issuers a ``RequestAuthentication`` validates; the emails a ``DENY``
+    ``AuthorizationPolicy`` admits, its ``notValues`` of :data:`EMAIL_CLAIM`, None without an email
+    check; whether a ``DENY`` policy refuses requests without a token, ``notRequestPrincipals``).
+    Other objects, ``ALLOW`` policies among them, check nothing of tokens: ``(∅, None, False)``."""
+    issuers: set[str] = set()
+    emails: Optional[set[str]] = None
+    required = False
+    if kind == REQUEST_AUTHENTICATION:
+        issuers = {r["issuer"] for r in spec.get("jwtRules") or [] if isinstance(r, dict) and isinstance(r.get("issuer"), str)}
+    elif kind == AUTHORIZATION_POLICY and spec.get("action") == "DENY":
+        for rule in (r for r in spec.get("rules") or [] if isinstance(r, dict)):
+            required |= any((f.get("source") or {}).get("notRequestPrincipals") for f in rule.get("from") or [])
+            for when in rule.get("when") or []:
+                if when.get("key") == EMAIL_CLAIM:
+                    emails = (emails or set()) | set(when.get("notValues") or [])
+    return frozenset(issuers), frozenset(emails) if emails is not None else None, required
+
+
+def token_checks(policies: list[tuple[str, Mapping[str, Any]]]) -> Optional[Tokens]:
+    """What the token policies of one mesh service, ``(kind, spec)`` each, check together
+    (:func:`token_policy`, merged); None when no ``RequestAuthentication`` validates an issuer."""
+    found = [token_policy(kind, spec) for kind, spec in policies]
+    issuers = frozenset().union(*(f[0] for f in found))
+    checked = [f[1] for f in found if f[1] is not None]
+    emails = frozenset().union(*checked) if checked else None
+    return (issuers, emails, any(f[2] for f in found)) if issuers else None
 
 
 def crossings(found: AccessMap) -> list[tuple[Route, End, list[str]]]:

@@ -36,7 +36,7 @@ from .autoneg import autoneg_annotation
 from .gke_cluster import ClusterRef
 from .naming import RFC1035, PhysicalName, physical_name
 from .network import NetworkRef
-from .security_policy import EdgePolicy, EdgePolicyArgs, EdgeScopeArgs, SecurityPolicyId
+from .security_policy import EdgePolicy, EdgePolicyArgs, EdgeScopeArgs, SecurityPolicyId, looser_limits, show_limit
 from .settings import Int, Settings, StrInput, takes_settings
 from .wire import BACKEND, FIREWALL, HEALTH_CHECK, SECURITY_POLICY
 
@@ -131,6 +131,8 @@ class MeshGatewayBackend(pulumi.ComponentResource):
     service still gets a policy: the :data:`DEFAULT_SCOPE` one. With ``security_policy`` the scopes
     are not used, and :attr:`GatewayAccess.edge_scopes` is None: a mesh service that sets its own
     ``edge`` then refuses this gateway.
+    The package's policy has one per-client limit, the strictest of the scopes' ``rateLimit``: each
+    scope whose own limit is looser gets a plan warning (:func:`warn_looser_limits`).
 
     Outputs: ``backend_service_id`` and ``gateway_annotations`` (the gateway Service's annotations:
     GKE's ``cloud.google.com/neg`` and the autoneg controller's ``controller.autoneg.dev/neg``
@@ -196,11 +198,27 @@ class MeshGatewayBackend(pulumi.ComponentResource):
         policy = EdgePolicy(name, EdgePolicyArgs(prefix=args.prefix, project=args.project, labels=args.labels,
                                                  scopes=dict(scopes) if scopes else {DEFAULT_SCOPE: EdgeScopeArgs()}),
                             opts=pulumi.ResourceOptions(parent=self))
+        warn_looser_limits(self, scopes or {})
         return policy.policy_id
 
     def ref(self) -> MeshGatewayBackendRef:
         """This backend service as the mesh's gateway takes it."""
         return MeshGatewayBackendRef(self.backend_service_id, self._annotations, (self._backend,), self._access)
+
+
+def warn_looser_limits(parent: pulumi.Resource, scopes: Mapping[str, EdgeScopeArgs]) -> None:
+    """Warn, once per mesh service, when its ``edge.rateLimit`` is looser than the gateway's one
+    per-client limit (the strictest of the mesh services', :func:`~mcp_affinity.security_policy.looser_limits`):
+    its clients get the stricter limit. Documented behaviour, so a warning, not a refusal."""
+    for service, holder, limit in looser_limits(scopes):
+        own = scopes[service].edge
+        default = "" if "rate_limit" in own.model_fields_set else " (the default)"
+        pulumi.log.warn(f"meshServices.{service}.edge.rateLimit {show_limit(own.rate_limit)}{default} is looser than the "
+                        f"gateway's {show_limit(limit)} (meshServices.{holder}): clients of {service} get "
+                        f"{show_limit(limit)}; mesh services share the gateway's Cloud Armor policy and its one "
+                        "per-client limit, the strictest of theirs (set the same rateLimit, or serve it from a gateway of "
+                        "its own: another stack)",
+                        resource=parent)
 
 
 def iap_audience(project: Optional[str], backend: gcp.compute.BackendService) -> pulumi.Output[str]:

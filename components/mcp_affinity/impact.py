@@ -53,8 +53,9 @@ change both ends and drains sessions (a shard removed in a deploy) is listed und
 Who may call changes with a service's access mode (the ``mcp-access`` label), its IAM members
 (Cloud Run invoker, IAP ``httpsResourceAccessor``), IAP settings (programmatic clients), IAP on the
 backend, Cloud Armor (policy attached, rules, rate limits), Cloud Run ingress and invoker check,
-and the mesh's ``AuthorizationPolicy`` / ``RequestAuthentication``. Each change ``widens``,
-``narrows`` or ``changes`` (direction not judged).
+and the mesh's ``AuthorizationPolicy`` / ``RequestAuthentication`` (in a changed one, ``iam``
+callers and token issuers added widen, removed narrow: :func:`_mesh_policy`). Each change
+``widens``, ``narrows`` or ``changes`` (direction not judged).
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any, Iterable, Iterator, Optional
 
+from .access_map import EMAIL_CLAIM, token_policy
 from .cloud_run_shards import DRAIN_LABEL, minutes
 from .pinning_proxy import DRAIN_SIGNAL_CONTAINER
 from .wire import (
@@ -497,13 +499,63 @@ def _access_changes(change: Change) -> Iterator[tuple[Direction, str]]:
     elif change.type in (CLOUD_RUN, DEPLOYMENT):
         yield from _workload(change)
     elif change.type in (AUTHORIZATION_POLICY, REQUEST_AUTHENTICATION):
-        kind = change.type.rsplit(":", 1)[-1]
-        if op == "delete":
-            yield Direction.WIDENS, f"{kind} {_name(change)} deleted"
-        elif op == "create":
-            yield Direction.NARROWS, f"{kind} {_name(change)} added"
-        elif _under(change, "spec"):
-            yield Direction.CHANGES, f"{kind} {_name(change)} rules changed"
+        yield from _mesh_policy(change)
+
+
+def _mesh_policy(change: Change) -> Iterator[tuple[Direction, str]]:
+    """An Istio ``AuthorizationPolicy`` or ``RequestAuthentication`` of a service: added narrows,
+    deleted widens; a spec change is judged where the token checks of :mod:`mcp_affinity.mesh_access`
+    say who may call (:func:`~mcp_affinity.access_map.token_policy`: issuers, the ``DENY`` policy's
+    callers' emails, its token requirement); anything else it changes (action, ``selector``,
+    ``targetRefs``, other rules) is listed, direction not judged."""
+    kind, name = change.type.rsplit(":", 1)[-1], _name(change)
+    if change.op == "delete":
+        yield Direction.WIDENS, f"{kind} {name} deleted"
+    elif change.op == "create":
+        yield Direction.NARROWS, f"{kind} {name} added"
+    elif _under(change, "spec"):
+        old, new = (_get(side or {}, "spec") or {} for side in (change.old, change.new))
+        judged = old.get("action") == new.get("action")  # an action changed turns the rules' meaning around
+        if judged:
+            yield from _token_changes(change.type, old, new)
+        for what in _unjudged(old, new, judged):
+            yield Direction.CHANGES, f"{kind} {name} {what} changed"
+
+
+def _token_changes(kind: str, old: dict, new: dict) -> Iterator[tuple[Direction, str]]:
+    """Who a token policy's spec change lets in: issuers and callers added widen, removed narrow."""
+    (issuers, emails, required), (issuers_after, emails_after, required_after) = (
+        token_policy(kind, spec) for spec in (old, new))
+    yield from _members("mesh token issuer", set(issuers), set(issuers_after))
+    if emails is not None and emails_after is not None:
+        yield from _members("mesh caller", set(emails), set(emails_after))
+    elif emails is not None:
+        yield Direction.WIDENS, "mesh callers: any holder of a valid token (email check removed)"
+    elif emails_after is not None:
+        yield Direction.NARROWS, f"mesh callers: only {', '.join(sorted(emails_after)) or 'nobody'}"
+    if required != required_after:
+        yield (Direction.NARROWS, "mesh token required") if required_after else \
+            (Direction.WIDENS, "mesh token no longer required")
+
+
+def _unjudged(old: dict, new: dict, judged: bool) -> list[str]:
+    """What of a token policy's spec changes beyond what :func:`_token_changes` judged (with
+    ``judged``): ``action``, ``selector``, ``targetRefs``, ``rules``, ``jwtRules`` (of the issuers
+    on both sides)."""
+    if judged:
+        old, new = _residual(old, new), _residual(new, old)
+    return [key for key in sorted(old.keys() | new.keys()) if old.get(key) != new.get(key)]
+
+
+def _residual(spec: dict, other: dict) -> dict:
+    """``spec`` without what :func:`_token_changes` judges: the email check's ``notValues``, and the
+    ``jwtRules`` of issuers ``other`` lacks (an issuer added or removed)."""
+    rules = [{**rule, "when": [{**w, "notValues": None} if w.get("key") == EMAIL_CLAIM else w
+                               for w in rule.get("when") or [] if isinstance(w, dict)]}
+             if isinstance(rule, dict) and "when" in rule else rule for rule in spec.get("rules") or []]
+    kept = {r.get("issuer") for r in other.get("jwtRules") or [] if isinstance(r, dict)}
+    jwt = [r for r in spec.get("jwtRules") or [] if isinstance(r, dict) and r.get("issuer") in kept]
+    return {**spec, **({"rules": rules} if "rules" in spec else {}), **({"jwtRules": jwt} if "jwtRules" in spec else {})}
 
 
 _MEMBERS = {CLOUD_RUN_IAM_MEMBER: "Cloud Run invoker", IAP_BACKEND_IAM_MEMBER: "IAP member"}

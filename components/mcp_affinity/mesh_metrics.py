@@ -9,7 +9,16 @@ Per mesh service namespace (``{prefix}-{name}``), with monitoring on:
   (``metrics[].overrides[].tagOverrides``, values in Istio's attribute expressions such as
   ``request.headers['mcp-method']``: https://istio.io/latest/docs/tasks/observability/metrics/customize-metrics/,
   https://istio.io/latest/docs/reference/config/telemetry/). A request without the header gets
-  the value Istio's stats filter gives an expression it cannot evaluate (``unknown``).
+  ``unknown``: istiod passes ``value`` to the stats filter unchanged as the tag's CEL expression
+  (https://github.com/istio/istio/blob/1.30.3/pilot/pkg/model/telemetry.go#L1021-L1027), a bare
+  index into ``request.headers`` fails on a missing header (CEL: no such key), and the filter
+  records a failed evaluation as ``unknown``
+  (https://github.com/istio/proxy/blob/1.30.3/source/extensions/filters/http/istio_stats/istio_stats.cc#L641-L650;
+  istio/proxy 1.30.3 is the proxy Istio 1.30.3 ships). Keep the bare index: a default such as
+  ``'mcp-method' in request.headers ? ... : 'none'`` changes the value the dashboards read, and
+  ``has(request.headers['mcp-method'])`` does not parse (CEL's ``has`` takes a field selection
+  only), for which the filter drops the added tag without an error
+  (https://github.com/istio/proxy/blob/1.30.3/source/extensions/filters/http/istio_stats/istio_stats.cc#L564-L574).
 - a ``PodMonitoring`` (monitoring.googleapis.com/v1) of the front workload's sidecar (the pods the
   gateway calls: the pinning proxy with ``pinning: learned``, else the server pods), port 15090
   (``http-envoy-prom``) ``/stats/prometheus``, where Envoy reports those metrics as the

@@ -41,7 +41,8 @@ and the load balancer match hosts case-insensitively, ``matches()`` does not):
 Last, one per-client limit for the whole policy (priority ``1000 + 100 x services - 1``), on every
 request whatever its host (a ``Host`` the scopes do not know cannot dodge it): ``throttle`` keyed
 on the client IP; over the threshold, 429. A shared policy (the GKE gateway) takes the strictest
-of its services' limits. Then the default allow.
+of its services' limits (:func:`looser_limits` names the services whose own limit does not hold).
+Then the default allow.
 
 Cloud Armor counts a rate limit per backend service the policy is attached to ("applies the rate
 limiting threshold to each associated backend", https://cloud.google.com/armor/docs/rate-limiting-overview),
@@ -70,7 +71,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal, Mapping, Optional
 
 import pulumi
 import pulumi_gcp as gcp
@@ -186,7 +187,8 @@ class EdgeArgs(Model):
         default_factory=lambda: RateLimitArgs(requests=600),
         description="per client IP, whatever the host: requests per interval before 429 (default 600 per 60 s); "
                     "with shards it holds over all of them (each shard's backend gets requests / shards); mesh "
-                    "services share the gateway's policy, which takes the strictest of theirs.")
+                    "services share the gateway's policy, which takes the strictest of theirs (a plan warns about each "
+                    "looser one).")
     method_limits: dict[Name, MethodLimitArgs] = Field(
         default_factory=dict,
         description=f"key -> per-tool limit on `Mcp-Method` / `Mcp-Name` (MCP 2026-07-28), at most {MAX_METHOD_LIMITS}; "
@@ -360,6 +362,23 @@ def per_backend(limit: RateLimitArgs, backend_services: int) -> RateLimitArgs:
 def strictest(limits: list[RateLimitArgs]) -> RateLimitArgs:
     """The lowest rate of ``limits`` (requests per second; the smaller burst on a tie)."""
     return min(limits, key=lambda limit: (limit.requests / limit.interval_seconds, limit.requests))
+
+
+def looser_limits(scopes: Mapping[str, EdgeScopeArgs]) -> list[tuple[str, str, RateLimitArgs]]:
+    """``(scope, strictest scope, strictest limit)`` for each scope of a shared policy whose
+    ``rateLimit`` differs from the one per-client limit the policy enforces (:func:`strictest`, the
+    first scope by name holding it): that scope's clients get the stricter limit, not their own.
+    Empty when every scope sets the same limit."""
+    if not scopes:
+        return []
+    limit = strictest([scope.edge.rate_limit for scope in scopes.values()])
+    holder = min(name for name, scope in scopes.items() if scope.edge.rate_limit == limit)
+    return [(name, holder, limit) for name, scope in sorted(scopes.items()) if scope.edge.rate_limit != limit]
+
+
+def show_limit(limit: RateLimitArgs) -> str:
+    """``600/60s``."""
+    return f"{limit.requests}/{limit.interval_seconds}s"
 
 
 def host_condition(hosts: list[str]) -> str:
