@@ -8,6 +8,9 @@ states are here:
   (:data:`~mcp_affinity.sources.CLOUD_ARMOR_RULES_LANGUAGE`).
 - :data:`MAX_EXPRESSION_CHARS`, :data:`MAX_SUBEXPRESSION_CHARS`: characters per rule expression
   and per subexpression, the system limits of :data:`~mcp_affinity.sources.CLOUD_ARMOR_LIMITS`.
+  Unlike the others, these two values were not read on Google's page itself (its limits table was
+  out of reach when they were encoded): they are the values independent public rule generators
+  quote from that page. A refusal here may be stricter than Google; confirm on the page and adjust.
 - :data:`MAX_DESCRIPTION_CHARS`: "The description field is limited to 64 characters"
   (:data:`~mcp_affinity.sources.CLOUD_ARMOR_BEST_PRACTICES`, "Provide rule descriptions").
 
