@@ -489,9 +489,16 @@ class CloudRunMcpService(pulumi.ComponentResource):
         thresholds hold over all ``backend_services`` (the shards), methods routed from its hosts
         are gated on the protocol version (:mod:`mcp_affinity.security_policy`)."""
         args = self._args
-        scope = EdgeScopeArgs(edge=args.edge, hosts=self._hosts, oauth_metadata=args.access.mode is AccessMode.OAUTH,
-                              routed_methods=sorted(set(routed_methods)))
+        scope = edge_scope(args, self._hosts, routed_methods)
         policy = EdgePolicy(name, EdgePolicyArgs(prefix=args.prefix, project=args.project, labels=args.labels,
                                                  scopes={name: scope}, backend_services=backend_services),
                             opts=pulumi.ResourceOptions(parent=self))
         return policy.policy_id
+
+
+def edge_scope(args: CloudRunMcpServiceArgs, hosts: Sequence[str], routed_methods: Sequence[str]) -> EdgeScopeArgs:
+    """The service's rules in its Cloud Armor policy: its ``edge``, unscoped (the policy is its own),
+    Origins defaulting to its served ``hosts``, the ``routed_methods`` of its method routes gated on the
+    protocol version."""
+    return EdgeScopeArgs(edge=args.edge, hosts=sorted(hosts), oauth_metadata=args.access.mode is AccessMode.OAUTH,
+                         routed_methods=sorted(set(routed_methods)))

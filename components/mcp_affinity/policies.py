@@ -20,12 +20,13 @@ from collections import defaultdict
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 
-from . import access_map, impact, sources
+from . import access_map, armor_limits, impact, sources
 from .affinity import DEFAULT_SESSION_HEADER
 from .cloud_run_service import DEFAULT_URI_REASON
 from .cloud_run_shards import ID_PREFIX_ENV, SHARD_KEY_ENV
 from .generation_guard import reused_revision
-from .wire import BACKEND, CLOUD_RUN, DEPLOYMENT, K8S_SERVICE, NAMESPACE, NEG, REDIS
+from .wire import (BACKEND, CLOUD_RUN, DEPLOYMENT, K8S_SERVICE, NAMESPACE, NEG, REDIS, SECURITY_POLICY,
+                   SECURITY_POLICY_RULE)
 from .wire import SECRET_SIG as _SIG, SECRET_VALUE_SIG as _SECRET, UNKNOWN, UNKNOWNS as _UNKNOWNS
 
 HEADER_ENV = "MCP_SESSION_HEADER"
@@ -675,6 +676,28 @@ def method_route_holds_host_access(resources: list[dict], settings: Settings) ->
     for route, end, differences in access_map.crossings(access_map.access_map(resources)):
         yield route.source, (f"{route.host}: {route.match} ends at {end.label}, where the host's access and edge do "
                              f"not hold: {'; '.join(differences)}")
+
+
+@_rule("cloud-armor-rule-limits", sources.CLOUD_ARMOR_LIMITS)
+def cloud_armor_rule_limits(resources: list[dict], settings: Settings) -> Iterator[tuple[str, str]]:
+    """Every Cloud Armor rule is within Cloud Armor's limits, so that a plan that passes applies.
+
+    Sources: https://cloud.google.com/armor/quotas#limits (2,048 characters per expression, 1,024 per
+    subexpression), https://cloud.google.com/armor/docs/rules-language-reference (five subexpressions),
+    https://cloud.google.com/armor/docs/best-practices (descriptions of 64 characters); measured by
+    :func:`mcp_affinity.armor_limits.rule_faults` on the rules of each security policy and on
+    standalone security policy rules. The API refuses a rule over a limit at apply, after the plan; an
+    expression or description unknown until apply cannot be judged.
+    """
+    rules = [(p["urn"], rule) for p in _of(resources, SECURITY_POLICY) for rule in _list(_inputs(p, "rules"))]
+    rules += [(r["urn"], r.get("inputs") or {}) for r in _of(resources, SECURITY_POLICY_RULE)]
+    for urn, rule in rules:
+        expression, description = get(rule, "match", "expr", "expression"), get(rule, "description")
+        known = {"description": description if isinstance(description, str) and not is_unknown(description) else "",
+                 "match": {"expr": {"expression": expression}} if isinstance(expression, str)
+                 and not is_unknown(expression) else {}}
+        for fault in armor_limits.rule_faults(known):
+            yield urn, f"rule {_show(get(rule, 'priority'))}: {fault}"
 
 
 def stack_name(resources: list[dict], settings: Optional[Settings] = None) -> Optional[str]:

@@ -57,6 +57,10 @@ layer-7 DDoS defense needs a global ``CLOUD_ARMOR`` policy
 (https://cloud.google.com/armor/docs/adaptive-protection-overview). Rule priorities in a policy
 must be unique (the API refuses a duplicate).
 
+Every rule stays within Cloud Armor's limits (:mod:`mcp_affinity.armor_limits`: 2,048 characters per
+expression, 1,024 per subexpression, five subexpressions): settings that would make the host check,
+the Origin check or the gated methods longer are refused under their key (:func:`limit_faults`).
+
 Header names in expressions are lowercase; every expression uses only attributes and functions the
 custom rules language documents (``request.headers``, ``request.method``, ``request.path``,
 ``has``, ``lower``, ``matches``, ``startsWith``, ``evaluatePreconfiguredWaf``,
@@ -73,7 +77,9 @@ import pulumi
 import pulumi_gcp as gcp
 from pydantic import AfterValidator, Field, Strict, field_validator, model_validator
 
+from . import sources
 from .affinity import METHOD_HEADER, MODERN_VERSIONS, NAME_HEADER, VERSION_HEADER
+from .armor_limits import MAX_EXPRESSION_CHARS, MAX_SUBEXPRESSION_CHARS, subexpressions
 from .edge_routes import METADATA_PATH
 from .load_balancer import Domain, McpMethod
 from .naming import RFC1035, PhysicalName, physical_name
@@ -175,7 +181,8 @@ class EdgeArgs(Model):
     allowed_origins: Optional[list[Origin]] = Field(
         default=None, max_length=MAX_ORIGINS,
         description="origins a browser request may come from (403 otherwise; requests without `Origin` pass); "
-                    "default: `https://HOST` for each of the service's hosts. At most 25.")
+                    "default: `https://HOST` for each of the service's hosts. At most 25, and 1,024 characters for their "
+                    "check together, each dot and hyphen counting three (Cloud Armor's limit per subexpression).")
     rate_limit: RateLimitArgs = Field(
         default_factory=lambda: RateLimitArgs(requests=600),
         description="per client IP, whatever the host: requests per interval before 429 (default 600 per 60 s); "
@@ -266,6 +273,8 @@ class EdgePolicyArgs(Settings):
         for key, scope in sorted(self.scopes.items()):
             for location, message in threshold_faults(scope.edge, self.backend_services):
                 faults.add(("scopes", key, "edge", *location), message)
+            for location, message in limit_faults(scope):
+                faults.add(("scopes", key, *location), message)
         faults.raise_if_any()
         return self
 
@@ -294,6 +303,54 @@ def threshold_faults(edge: EdgeArgs, backend_services: int) -> list[tuple[tuple,
                 f"(Cloud Armor counts per backend service, so each gets requests / {backend_services}, rounded down, "
                 f"here 0): at least {backend_services}, or fewer shards")))
     return faults
+
+
+def limit_faults(scope: EdgeScopeArgs) -> list[tuple[tuple, str]]:
+    """(location, message) for each setting of ``scope`` that makes one of its rules, as
+    :func:`scope_rules` writes them, longer than Cloud Armor allows (:mod:`mcp_affinity.armor_limits`):
+    ``("hosts",)`` (the host check), ``("edge", "allowedOrigins")`` (the Origin check, also when it
+    defaults to the hosts), ``("routedMethods",)`` (the methods gated on the protocol version). Each
+    message gives the limit, the length measured and what to change; at most one per location."""
+    found: dict[tuple, str] = {}
+    for rule in scope_rules(scope, FIRST_SCOPE):
+        expression = rule["match"].get("expr", {}).get("expression", "")
+        for part in subexpressions(expression):
+            if len(part) > MAX_SUBEXPRESSION_CHARS:
+                location, what, change = _driver(scope, part)
+                found.setdefault(location, (
+                    f"{what} need a Cloud Armor subexpression of {len(part)} characters (escapes included); Cloud "
+                    f"Armor allows {MAX_SUBEXPRESSION_CHARS} per subexpression ({sources.CLOUD_ARMOR_LIMITS}): {change}"))
+        if len(expression) > MAX_EXPRESSION_CHARS:
+            # The rule's own list (origins, methods) is named; the host check is counted in the message.
+            parts = sorted(subexpressions(expression), key=lambda p: (p.startswith(_header("host")), -len(p)))
+            location, what, change = _driver(scope, parts[0])
+            found.setdefault(location, (
+                f"{what} make the rule '{rule['description']}' an expression of {len(expression)} characters with its "
+                f"other conditions (the host check: {len(parts[-1]) if scope.scoped else 0}); Cloud Armor allows "
+                f"{MAX_EXPRESSION_CHARS} per expression ({sources.CLOUD_ARMOR_LIMITS}): {change}"))
+    return sorted(found.items())
+
+
+def service_limit_faults(scope: EdgeScopeArgs) -> list[tuple[str, str]]:
+    """:func:`limit_faults` keyed as a service's settings name them: ``hosts``, ``edge.allowedOrigins``,
+    ``methodRoutes`` (where the routed methods come from)."""
+    keys = {("routedMethods",): ("methodRoutes",)}
+    return [(".".join(keys.get(location, location)), message) for location, message in limit_faults(scope)]
+
+
+def _driver(scope: EdgeScopeArgs, part: str) -> tuple[tuple, str, str]:
+    """(location, what of the settings makes ``part``, what to change) for a subexpression of the scope's rules."""
+    if part.startswith(f"!{_header('origin')}"):
+        if scope.edge.allowed_origins is None:
+            return (("edge", "allowedOrigins"),
+                    f"unset, it is https://HOST for each of the {len(scope.hosts)} hosts served, which",
+                    "set allowedOrigins to the origins browsers really use, fewer or shorter")
+        return (("edge", "allowedOrigins"), f"its {len(scope.edge.allowed_origins)} origins",
+                "list fewer or shorter origins")
+    if part.startswith(f"{_header(METHOD_KEY)}.matches"):
+        return (("routedMethods",), f"the {len(scope.gated_methods())} methods gated on MCP-Protocol-Version (method "
+                "routes and per-tool limits)", "route fewer methods from these hosts, or give them shorter names")
+    return (("hosts",), f"its {len(scope.hosts)} hosts", "give the service fewer or shorter hosts, or split it in two")
 
 
 def per_backend(limit: RateLimitArgs, backend_services: int) -> RateLimitArgs:

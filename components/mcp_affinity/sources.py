@@ -37,3 +37,6 @@ GKE_EXTENDED_DURATION_PODS = "https://cloud.google.com/kubernetes-engine/docs/ho
 TERMINATING_ENDPOINTS = "https://github.com/kubernetes/enhancements/tree/master/keps/sig-network/1672-tracking-terminating-endpoints"
 HAPROXY_CONFIGURATION = "https://docs.haproxy.org/3.0/configuration.html"
 CLOUD_ARMOR_POLICIES = "https://cloud.google.com/armor/docs/security-policy-overview"
+CLOUD_ARMOR_LIMITS = "https://cloud.google.com/armor/quotas#limits"
+CLOUD_ARMOR_RULES_LANGUAGE = "https://cloud.google.com/armor/docs/rules-language-reference"
+CLOUD_ARMOR_BEST_PRACTICES = "https://cloud.google.com/armor/docs/best-practices"

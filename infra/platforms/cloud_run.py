@@ -10,7 +10,8 @@ from mcp_affinity import cloud_run_shards
 from mcp_affinity.secret_env import plain_secret_faults
 from mcp_affinity.access import AccessMode
 from mcp_affinity.route_access import access_key, route_faults
-from mcp_affinity.security_policy import threshold_faults
+from mcp_affinity.cloud_run_service import edge_scope
+from mcp_affinity.security_policy import service_limit_faults, threshold_faults
 from mcp_affinity.settings import config_model
 
 from .context import SharedContext
@@ -56,6 +57,7 @@ def settings(config, common: dict, problems, network: Optional[NetworkArgs]) -> 
             problems.add(f"{key}.regions", "prod runs each service in two regions or more")
         if args is not None:
             check_access(key, args.access, args.acknowledge, served[name], config.environment, problems)
+            check_edge_limits(key, args, served[name], route, problems)
         check_plain_secrets(key, "services", getattr(service, "env", None) or {}, problems)
         result[name] = (args, route, served[name], now)
     check_method_routes(result, problems)
@@ -152,6 +154,19 @@ def check_thresholds(key: str, args, network: NetworkArgs, problems) -> None:
         backends = len(args.regions or network.regions) * args.shards
         for location, message in threshold_faults(args.edge, backends):
             problems.add(".".join([f"{key}.edge", *location]), message)
+
+
+def check_edge_limits(key: str, args, hosts: list[str], route: dict, problems) -> None:
+    """The service's Cloud Armor rules, as the component writes them for its served ``hosts`` and
+    method routes, fit Cloud Armor's limits (:func:`mcp_affinity.security_policy.limit_faults`)."""
+    if args.security_policy is not None:
+        return  # a policy of the user's own: the package writes no rule
+    try:
+        scope = edge_scope(args, hosts, [m.get("method") for m in (route.get("methodRoutes") or {}).values()])
+    except ValueError:
+        return  # a refused host or method: the load balancer reports it under its key
+    for location, message in service_limit_faults(scope):
+        problems.add(f"{key}.{location}", message)
 
 
 def check_access(key: str, access, acknowledge, hosts: list[str], environment: str, problems) -> None:

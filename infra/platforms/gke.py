@@ -17,8 +17,9 @@ from mcp_affinity import (
 )
 from mcp_affinity.access import AccessMode
 from mcp_affinity.mesh_metrics import McpMeshMetrics, McpMeshMetricsArgs, front_app
-from mcp_affinity.mesh_service import (data_plane_faults, gateway_access, method_target_faults, proxy_faults,
-                                         service_host)
+from mcp_affinity.mesh_service import (data_plane_faults, edge_scope, gateway_access, method_target_faults,
+                                         proxy_faults, service_host)
+from mcp_affinity.security_policy import service_limit_faults
 from mcp_affinity.route_access import route_faults
 from mcp_affinity.settings import config_model
 
@@ -94,6 +95,11 @@ def settings(config, common: dict, problems, network: Optional[NetworkArgs]) -> 
         if service is not None and service.secret_env and cluster is not None and not cluster.secret_sync:
             problems.add(f"meshServices.{name}.secretEnv", "GKE reads secretEnv through its secret synchronization: "
                          "set gke.secretSync: true (GKE 1.33 or later)")
+    if gateway is None or not gateway.security_policy:
+        # The gateway's policy holds every mesh service's rules, each scoped to its hosts.
+        for name, service in services.items():
+            for key, message in service_limit_faults(edge_scope(service)) if service else []:
+                problems.add(f"meshServices.{name}.{key}", message)
     if gateway is not None and gateway.security_policy:
         for name in [n for n, s in services.items() if s is not None and "edge" in s.model_fields_set]:
             problems.add(f"meshServices.{name}.edge", "does nothing: gke.gateway.securityPolicy puts a policy of your "
