@@ -52,7 +52,7 @@ until a draining pod leaves DNS; if no pod of the current version has a slot, ne
 (503) until then.
 
 The DNS answer must carry every address in one UDP message: HAProxy's resolvers announce
-``accepted_payload_size`` (512 bytes by default, which holds about 28 addresses) and treat a
+``accepted_payload_size`` (512 bytes by default, which holds 27 addresses of a 45-character name) and treat a
 truncated answer as an error (``RSLV_RESP_TRUNCATED`` in ``resolv_validate_dns_response``); after
 ``hold other`` (30 s) every slot loses its address and the service is down. The proxy announces
 :data:`DNS_PAYLOAD_BYTES` (1232, the size GKE's kube-dns answers: its dnsmasq 2.90 caps EDNS answers
@@ -122,7 +122,8 @@ DNS_PAYLOAD_BYTES = 1232
 https://docs.haproxy.org/3.0/configuration.html#5.3.2-accepted_payload_size) and the most GKE's
 cluster DNS returns over UDP: kube-dns runs dnsmasq 2.90 (kubernetes/dns ``images/dnsmasq/Makefile``)
 without ``--edns-packet-max``, whose default became 1232 in 2.90 (the DNS flag day 2020 size; 4096
-before). NodeLocal DNSCache fetches over TCP and answers the client's announced size."""
+before; dnsmasq's man page). NodeLocal DNSCache fetches over TCP (``force_tcp``) and answers up to
+the client's announced size. Cloud DNS for GKE documents no UDP answer size: 1232 is assumed."""
 DNS_HEADER_BYTES, DNS_OPT_BYTES, DNS_A_RECORD_BYTES = 12, 11, 16
 """A DNS message's header; the EDNS OPT record the answer carries; one A record with its name
 compressed to a pointer (2 name + 2 type + 2 class + 4 TTL + 2 length + 4 address)."""
