@@ -55,13 +55,19 @@ def test_a_deploy_at_max_replicas_finds_slots_for_the_new_pods_beside_the_draini
     pods outnumber it. The slots the plan gives the proxy must hold all four (with one slot per
     replica, the run cannot even place the new pods: "4 replicas but the template has 2 slots")."""
     from mcp_affinity_conformance import SERVER_MODES
-    from mcp_affinity_conformance.deploys import run_deploy
+    from mcp_affinity_conformance.deploys import NEW, OLD, run_deploy
     from mcp_affinity_conformance.from_plan import plan_example_with, planned_routings
+    from mcp_affinity_conformance.proxy import Ports, localize, peer_names
 
     root = Path(__file__).resolve().parents[2]
     plan = plan_example_with(root, "gke-in-memory-learned", tmp_path_factory.mktemp("plan"), "legacy", maxReplicas=2)
     (learned,) = [p.routing for p in planned_routings(plan) if p.routing.kind == "learned"]
     assert "  server-template mcp 1-6 " in learned.config  # 2 x (this version + two draining sets)
+    before = learned.config.replace("  server-template mcp 1-6 ", "  server-template mcp 1-2 ")  # one per replica
+    names = peer_names(before)
+    with pytest.raises(ValueError, match="4 replicas but the template has 2 slots"):
+        localize(before, [(n, 1) for n in (*OLD, *NEW)], Ports.free(names), names[0], srvkey=False,
+                 checks=dict.fromkeys((*OLD, *NEW), 1))
     app = next(m.app for m in SERVER_MODES if m.key == "sdk-in-memory")
     assert_drained(run_deploy(learned, app, tmp_path_factory.mktemp("deploy-at-max")))
 
