@@ -131,3 +131,37 @@ def test_the_plans_say_what_a_deploy_does_to_live_sessions():
         "new sessions start on generation 0; the next deploy (a new entry in generations) drains generation 0 for 30 min")
     assert shards.outputs["sessionShards"]["tools"]["capacity"].endswith(
         "; each deploy keeps the previous generation's 6 instance(s) running 30 min more (sessionDrainSeconds)")
+
+
+HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
+
+
+def planned_proxies(plan) -> list[tuple[str, int, bool, str]]:
+    """(service, planned maxReplicas, drained, haproxy.cfg) of each learned-pinning proxy in ``plan``."""
+    found = []
+    for resource in plan.resources:
+        if resource.type == CONFIG_MAP and resource.name.endswith("-pinning"):
+            service = resource.name.removesuffix("-pinning")
+            max_replicas = int(spec(plan, HPA, service)["maxReplicas"])
+            drained = spec(plan, SERVICE, f"{service}-pods")["publishNotReadyAddresses"]
+            found.append((service, max_replicas, drained, resource.inputs["data"]["haproxy.cfg"]))
+    return found
+
+
+def test_the_planned_proxies_have_slots_for_old_new_and_surge_pods_and_one_answer_carries_them():
+    """Measure what ships: the stacks' and the learned example's planned haproxy.cfg. (The prod stack
+    plans no learned pinning; a prod-sized maxReplicas 30 with it is refused, test_one_pass.)"""
+    from conftest import plan_example, plan_stack
+
+    plans = {stack: plan_stack(stack) for stack in ("dev", "staging", "prod")}
+    plans["gke-in-memory-learned"] = plan_example("gke-in-memory-learned")
+    proxies = {(label, service): rest for label, plan in plans.items() for service, *rest in planned_proxies(plan)}
+    assert ("gke-in-memory-learned", "legacy") in proxies
+    for (label, service), (max_replicas, drained, config) in proxies.items():
+        (line,) = [line for line in config.splitlines() if line.startswith("  server-template mcp 1-")]
+        slots, host = int(line.split()[2][2:]), line.split()[3].rsplit(":", 1)[0]
+        surge = -(-max_replicas // 4)  # Kubernetes' default maxSurge 25 %, rounded up
+        assert drained and slots >= 2 * max_replicas + surge, (label, service, slots)  # old + new + surge
+        assert slots >= 3 * max_replicas, (label, service, slots)  # a second deploy inside the window
+        assert "  accepted_payload_size 1232\n" in config
+        assert pinning_proxy.dns_answer_bytes(host, slots) <= 1232, (label, service)

@@ -198,12 +198,13 @@ def test_learned_pinning_puts_a_peered_haproxy_that_learns_the_session_in_front_
     assert "stick store-response res.hdr(Mcp-Session-Id),sha1" in config
     assert "stick match req.hdr(Mcp-Session-Id),sha1" in config and "stick on" not in config
     assert "stick-table type binary len 20 size 100000 expire 1800s srvkey addr peers pinning" in config
-    assert "maxconn 2000\n  ulimit-n 4064\n" in config
+    # 2 x 2,000 connections + 64 + one check socket per slot (30: maxReplicas 10 and two draining sets).
+    assert "maxconn 2000\n  ulimit-n 4094\n" in config
     assert "timeout client 3600s" in config and "timeout http-request 10s" in config
     assert "timeout http-keep-alive 30s" in config
     assert [line.split()[1] for line in config.splitlines() if line.strip().startswith("peer ")] == [
         "notes-pinning-0", "notes-pinning-1", "notes-pinning-2"]
-    assert "server-template mcp 1-10 notes-pods.mcp-t-notes.svc.cluster.local:8080" in config
+    assert "server-template mcp 1-30 notes-pods.mcp-t-notes.svc.cluster.local:8080" in config
     front = plan.get("kubernetes:core/v1:Service", "notes").inputs["spec"]
     assert front["selector"] == {"app": "notes-pinning"} and front["ports"][0]["targetPort"] == 8080
     pods = plan.get("kubernetes:core/v1:Service", "notes-pods").inputs["spec"]

@@ -44,7 +44,10 @@ Deploys: with learned pinning and ``session_drain_seconds`` (default 1800 s) a t
 serving the sessions pinned to it and takes no new ones (:mod:`mcp_affinity.pinning_proxy` says
 how); its grace period is the session drain plus 30 s to stop, at most an hour, which GKE honours
 on node upgrades; cluster-autoscaler scale-down honours only 10 minutes
-(https://cloud.google.com/kubernetes-engine/docs/how-to/extended-duration-pods). A blue/green pair
+(https://cloud.google.com/kubernetes-engine/docs/how-to/extended-duration-pods). The terminating
+pods keep their proxy slots, so the proxy has 3 x ``max_replicas`` of them (two deploys per window),
+and every pod must fit one 1232-byte DNS answer: a larger ``max_replicas`` is refused
+(:func:`proxy_faults`; :mod:`mcp_affinity.pinning_proxy`, "Slots during a drain"). A blue/green pair
 of Deployments was not chosen: it doubles the pods on every deploy and needs the package, not
 Kubernetes, to retire the old colour, with the same grace limits on evictions.
 """
@@ -163,7 +166,10 @@ class McpMeshServiceArgs(Settings):
         description="fewest pods (HorizontalPodAutoscaler, CPU target 70 %).")
     max_replicas: Int = Field(
         default=10, ge=1, le=1000,
-        description="most pods (HorizontalPodAutoscaler, CPU target 70 %).")
+        description="most pods (HorizontalPodAutoscaler, CPU target 70 %). With `pinning: learned` the proxy's "
+                    "one DNS answer (1232 bytes) must hold every pod: with a session drain this version's and two "
+                    "draining sets (3 x maxReplicas; at most about 24), without one maxReplicas plus the 25 % rollout "
+                    "surge (at most about 57); refused beyond, with the limit for the service's name.")
     drain_seconds: Int = Field(
         default=3600, ge=30, le=3600,
         description="graceful termination: the pod and its sidecar keep serving open streams this long (30 to 3600 "
@@ -493,11 +499,12 @@ class McpMeshService(pulumi.ComponentResource):
         """The learned-pinning HAProxy: config, headless Services for pods and peers, StatefulSet."""
         args, proxy, opts = self._args, self.proxy_name, self._k8s
         pods, peers = f"{self._name}-pods", f"{proxy}-peers"
-        sizing = pinning_proxy.ProxySizing(args.pinning_max_sessions, args.pinning_max_connections)
+        slots = pinning_proxy.server_slots(args.max_replicas, bool(args.session_drain))
+        sizing = pinning_proxy.ProxySizing(args.pinning_max_sessions, args.pinning_max_connections, slots)
         self.haproxy_config = pinning_proxy.haproxy_config(
             name=proxy, namespace=self._namespace, pods_service=pods, peers_service=peers,
             replicas=args.pinning_replicas, header=args.session_header, port=args.port,
-            max_servers=args.max_replicas, stream_timeout_seconds=args.stream_timeout_seconds,
+            max_servers=slots, stream_timeout_seconds=args.stream_timeout_seconds,
             session_idle_seconds=args.session_idle_seconds, sizing=sizing,
             drain_check_path=args.health_path if args.session_drain else None)
         k8s.core.v1.ConfigMap(proxy, metadata=self._meta(proxy), data={"haproxy.cfg": self.haproxy_config}, opts=opts)
@@ -753,10 +760,12 @@ class McpMeshService(pulumi.ComponentResource):
 
 def check_context(name: str, args: McpMeshServiceArgs, mesh: MeshRef) -> None:
     """Raise one ``pydantic.ValidationError`` (title ``McpMeshService``) for every setting of
-    service ``name`` that ``mesh`` cannot keep: :func:`gateway_faults`, and ``pinning: learned`` in
-    ambient mode (the proxy calls pods past the waypoint)."""
+    service ``name`` that ``mesh`` cannot keep: :func:`gateway_faults`, ``pinning: learned`` in
+    ambient mode (the proxy calls pods past the waypoint), and a ``maxReplicas`` whose pods the
+    proxy's DNS answer cannot carry (:func:`proxy_faults`)."""
     faults = Faults("McpMeshService")
-    for key, message in gateway_faults(name, args, mesh.gateway_access) + data_plane_faults(args, mesh.data_plane):
+    for key, message in (gateway_faults(name, args, mesh.gateway_access) + data_plane_faults(args, mesh.data_plane)
+                         + proxy_faults(name, args)):
         faults.add(key, message)
     faults.raise_if_any()
 
@@ -768,6 +777,16 @@ def data_plane_faults(args: McpMeshServiceArgs, data_plane: str) -> list[tuple[s
         return [("pinning", "pinning: learned is refused in ambient mode: the proxy calls the pods by their "
                             "addresses, past the waypoint that holds the access checks; use dataPlane sidecar")]
     return []
+
+
+def proxy_faults(name: str, args: McpMeshServiceArgs) -> list[tuple[str, str]]:
+    """``(key, message)`` when the pinning proxy of service ``name`` could not get all the pods it
+    must route to in one DNS answer (:func:`mcp_affinity.pinning_proxy.dns_fault`)."""
+    if args.pinning != "learned":
+        return []
+    host = f"{name}-pods.{args.prefix}-{name}.svc.cluster.local"
+    fault = pinning_proxy.dns_fault(host, args.max_replicas, bool(args.session_drain))
+    return [("maxReplicas", fault)] if fault else []
 
 
 def service_host(prefix: str, name: str) -> str:

@@ -36,6 +36,31 @@ while it terminates, and takes no new ones. Three facts make it work:
   takes no new session (``balance`` skips a down server), while ``option persist`` keeps sending
   pinned requests to it. The check also fails while the server itself is unhealthy.
 
+Slots during a drain: ``server-template`` makes a fixed number of servers (slots), and a slot keeps
+its address as long as that address stays in the DNS answer; a new address only takes a slot that
+has none (HAProxy 3.0 ``src/resolvers.c`` ``resolv_get_ip_from_response``: a server still linked to
+a record of the answer keeps it, an address another server of the backend holds is skipped; a slot
+with no address left goes into maintenance, ``src/server.c`` ``snr_resolution_cb``). Terminating pods
+stay in the answer for the whole drain, so the slots must hold them beside the new version:
+:func:`server_slots` gives ``maxReplicas`` x (1 + :data:`DRAINING_SETS`), i.e. this version plus two
+draining ones (a second deploy, or a rollback, inside one window). The Deployment's rollout surge
+(Kubernetes' default ``maxSurge`` 25 %, rounded up; the package sets no ``strategy``) adds no pod
+beyond these sets: the new ReplicaSet never exceeds ``replicas`` and terminating pods of the old one
+are already counted as a draining set. Beyond the bound (a third deploy inside one window, or the
+autoscaler cycling pods in and out within it) the newest pods find no free slot and get no sessions
+until a draining pod leaves DNS; if no pod of the current version has a slot, new sessions fail
+(503) until then.
+
+The DNS answer must carry every address in one UDP message: HAProxy's resolvers announce
+``accepted_payload_size`` (512 bytes by default, which holds 27 addresses of a 45-character name) and treat a
+truncated answer as an error (``RSLV_RESP_TRUNCATED`` in ``resolv_validate_dns_response``); after
+``hold other`` (30 s) every slot loses its address and the service is down. The proxy announces
+:data:`DNS_PAYLOAD_BYTES` (1232, the size GKE's kube-dns answers: its dnsmasq 2.90 caps EDNS answers
+at 1232 bytes by default), and the package refuses a ``maxReplicas`` whose addresses would not fit
+(:func:`dns_fault`). A TCP name server would lift the limit, but ``parse-resolv-conf`` makes UDP
+name servers only (``dns_dgram_init``) and ``tcp@`` needs the cluster DNS's address written into the
+configuration, which the plan does not know.
+
 Why not HAProxy's ``agent-check`` with a ``drain`` reply: the agent must keep answering after
 SIGTERM, which needs a program of our own in every pod; a relay that simply stops does the same
 with a stock image. Why not a blue/green pair of Deployments: it doubles the pods for every
@@ -74,7 +99,7 @@ BASE_MEMORY_MIB = 32
 FDS_PER_CONNECTION = 2
 """A proxied connection holds a client and a server socket."""
 FDS_OVERHEAD = 64
-"""Listeners, peers, health checks, the resolver and log sockets, with margin."""
+"""Listeners, peers, the handover's checks, the resolver and log sockets, with margin."""
 READY_DELAY_SECONDS = 5
 """A new replica reports ready no earlier than this: HAProxy gives a starting process 5 s to get
 the stick table from its peers (``PEER_RESYNC_TIMEOUT``, ``src/peers.c``); the link came up 1.5 to
@@ -89,6 +114,19 @@ the client opens a new one, the pin is in the table, not in the connection."""
 DRAIN_SIGNAL_PORT = 8405
 """The drain signal's port in each MCP pod (:func:`drain_signal_config`); the proxy's health checks go there."""
 DRAIN_SIGNAL_CONTAINER = "drain-signal"
+DRAINING_SETS = 2
+"""With a session drain, sets of ``maxReplicas`` terminating pods the slots hold beside the current
+version: one deploy, plus a second (or a rollback) inside the same window."""
+DNS_PAYLOAD_BYTES = 1232
+"""The UDP answer size the proxy announces (``accepted_payload_size``; HAProxy takes 512 to 65535,
+https://docs.haproxy.org/3.0/configuration.html#5.3.2-accepted_payload_size) and the most GKE's
+cluster DNS returns over UDP: kube-dns runs dnsmasq 2.90 (kubernetes/dns ``images/dnsmasq/Makefile``)
+without ``--edns-packet-max``, whose default became 1232 in 2.90 (the DNS flag day 2020 size; 4096
+before; dnsmasq's man page). NodeLocal DNSCache fetches over TCP (``force_tcp``) and answers up to
+the client's announced size. Cloud DNS for GKE documents no UDP answer size: 1232 is assumed."""
+DNS_HEADER_BYTES, DNS_OPT_BYTES, DNS_A_RECORD_BYTES = 12, 11, 16
+"""A DNS message's header; the EDNS OPT record the answer carries; one A record with its name
+compressed to a pointer (2 name + 2 type + 2 class + 4 TTL + 2 length + 4 address)."""
 CHECK_INTER_SECONDS, CHECK_FALL = 2, 2
 """Health checks every 2 s; a pod is down after 2 failures (so a terminating pod takes no new session
 about 4 s after its termination starts)."""
@@ -100,21 +138,67 @@ class ProxySizing:
 
     - ``max_sessions``: pins the stick table holds (its ``size``); the oldest go first when full.
     - ``max_connections``: concurrent client connections (``maxconn``).
+    - ``servers``: the pods' slots (:func:`server_slots`); each may hold a health check's socket,
+      which ``maxconn`` does not count.
     """
 
     max_sessions: int
     max_connections: int
+    servers: int = 0
 
     @property
     def fd_limit(self) -> int:
         """``ulimit-n``: file descriptors HAProxy asks for at start (it refuses to start without them)."""
-        return FDS_PER_CONNECTION * self.max_connections + FDS_OVERHEAD
+        return FDS_PER_CONNECTION * self.max_connections + FDS_OVERHEAD + self.servers
 
     @property
     def memory_mib(self) -> int:
         """The container's memory request and limit, MiB, rounded up to 16 MiB."""
         total = BASE_MEMORY_MIB * 2**20 + self.max_sessions * BYTES_PER_PIN + self.max_connections * BYTES_PER_CONNECTION
         return 16 * math.ceil(total / 2**20 / 16)
+
+
+def server_slots(max_replicas: int, drained: bool) -> int:
+    """The ``server-template``'s slots: ``max_replicas`` x (1 + :data:`DRAINING_SETS`) with a session
+    drain (terminating pods keep their slots, see the module's docstring), ``max_replicas`` without."""
+    return max_replicas * (1 + DRAINING_SETS) if drained else max_replicas
+
+
+def rollout_surge(replicas: int) -> int:
+    """Pods a rolling update may add over ``replicas``: Kubernetes' default ``maxSurge`` 25 %, rounded
+    up (https://kubernetes.io/docs/concepts/workloads/controllers/deployment/#max-surge)."""
+    return math.ceil(replicas / 4)
+
+
+def addresses_in_dns(max_replicas: int, drained: bool) -> int:
+    """The most pod addresses the pods' headless Service answers with, within the bound the slots are
+    sized for: every slot with a drain (terminating pods stay), else the ready pods of a rollout
+    (``max_replicas`` plus the surge; terminating pods leave the answer)."""
+    return server_slots(max_replicas, True) if drained else max_replicas + rollout_surge(max_replicas)
+
+
+def dns_answer_bytes(host: str, addresses: int) -> int:
+    """Bytes of the UDP answer to an A query for ``host`` with ``addresses`` records."""
+    question = len(host.rstrip(".")) + 2 + 4  # labels with their length bytes, the root, type and class
+    return DNS_HEADER_BYTES + question + addresses * DNS_A_RECORD_BYTES + DNS_OPT_BYTES
+
+
+def dns_fault(host: str, max_replicas: int, drained: bool) -> Optional[str]:
+    """Why ``max_replicas`` pods behind headless Service ``host`` are too many for one UDP answer of
+    :data:`DNS_PAYLOAD_BYTES`, or None when they fit."""
+    addresses = addresses_in_dns(max_replicas, drained)
+    if dns_answer_bytes(host, addresses) <= DNS_PAYLOAD_BYTES:
+        return None
+    fit = (DNS_PAYLOAD_BYTES - dns_answer_bytes(host, 0)) // DNS_A_RECORD_BYTES
+    most = {drain: max((n for n in range(1, fit + 1) if addresses_in_dns(n, drain) <= fit), default=0)
+            for drain in (True, False)}
+    why = (f"with a session drain the proxy's DNS answer holds this version's pods and {DRAINING_SETS} draining "
+           f"sets ({addresses} addresses)" if drained else
+           f"during a rollout the proxy's DNS answer holds {addresses} ready pods (maxReplicas plus 25 % surge)")
+    return (f"{max_replicas} is too many for the pinning proxy: {why}, and GKE's cluster DNS answers at most "
+            f"{fit} addresses of {host} in one UDP answer ({DNS_PAYLOAD_BYTES} bytes; HAProxy takes a truncated "
+            f"answer as an error and 30 s later takes every pod out): at most {most[drained]}"
+            + (f", or sessionDrainSeconds: 0 (then at most {most[False]})" if drained else ""))
 
 
 def peer_names(name: str, replicas: int) -> list[str]:
@@ -162,7 +246,8 @@ def haproxy_config(*, name: str, namespace: str, pods_service: str, peers_servic
     """The proxy's ``haproxy.cfg``.
 
     - ``name``: the StatefulSet (peers ``{name}-0`` ...); ``peers_service`` its headless Service.
-    - ``pods_service``: a headless Service of the MCP pods on ``port``; up to ``max_servers`` pods.
+    - ``pods_service``: a headless Service of the MCP pods on ``port``; up to ``max_servers`` pods
+      (:func:`server_slots`: with a drain, room for the terminating pods too).
     - ``header``: the session header learned from responses (``Mcp-Session-Id``).
     - ``stream_timeout_seconds``: the longest a request or stream may stay silent (client, server
       and tunnel timeouts); independent of how long a shutdown drains.
@@ -236,6 +321,7 @@ defaults
 
 resolvers kubedns
   parse-resolv-conf
+  accepted_payload_size {DNS_PAYLOAD_BYTES}
   hold valid 5s
 
 peers pinning

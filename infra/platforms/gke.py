@@ -17,7 +17,8 @@ from mcp_affinity import (
 )
 from mcp_affinity.access import AccessMode
 from mcp_affinity.mesh_metrics import McpMeshMetrics, McpMeshMetricsArgs, front_app
-from mcp_affinity.mesh_service import data_plane_faults, edge_scope, gateway_access, method_target_faults, service_host
+from mcp_affinity.mesh_service import (data_plane_faults, edge_scope, gateway_access, method_target_faults,
+                                         proxy_faults, service_host)
 from mcp_affinity.security_policy import service_limit_faults
 from mcp_affinity.route_access import route_faults
 from mcp_affinity.settings import config_model
@@ -86,6 +87,8 @@ def settings(config, common: dict, problems, network: Optional[NetworkArgs]) -> 
             if fault:
                 problems.add(f"meshServices.{name}.methodRoutes.{key}", fault)
         for key, message in (data_plane_faults(service, mesh.data_plane) if service and mesh else []):
+            problems.add(f"meshServices.{name}.{key}", message)
+        for key, message in (proxy_faults(name, service) if service else []):
             problems.add(f"meshServices.{name}.{key}", message)
     _check_access(config.environment, services, problems)
     for name, service in services.items():

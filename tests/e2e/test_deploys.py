@@ -26,11 +26,10 @@ def deploy_reports(parts_installed, routings, tmp_path_factory) -> dict:
     return {mode: run_deploy(learned, apps[mode], tmp_path_factory.mktemp(f"deploy-{mode}")) for mode in MODES}
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_sessions_opened_before_a_deploy_finish_on_the_old_version_and_new_ones_start_on_the_new(deploy_reports, mode):
+def assert_drained(report) -> None:
+    """Every old session finished on its creator while it drained; every new one started on v2."""
     from mcp_affinity_conformance.deploys import NEW, OLD
 
-    report = deploy_reports[mode]
     assert len(report.old) == 8 and {s.kind for s in report.old} == {"keeps cookies", "no cookie jar"}
     for session in report.old:
         assert session.creator in OLD, session
@@ -41,7 +40,36 @@ def test_sessions_opened_before_a_deploy_finish_on_the_old_version_and_new_ones_
     for session in report.new:
         assert session.creator in NEW and session.ok_before == 3, session
     assert report.drained_after < 30
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_sessions_opened_before_a_deploy_finish_on_the_old_version_and_new_ones_start_on_the_new(deploy_reports, mode):
+    report = deploy_reports[mode]
+    assert_drained(report)
     print(f"\n{mode}: every proxy called v1 down and v2 up {report.drained_after:.1f} s after the deploy")
+
+
+def test_a_deploy_at_max_replicas_finds_slots_for_the_new_pods_beside_the_draining_ones(parts_installed,
+                                                                                       tmp_path_factory):
+    """The learned example planned with ``maxReplicas: 2``: the deploy's 2 old (draining) and 2 new
+    pods outnumber it. The slots the plan gives the proxy must hold all four (with one slot per
+    replica, the run cannot even place the new pods: "4 replicas but the template has 2 slots")."""
+    from mcp_affinity_conformance import SERVER_MODES
+    from mcp_affinity_conformance.deploys import NEW, OLD, run_deploy
+    from mcp_affinity_conformance.from_plan import plan_example_with, planned_routings
+    from mcp_affinity_conformance.proxy import Ports, localize, peer_names
+
+    root = Path(__file__).resolve().parents[2]
+    plan = plan_example_with(root, "gke-in-memory-learned", tmp_path_factory.mktemp("plan"), "legacy", maxReplicas=2)
+    (learned,) = [p.routing for p in planned_routings(plan) if p.routing.kind == "learned"]
+    assert "  server-template mcp 1-6 " in learned.config  # 2 x (this version + two draining sets)
+    before = learned.config.replace("  server-template mcp 1-6 ", "  server-template mcp 1-2 ")  # one per replica
+    names = peer_names(before)
+    with pytest.raises(ValueError, match="4 replicas but the template has 2 slots"):
+        localize(before, [(n, 1) for n in (*OLD, *NEW)], Ports.free(names), names[0], srvkey=False,
+                 checks=dict.fromkeys((*OLD, *NEW), 1))
+    app = next(m.app for m in SERVER_MODES if m.key == "sdk-in-memory")
+    assert_drained(run_deploy(learned, app, tmp_path_factory.mktemp("deploy-at-max")))
 
 
 @pytest.mark.parametrize("mode", MODES)

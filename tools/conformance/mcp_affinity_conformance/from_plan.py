@@ -159,6 +159,20 @@ def plan_all(root: Path) -> list[dict]:
     return plans
 
 
+def plan_example_with(root: Path, example: str, workdir: Path, service: str, **settings: Any) -> dict:
+    """The plan (JSON) of ``examples/Pulumi.<example>.yaml`` of the checkout at ``root`` with mesh
+    service ``service``'s settings changed (stack-file keys, e.g. ``maxReplicas=2``), the stack file
+    written to ``workdir``: the same program, the same generator, one setting apart."""
+    import yaml
+    from mcp_affinity.cli import find_project, run_plan
+
+    document = yaml.safe_load((root / "examples" / f"Pulumi.{example}.yaml").read_text())
+    document["config"]["mcp-affinity:meshServices"][service].update(settings)
+    (workdir / f"Pulumi.{example}-changed.yaml").write_text(yaml.safe_dump(document))
+    where = dataclasses.replace(find_project(root), stack_config_dir=workdir)
+    return run_plan(where, f"{example}-changed").to_json()
+
+
 @dataclass(frozen=True)
 class PlannedShards:
     """A Cloud Run service with ``pinning: shards`` as its plan says (:mod:`mcp_affinity.cloud_run_shards`).
