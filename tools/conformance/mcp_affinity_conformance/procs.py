@@ -29,11 +29,22 @@ def missing_binaries() -> list[str]:
     return [name for name in BINARIES if shutil.which(name) is None]
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return sock.getsockname()[1]
+_GIVEN: set[int] = set()
+"""Ports :func:`free_port` handed out in this process: many are bound only later (a replica a
+deploy starts), and the kernel may offer a released port again meanwhile."""
+
+
+def free_port(attempts: int = 100) -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then released) and not
+    handed out before in this process; raises ``RuntimeError`` after ``attempts`` tries."""
+    for _ in range(attempts):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((LOOPBACK, 0))
+            port = sock.getsockname()[1]
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
+    raise RuntimeError(f"no new loopback port in {attempts} tries")
 
 
 def port_open(port: int) -> bool:
