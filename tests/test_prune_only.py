@@ -15,7 +15,7 @@ from mcp_affinity import prune
 from mcp_affinity.cli.app import NOT_PRUNING, app
 from mcp_affinity.cli.diff import diff_plans
 from mcp_affinity.wire import CLOUD_RUN, NEG, URL_MAP
-from session_review import ONCALL, plan_example_as, with_oncall
+from session_review import ONCALL, README, plan_example_as, with_oncall
 from test_session_drains import SHARDS, ago, tools
 
 runner = CliRunner()
@@ -44,12 +44,18 @@ def check(paths: list[str]):
     return runner.invoke(app, ["check", *paths, "--prune-only"])
 
 
+PRUNED = "prune only: 25 step(s) remove retired generations: tools: generation 6 (18 resources)"
+BUMPED = "update gcp:cloudrunv2/service:Service tools-europe-west1-s0: template.containers[mcp].image, "
+"""What the README's "Sessions across deploys" quotes; the tests below measure each."""
+
+
 def test_the_run_that_prunes_a_retired_generation_is_pruning_only(tmp_path):
     result = check(planned(tmp_path, tools(generations=DEPLOYED), tools(generations=WINDOW_OVER)))
     assert result.exit_code == 0, result.output
-    assert ("prune only: 25 step(s) remove retired generations: tools: generation 6 (18 resources)"
-            in result.output.splitlines())
+    assert PRUNED in result.output.splitlines()
     assert "policy checks passed" in result.output
+    readme = " ".join(README.read_text().split())
+    assert f"`{PRUNED}`" in readme and f"`{BUMPED}...`" in readme and "`nothing to prune`" in readme
 
 
 def test_what_a_pruning_run_changes_is_the_traffic_the_routes_and_the_retired_resources():
@@ -73,6 +79,7 @@ def test_a_pruning_run_with_an_image_bump_is_refused_naming_the_new_revisions(tm
     for name in SHARD_SERVICES:
         assert f"    update {CLOUD_RUN} {name}: template.containers[mcp].image, traffics.0.percent, traffics.0.revision, " \
                "traffics.0.tag, 4 more" in lines
+    assert any(line.startswith("    " + BUMPED) for line in lines)
     assert any(line.startswith("    update pulumi-python:dynamic/mcp-affinity:GenerationGuard tools-generation-guard: ")
                for line in lines)
     assert "    ends live sessions: tools (6 shard instances)" in lines  # the reused revision name

@@ -638,3 +638,12 @@ def test_the_review_step_reviews_the_real_preview_and_runs_the_change_rules(sand
     assert "preview --stack dev --json --non-interactive" in (tmp / "pulumi.calls").read_text()
     summary = Path(env["GITHUB_STEP_SUMMARY"]).read_text()
     assert "**ends live sessions: tools (6 shard instances)**" in summary and "IAP member removed" in summary
+
+
+def test_readme_documents_the_scheduled_prune():
+    section = " ".join(reviewing_changes().split())
+    on = load(WORKFLOWS / PRUNE).get("on", load(WORKFLOWS / PRUNE).get(True))
+    assert f"cron `{on['schedule'][0]['cron']}`" in section
+    assert "`mcp-affinity check --prune-only`" in section and "`command: prune`" in section
+    assert "Required reviewers, so the scheduled prod job waits for one to approve it" in section
+    assert "approving it can only prune" in section and "`prod-prune`" in section

@@ -53,7 +53,9 @@ Costs and limits:
   not documented: if it does not, the old generation's sessions get 404 and re-initialize on the
   new one (today's behaviour), and new sessions are unaffected. Pulumi has no timer: a retired
   generation's route, NEG, backend service and tag go at the first ``pulumi up`` after
-  ``generations[next] + sessionDrainSeconds`` (a scheduled CI run, or the next deploy). Two deploys
+  ``generations[next] + sessionDrainSeconds`` (the scheduled prune, ``.github/workflows/prune.yml``,
+  which applies a change only when :mod:`mcp_affinity.prune` finds it is pruning alone; or the next
+  deploy). Two deploys
   inside one window keep three generations serving; each retained generation costs regions x
   shards more always-on instances, as many NEGs and backend services, and as many URL-map route
   rules (counted against the quota). Each shard's service carries the window in its service-level
