@@ -15,7 +15,7 @@ from mcp_affinity import prune
 from mcp_affinity.cli.app import NOT_PRUNING, app
 from mcp_affinity.cli.diff import diff_plans
 from mcp_affinity.wire import CLOUD_RUN, NEG, URL_MAP
-from session_review import ONCALL, README, plan_example_as, with_oncall
+from session_review import ONCALL, README, plan_example_as, preview_digest, with_oncall
 from test_session_drains import SHARDS, ago, tools
 
 runner = CliRunner()
@@ -120,3 +120,14 @@ def test_only_the_retired_generation_s_own_resources_count(renamed):
     before = base["resources"] + [{**r, "urn": urn} for r in base["resources"] if r["urn"] == victim.urn]
     verdict = prune.judge(type(review)(review.sessions, review.access, tuple(forged)), before, head["resources"])
     assert verdict.refused == (f"delete {victim.type} {renamed}",)
+
+
+def test_a_real_preview_of_the_pruning_run_is_pruning_only(tmp_path):
+    """The same run as ``pulumi preview --json`` writes it (what prune.yml reviews): changed resources
+    only, with their old states (``session_review.preview_digest``)."""
+    base, head = (plan_example_as(SHARDS, tools(generations=g)).document() for g in (DEPLOYED, WINDOW_OVER))
+    path = tmp_path / "preview.json"
+    path.write_text(json.dumps(preview_digest(base, head)))
+    result = runner.invoke(app, ["check", str(path), "--prune-only"])
+    assert result.exit_code == 0, result.output
+    assert PRUNED in result.output.splitlines()
