@@ -248,7 +248,7 @@ def test_calls_to_local_reusable_workflows_match_their_inputs_and_permissions():
                 for scope, level in permissions(sub, inner).items():
                     if level == "write":  # GitHub refuses the run if the caller grants less
                         assert granted.get(scope) == "write", f"{name}:{job_id} must grant {scope}: write"
-    assert calls == 4  # preview (pull-request.yml), dev, staging, prod (deploy.yml)
+    assert calls == 7  # preview (pull-request.yml), dev, staging, prod (deploy.yml and prune.yml)
 
 
 # --- credentials --------------------------------------------------------------------------------
@@ -381,7 +381,7 @@ def test_nothing_runs_before_the_configuration_is_checked():
     assert done == "${{ steps.run.outcome == 'success' }}"  # a skipped step's outcome is 'skipped'
 
 
-@pytest.mark.parametrize("command", ["preview", "up"])
+@pytest.mark.parametrize("command", ["preview", "up", "prune"])
 def test_nothing_configured_skips_with_a_notice(sandbox, command):
     result, out, summary = check_config(sandbox, command)
     assert result.returncode == 0, result.stderr
@@ -400,9 +400,10 @@ def test_a_partial_configuration_fails_a_deployment_and_skips_a_preview(sandbox,
     result, out, summary = check_config(sandbox, "up", **config)
     assert result.returncode == 1 and out["ready"] == "false"
     assert missing in result.stdout and missing in summary
-    result, out, summary = check_config(sandbox, "preview", **config)
-    assert result.returncode == 0 and out["ready"] == "false"
-    assert "::warning" in result.stdout and missing in summary
+    for command in ("preview", "prune"):  # a scheduled prune warns; the deployment fails on the same gap
+        result, out, summary = check_config(sandbox, command, **config)
+        assert result.returncode == 0 and out["ready"] == "false"
+        assert "::warning" in result.stdout and missing in summary
 
 
 @pytest.mark.parametrize("config, backend", [(PULUMI_CLOUD, "Pulumi Cloud"),
@@ -437,9 +438,10 @@ def test_a_deployment_creates_a_missing_stack(sandbox, backend_url, login):
     assert outputs(tmp / "output") == {"exists": "true"}
 
 
-def test_a_preview_skips_a_stack_not_deployed_yet(sandbox):
+@pytest.mark.parametrize("command", ["preview", "prune"])
+def test_a_preview_or_prune_skips_a_stack_not_deployed_yet(sandbox, command):
     tmp, env = sandbox
-    result = run_step(step("stack")["run"], {**env, "COMMAND": "preview"}, tmp)
+    result = run_step(step("stack")["run"], {**env, "COMMAND": command}, tmp)
     assert result.returncode == 0, result.stdout + result.stderr
     assert not any("--create" in c for c in (tmp / "pulumi.calls").read_text().splitlines())
     assert outputs(tmp / "output") == {"exists": "false"}
@@ -492,6 +494,100 @@ def test_every_shell_step_parses():
                     assert result.returncode == 0, f"{path.name}: {s.get('name')}: {result.stderr}"
 
 
+# --- scheduled prune (prune.yml) ----------------------------------------------------------------
+
+PRUNE = "prune.yml"
+
+
+def test_prune_runs_on_a_schedule_per_stack_in_the_deployments_environments_and_groups():
+    workflow, deploy = load(WORKFLOWS / PRUNE), load(WORKFLOWS / "deploy.yml")["jobs"]
+    on = workflow.get("on", workflow.get(True))
+    assert triggers(workflow) == {"schedule", "workflow_dispatch"}
+    assert on["schedule"] == [{"cron": "*/30 * * * *"}]
+    assert set(workflow["jobs"]) == {"idle", *DEPLOY_ENVIRONMENTS}
+    for stack in DEPLOY_ENVIRONMENTS:
+        job = workflow["jobs"][stack]
+        environment = stack if stack != "prod" else "${{ vars.PRUNE_PROD_ENVIRONMENT || 'prod' }}"
+        assert job["uses"] == STACK_WORKFLOW and "secrets" not in job
+        assert job["with"] == {"command": "prune", "stack": stack, "environment": environment}
+        assert job["concurrency"] == deploy[stack]["concurrency"]  # never beside a deployment of the stack
+        assert (job["needs"], job["if"]) == ("idle", f"needs.idle.outputs.{stack} == 'true'")
+        assert job["permissions"] == deploy[stack]["permissions"]
+    idle = workflow["jobs"]["idle"]
+    assert permissions(idle, workflow) == {"actions": "read"} and not secret_names(idle)
+
+
+FAKE_GH = """#!/usr/bin/env bash
+# gh run list --workflow W ... -> the ids in $FAKE_RUNS_<W without .yml>; gh run view ID -> $FAKE_JOBS_<ID>
+case "$1 $2" in
+  "run list") for a in "$@"; do [ "$prev" = --workflow ] && w=${a%.yml}; prev=$a; done
+              var="FAKE_RUNS_$w"; printf '%s\\n' ${!var} ;;
+  "run view") var="FAKE_JOBS_$3"; printf '%s' "${!var}" ;;
+esac
+"""
+
+
+@pytest.mark.parametrize("runs, free", [
+    ({}, {"dev": "true", "staging": "true", "prod": "true"}),
+    # a deployment waiting for prod's approval, dev and staging done: prod busy only
+    ({"FAKE_RUNS_deploy": "11", "FAKE_JOBS_11": "prod / pulumi"}, {"dev": "true", "staging": "true", "prod": "false"}),
+    # an earlier prune's prod job waiting for approval; this run (42) is not counted
+    ({"FAKE_RUNS_prune": "7 42", "FAKE_JOBS_7": "prod / pulumi", "FAKE_JOBS_42": "idle\ndev / pulumi"},
+     {"dev": "true", "staging": "true", "prod": "false"}),
+    ({"FAKE_RUNS_deploy": "11", "FAKE_JOBS_11": "test\ndev / pulumi"}, {"dev": "false", "staging": "true", "prod": "true"}),
+])
+def test_prune_leaves_alone_a_stack_another_run_holds(sandbox, runs, free):
+    """`idle` as GitHub runs it, with a fake `gh` answering what its queries select."""
+    tmp, env = sandbox
+    (tmp / "bin" / "gh").write_text(FAKE_GH)
+    (tmp / "bin" / "gh").chmod(0o755)
+    script = load(WORKFLOWS / PRUNE)["jobs"]["idle"]["steps"][0]["run"]
+    result = run_step(script, {**env, "GITHUB_REPOSITORY": "o/r", "GITHUB_RUN_ID": "42", **runs}, tmp)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert outputs(tmp / "output") == free
+    assert result.stdout.count("::notice") == list(free.values()).count("false")
+
+
+FAKE_CHECK = """#!/usr/bin/env bash
+echo "$*" >> "$FAKE_LOG"
+[ "$1" = diff ] && echo "**keeps live sessions: tools**" > review.md
+[ "$1" = check ] && printf '%s\\n' "$FAKE_CHECK_OUTPUT" && exit "$FAKE_CHECK_STATUS"
+exit 0
+"""
+
+
+@pytest.mark.parametrize("status, said, prune", [
+    (0, "prune only: 25 step(s) remove retired generations: tools: generation 6 (18 resources)", "true"),
+    (0, "nothing to prune", "none"),
+    (3, "not only pruning: 6 of 25 step(s) are not the removal of a retired generation", "false"),
+    (1, "mandatory [access-widened] ...", None),
+])
+def test_the_prune_review_decides_whether_up_runs(sandbox, status, said, prune):
+    tmp, env = sandbox
+    (tmp / ".venv" / "bin").mkdir(parents=True)
+    (tmp / ".venv" / "bin" / "mcp-affinity").write_text(FAKE_CHECK)
+    (tmp / ".venv" / "bin" / "mcp-affinity").chmod(0o755)
+    env = {**env, "COMMAND": "prune", "FAKE_CHECK_OUTPUT": said, "FAKE_CHECK_STATUS": str(status)}
+    result = run_step(step("review")["run"], env, tmp)
+    calls = (tmp / "pulumi.calls").read_text().splitlines()
+    assert "check preview.json --prune-only" in calls and "check preview.json" not in calls
+    assert result.returncode == (status if prune is None else 0), result.stdout + result.stderr
+    assert outputs(tmp / "output") == ({} if prune is None else {"prune": prune})
+    assert ("::warning" in result.stdout) is (prune == "false")
+    if prune is not None:
+        assert said in (tmp / "summary").read_text()
+    run_if = " ".join(step("run")["if"].split())
+    assert "(inputs.command != 'prune' || steps.review.outputs.prune == 'true')" in run_if
+
+
+def test_a_prune_runs_up_with_the_policy_pack(sandbox):
+    tmp, env = sandbox
+    result = run_step(step("run")["run"], {**env, "COMMAND": "prune", "BACKEND": "Pulumi Cloud"}, tmp)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (tmp / "pulumi.calls").read_text().splitlines() == [
+        "up --stack dev --policy-pack policy --yes --non-interactive --color never"]
+
+
 # --- README -------------------------------------------------------------------------------------
 
 def reviewing_changes() -> str:
@@ -507,7 +603,7 @@ def test_readme_documents_the_setup_the_workflows_read():
         text = path.read_text()
         names |= set(re.findall(r"vars\.([A-Z_]+)", text)) | set(re.findall(r"secrets\.([A-Z_]+)", text))
     assert names == {"GCP_WORKLOAD_IDENTITY_PROVIDER", "GCP_SERVICE_ACCOUNT", "PULUMI_BACKEND_URL",
-                     "PULUMI_ACCESS_TOKEN", "PULUMI_CONFIG_PASSPHRASE"}
+                     "PULUMI_ACCESS_TOKEN", "PULUMI_CONFIG_PASSPHRASE", "PRUNE_PROD_ENVIRONMENT"}
     for name in names:
         assert f"`{name}`" in section, name
     for environment in [*REVIEWED_ENVIRONMENTS, *DEPLOY_ENVIRONMENTS]:
@@ -542,3 +638,12 @@ def test_the_review_step_reviews_the_real_preview_and_runs_the_change_rules(sand
     assert "preview --stack dev --json --non-interactive" in (tmp / "pulumi.calls").read_text()
     summary = Path(env["GITHUB_STEP_SUMMARY"]).read_text()
     assert "**ends live sessions: tools (6 shard instances)**" in summary and "IAP member removed" in summary
+
+
+def test_readme_documents_the_scheduled_prune():
+    section = " ".join(reviewing_changes().split())
+    on = load(WORKFLOWS / PRUNE).get("on", load(WORKFLOWS / PRUNE).get(True))
+    assert f"cron `{on['schedule'][0]['cron']}`" in section
+    assert "`mcp-affinity check --prune-only`" in section and "`command: prune`" in section
+    assert "Required reviewers, so the scheduled prod job waits for one to approve it" in section
+    assert "approving it can only prune" in section and "`prod-prune`" in section

@@ -53,7 +53,9 @@ Costs and limits:
   not documented: if it does not, the old generation's sessions get 404 and re-initialize on the
   new one (today's behaviour), and new sessions are unaffected. Pulumi has no timer: a retired
   generation's route, NEG, backend service and tag go at the first ``pulumi up`` after
-  ``generations[next] + sessionDrainSeconds`` (a scheduled CI run, or the next deploy). Two deploys
+  ``generations[next] + sessionDrainSeconds`` (the scheduled prune, ``.github/workflows/prune.yml``,
+  which applies a change only when :mod:`mcp_affinity.prune` finds it is pruning alone; or the next
+  deploy). Two deploys
   inside one window keep three generations serving; each retained generation costs regions x
   shards more always-on instances, as many NEGs and backend services, and as many URL-map route
   rules (counted against the quota). Each shard's service carries the window in its service-level
@@ -167,7 +169,14 @@ deploy's extra always-on instances to an hour of work the old version may still 
 
 def shard_key(region: str, index: int, generation: Optional[int] = None) -> str:
     """The key of shard ``index`` in ``region``: ``europe-west1-s0``; with a generation ``europe-west1-s0-g7``."""
-    return f"{region}-s{index}" + ("" if generation is None else f"-g{generation}")
+    return generation_key(f"{region}-s{index}", generation)
+
+
+def generation_key(base: str, generation: Optional[int]) -> str:
+    """A shard's key (``europe-west1-s0``, :func:`shard_key` without a generation) in ``generation``:
+    ``europe-west1-s0-g7``; the key itself for None. The component names each generation's NEG and
+    backend service ``{service}-{this key}`` and the shard's Cloud Run service ``{service}-{base}``."""
+    return base + ("" if generation is None else f"-g{generation}")
 
 
 def shard_keys(regions: list[str], shards: int, generation: Optional[int] = None) -> dict[str, tuple[str, int]]:
@@ -178,6 +187,12 @@ def shard_keys(regions: list[str], shards: int, generation: Optional[int] = None
 def generation_tag(generation: int) -> str:
     """The traffic tag of a generation's revision: ``gen7``."""
     return f"gen{generation}"
+
+
+def tag_generation(tag: object) -> Optional[int]:
+    """The generation a traffic tag names (``gen7`` -> 7, :func:`generation_tag` read back), else None."""
+    text = str(tag or "")
+    return int(text[3:]) if text.startswith("gen") and text[3:].isdigit() else None
 
 
 def revision_name(service: str, generation: int) -> str:

@@ -65,7 +65,7 @@ from enum import Enum
 from typing import Any, Iterable, Iterator, Optional
 
 from .access_map import EMAIL_CLAIM, token_policy
-from .cloud_run_shards import DRAIN_LABEL, minutes
+from .cloud_run_shards import DRAIN_LABEL, minutes, tag_generation
 from .pinning_proxy import DRAIN_SIGNAL_CONTAINER
 from .wire import (
     AUTHORIZATION_POLICY, BACKEND, CLOUD_RUN, CLOUD_RUN_IAM_MEMBER, COMPUTED, CONFIG_MAP, DEPLOYMENT,
@@ -429,17 +429,22 @@ def _revision_drain(change: Change) -> Optional[Drain]:
 def _retired(change: Change) -> list[str]:
     """Generations whose tag-only (0 %) traffic entry ``change`` removes, e.g. ``["generation 6"]``:
     pruned after their window (:func:`mcp_affinity.cloud_run_shards.generations_of`)."""
-    if change.op != "update" or not _traffics(change.new):  # no traffics: no generations (drain off)
+    return [_generation(t) for t in retired_targets(change)]
+
+
+def retired_targets(change: Change) -> list[dict]:
+    """The tag-only (0 %) traffic entries of a Cloud Run service that an update removes (each a
+    ``traffics`` item: ``{"revision", "tag", "percent", "type"}``); [] for any other change."""
+    if change.type != CLOUD_RUN or change.op != "update" or not _traffics(change.new):  # no traffics: no drain
         return []
     kept = {t.get("tag") for t in _traffics(change.new)}
-    return [_generation(t) for t in _traffics(change.old)
-            if t.get("tag") and not t.get("percent") and t.get("tag") not in kept]
+    return [t for t in _traffics(change.old) if t.get("tag") and not t.get("percent") and t.get("tag") not in kept]
 
 
 def _generation(target: dict) -> str:
     """``generation 7`` for the traffic tag ``gen7``, else ``revision <name>``."""
-    tag = str(target.get("tag") or "")
-    return f"generation {tag[3:]}" if tag.startswith("gen") and tag[3:].isdigit() else f"revision {target.get('revision')}"
+    generation = tag_generation(target.get("tag"))
+    return f"revision {target.get('revision')}" if generation is None else f"generation {generation}"
 
 
 def _traffics(inputs: Optional[dict]) -> list[dict]:

@@ -3,7 +3,8 @@
 Exit status, whatever the input: 0 fine; 1 a mandatory policy violation (``plan``, ``check``) or,
 with ``diff --exit-code``, changes found; 2 bad input (bad config, a missing stack, a file that
 cannot be read or written, a JSON document that is not a plan), with a one-line reason on
-standard error and never a traceback.
+standard error and never a traceback; 3 (``check --prune-only``) a change that is not only the
+pruning of retired generations (:data:`NOT_PRUNING`).
 
 Text for a terminal is coloured and wrapped at its width; text for anything else (a CI log) is
 plain, never wrapped and free of trailing spaces (:func:`render.plain_text`).
@@ -21,7 +22,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from .. import policies
+from .. import policies, prune
 from ..errors import ConfigError
 from . import diff as plan_diff
 from . import mermaid, render
@@ -126,10 +127,15 @@ def _diff_text(base: Path, head: Optional[Path], format: str, picture: bool) -> 
     return result, text
 
 
+NOT_PRUNING = 3
+"""``check --prune-only``'s exit status for a change that is not only pruning."""
+
+
 @app.command()
 def check(
     plan_file: Path = typer.Argument(..., help="A plan JSON written by `mcp-affinity plan --json`, or a real `pulumi preview --json`."),
     head: Optional[Path] = typer.Argument(None, help="A second plan: PLAN_FILE is then the base, and the change from it to HEAD is judged too."),
+    prune_only: bool = typer.Option(False, "--prune-only", help="Also say whether the change only prunes retired generations: exit 3 and list the other steps when not; 'nothing to prune' when it changes nothing."),
 ) -> None:
     """Run the policy rules over a saved plan: exit 0 passed, 1 a mandatory violation, 2 not a plan.
 
@@ -137,25 +143,40 @@ def check(
     real preview (which holds the old states), the change rules run too: a production change that
     ends live sessions (advisory) or widens who may call (mandatory unless acknowledged); the
     output then leads with what the change does to live sessions and who may call (as `diff`).
+
+    With --prune-only (two plans or a preview): exit 0 when every step removes a retired
+    generation's resources (its tag, NEGs, backend services, routes) or there is no step, 3 when
+    any step does something else (listed), before a mandatory violation's 1.
     """
-    document, violations, review = _guarded(lambda: _checked(plan_file, head))
+    document, violations, review, verdict = _guarded(lambda: _checked(plan_file, head, prune_only))
     for line in review:
         _print(line)
     for warning in document["warnings"]:
         _print(f"warning: {warning['message']}")
+    if verdict is not None:
+        for line in verdict.lines():
+            _print(line)
+        if not verdict.only_pruning:
+            _report(violations, stop=False)
+            raise typer.Exit(NOT_PRUNING)
     _report(violations)
     _print(f"policy checks passed: {len(document['resources'])} resources of stack '{document['stack']}'")
 
 
-def _checked(path: Path, head: Optional[Path]) -> tuple[dict, list, list[str]]:
-    """(the plan, its violations, the change's review lines: none for a plan alone)."""
+def _checked(path: Path, head: Optional[Path], prune_only: bool = False) -> tuple[dict, list, list[str], Optional[prune.PruneVerdict]]:
+    """(the plan, its violations, the change's review lines: none for a plan alone, the prune verdict
+    with ``prune_only``)."""
     before, document = _sides(path, head)
-    violations, review = policies.check_plan(document), []
+    violations, review, verdict = policies.check_plan(document), [], None
     if head is not None or document["before"] is not None:
         diffed = plan_diff.diff_plans(before, document)
         violations += policies.check_change(diffed.review, document)
         review = plan_diff.review_lines(diffed.review)
-    return document, violations, review
+        if prune_only:
+            verdict = prune.judge(diffed.review, before["resources"], document["resources"])
+    elif prune_only:
+        raise ValueError("--prune-only judges a change: give a real preview's JSON, or two plans")
+    return document, violations, review, verdict
 
 
 def _guarded(work: Callable[[], Any]) -> Any:
@@ -170,11 +191,12 @@ def _guarded(work: Callable[[], Any]) -> Any:
         _fail(f"cannot process input: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
 
 
-def _report(violations: list) -> None:
+def _report(violations: list, stop: bool = True) -> None:
+    """Print ``violations``; exit 1 on a mandatory one when ``stop``."""
     for v in violations:
         errors.print(f"[red]{v.enforcement}[/] {escape(f'[{v.rule}]')} {escape(v.message)} ({escape(v.urn)})",
                      highlight=False, soft_wrap=True)
-    if any(v.enforcement == "mandatory" for v in violations):
+    if stop and any(v.enforcement == "mandatory" for v in violations):
         raise typer.Exit(1)
 
 
