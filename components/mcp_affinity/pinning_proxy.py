@@ -66,12 +66,17 @@ wins over a truncated UDP one, and UDP alone still serves a name server that ref
 that fits 1232 bytes). ``parse-resolv-conf`` makes UDP name servers only (``dns_dgram_init``), and
 the plan does not know the cluster DNS's address: the container's start-up command
 (:func:`start_command`) reads the first ``nameserver`` of the pod's ``/etc/resolv.conf`` into
-``DNS_SERVER``, which HAProxy expands in the configuration (manual, section 2.3). On GKE that is
-kube-dns's ClusterIP (dnsmasq answers TCP; the Service publishes ``dns-tcp`` 53/TCP), NodeLocal
-DNSCache's 169.254.20.10 (CoreDNS, listening on UDP and TCP) or, with Cloud DNS for GKE, the node's
-metadata server 169.254.169.254; in each case the server ``parse-resolv-conf`` would have used.
-:func:`dns_fault` still refuses pods beyond one 65535-byte answer (about 1363 with a drain), which
-``maxReplicas``' own limit of 1000 stays under.
+``DNS_SERVER``, which HAProxy expands in the configuration (manual, section 2.3), the server
+``parse-resolv-conf`` would have used. The package's cluster (:mod:`mcp_affinity.gke_cluster` sets no
+``dns_config``) resolves with kube-dns, whose Service publishes ``dns-tcp`` 53/TCP to dnsmasq's TCP
+port, or with NodeLocal DNSCache (on by default from GKE 1.34.1), which binds 169.254.20.10 and
+kube-dns's ClusterIP on 53/UDP and 53/TCP (kubernetes/kubernetes ``cluster/addons/dns``,
+``kube-dns/kube-dns.yaml.in`` and ``nodelocaldns/nodelocaldns.yaml``). Cloud DNS for GKE (the node's
+metadata server, 169.254.169.254) is not the package's choice, and whether it answers over TCP is
+not documented. :func:`dns_fault` refuses pods beyond one 65535-byte answer (about 4090 addresses:
+1363 ``maxReplicas`` with a drain, 3272 without, for a 45-character name); ``maxReplicas``' own
+limit of 1000 stays under it, so what bounds the slots now is their cost: one file descriptor and
+one health check every 2 s per slot per proxy replica (3000 slots at 1000 with a drain).
 
 Why not HAProxy's ``agent-check`` with a ``drain`` reply: the agent must keep answering after
 SIGTERM, which needs a program of our own in every pod; a relay that simply stops does the same
