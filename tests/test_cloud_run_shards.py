@@ -424,3 +424,18 @@ def test_bad_drain_settings_are_refused_under_their_key(overrides, key, message)
 def test_a_drain_defaults_to_the_idle_timeout_and_to_none_where_ci_makes_revisions():
     assert make().session_drain == 1800 and make(image_managed_by_ci=True).session_drain == 0
     assert make(session_drain_seconds=3600).session_drain == 3600
+
+
+def test_sharded_services_whose_revision_tags_exceed_the_regions_quota_are_refused_each_under_its_key():
+    service = {"image": "img:1", "sessionMode": "in-memory-sessions", "pinning": "shards", "access": "oauth",
+               "regions": ["europe-west1"], "shards": 334}
+    three = {name: {**service, "hosts": [host]} for name, host in
+             (("a", "tools.dev.example.com"), ("b", "ts.dev.example.com"), ("c", "tools.dev.example.com"))}
+    # 3 services x 334 shards x (1 generation serving + the next deploy's) = 2004 tags in europe-west1.
+    problems = [p for p in stack_problems(three) if ".hosts" not in p[0]]  # c shares a's host: also refused
+    assert [key for key, _ in problems] == [f"mcp-affinity:services.{n}.shards" for n in ("a", "b", "c")]
+    assert "need 2004 revision tags in europe-west1" in problems[0][1] and "keeps 2000 per project" in problems[0][1]
+    # 333 shards: 1998 tags fit; without a drain there are no generation tags at all.
+    for fits in ({n: {**s, "shards": 333} for n, s in three.items()},
+                 {n: {**s, "sessionDrainSeconds": 0} for n, s in three.items()}):
+        assert [p for p in stack_problems(fits) if p[0].endswith(".shards")] == []

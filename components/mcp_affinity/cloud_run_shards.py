@@ -479,6 +479,41 @@ def build(component, name: str, regions: list[str], network, account, grants: li
     return services, negs, backends
 
 
+MAX_REVISION_TAGS = 2000
+"""Revision tags Cloud Run keeps per project and region; beyond it, it deletes the oldest tags that
+carry no traffic percentage (:data:`~mcp_affinity.sources.CLOUD_RUN_QUOTAS`): a draining generation's
+tag, whose NEG would then address nothing."""
+
+
+def revision_tags(args, now: datetime) -> int:
+    """Revision tags one region of a sharded service of ``args`` needs at ``now`` and through its
+    next deploy: a tag per shard for each serving generation, plus the next one's."""
+    generations = generations_of(args, now)
+    return 0 if generations is None else args.shards * (len(generations.serving) + 1)
+
+
+def check_revision_tags(services: dict[str, tuple], now: datetime) -> dict[str, str]:
+    """``services``: name -> (args, regions). The services whose tags, with the other sharded services'
+    in the same project and region, exceed :data:`MAX_REVISION_TAGS`: name -> why."""
+    used: dict[tuple, dict[str, int]] = {}
+    for name, (args, regions) in services.items():
+        for region in regions:
+            if (tags := revision_tags(args, now)):
+                used.setdefault((args.project, region), {})[name] = tags
+    faults = {}
+    for (project, region), by_service in sorted(used.items(), key=lambda kv: (kv[0][0] or "", kv[0][1])):
+        total = sum(by_service.values())
+        if total > MAX_REVISION_TAGS:
+            for name in by_service:
+                faults.setdefault(name, f"the sharded services {', '.join(sorted(by_service))} need {total} revision "
+                                  f"tags in {region} (shards x the generations serving, plus the next deploy's); "
+                                  f"Cloud Run keeps {MAX_REVISION_TAGS} per project and region and deletes the "
+                                  f"oldest tag-only ones beyond it ({sources.CLOUD_RUN_QUOTAS}), leaving a draining "
+                                  "generation's NEG with nothing to address: fewer shards, or a shorter "
+                                  "sessionDrainSeconds")
+    return faults
+
+
 def check_url_map_quota(shard_keys_: list[str], method_rules: int, method_predicates: int) -> None:
     """Raise ``ValueError`` when one host's path matcher would exceed the URL map's quotas
     (:data:`URL_MAP_RULES_PER_MATCHER` route rules, :data:`URL_MAP_PREDICATES_PER_MATCHER` match

@@ -61,6 +61,11 @@ def settings(config, common: dict, problems, network: Optional[NetworkArgs]) -> 
         check_plain_secrets(key, "services", getattr(service, "env", None) or {}, problems)
         result[name] = (args, route, served[name], now)
     check_method_routes(result, problems)
+    if network is not None:
+        sharded = {name: (args, args.regions or network.regions) for name, (args, *_) in result.items()
+                   if args is not None and args.pinning == "shards"}
+        for name, message in sorted(cloud_run_shards.check_revision_tags(sharded, now).items()):
+            problems.add(f"services.{name}.shards", message)
     return result
 
 
