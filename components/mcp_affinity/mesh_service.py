@@ -46,8 +46,8 @@ how); its grace period is the session drain plus 30 s to stop, at most an hour, 
 on node upgrades; cluster-autoscaler scale-down honours only 10 minutes
 (https://cloud.google.com/kubernetes-engine/docs/how-to/extended-duration-pods). The terminating
 pods keep their proxy slots, so the proxy has 3 x ``max_replicas`` of them (two deploys per window),
-and every pod must fit one DNS answer, which the proxy asks for over TCP too (65535 bytes: about
-1360 ``max_replicas`` with a drain, above the field's limit of 1000; a larger one is refused,
+and every pod must fit one DNS answer, which the proxy asks for over TCP too (65535 bytes: 1363
+``max_replicas`` with a drain for a 45-character name, above the field's limit of 1000; beyond is refused,
 :func:`proxy_faults`; :mod:`mcp_affinity.pinning_proxy`, "Slots during a drain"). A blue/green pair
 of Deployments was not chosen: it doubles the pods on every deploy and needs the package, not
 Kubernetes, to retire the old colour, with the same grace limits on evictions.

@@ -184,15 +184,15 @@ def localize(config: str, servers: Sequence[tuple[str, int]], ports: Ports, me: 
     return config if srvkey else config.replace(" srvkey addr", "")
 
 
-def dns_server_at(config: str, address: str, port: int = pinning_proxy.DNS_PORT) -> str:
+def dns_server_at(config: str, address: str) -> str:
     """``config`` with its ``resolvers`` section's name servers (UDP and TCP, the address the
-    container's start-up command fills in) at ``address``:``port``; ``ValueError`` unless the section
+    container's start-up command fills in) at ``address``; ``ValueError`` unless the section
     is exactly the one :func:`~mcp_affinity.pinning_proxy.resolvers_section` writes."""
     section = pinning_proxy.resolvers_section()
     if config.count(section) != 1:
         raise ValueError("the configuration has no resolvers section naming the pod's name server over UDP and TCP")
     server = f'"${{{pinning_proxy.DNS_SERVER_VARIABLE}}}":{pinning_proxy.DNS_PORT}'
-    return config.replace(section, section.replace(server, f"{address}:{port}"))
+    return config.replace(section, section.replace(server, f"{address}:{pinning_proxy.DNS_PORT}"))
 
 
 def _expect(pattern: re.Pattern[str], text: str, count: int) -> list:
