@@ -229,7 +229,8 @@ def test_the_pinning_proxy_hands_an_unknown_session_over_once_and_strips_the_hop
     assert config["peers pinning"] == [f"peer notes-pinning-{i} notes-pinning-{i}.{peers}:10000" for i in (0, 1)]
     assert config["frontend health"] == ["bind :8404", "monitor-uri /healthz", "monitor fail if { nbsrv(replicas) lt 1 }",
                                          "http-request use-service prometheus-exporter if { path /metrics }"]
-    assert config["resolvers kubedns"] == ["parse-resolv-conf", "accepted_payload_size 1232", "hold valid 5s"]
+    assert config["resolvers kubedns"] == ['nameserver udp "${DNS_SERVER}":53', 'nameserver tcp tcp@"${DNS_SERVER}":53',
+                                           "accepted_payload_size 65535", "hold valid 5s"]
     assert "option redispatch 1" in config["defaults"] and "default-server check inter 2s fall 2 rise 2" in config["defaults"]
     assert config["global"] == ["log stdout format raw local0 info", "maxconn 1000", "ulimit-n 2064"]
     assert "timeout http-request 10s" in config["defaults"] and "timeout http-keep-alive 30s" in config["defaults"]

@@ -41,8 +41,6 @@ REFUSED = {
                                       "meshServices.notes.acknowledge"),
     "minReplicas above maxReplicas": (with_notes(minReplicas=9, maxReplicas=3), "meshServices.notes.minReplicas"),
     "stray pinningReplicas": (with_notes(pinningReplicas=3), "meshServices.notes.pinningReplicas"),
-    "more pods than the proxy's DNS answer holds": (
-        with_notes(sessionMode="in-memory-sessions", pinning="learned", maxReplicas=30), "meshServices.notes.maxReplicas"),
     "existing network without the GKE region": (mutate(NS + "network", {
         "existingNetwork": "projects/my-mcp-project/global/networks/shared", "cloudNat": True,
         "existingSubnets": {"europe-west4": "projects/my-mcp-project/regions/europe-west4/subnetworks/s"}}), "gke.region"),

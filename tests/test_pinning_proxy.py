@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from mcp_affinity import pinning_proxy
@@ -77,13 +79,15 @@ def test_the_slots_hold_old_new_and_surge_pods_of_two_overlapping_deploys(max_re
     assert pinning_proxy.server_slots(max_replicas, drained=False) == max_replicas  # no drain: as before
 
 
-def test_the_resolvers_accept_an_answer_as_large_as_the_cluster_dns_sends():
+def test_the_resolvers_ask_the_pods_name_server_over_udp_and_tcp_for_answers_up_to_65535_bytes():
     text = config()
-    assert "resolvers kubedns\n  parse-resolv-conf\n  accepted_payload_size 1232\n  hold valid 5s\n" in text
-    # HAProxy takes 512 to 65535 (configuration manual, accepted_payload_size); 512 holds only 27 pods.
-    assert 512 < pinning_proxy.DNS_PAYLOAD_BYTES <= 65535
+    assert ('resolvers kubedns\n  nameserver udp "${DNS_SERVER}":53\n  nameserver tcp tcp@"${DNS_SERVER}":53\n'
+            "  accepted_payload_size 65535\n  hold valid 5s\n") in text
+    assert "parse-resolv-conf" not in text  # it makes UDP name servers only
+    # Over UDP GKE's kube-dns answers 1232 bytes at most: 72 addresses of this name; over TCP 4091.
     host = "notes-pods.mcp-notes.svc.cluster.local"
-    assert pinning_proxy.dns_answer_bytes(host, 27) <= 512 < pinning_proxy.dns_answer_bytes(host, 28)
+    assert pinning_proxy.dns_answer_bytes(host, 72) <= pinning_proxy.DNS_PAYLOAD_BYTES < pinning_proxy.dns_answer_bytes(host, 73)
+    assert pinning_proxy.dns_answer_bytes(host, 4091) <= 65535 < pinning_proxy.dns_answer_bytes(host, 4092)
 
 
 def test_an_answer_is_header_question_records_and_opt():
@@ -91,18 +95,43 @@ def test_an_answer_is_header_question_records_and_opt():
     assert pinning_proxy.dns_answer_bytes("notes-pods.mcp-notes.svc.cluster.local", 2) == 12 + 40 + 4 + 32 + 11
 
 
-@pytest.mark.parametrize("max_replicas, drained, refused", [(24, True, False), (25, True, True), (30, True, True),
-                                                            (57, False, False), (58, False, True)])
-def test_more_pods_than_one_dns_answer_holds_are_refused(max_replicas, drained, refused):
-    host = "notes-pods.mcp-notes.svc.cluster.local"  # 72 addresses fit in 1232 bytes
+@pytest.mark.parametrize("max_replicas, drained, refused", [(1000, True, False), (1363, True, False),
+                                                            (1364, True, True), (3272, False, False),
+                                                            (3273, False, True)])
+def test_more_pods_than_one_tcp_answer_holds_are_refused(max_replicas, drained, refused):
+    host = "notes-pods.mcp-notes.svc.cluster.local"  # 4091 addresses fit in 65535 bytes
     fault = pinning_proxy.dns_fault(host, max_replicas, drained)
     assert (fault is not None) == refused
     if refused:
         assert fault.startswith(f"{max_replicas} is too many for the pinning proxy")
-        assert "at most 72 addresses" in fault and "1232 bytes" in fault
-        assert ("at most 24, or sessionDrainSeconds: 0 (then at most 57)" if drained else "at most 57") in fault
+        assert "at most 4091 addresses" in fault and "65535 bytes over TCP" in fault
+        assert ("at most 1363, or sessionDrainSeconds: 0 (then at most 3272)" if drained else "at most 3272") in fault
     slots = pinning_proxy.addresses_in_dns(max_replicas, drained)
-    assert (pinning_proxy.dns_answer_bytes(host, slots) > pinning_proxy.DNS_PAYLOAD_BYTES) == refused
+    assert (pinning_proxy.dns_answer_bytes(host, slots) > pinning_proxy.DNS_MESSAGE_BYTES) == refused
+
+
+def test_the_start_command_hands_haproxy_the_first_name_server_of_resolv_conf(tmp_path):
+    """Runs the shipped command with ``haproxy`` replaced by a script printing what it got."""
+    fake = tmp_path / "bin" / "haproxy"
+    fake.parent.mkdir()
+    fake.write_text('#!/bin/sh\necho "DNS_SERVER=$DNS_SERVER args=$*"\n')
+    fake.chmod(0o755)
+    resolv = tmp_path / "resolv.conf"
+    env = {"PATH": f"{fake.parent}:/usr/bin:/bin"}
+
+    def run(text: str) -> subprocess.CompletedProcess:
+        resolv.write_text(text)
+        return subprocess.run(pinning_proxy.start_command(str(resolv), "/etc/p.cfg"), env=env,
+                              capture_output=True, text=True, timeout=10)
+
+    done = run("search mcp-notes.svc.cluster.local svc.cluster.local\nnameserver 10.8.0.10\n"
+               "nameserver 10.8.0.11\noptions ndots:5\n")
+    assert (done.returncode, done.stdout) == (0, "DNS_SERVER=10.8.0.10 args=-W -db -f /etc/p.cfg\n"), done
+    assert run("nameserver 169.254.20.10").stdout == "DNS_SERVER=169.254.20.10 args=-W -db -f /etc/p.cfg\n"
+    refused = run("search cluster.local\n")  # an empty address would make HAProxy ask 0.0.0.0
+    assert refused.returncode == 1 and refused.stdout == "" and "no nameserver in" in refused.stderr, refused
+    assert pinning_proxy.start_command()[:2] == ["/bin/sh", "-c"]
+    assert pinning_proxy.start_command()[2].endswith("exec haproxy -W -db -f /usr/local/etc/haproxy/haproxy.cfg")
 
 
 def test_each_slot_gets_a_file_descriptor_for_its_check():
@@ -110,16 +139,15 @@ def test_each_slot_gets_a_file_descriptor_for_its_check():
     assert "ulimit-n 2094\n" in config(sizing=ProxySizing(50_000, 1000, 30))
 
 
-def test_a_service_whose_pods_overflow_the_answer_is_refused_under_max_replicas(record):
-    from mcp_affinity.errors import SettingsError
+def test_a_service_at_the_largest_max_replicas_gets_every_slot_and_the_start_command(record):
+    """maxReplicas' own limit (1000) with a drain: 3000 slots, whose 48069-byte answer fits one TCP answer."""
     from test_gke import mesh_service, service_args
 
-    args = service_args(session_mode="in-memory-sessions", pinning="learned", max_replicas=30)
-    with pytest.raises(SettingsError) as error:
-        record(lambda: mesh_service(args))
-    (fault,) = error.value.problems
-    assert fault[0] == "maxReplicas" and "notes-pods.mcp-t-notes.svc.cluster.local" in fault[1], fault
     plan = record(lambda: mesh_service(service_args(session_mode="in-memory-sessions", pinning="learned",
-                                                    max_replicas=30, session_drain_seconds=0)))
+                                                    max_replicas=1000)))
     text = plan.get("kubernetes:core/v1:ConfigMap", "notes-pinning").inputs["data"]["haproxy.cfg"]
-    assert template_slots(text) == 30
+    assert template_slots(text) == 3000 and pinning_proxy.resolvers_section() in text
+    assert pinning_proxy.dns_answer_bytes("notes-pods.mcp-t-notes.svc.cluster.local", 3000) == 48069 <= 65535
+    pod = plan.get("kubernetes:apps/v1:StatefulSet", "notes-pinning").inputs["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"] == pinning_proxy.start_command() and "args" not in container

@@ -46,8 +46,9 @@ how); its grace period is the session drain plus 30 s to stop, at most an hour, 
 on node upgrades; cluster-autoscaler scale-down honours only 10 minutes
 (https://cloud.google.com/kubernetes-engine/docs/how-to/extended-duration-pods). The terminating
 pods keep their proxy slots, so the proxy has 3 x ``max_replicas`` of them (two deploys per window),
-and every pod must fit one 1232-byte DNS answer: a larger ``max_replicas`` is refused
-(:func:`proxy_faults`; :mod:`mcp_affinity.pinning_proxy`, "Slots during a drain"). A blue/green pair
+and every pod must fit one DNS answer, which the proxy asks for over TCP too (65535 bytes: 1363
+``max_replicas`` with a drain for a 45-character name, above the field's limit of 1000; beyond is refused,
+:func:`proxy_faults`; :mod:`mcp_affinity.pinning_proxy`, "Slots during a drain"). A blue/green pair
 of Deployments was not chosen: it doubles the pods on every deploy and needs the package, not
 Kubernetes, to retire the old colour, with the same grace limits on evictions.
 """
@@ -167,9 +168,9 @@ class McpMeshServiceArgs(Settings):
     max_replicas: Int = Field(
         default=10, ge=1, le=1000,
         description="most pods (HorizontalPodAutoscaler, CPU target 70 %). With `pinning: learned` the proxy's "
-                    "one DNS answer (1232 bytes) must hold every pod: with a session drain this version's and two "
-                    "draining sets (3 x maxReplicas; at most about 24), without one maxReplicas plus the 25 % rollout "
-                    "surge (at most about 57); refused beyond, with the limit for the service's name.")
+                    "one DNS answer, which it asks for over TCP (65535 bytes, about 4090 addresses), must hold every "
+                    "pod: with a session drain this version's and two draining sets (3 x maxReplicas), without one "
+                    "maxReplicas plus the 25 % rollout surge; both fit at 1000.")
     drain_seconds: Int = Field(
         default=3600, ge=30, le=3600,
         description="graceful termination: the pod and its sidecar keep serving open streams this long (30 to 3600 "
@@ -545,7 +546,8 @@ class McpMeshService(pulumi.ComponentResource):
                     "securityContext": {"runAsNonRoot": True, "runAsUser": 99, "seccompProfile": {"type": "RuntimeDefault"}},
                     "containers": [{
                         "name": "haproxy", "image": pinning_proxy.PROXY_IMAGE,
-                        "args": ["-f", "/usr/local/etc/haproxy/haproxy.cfg"],
+                        # Fills in the pod's name server, which the resolvers ask over UDP and TCP.
+                        "command": pinning_proxy.start_command(),
                         "ports": [{"name": "http", "containerPort": pinning_proxy.SERVE_PORT},
                                   {"name": "peers", "containerPort": pinning_proxy.PEER_PORT},
                                   {"name": "health", "containerPort": pinning_proxy.HEALTH_PORT}],
@@ -621,7 +623,7 @@ class McpMeshService(pulumi.ComponentResource):
             return []
         return [{
             "name": pinning_proxy.DRAIN_SIGNAL_CONTAINER, "image": pinning_proxy.PROXY_IMAGE,
-            "args": ["-f", "/usr/local/etc/haproxy/haproxy.cfg"],
+            "args": ["-f", pinning_proxy.CONFIG_PATH],
             "ports": [{"name": "drain-signal", "containerPort": pinning_proxy.DRAIN_SIGNAL_PORT}],
             "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "32Mi"}},
             "volumeMounts": [{"name": "drain-signal", "mountPath": "/usr/local/etc/haproxy", "readOnly": True}],

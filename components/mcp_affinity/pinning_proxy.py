@@ -51,15 +51,32 @@ autoscaler cycling pods in and out within it) the newest pods find no free slot 
 until a draining pod leaves DNS; if no pod of the current version has a slot, new sessions fail
 (503) until then.
 
-The DNS answer must carry every address in one UDP message: HAProxy's resolvers announce
-``accepted_payload_size`` (512 bytes by default, which holds 27 addresses of a 45-character name) and treat a
-truncated answer as an error (``RSLV_RESP_TRUNCATED`` in ``resolv_validate_dns_response``); after
-``hold other`` (30 s) every slot loses its address and the service is down. The proxy announces
-:data:`DNS_PAYLOAD_BYTES` (1232, the size GKE's kube-dns answers: its dnsmasq 2.90 caps EDNS answers
-at 1232 bytes by default), and the package refuses a ``maxReplicas`` whose addresses would not fit
-(:func:`dns_fault`). A TCP name server would lift the limit, but ``parse-resolv-conf`` makes UDP
-name servers only (``dns_dgram_init``) and ``tcp@`` needs the cluster DNS's address written into the
-configuration, which the plan does not know.
+The DNS answer must carry every address in one message: HAProxy treats a truncated answer as an
+error (``RSLV_RESP_TRUNCATED`` in ``resolv_validate_dns_response``), and after ``hold other`` (30 s)
+every slot loses its address and the service is down. Over UDP, GKE's kube-dns answers at most
+:data:`DNS_PAYLOAD_BYTES` (1232 bytes, about 72 addresses), so the proxy also asks over TCP, which
+carries up to 65535 bytes (RFC 1035 4.2.2; about 4090 addresses): its ``resolvers`` section names
+the pod's name server twice, ``nameserver udp`` and ``nameserver tcp tcp@`` (HAProxy 2.4+; the
+configuration manual, "nameserver", https://docs.haproxy.org/3.0/configuration.html#5.3.2-nameserver),
+and announces :data:`DNS_MESSAGE_BYTES` (``accepted_payload_size``: HAProxy counts a longer TCP answer
+as ``too_big``, ``resolv_process_responses``; the manual asks for 65535 with TCP name servers).
+HAProxy queries every name server and waits for all of them before it acts on an error
+(``resolv_process_responses``, "Wait all nameservers response to handle errors"), so the TCP answer
+wins over a truncated UDP one, and UDP alone still serves a name server that refuses TCP (an answer
+that fits 1232 bytes). ``parse-resolv-conf`` makes UDP name servers only (``dns_dgram_init``), and
+the plan does not know the cluster DNS's address: the container's start-up command
+(:func:`start_command`) reads the first ``nameserver`` of the pod's ``/etc/resolv.conf`` into
+``DNS_SERVER``, which HAProxy expands in the configuration (manual, section 2.3), the server
+``parse-resolv-conf`` would have used. The package's cluster (:mod:`mcp_affinity.gke_cluster` sets no
+``dns_config``) resolves with kube-dns, whose Service publishes ``dns-tcp`` 53/TCP to dnsmasq's TCP
+port, or with NodeLocal DNSCache (on by default from GKE 1.34.1), which binds 169.254.20.10 and
+kube-dns's ClusterIP on 53/UDP and 53/TCP (kubernetes/kubernetes ``cluster/addons/dns``,
+``kube-dns/kube-dns.yaml.in`` and ``nodelocaldns/nodelocaldns.yaml``). Cloud DNS for GKE (the node's
+metadata server, 169.254.169.254) is not the package's choice, and whether it answers over TCP is
+not documented. :func:`dns_fault` refuses pods beyond one 65535-byte answer (about 4090 addresses:
+1363 ``maxReplicas`` with a drain, 3272 without, for a 45-character name); ``maxReplicas``' own
+limit of 1000 stays under it, so what bounds the slots now is their cost: one file descriptor and
+one health check every 2 s per slot per proxy replica (3000 slots at 1000 with a drain).
 
 Why not HAProxy's ``agent-check`` with a ``drain`` reply: the agent must keep answering after
 SIGTERM, which needs a program of our own in every pod; a relay that simply stops does the same
@@ -118,12 +135,21 @@ DRAINING_SETS = 2
 """With a session drain, sets of ``maxReplicas`` terminating pods the slots hold beside the current
 version: one deploy, plus a second (or a rollback) inside the same window."""
 DNS_PAYLOAD_BYTES = 1232
-"""The UDP answer size the proxy announces (``accepted_payload_size``; HAProxy takes 512 to 65535,
-https://docs.haproxy.org/3.0/configuration.html#5.3.2-accepted_payload_size) and the most GKE's
-cluster DNS returns over UDP: kube-dns runs dnsmasq 2.90 (kubernetes/dns ``images/dnsmasq/Makefile``)
-without ``--edns-packet-max``, whose default became 1232 in 2.90 (the DNS flag day 2020 size; 4096
-before; dnsmasq's man page). NodeLocal DNSCache fetches over TCP (``force_tcp``) and answers up to
-the client's announced size. Cloud DNS for GKE documents no UDP answer size: 1232 is assumed."""
+"""The most GKE's cluster DNS returns over UDP: kube-dns runs dnsmasq 2.90 (kubernetes/dns
+``images/dnsmasq/Makefile``) without ``--edns-packet-max``, whose default became 1232 in 2.90 (the
+DNS flag day 2020 size; 4096 before; dnsmasq's man page). NodeLocal DNSCache fetches over TCP
+(``force_tcp``) and answers up to the client's announced size. Cloud DNS for GKE documents no UDP
+answer size: 1232 is assumed. A larger answer comes over TCP (:data:`DNS_MESSAGE_BYTES`)."""
+DNS_MESSAGE_BYTES = 65535
+"""The largest DNS message, which TCP carries (RFC 1035 section 4.2.2, a 16-bit length), and the
+``accepted_payload_size`` the proxy announces (HAProxy takes 512 to 65535 and recommends 65535 with
+TCP name servers, https://docs.haproxy.org/3.0/configuration.html#5.3.2-accepted_payload_size)."""
+DNS_SERVER_VARIABLE = "DNS_SERVER"
+"""The environment variable :func:`start_command` sets to the pod's name server; the ``resolvers``
+section names it (HAProxy expands ``"${NAME}"`` in its configuration)."""
+DNS_PORT = 53
+CONFIG_PATH = "/usr/local/etc/haproxy/haproxy.cfg"
+"""Where the proxy's and the drain signal's configuration is mounted (the official image's path)."""
 DNS_HEADER_BYTES, DNS_OPT_BYTES, DNS_A_RECORD_BYTES = 12, 11, 16
 """A DNS message's header; the EDNS OPT record the answer carries; one A record with its name
 compressed to a pointer (2 name + 2 type + 2 class + 4 TTL + 2 length + 4 address)."""
@@ -178,27 +204,50 @@ def addresses_in_dns(max_replicas: int, drained: bool) -> int:
 
 
 def dns_answer_bytes(host: str, addresses: int) -> int:
-    """Bytes of the UDP answer to an A query for ``host`` with ``addresses`` records."""
+    """Bytes of the answer to an A query for ``host`` with ``addresses`` records (over TCP, without
+    the 2-byte length that precedes it)."""
     question = len(host.rstrip(".")) + 2 + 4  # labels with their length bytes, the root, type and class
     return DNS_HEADER_BYTES + question + addresses * DNS_A_RECORD_BYTES + DNS_OPT_BYTES
 
 
 def dns_fault(host: str, max_replicas: int, drained: bool) -> Optional[str]:
-    """Why ``max_replicas`` pods behind headless Service ``host`` are too many for one UDP answer of
-    :data:`DNS_PAYLOAD_BYTES`, or None when they fit."""
+    """Why ``max_replicas`` pods behind headless Service ``host`` are too many for one DNS answer of
+    :data:`DNS_MESSAGE_BYTES` (over TCP), or None when they fit."""
     addresses = addresses_in_dns(max_replicas, drained)
-    if dns_answer_bytes(host, addresses) <= DNS_PAYLOAD_BYTES:
+    if dns_answer_bytes(host, addresses) <= DNS_MESSAGE_BYTES:
         return None
-    fit = (DNS_PAYLOAD_BYTES - dns_answer_bytes(host, 0)) // DNS_A_RECORD_BYTES
+    fit = (DNS_MESSAGE_BYTES - dns_answer_bytes(host, 0)) // DNS_A_RECORD_BYTES
     most = {drain: max((n for n in range(1, fit + 1) if addresses_in_dns(n, drain) <= fit), default=0)
             for drain in (True, False)}
     why = (f"with a session drain the proxy's DNS answer holds this version's pods and {DRAINING_SETS} draining "
            f"sets ({addresses} addresses)" if drained else
            f"during a rollout the proxy's DNS answer holds {addresses} ready pods (maxReplicas plus 25 % surge)")
-    return (f"{max_replicas} is too many for the pinning proxy: {why}, and GKE's cluster DNS answers at most "
-            f"{fit} addresses of {host} in one UDP answer ({DNS_PAYLOAD_BYTES} bytes; HAProxy takes a truncated "
+    return (f"{max_replicas} is too many for the pinning proxy: {why}, and one DNS answer holds at most "
+            f"{fit} addresses of {host} ({DNS_MESSAGE_BYTES} bytes over TCP; HAProxy takes a truncated "
             f"answer as an error and 30 s later takes every pod out): at most {most[drained]}"
             + (f", or sessionDrainSeconds: 0 (then at most {most[False]})" if drained else ""))
+
+
+def start_command(resolv_conf: str = "/etc/resolv.conf", config_path: str = CONFIG_PATH) -> list[str]:
+    """The proxy container's ``command``: sets :data:`DNS_SERVER_VARIABLE` to the first ``nameserver``
+    of ``resolv_conf`` (the pod's cluster DNS, as ``parse-resolv-conf`` would take it) and runs HAProxy
+    as the official image's entrypoint does (``haproxy -W -db``, docker-library/haproxy
+    ``docker-entrypoint.sh``); exits 1 with a message when the file names no name server (HAProxy
+    would read an empty address as 0.0.0.0); reads a last line without a newline too. Shell built-ins
+    only: the image's /bin/sh is dash."""
+    script = (f'while read -r key value rest || [ -n "$key" ]; do [ "$key" = nameserver ] && {DNS_SERVER_VARIABLE}="$value" && break; '
+              f'done < {resolv_conf}; '
+              f'[ -n "${DNS_SERVER_VARIABLE}" ] || {{ echo "no nameserver in {resolv_conf}" >&2; exit 1; }}; '
+              f'export {DNS_SERVER_VARIABLE}; exec haproxy -W -db -f {config_path}')
+    return ["/bin/sh", "-c", script]
+
+
+def resolvers_section() -> str:
+    """The ``resolvers kubedns`` section: the pod's name server over UDP and over TCP (see the module's
+    docstring), answers up to :data:`DNS_MESSAGE_BYTES`, addresses refreshed every 5 s."""
+    server = f'"${{{DNS_SERVER_VARIABLE}}}":{DNS_PORT}'
+    return (f"resolvers kubedns\n  nameserver udp {server}\n  nameserver tcp tcp@{server}\n"
+            f"  accepted_payload_size {DNS_MESSAGE_BYTES}\n  hold valid 5s\n")
 
 
 def peer_names(name: str, replicas: int) -> list[str]:
@@ -319,11 +368,7 @@ defaults
   timeout tunnel {stream}
   default-server {check}
 
-resolvers kubedns
-  parse-resolv-conf
-  accepted_payload_size {DNS_PAYLOAD_BYTES}
-  hold valid 5s
-
+{resolvers_section()}
 peers pinning
 {peers}
 

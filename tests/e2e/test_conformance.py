@@ -88,7 +88,7 @@ def test_learned_pinning_runs_the_planned_config_with_only_its_addresses_moved(r
     kept = set(deployed.splitlines()) & set(ran.splitlines())
     moved = [line for line in deployed.splitlines() if line not in kept]
     assert all(("server-template" in line or " peer " in line or "bind :" in line or "srvkey addr" in line
-                or "parse-resolv-conf" in line or ".svc.cluster.local:8080 resolvers" in line) for line in moved), moved
+                or '"${DNS_SERVER}":53' in line or ".svc.cluster.local:8080 resolvers" in line) for line in moved), moved
     new = [line for line in ran.splitlines() if line not in kept]
     assert all("127.0.0.1" in line or "stick-table" in line for line in new), new
     assert "  server mcp1 127.0.0.1:20001 port 20101" in ran and f"  server {names[1]} 127.0.0.1:30001" in ran

@@ -1,6 +1,9 @@
 """The planned pinning proxy's DNS discovery against a name server on 127.0.0.1 that answers as
-GKE's kube-dns does over UDP (:mod:`mcp_affinity_conformance.dns`): the shipped ``resolvers``
-section takes an answer with every slot's pod, where HAProxy's default 512 bytes took none."""
+GKE's kube-dns does (:mod:`mcp_affinity_conformance.dns`: over UDP at most 1232 bytes, truncated
+beyond; over TCP whole), started by the container's shipped start-up command: the shipped
+``resolvers`` section takes over TCP an answer with every slot's pod far beyond one UDP answer,
+where UDP alone took none, and still takes a small answer over UDP from a name server that
+refuses TCP."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("parts_installed")]
 
 HOST = "legacy-pods.mcp-ex5-legacy.svc.cluster.local"
 ROOT = Path(__file__).resolve().parents[2]
+TCP_NAMESERVER = f'  nameserver tcp tcp@"${{{pinning_proxy.DNS_SERVER_VARIABLE}}}":{pinning_proxy.DNS_PORT}\n'
 
 
 def planned(max_replicas: int, tmp_path) -> str:
@@ -30,51 +34,45 @@ def planned(max_replicas: int, tmp_path) -> str:
 
 def pods(count: int) -> list[str]:
     """``count`` pod addresses, all loopback (and nothing connects to them: no check, no traffic)."""
-    return [f"127.0.0.{2 + index}" for index in range(count)]
+    return [f"127.0.{1 + index // 250}.{2 + index % 250}" for index in range(count)]
 
 
-def test_every_slot_gets_its_pod_from_one_answer_at_the_largest_allowed_max_replicas(tmp_path):
-    """maxReplicas 24 is the most the package allows here: 72 slots, a 1225-byte answer."""
-    assert pinning_proxy.dns_fault(HOST, 24, True) is None and pinning_proxy.dns_fault(HOST, 25, True)
+def test_every_slot_gets_its_pod_over_tcp_from_an_answer_four_times_what_udp_carries(tmp_path):
+    """maxReplicas 100 with a drain: 300 slots, a 4873-byte answer (UDP carries 1232, 72 pods)."""
     from mcp_affinity_conformance.dns import answer_to
 
-    sent = answer_to(HOST, pods(72), 1232)
-    assert sent.wire_size == 1225 == pinning_proxy.dns_answer_bytes(HOST, 72) and len(sent.answer[0]) == 72
-    counters, slots = pinning_proxy_discovery(planned(24, tmp_path), pods(72), tmp_path)
-    assert counters["truncated"] == 0 and counters["valid"] >= 2, counters
+    assert pinning_proxy.dns_fault(HOST, 100, True) is None
+    assert answer_to(HOST, pods(300), 65535).flags & dns_flags.TC  # over UDP: truncated at 1232 bytes
+    sent = answer_to(HOST, pods(300), 65535, tcp=True)
+    assert sent.wire_size == 4873 == pinning_proxy.dns_answer_bytes(HOST, 300) and len(sent.answer[0]) == 300
+    config = planned(100, tmp_path)
+    assert pinning_proxy.resolvers_section() in config and TCP_NAMESERVER in config
+    counters, slots = pinning_proxy_discovery(config, pods(300), tmp_path)
+    assert counters["tcp"]["valid"] >= 2 and counters["udp"]["valid"] == 0, counters
+    assert sorted(slots) == sorted(pods(300))
+
+
+def test_over_udp_alone_the_same_answer_is_truncated_and_no_slot_gets_a_pod(tmp_path):
+    """The shipped section without its TCP name server: the answer for 300 pods comes truncated,
+    HAProxy rejects it whole and (after ``hold other``) would drop every pod; 73 pods do the same."""
+    udp_only = planned(100, tmp_path).replace(TCP_NAMESERVER, "")
+    for count in (300, 73):
+        counters, slots = pinning_proxy_discovery(udp_only, pods(count), tmp_path)
+        assert set(counters) == {"udp"} and counters["udp"]["truncated"] >= 2, counters
+        assert counters["udp"]["valid"] == 0 and slots == [], counters
+
+
+def test_a_name_server_refusing_tcp_still_fills_the_slots_over_udp_while_the_answer_fits(tmp_path):
+    """Why the UDP name server stays: a cluster DNS without TCP still serves an answer of 1232
+    bytes or less (72 pods of this name)."""
+    counters, slots = pinning_proxy_discovery(planned(24, tmp_path), pods(72), tmp_path, tcp=False)
+    assert counters["udp"]["valid"] >= 2 and counters["tcp"].get("valid", 0) == 0, counters
     assert sorted(slots) == sorted(pods(72))
 
 
-def test_with_haproxys_default_payload_the_same_answer_is_truncated_and_no_slot_gets_a_pod(tmp_path):
-    """The configuration before the fix (no ``accepted_payload_size``: 512 bytes) with the pods of
-    a drained deploy at maxReplicas 10 (30 addresses, 553 bytes)."""
-    from mcp_affinity_conformance.dns import answer_to
-
-    assert answer_to(HOST, pods(30), 1232).wire_size == 553 == pinning_proxy.dns_answer_bytes(HOST, 30)
-    assert answer_to(HOST, pods(27), 512).flags & dns_flags.TC == 0 and answer_to(HOST, pods(28), 512).flags & dns_flags.TC
-    after = planned(10, tmp_path)
-    before = after.replace(f"  accepted_payload_size {pinning_proxy.DNS_PAYLOAD_BYTES}\n", "")
-    counters, slots = pinning_proxy_discovery(before, pods(30), tmp_path)
-    assert counters["truncated"] >= 2 and counters["valid"] == 0, counters
-    assert slots == []
-    counters, slots = pinning_proxy_discovery(after, pods(30), tmp_path)
-    assert counters["truncated"] == 0 and len(slots) == 30, counters
-
-
-def test_one_pod_beyond_what_the_cluster_dns_returns_in_one_answer_leaves_every_slot_empty(tmp_path):
-    """Why the package refuses a maxReplicas whose pods overflow 1232 bytes: the cluster DNS
-    truncates the answer, HAProxy rejects it whole, and (after ``hold other``) drops every pod."""
-    from mcp_affinity_conformance.dns import answer_to
-
-    assert answer_to(HOST, pods(73), 1232).flags & dns_flags.TC
-    counters, slots = pinning_proxy_discovery(planned(24, tmp_path), pods(73), tmp_path)
-    assert counters["truncated"] >= 2 and counters["valid"] == 0, counters
-    assert slots == []
-
-
-def pinning_proxy_discovery(config: str, addresses: list[str], tmp_path):
+def pinning_proxy_discovery(config: str, addresses: list[str], tmp_path, tcp: bool = True):
     from mcp_affinity_conformance.dns import discover
 
     workdir = tmp_path / f"run-{len(list(tmp_path.glob('run-*')))}"
     workdir.mkdir()
-    return discover(config, addresses, workdir)
+    return discover(config, addresses, workdir, tcp=tcp)

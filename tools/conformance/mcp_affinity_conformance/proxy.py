@@ -154,7 +154,8 @@ def localize(config: str, servers: Sequence[tuple[str, int]], ports: Ports, me: 
       in ``servers`` (name, port), named as the template names its slots;
     - each ``peer NAME HOST:PORT`` -> ``peer NAME 127.0.0.1:<ports.peer[NAME]>``, and each
       handover ``server NAME HOST:PORT ...`` -> ``server NAME 127.0.0.1:<ports.serve[NAME]>``;
-    - ``parse-resolv-conf`` -> a loopback name server (nothing resolves through it here);
+    - the name server the start-up command fills in (``"${DNS_SERVER}"``) -> 127.0.0.1 (nothing
+      resolves through it here);
     - ``srvkey addr`` dropped when ``srvkey`` is False (HAProxy before 2.7; every local proxy
       lists the servers in one order, so server ids agree across peers);
     - with a drain check (``server-template ... port 8405``), each server line gets ``port <p>``,
@@ -179,10 +180,19 @@ def localize(config: str, servers: Sequence[tuple[str, int]], ports: Ports, me: 
     config = _PEER.sub(lambda m: f"  peer {m[1]} {LOOPBACK}:{ports.peer[m[1]]}", config)
     _expect(_HANDOVER, config, len(ports.serve) if len(ports.serve) > 1 else 0)
     config = _HANDOVER.sub(lambda m: f"  server {m[1]} {LOOPBACK}:{ports.serve[m[1]]}", config)
-    if config.count("  parse-resolv-conf\n") != 1:
-        raise ValueError("the configuration has no parse-resolv-conf line")
-    config = config.replace("  parse-resolv-conf\n", f"  nameserver loopback {LOOPBACK}:53\n")
+    config = dns_server_at(config, LOOPBACK)
     return config if srvkey else config.replace(" srvkey addr", "")
+
+
+def dns_server_at(config: str, address: str) -> str:
+    """``config`` with its ``resolvers`` section's name servers (UDP and TCP, the address the
+    container's start-up command fills in) at ``address``; ``ValueError`` unless the section
+    is exactly the one :func:`~mcp_affinity.pinning_proxy.resolvers_section` writes."""
+    section = pinning_proxy.resolvers_section()
+    if config.count(section) != 1:
+        raise ValueError("the configuration has no resolvers section naming the pod's name server over UDP and TCP")
+    server = f'"${{{pinning_proxy.DNS_SERVER_VARIABLE}}}":{pinning_proxy.DNS_PORT}'
+    return config.replace(section, section.replace(server, f"{address}:{pinning_proxy.DNS_PORT}"))
 
 
 def _expect(pattern: re.Pattern[str], text: str, count: int) -> list:
