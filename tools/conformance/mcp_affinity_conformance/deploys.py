@@ -231,8 +231,7 @@ def cell(report: DeployReport, kind: str) -> str:
     """What a deploy did to one client kind's sessions, as the README's deploy table says it."""
     old = [s for s in report.old if s.kind == kind]
     new = [s for s in report.new if s.kind == kind]
-    planned = sum(s.calls_before + s.calls_during for s in old)
-    lost = planned - sum(s.ok_before + s.ok_during for s in old)
+    planned, lost = _calls(old)
     stayed = "every call on its creator" if all(_stayed(report, s) for s in old) else \
         f"{sum(_stayed(report, s) for s in old)}/{len(old)} stayed on their creator"
     renewed = all(s.reinitialized_ok and s.reinitialized_on in report.new_names for s in old)
@@ -252,9 +251,14 @@ MODE_ROWS = {"sdk-in-memory": "`mcp` 2.3, default `streamable_http_app()`",
 def mode_cell(platform: str, report: DeployReport) -> str:
     """What a deploy did on ``platform`` (``GKE `learned` ``), both client kinds together, as the
     deploy column of README's switch table says it: ``GKE `learned`: drains, 0 of 48 calls lost``."""
-    planned = sum(s.calls_before + s.calls_during for s in report.old)
-    lost = planned - sum(s.ok_before + s.ok_during for s in report.old)
+    planned, lost = _calls(report.old)
     return f"{platform}: drains, {lost} of {planned} calls lost"
+
+
+def _calls(sessions: list[DeploySession]) -> tuple[int, int]:
+    """(calls made, calls lost) of ``sessions`` opened before a deploy, before and during it."""
+    planned = sum(s.calls_before + s.calls_during for s in sessions)
+    return planned, planned - sum(s.ok_before + s.ok_during for s in sessions)
 
 
 def switch_row(readme: str, mode: str) -> str:
